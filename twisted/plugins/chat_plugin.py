@@ -1,0 +1,12 @@
+"""
+Makes C{twistd chat} available once chatservice is installed.
+"""
+
+from twisted.application.service import ServiceMaker
+
+chat = ServiceMaker(
+    "chatservice",
+    "chatservice.tap",
+    "A multi-user text chat server for nc, telnet and chat-client.",
+    "chat",
+)
