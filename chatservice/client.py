@@ -33,7 +33,7 @@ DEFAULT_PORT = 12345
 
 
 class Options(usage.Options):
-    synopsis = "chat-client [HOST [PORT]] | chat-client --connect ENDPOINT"
+    synopsis = "Usage: chat-client [HOST [PORT]] | chat-client --connect ENDPOINT"
     longdesc = (
         "Connect to a chatservice server (default "
         f"{DEFAULT_HOST}:{DEFAULT_PORT}). Lines typed go to the server, lines "
@@ -57,6 +57,12 @@ class Options(usage.Options):
         if self["connect"] is not None:
             if host is not None:
                 raise usage.UsageError("give either HOST [PORT] or --connect")
+            from twisted.internet import reactor
+
+            try:
+                endpoints.clientFromString(reactor, self["connect"])
+            except Exception as e:
+                raise usage.UsageError(f"--connect {self['connect']}: {e}") from None
             self.endpoint = self["connect"]
             return
         try:
@@ -153,13 +159,19 @@ class Terminal(Protocol):
         self.server.end_input()
 
     def writeConnectionLost(self) -> None:
-        # Nobody is reading our output any more (as with `| head`).
+        # Nobody is reading our output any more (as with `| head`). Standard
+        # output is gone, so there is nothing left to flush or close.
         self.ended = True
         assert self.server.transport is not None
         self.server.transport.loseConnection()
+        self._closed()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self.closed.callback(None)
+        self._closed()
+
+    def _closed(self) -> None:
+        if not self.closed.called:
+            self.closed.callback(None)
 
 
 def _complain(message: str) -> None:

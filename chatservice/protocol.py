@@ -73,26 +73,37 @@ class ChatProtocol(LineReceiver):
         self.member = self.registry.connect(self)
         log.info("{peer} connected as {nick}", peer=self.peer, nick=self.member.nick)
 
+    def _too_long(self, line: bytes) -> bool:
+        # The \r of a \r\n ending does not count against the limit.
+        return len(line) - line.endswith(b"\r") > self.factory.max_line
+
     def dataReceived(self, data: bytes) -> None:
         lines = (self._buffer + data).split(b"\n")
         self._buffer = lines.pop()
-        limit = self.factory.max_line
         for line in lines:
-            if self.member is None or not self.member.connected:
+            if not self._reading:
+                self._buffer = b""
                 return
             if self._discarding:
                 # The rest of a line already refused as too long.
                 self._discarding = False
-            elif len(line) > limit:
+            elif self._too_long(line):
                 self._refuse_long_line()
             else:
                 self.lineReceived(line)
-        if len(self._buffer) > limit and not self._discarding:
+        if self._discarding:
+            self._buffer = b""
+        elif self._too_long(self._buffer):
             self._buffer = b""
             self._discarding = True
             self._refuse_long_line()
-        elif self._discarding:
-            self._buffer = b""
+
+    @property
+    def _reading(self) -> bool:
+        """
+        Whether input still means anything: not after the member has quit.
+        """
+        return self.member is not None and self.member.connected
 
     def _refuse_long_line(self) -> None:
         assert self.member is not None
@@ -129,7 +140,8 @@ class ChatProtocol(LineReceiver):
     # IHalfCloseableProtocol
 
     def readConnectionLost(self) -> None:
-        if self._buffer and not self._discarding:
+        if self._buffer and self._reading and not self._discarding:
+            # The last line of input need not end in a newline.
             self.lineReceived(self._buffer)
         self._buffer = b""
         if self.member is not None and self.member.connected:

@@ -175,8 +175,9 @@ class Registry:
         """
         if not member.connected:
             return
+        self._flush_rooms_of(member)
         self.tell(member, wire.notice("Goodbye."))
-        self.flush_member(member)
+        self._deliver(member)
         self.disconnect(member, message or "quit")
         member.recipient.close()
 
@@ -322,8 +323,7 @@ class Registry:
         """
         target = self.find(nick)
         # Whatever the sender said in its rooms reaches the target first.
-        for room in member.rooms.values():
-            self._flush_room(room)
+        self._flush_rooms_of(member)
         self.tell(target, wire.private(member.nick, text))
 
     def tell(self, member: Member, line: str) -> None:
@@ -338,18 +338,20 @@ class Registry:
         """
         Queue a line for every member of C{room} except C{sender}.
         """
-        if not room.pending:
+        pending = room.pending
+        pending.append((sender, wire.encode(line)))
+        if len(pending) == 1:
             self._dirty_rooms.append(room)
             self._request_flush()
-        room.pending.append((sender, wire.encode(line)))
 
     def _queue(self, member: Member, data: bytes) -> None:
         if not member.connected:
             return
-        if not member.outbox:
+        outbox = member.outbox
+        outbox.append(data)
+        if len(outbox) == 1:
             self._dirty_members.append(member)
             self._request_flush()
-        member.outbox.append(data)
 
     def _request_flush(self) -> None:
         if not self._flush_scheduled:
@@ -386,14 +388,13 @@ class Registry:
                 dirty.append(member)
             outbox.append(out)
 
-    def flush_member(self, member: Member) -> None:
+    def _flush_rooms_of(self, member: Member) -> None:
         """
-        Deliver everything queued for C{member} now, including lines pending
-        in its rooms (which then go to those rooms' other members too).
+        Queue the lines pending in C{member}'s rooms, for all their members,
+        ahead of whatever is queued next.
         """
         for room in member.rooms.values():
             self._flush_room(room)
-        self._deliver(member)
 
     def flush(self) -> None:
         """
