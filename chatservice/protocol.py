@@ -7,32 +7,74 @@ one connection lives on the factory's L{Registry}.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from collections import Counter
+from typing import cast
 
 from twisted.internet.interfaces import (
+    IAddress,
+    IConsumer,
+    IDelayedCall,
     IHalfCloseableProtocol,
+    IPushProducer,
     IReactorTime,
     ITCPTransport,
 )
-from twisted.internet.protocol import ServerFactory, connectionDone
+from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
+from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from chatservice import commands, wire
+from chatservice import commands, sanitize, wire
+from chatservice.flood import TokenBucket
+from chatservice.limits import Limits, address_key
 from chatservice.registry import IRecipient, Member, Registry
-
-if TYPE_CHECKING:
-    from twisted.internet.interfaces import IAddress
-
-DEFAULT_MAX_LINE = 4096
 
 log = Logger()
 
 
+@implementer(IPushProducer)
+class Backlog:
+    """
+    What waits for a client that is not reading.
+
+    Registered as the transport's streaming producer, it is paused when the
+    socket's own buffer fills; output is then held here instead, up to the
+    C{sendq} limit, and written when the transport drains.
+    """
+
+    __slots__ = ("held", "paused", "protocol", "size")
+
+    def __init__(self, protocol: ChatProtocol) -> None:
+        self.protocol = protocol
+        self.paused = False
+        self.held: list[bytes] = []
+        self.size = 0
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        if self.held:
+            data = b"".join(self.held)
+            self.held.clear()
+            self.size = 0
+            self.protocol.deliver(data)
+
+    def stopProducing(self) -> None:
+        self.held.clear()
+        self.size = 0
+
+
+# Marks the place of a line refused as too long in the queue of lines to
+# handle, so that its error line comes in order.
+_TOO_LONG = None
+
+
 @implementer(IHalfCloseableProtocol, IRecipient)
-class ChatProtocol(LineReceiver):
+class ChatProtocol(TimeoutMixin, LineReceiver):
     """
     One client connection.
 
@@ -43,10 +85,15 @@ class ChatProtocol(LineReceiver):
     Framing is done here rather than by L{LineReceiver.dataReceived}, whose
     over-long-line handling drops the connection and the rest of the buffer:
     an over-long line is refused with an error line, and every line after it
-    is still read.
+    is still read. A chunk is split with one C{bytes.split}.
+
+    Flood control: lines beyond the connection's token bucket are held and
+    handled as tokens come back (IRC's "fake lag"); past C{flood_queue} held
+    lines the client is told and disconnected. Other clients never wait for
+    a flooder: its lines are handled only as its own tokens allow.
 
     End of input (a half-close, as C{nc -N} or C{chat-client} do at the end
-    of piped input) is a quit: the server reads what remains, sends the
+    of piped input) is a quit: the server handles what remains, sends the
     replies, and then closes.
     """
 
@@ -55,84 +102,225 @@ class ChatProtocol(LineReceiver):
     member: Member | None = None
     _buffer = b""
     _discarding = False
+    _eof = False
+    _bucket: TokenBucket | None = None
+    _release_call: IDelayedCall | None = None
+    _address_key: str | None = None
+    _counted = False
 
     @property
     def registry(self) -> Registry:
         return self.factory.registry
 
     @property
+    def limits(self) -> Limits:
+        return self.factory.limits
+
+    @property
     def peer(self) -> IAddress:
         return self.transport.getPeer()  # type: ignore[union-attr]
-
-    def connectionMade(self) -> None:
-        if ITCPTransport.providedBy(self.transport):
-            # Small interactive lines must not wait on delayed ACKs, and
-            # peers that vanish without a FIN must eventually be noticed.
-            self.transport.setTcpNoDelay(True)
-            self.transport.setTcpKeepAlive(True)
-        self.member = self.registry.connect(self)
-        log.info("{peer} connected as {nick}", peer=self.peer, nick=self.member.nick)
-
-    def _too_long(self, line: bytes) -> bool:
-        # The \r of a \r\n ending does not count against the limit.
-        return len(line) - line.endswith(b"\r") > self.factory.max_line
-
-    def dataReceived(self, data: bytes) -> None:
-        lines = (self._buffer + data).split(b"\n")
-        self._buffer = lines.pop()
-        for line in lines:
-            if not self._reading:
-                self._buffer = b""
-                return
-            if self._discarding:
-                # The rest of a line already refused as too long.
-                self._discarding = False
-            elif self._too_long(line):
-                self._refuse_long_line()
-            else:
-                self.lineReceived(line)
-        if self._discarding:
-            self._buffer = b""
-        elif self._too_long(self._buffer):
-            self._buffer = b""
-            self._discarding = True
-            self._refuse_long_line()
 
     @property
     def _reading(self) -> bool:
         """
-        Whether input still means anything: not after the member has quit.
+        Whether input still means anything: not after the member has left.
         """
         return self.member is not None and self.member.connected
 
-    def _refuse_long_line(self) -> None:
-        assert self.member is not None
-        log.info(
-            "{peer} sent a line over {limit} bytes; dropped",
-            peer=self.peer,
-            limit=self.factory.max_line,
-        )
-        self.registry.tell(
-            self.member,
-            wire.error(
-                f"Line too long (the limit is {self.factory.max_line} bytes); "
-                "it was dropped."
-            ),
-        )
+    def connectionMade(self) -> None:
+        transport = self.transport
+        assert transport is not None
+        if ITCPTransport.providedBy(transport):
+            # Small interactive lines must not wait on delayed ACKs, and
+            # peers that vanish without a FIN must eventually be noticed.
+            transport.setTcpNoDelay(True)
+            transport.setTcpKeepAlive(True)
+        self._backlog = Backlog(self)
+        cast(IConsumer, transport).registerProducer(self._backlog, True)
+        limits = self.limits
+        reactor = self.factory.reactor
+        self.callLater = reactor.callLater  # type: ignore[assignment]
+        if limits.flood_rate > 0:
+            self._bucket = TokenBucket(
+                limits.flood_rate, limits.flood_burst, reactor.seconds()
+            )
+        self._held: list[bytes | None] = []
+        self.member = self.registry.connect(self)
+        if limits.idle_timeout > 0:
+            self.setTimeout(limits.idle_timeout)
+        log.info("{peer} connected as {nick}", peer=self.peer, nick=self.member.nick)
+
+    # Input
+
+    def dataReceived(self, data: bytes) -> None:
+        if not self._reading:
+            return
+        if self.timeOut is not None:
+            self.resetTimeout()
+        lines: list[bytes | None]
+        lines = (self._buffer + data).split(b"\n")  # type: ignore[assignment]
+        buffer = lines.pop()
+        assert buffer is not None
+        self._buffer = buffer
+        if self._discarding and lines:
+            # The end of a line already refused as too long.
+            del lines[0]
+            self._discarding = False
+        if self._discarding:
+            self._buffer = b""
+        elif self._too_long(buffer):
+            self._buffer = b""
+            self._discarding = True
+            lines.append(_TOO_LONG)
+        if lines:
+            self._accept(lines)
+
+    def _too_long(self, line: bytes) -> bool:
+        # The \r of a \r\n ending does not count against the limit.
+        return len(line) - line.endswith(b"\r") > self.limits.max_line
+
+    def _accept(self, lines: list[bytes | None]) -> None:
+        """
+        Handle what the flood limit allows now and hold back the rest.
+        """
+        bucket = self._bucket
+        if bucket is None:
+            self._handle(lines)
+            return
+        if not self._held:
+            granted = bucket.take(len(lines), self.factory.reactor.seconds())
+            if granted == len(lines):
+                self._handle(lines)
+                return
+            self._handle(lines[:granted])
+            lines = lines[granted:]
+        held = self._held
+        held.extend(lines)
+        if len(held) > self.limits.flood_queue:
+            self._excess_flood()
+        elif self._release_call is None and self._reading:
+            self._release_call = self.factory.reactor.callLater(
+                bucket.wait(self.factory.reactor.seconds()), self._release
+            )
+
+    def _release(self) -> None:
+        """
+        Handle held lines as tokens have come back.
+        """
+        self._release_call = None
+        bucket = self._bucket
+        assert bucket is not None
+        held = self._held
+        granted = bucket.take(len(held), self.factory.reactor.seconds())
+        batch = held[:granted]
+        del held[:granted]
+        self._handle(batch)
+        if held and self._reading:
+            self._release_call = self.factory.reactor.callLater(
+                bucket.wait(self.factory.reactor.seconds()), self._release
+            )
+        elif self._eof:
+            self._end_of_input()
+
+    def _handle(self, lines: list[bytes | None]) -> None:
+        for line in lines:
+            if not self._reading:
+                return
+            if line is _TOO_LONG or self._too_long(line):
+                self._refuse_long_line()
+            else:
+                self.lineReceived(line)
 
     def lineReceived(self, line: bytes) -> None:
         assert self.member is not None
         if line.endswith(b"\r"):
             line = line[:-1]
-        text = line.decode("utf-8", "replace")
+        text = sanitize.clean(line)
         if not text.strip():
             return
         commands.dispatch(self.registry, self.member, text)
 
+    # Refusals
+
+    def _refuse_long_line(self) -> None:
+        assert self.member is not None
+        limit = self.limits.max_line
+        log.info(
+            "{peer} ({nick}) sent a line over {limit} bytes; dropped",
+            peer=self.peer,
+            nick=self.member.nick,
+            limit=limit,
+            reason="line too long",
+        )
+        self.registry.tell(
+            self.member,
+            wire.error(f"Line too long (the limit is {limit} bytes); it was dropped."),
+        )
+
+    def _excess_flood(self) -> None:
+        assert self.member is not None
+        log.warn(
+            "{peer} ({nick}) disconnected: excess flood, {held} lines held",
+            peer=self.peer,
+            nick=self.member.nick,
+            held=len(self._held),
+            reason="excess flood",
+        )
+        self._held.clear()
+        self._cancel_release()
+        self.registry.dismiss(
+            self.member,
+            wire.error(
+                f"Excess flood: more than {self.limits.flood_queue} lines "
+                f"waiting at {self.limits.flood_rate:g} lines a second; "
+                "disconnecting."
+            ),
+            "excess flood",
+        )
+
+    def timeoutConnection(self) -> None:
+        if not self._reading:
+            return
+        assert self.member is not None
+        log.info(
+            "{peer} ({nick}) disconnected: idle for {seconds} seconds",
+            peer=self.peer,
+            nick=self.member.nick,
+            seconds=self.limits.idle_timeout,
+            reason="idle timeout",
+        )
+        self.registry.dismiss(
+            self.member,
+            wire.error(
+                f"No input for {self.limits.idle_timeout:g} seconds; disconnecting."
+            ),
+            "idle timeout",
+        )
+
+    def _sendq_exceeded(self) -> None:
+        assert self.member is not None
+        log.warn(
+            "{peer} ({nick}) disconnected: SendQ exceeded, {size} bytes waiting",
+            peer=self.peer,
+            nick=self.member.nick,
+            size=self._backlog.size,
+            reason="sendq exceeded",
+        )
+        self._backlog.stopProducing()
+        self.registry.disconnect(self.member, "SendQ exceeded")
+        self.transport.abortConnection()  # type: ignore[union-attr]
+
     # IRecipient
 
     def deliver(self, data: bytes) -> None:
-        self.transport.write(data)  # type: ignore[union-attr]
+        backlog = self._backlog
+        if not backlog.paused:
+            self.transport.write(data)  # type: ignore[union-attr]
+            return
+        backlog.held.append(data)
+        backlog.size += len(data)
+        if backlog.size > self.limits.sendq and self._reading:
+            self._sendq_exceeded()
 
     def close(self) -> None:
         self.transport.loseConnection()  # type: ignore[union-attr]
@@ -142,8 +330,14 @@ class ChatProtocol(LineReceiver):
     def readConnectionLost(self) -> None:
         if self._buffer and self._reading and not self._discarding:
             # The last line of input need not end in a newline.
-            self.lineReceived(self._buffer)
+            buffer, self._buffer = self._buffer, b""
+            self._accept([buffer])
         self._buffer = b""
+        self._eof = True
+        if not self._held:
+            self._end_of_input()
+
+    def _end_of_input(self) -> None:
         if self.member is not None and self.member.connected:
             self.registry.quit(self.member, "connection closed")
         else:
@@ -152,7 +346,17 @@ class ChatProtocol(LineReceiver):
     def writeConnectionLost(self) -> None:
         self.close()
 
+    def _cancel_release(self) -> None:
+        if self._release_call is not None:
+            self._release_call.cancel()
+            self._release_call = None
+
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.setTimeout(None)
+        self._cancel_release()
+        if self._counted:
+            self._counted = False
+            self.factory.release(self._address_key)
         if self.member is None:
             return
         if self.member.connected:
@@ -165,12 +369,24 @@ class ChatProtocol(LineReceiver):
         )
 
 
+class Refusal(Protocol):
+    """
+    Says why a connection is refused, in one error line, and closes it.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        self.transport.write(wire.encode(wire.error(self.reason)))
+        self.transport.loseConnection()
+
+
 class ChatFactory(ServerFactory[ChatProtocol]):
     """
-    Builds L{ChatProtocol}s and owns the L{Registry} they share, across every
-    listening port.
-
-    @ivar max_line: the longest line, in bytes, a client may send.
+    Builds L{ChatProtocol}s and owns what they share across every listening
+    port: the L{Registry}, the L{Limits}, and the count of connections.
     """
 
     protocol = ChatProtocol
@@ -178,14 +394,62 @@ class ChatFactory(ServerFactory[ChatProtocol]):
     def __init__(
         self,
         reactor: IReactorTime | None = None,
-        max_line: int = DEFAULT_MAX_LINE,
+        limits: Limits | None = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as _reactor
 
             reactor = cast(IReactorTime, _reactor)
         self.reactor = reactor
-        self.max_line = max_line
+        self.limits = Limits() if limits is None else limits
         # Everything queued in one reactor turn is written in the next
         # iteration, one write per member.
         self.registry = Registry(schedule=lambda flush: reactor.callLater(0, flush))
+        self.connections = 0
+        self.per_address: Counter[str] = Counter()
+
+    def buildProtocol(self, addr: IAddress) -> Protocol | None:  # type: ignore[override]
+        key = address_key(addr)
+        limits = self.limits
+        if limits.max_clients and self.connections >= limits.max_clients:
+            return self._refuse(
+                addr,
+                f"The server is full ({limits.max_clients} connections); "
+                "try again later.",
+                "max clients",
+            )
+        if (
+            key is not None
+            and limits.max_per_ip
+            and self.per_address[key] >= limits.max_per_ip
+        ):
+            return self._refuse(
+                addr,
+                f"Too many connections from your address (the limit is "
+                f"{limits.max_per_ip}); try again later.",
+                "max per ip",
+            )
+        protocol = super().buildProtocol(addr)
+        assert protocol is not None
+        self.connections += 1
+        if key is not None:
+            self.per_address[key] += 1
+        protocol._address_key = key
+        protocol._counted = True
+        return protocol
+
+    def _refuse(self, addr: IAddress, line: str, reason: str) -> Protocol:
+        log.info("{peer} refused: {reason}", peer=addr, reason=reason)
+        refusal = Refusal(line)
+        refusal.factory = self
+        return refusal
+
+    def release(self, key: str | None) -> None:
+        """
+        A counted connection has closed: its slot is free at once.
+        """
+        self.connections -= 1
+        if key is not None:
+            self.per_address[key] -= 1
+            if not self.per_address[key]:
+                del self.per_address[key]

@@ -173,12 +173,20 @@ class Registry:
         The member asked to leave: say goodbye, tell its rooms, and close its
         connection after everything queued for it has been delivered.
         """
+        self.dismiss(member, wire.notice("Goodbye."), message or "quit")
+
+    def dismiss(self, member: Member, last_line: str, reason: str) -> None:
+        """
+        End C{member}'s session: deliver what is queued for it and then
+        C{last_line}, tell its rooms it quit for C{reason}, and ask its
+        connection to close once that has been sent.
+        """
         if not member.connected:
             return
         self._flush_rooms_of(member)
-        self.tell(member, wire.notice("Goodbye."))
+        self.tell(member, last_line)
         self._deliver(member)
-        self.disconnect(member, message or "quit")
+        self.disconnect(member, reason)
         member.recipient.close()
 
     # Names

@@ -13,11 +13,19 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.python import usage
 
-from chatservice.protocol import DEFAULT_MAX_LINE, ChatFactory
+from chatservice.limits import Limits
+from chatservice.protocol import ChatFactory
 
 DEFAULT_PORT = "tcp:12345:interface=127.0.0.1"
 
 log = Logger()
+
+
+def _whole(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError(f"{value} is negative")
+    return number
 
 
 def _positive(value: str) -> int:
@@ -27,21 +35,85 @@ def _positive(value: str) -> int:
     return number
 
 
+def _non_negative(value: str) -> float:
+    number = float(value)
+    if not number >= 0:
+        raise ValueError(f"{value} is not a number of seconds")
+    return number
+
+
+_DEFAULTS = Limits()
+
+
 class Options(usage.Options):
     synopsis = "[--port ENDPOINT]... [options]"
     longdesc = (
         "Run the chatservice chat server. Clients connect with nc, telnet or "
         "chat-client. Listens on " + DEFAULT_PORT + " unless --port is given. "
-        "The wire protocol is documented in docs/protocol.md."
+        "The wire protocol and every limit are documented in docs/protocol.md."
     )
     optParameters: list[Any] = [
         [
             "max-line",
             None,
-            DEFAULT_MAX_LINE,
+            _DEFAULTS.max_line,
             "Longest line, in bytes, a client may send; longer lines are "
             "refused with an error and the connection stays open.",
             _positive,
+        ],
+        [
+            "flood-rate",
+            None,
+            _DEFAULTS.flood_rate,
+            "Lines per second one connection may send on average; faster "
+            "lines are delayed. 0 turns flood control off.",
+            _non_negative,
+        ],
+        [
+            "flood-burst",
+            None,
+            _DEFAULTS.flood_burst,
+            "Lines one connection may send at once before --flood-rate applies.",
+            _positive,
+        ],
+        [
+            "flood-queue",
+            None,
+            _DEFAULTS.flood_queue,
+            "Lines held back for a flooding connection before it is told and "
+            "disconnected.",
+            _positive,
+        ],
+        [
+            "sendq",
+            None,
+            _DEFAULTS.sendq,
+            "Bytes that may wait for a client that does not read (beyond the "
+            "socket's buffer) before it is disconnected.",
+            _positive,
+        ],
+        [
+            "max-clients",
+            None,
+            _DEFAULTS.max_clients,
+            "Most connections in all; 0 for no limit.",
+            _whole,
+        ],
+        [
+            "max-per-ip",
+            None,
+            _DEFAULTS.max_per_ip,
+            "Most connections from one IP address (an IPv6 /64 counts as one); "
+            "0 for no limit.",
+            _whole,
+        ],
+        [
+            "idle-timeout",
+            None,
+            _DEFAULTS.idle_timeout,
+            "Close connections that send nothing for this many seconds; 0 "
+            "(the default) never does.",
+            _non_negative,
         ],
     ]
 
@@ -88,13 +160,26 @@ class ChatListener(StreamServerEndpointService):
         return port
 
 
+def limits_from(options: Options) -> Limits:
+    return Limits(
+        max_line=options["max-line"],
+        flood_rate=options["flood-rate"],
+        flood_burst=options["flood-burst"],
+        flood_queue=options["flood-queue"],
+        sendq=options["sendq"],
+        max_clients=options["max-clients"],
+        max_per_ip=options["max-per-ip"],
+        idle_timeout=options["idle-timeout"],
+    )
+
+
 def makeService(options: Options) -> IService:
     """
     One factory, and so one set of rooms, behind every listening endpoint.
     """
     from twisted.internet import reactor
 
-    factory = ChatFactory(reactor, max_line=options["max-line"])
+    factory = ChatFactory(reactor, limits_from(options))
     service = MultiService()
     for description in options["port"]:
         listener = ChatListener(

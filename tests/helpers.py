@@ -33,6 +33,7 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from chatservice.limits import Limits
 from chatservice.protocol import ChatFactory, ChatProtocol
 
 # How long any single wait in these tests may take before it is a failure.
@@ -169,8 +170,8 @@ class TrackedChatProtocol(ChatProtocol):
 class TrackedChatFactory(ChatFactory):
     protocol = TrackedChatProtocol
 
-    def __init__(self) -> None:
-        super().__init__(reactor)
+    def __init__(self, limits: Limits | None = None) -> None:
+        super().__init__(reactor, limits)
         self.open: set[ChatProtocol] = set()
         self._lost_waiters: dict[ChatProtocol, Deferred[None]] = {}
 
@@ -201,9 +202,11 @@ class LoopbackChat:
     for, in the test's cleanup.
     """
 
-    def __init__(self, testcase: SynchronousTestCase) -> None:
+    def __init__(
+        self, testcase: SynchronousTestCase, limits: Limits | None = None
+    ) -> None:
         self.testcase = testcase
-        self.factory = TrackedChatFactory()
+        self.factory = TrackedChatFactory(limits)
         self.clients: list[LineClient] = []
         self.port: Any = None
 

@@ -20,7 +20,10 @@ from twisted.test import iosim
 from twisted.trial import unittest
 
 from chatservice.commands import COMMANDS
-from chatservice.protocol import DEFAULT_MAX_LINE, ChatFactory, ChatProtocol
+from chatservice.limits import Limits
+from chatservice.protocol import ChatFactory, ChatProtocol
+
+DEFAULT_MAX_LINE = Limits().max_line
 
 PROTOCOL_DOC = Path(__file__).parent.parent / "docs" / "protocol.md"
 
@@ -78,9 +81,9 @@ class Harness:
     A factory on a fake clock, and connections to it.
     """
 
-    def __init__(self, max_line: int = DEFAULT_MAX_LINE) -> None:
+    def __init__(self, limits: Limits | None = None) -> None:
         self.clock = Clock()
-        self.factory = ChatFactory(reactor=self.clock, max_line=max_line)
+        self.factory = ChatFactory(reactor=self.clock, limits=limits)
         self._ports = iter(range(40000, 50000))
 
     def turn(self) -> None:
@@ -113,7 +116,7 @@ class ChatTestCase(unittest.SynchronousTestCase):
     max_line = DEFAULT_MAX_LINE
 
     def setUp(self) -> None:
-        self.harness = Harness(self.max_line)
+        self.harness = Harness(Limits(max_line=self.max_line))
 
     def clients(self, n: int) -> list[Client]:
         return self.harness.clients(n)

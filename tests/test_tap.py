@@ -27,7 +27,10 @@ from twisted.python import usage
 from twisted.trial import unittest
 
 from chatservice import tap
-from chatservice.protocol import DEFAULT_MAX_LINE, ChatFactory
+from chatservice.limits import Limits
+from chatservice.protocol import ChatFactory
+
+DEFAULT_MAX_LINE = Limits().max_line
 
 TWISTD = Path(sys.executable).parent / "twistd"
 
@@ -126,7 +129,7 @@ class MakeServiceTests(unittest.SynchronousTestCase):
         self.assertEqual(len(listeners), 1)
         [listener] = listeners
         self.assertIsInstance(listener.endpoint, endpoints.TCP4ServerEndpoint)
-        self.assertEqual(factory.max_line, DEFAULT_MAX_LINE)
+        self.assertEqual(factory.limits.max_line, DEFAULT_MAX_LINE)
 
     def test_oneListenerPerPortOneFactory(self) -> None:
         options = parse(
@@ -149,7 +152,7 @@ class MakeServiceTests(unittest.SynchronousTestCase):
                 endpoints.UNIXServerEndpoint,
             ],
         )
-        self.assertEqual(factory.max_line, 77)
+        self.assertEqual(factory.limits.max_line, 77)
         # One factory, so one registry: every port shares the rooms.
         self.assertIs(factory.registry, listeners[2].factory.registry)
 
