@@ -32,7 +32,8 @@ class TokenBucket:
         Take up to C{n} whole tokens and return how many were taken.
         """
         self._refill(now)
-        granted = min(n, int(self.tokens))
+        # A token due "now" may be a rounding error short of whole.
+        granted = min(n, int(self.tokens + 1e-9))
         self.tokens -= granted
         return granted
 

@@ -31,6 +31,10 @@ from chatservice.flood import TokenBucket
 from chatservice.limits import Limits, address_key
 from chatservice.registry import IRecipient, Member, Registry
 
+# Seconds a connection being closed has to take its last lines before it is
+# aborted.
+CLOSE_GRACE = 10.0
+
 log = Logger()
 
 
@@ -105,6 +109,7 @@ class ChatProtocol(TimeoutMixin, LineReceiver):
     _eof = False
     _bucket: TokenBucket | None = None
     _release_call: IDelayedCall | None = None
+    _abort_call: IDelayedCall | None = None
     _address_key: str | None = None
     _counted = False
 
@@ -281,6 +286,11 @@ class ChatProtocol(TimeoutMixin, LineReceiver):
     def timeoutConnection(self) -> None:
         if not self._reading:
             return
+        if self._held:
+            # Lines held by flood control are input not yet handled, not
+            # silence.
+            self.setTimeout(self.limits.idle_timeout)
+            return
         assert self.member is not None
         log.info(
             "{peer} ({nick}) disconnected: idle for {seconds} seconds",
@@ -323,7 +333,15 @@ class ChatProtocol(TimeoutMixin, LineReceiver):
             self._sendq_exceeded()
 
     def close(self) -> None:
-        self.transport.loseConnection()  # type: ignore[union-attr]
+        transport = self.transport
+        assert transport is not None
+        transport.loseConnection()
+        if self._abort_call is None:
+            # A peer that never reads would keep a closing connection open
+            # for ever; it gets a bounded time to take its last lines.
+            self._abort_call = self.factory.reactor.callLater(
+                CLOSE_GRACE, cast(ITCPTransport, transport).abortConnection
+            )
 
     # IHalfCloseableProtocol
 
@@ -354,6 +372,8 @@ class ChatProtocol(TimeoutMixin, LineReceiver):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.setTimeout(None)
         self._cancel_release()
+        if self._abort_call is not None and self._abort_call.active():
+            self._abort_call.cancel()
         if self._counted:
             self._counted = False
             self.factory.release(self._address_key)

@@ -27,7 +27,7 @@ from typing import Any
 
 from twisted.internet import defer, endpoints, reactor
 from twisted.internet.defer import Deferred
-from twisted.internet.protocol import connectionDone
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.task import deferLater
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
@@ -175,10 +175,12 @@ class TrackedChatFactory(ChatFactory):
         self.open: set[ChatProtocol] = set()
         self._lost_waiters: dict[ChatProtocol, Deferred[None]] = {}
 
-    def buildProtocol(self, addr: object) -> ChatProtocol:
+    def buildProtocol(self, addr: object) -> Protocol:
         protocol = super().buildProtocol(addr)  # type: ignore[arg-type]
         assert protocol is not None
-        self.open.add(protocol)
+        # Refused connections are not chat connections; they report nothing.
+        if isinstance(protocol, ChatProtocol):
+            self.open.add(protocol)
         return protocol
 
     def lost(self, protocol: ChatProtocol) -> None:
