@@ -20,10 +20,19 @@ Handler = Callable[[Registry, Member, str], None]
 
 @dataclass(frozen=True)
 class Command:
+    """
+    One slash command.
+
+    @ivar takes_name: the argument is a nickname or room name to be checked
+        as typed. Cleaning it first would turn C{/nick a<ESC>b} into C{ab}
+        instead of refusing it; the naming rules refuse such characters.
+    """
+
     name: str
     arguments: str
     summary: str
     handler: Handler
+    takes_name: bool = False
 
     @property
     def usage(self) -> str:
@@ -106,12 +115,14 @@ COMMANDS: dict[str, Command] = {
             "NAME",
             "Change your nickname. Nicknames are unique regardless of case.",
             _nick,
+            takes_name=True,
         ),
         Command(
             "join",
             "ROOM",
             "Enter ROOM (creating it if needed) and talk there.",
             _join,
+            takes_name=True,
         ),
         Command(
             "part",
@@ -129,9 +140,15 @@ COMMANDS: dict[str, Command] = {
 }
 
 
-def dispatch(registry: Registry, member: Member, line: str) -> None:
+def dispatch(
+    registry: Registry, member: Member, line: str, as_typed: str | None = None
+) -> None:
     """
-    Act on one decoded input line from C{member}: a command, or chat.
+    Act on one input line from C{member}: a command, or chat.
+
+    @param line: the line, made safe to show (L{sanitize.safe}).
+    @param as_typed: the line before that, for commands whose argument is a
+        name, which is checked rather than cleaned.
 
     Refusals come back to the member as error lines; nothing a user types
     can raise out of here as a L{ChatError}.
@@ -142,6 +159,8 @@ def dispatch(registry: Registry, member: Member, line: str) -> None:
             command = COMMANDS.get(name.lower())
             if command is None:
                 raise ChatError(f"Unknown command: /{name}. Type /help for the list.")
+            if command.takes_name and as_typed is not None:
+                argument = as_typed.partition(" ")[2]
             command.handler(registry, member, argument.strip())
         else:
             registry.say(member, line[1:] if line.startswith("//") else line)

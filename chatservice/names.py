@@ -33,6 +33,14 @@ RESERVED = frozenset(
 )
 
 _PUNCTUATION = frozenset("_-")
+# Letters and marks that show as nothing (Unicode's default-ignorable code
+# points that are letters or marks): with them, "alice" and "alice" plus an
+# invisible character would be two names that look the same.
+_INVISIBLE = frozenset(
+    "\u034f\u115f\u1160\u17b4\u17b5\u180b\u180c\u180d\u180f\u3164\uffa0"
+    + "".join(map(chr, range(0xFE00, 0xFE10)))
+    + "".join(map(chr, range(0xE0100, 0xE01F0)))
+)
 # Combining marks are needed by many scripts, but unbounded runs of them
 # ("Zalgo" text) paint over neighbouring lines.
 _MAX_MARK_RUN = 2
@@ -60,6 +68,8 @@ def _check(name: str, what: str, limit: int) -> str:
         raise InvalidName(f"{what} must be at most {limit} characters")
     marks = 0
     for index, char in enumerate(name):
+        if char in _INVISIBLE:
+            raise InvalidName(f"{what} may not contain invisible characters")
         category = unicodedata.category(char)
         if category[0] == "M":
             marks += 1

@@ -240,10 +240,11 @@ class ChatProtocol(TimeoutMixin, LineReceiver):
         assert self.member is not None
         if line.endswith(b"\r"):
             line = line[:-1]
-        text = sanitize.clean(line)
+        decoded = sanitize.decode(line)
+        text = sanitize.safe(decoded)
         if not text.strip():
             return
-        commands.dispatch(self.registry, self.member, text)
+        commands.dispatch(self.registry, self.member, text, decoded)
 
     # Refusals
 

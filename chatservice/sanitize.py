@@ -40,16 +40,30 @@ _UNSAFE = re.compile(
 )
 
 
-def clean(raw: bytes) -> str:
+def decode(raw: bytes) -> str:
     """
-    Decode one line (without its line ending) and make it safe to show.
+    Decode one line (without its line ending), dropping telnet negotiation.
 
-    Invalid UTF-8 is replaced with U+FFFD, never passed on.
+    Invalid UTF-8 is replaced with U+FFFD, never passed on. The result is
+    not yet safe to show: see L{safe}.
     """
     if b"\xff" in raw:
         raw = _TELNET.sub(b"", raw)
-    text = raw.decode("utf-8", "replace")
+    return raw.decode("utf-8", "replace")
+
+
+def safe(text: str) -> str:
+    """
+    C{text} without anything that could act on a terminal.
+    """
     if text.isprintable():
         return text
     text = _ESCAPES.sub("", text).replace("\t", " ")
     return _UNSAFE.sub("", text)
+
+
+def clean(raw: bytes) -> str:
+    """
+    Decode one line and make it safe to show.
+    """
+    return safe(decode(raw))

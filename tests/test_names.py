@@ -54,6 +54,15 @@ class NicknameTests(SynchronousTestCase):
         self.assertRaises(names.InvalidName, names.nickname, "\u0301x")
         self.assertRaises(names.InvalidName, names.nickname, "x" + "\u0301" * 3)
 
+    def test_invisible_letters_and_marks(self) -> None:
+        """
+        Characters that show as nothing would make two names look alike.
+        """
+        for bad in ["alice\u3164", "\u3164", "x\ufe0f", "x\u034f", "a\U000e0100"]:
+            with self.subTest(bad=bad):
+                e = self.assertRaises(names.InvalidName, names.nickname, bad)
+                self.assertIn("invisible", str(e))
+
     def test_reserved_in_any_case(self) -> None:
         for reserved in ["server", "SERVER", "\uff33erver", "NickServ"]:
             with self.subTest(reserved=reserved):
