@@ -4,6 +4,7 @@ The C{twistd chat} plugin's options and service.
 
 from __future__ import annotations
 
+import resource
 from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService
@@ -160,6 +161,34 @@ class ChatListener(StreamServerEndpointService):
         return port
 
 
+def raise_open_files_limit() -> int:
+    """
+    Raise the soft limit on open files to the hard limit: each client is a
+    file descriptor, and the usual soft limit (1024) is far below what one
+    process can serve. Returns the limit now in force.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as e:
+            log.warn("Could not raise the open files limit: {error}", error=e)
+    return soft
+
+
+class ChatService(MultiService):
+    """
+    The listeners, and what the process needs before it serves anyone.
+    """
+
+    def startService(self) -> None:
+        limit = raise_open_files_limit()
+        log.info("Open files limit: {limit}", limit=limit)
+        super().startService()
+
+
 def limits_from(options: Options) -> Limits:
     return Limits(
         max_line=options["max-line"],
@@ -180,7 +209,7 @@ def makeService(options: Options) -> IService:
     from twisted.internet import reactor
 
     factory = ChatFactory(reactor, limits_from(options))
-    service = MultiService()
+    service = ChatService()
     for description in options["port"]:
         listener = ChatListener(
             endpoints.serverFromString(reactor, description), factory
