@@ -7,9 +7,11 @@ one connection lives on the factory's L{Registry}.
 
 from __future__ import annotations
 
+import socket
 from collections import Counter
 from typing import cast
 
+from twisted.internet import tcp
 from twisted.internet.interfaces import (
     IAddress,
     IConsumer,
@@ -110,6 +112,8 @@ class ChatProtocol(TimeoutMixin, LineReceiver):
     _bucket: TokenBucket | None = None
     _release_call: IDelayedCall | None = None
     _abort_call: IDelayedCall | None = None
+    # The socket of a plain TCP connection, for writing through.
+    _sock: socket.socket | None = None
     _address_key: str | None = None
     _counted = False
 
@@ -140,6 +144,8 @@ class ChatProtocol(TimeoutMixin, LineReceiver):
             # peers that vanish without a FIN must eventually be noticed.
             transport.setTcpNoDelay(True)
             transport.setTcpKeepAlive(True)
+        if type(transport) is tcp.Server:
+            self._sock = transport.getHandle()
         self._backlog = Backlog(self)
         cast(IConsumer, transport).registerProducer(self._backlog, True)
         limits = self.limits
@@ -326,12 +332,46 @@ class ChatProtocol(TimeoutMixin, LineReceiver):
     def deliver(self, data: bytes) -> None:
         backlog = self._backlog
         if not backlog.paused:
+            sock = self._sock
+            if sock is not None:
+                data = self._write_through(sock, data)
+                if not data:
+                    return
             self.transport.write(data)  # type: ignore[union-attr]
             return
         backlog.held.append(data)
         backlog.size += len(data)
         if backlog.size > self.limits.sendq and self._reading:
             self._sendq_exceeded()
+
+    def _write_through(self, sock: socket.socket, data: bytes) -> bytes:
+        """
+        Send C{data} straight to the socket when the transport has nothing
+        buffered, and return what the socket did not take.
+
+        L{FileDescriptor.write} only buffers, then registers the socket for
+        writability, sends when the reactor says it may, and unregisters:
+        two C{epoll_ctl} calls and a reactor round trip per recipient per
+        turn, which dominate fan-out to many clients. A socket with room in
+        its buffer (the usual case) takes the data at once. Anything it does
+        not take goes through the transport as usual, which keeps ordering,
+        error handling and the producer API intact.
+        """
+        transport = cast(tcp.Connection, self.transport)
+        if (
+            transport._tempDataLen
+            or transport.dataBuffer
+            or transport.disconnecting
+            or not transport.connected
+        ):
+            return data
+        try:
+            sent = sock.send(data)
+        except OSError:
+            # Would block, or the connection is failing: the transport
+            # finds out which and reports it in the usual way.
+            return data
+        return data[sent:] if sent < len(data) else b""
 
     def close(self) -> None:
         transport = self.transport
