@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from twisted.internet.interfaces import IAddress
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
 
 @dataclass(frozen=True, slots=True)
 class Limits:
@@ -29,6 +31,8 @@ class Limits:
     @ivar max_per_ip: connections from one address (an IPv6 /64 counts as
         one address).
     @ivar idle_timeout: seconds without input before a connection is closed.
+    @ivar flood_exempt: networks whose connections flood control leaves
+        alone (trusted bots, bridges, a benchmark's senders).
     """
 
     max_line: int = 4096
@@ -39,6 +43,31 @@ class Limits:
     max_clients: int = 0
     max_per_ip: int = 16
     idle_timeout: float = 0
+    flood_exempt: tuple[Network, ...] = ()
+
+    def flood_limited(self, address: IAddress) -> bool:
+        """
+        Whether flood control applies to a connection from C{address}.
+        """
+        if self.flood_rate <= 0:
+            return False
+        if not self.flood_exempt:
+            return True
+        ip = _ip(address)
+        return ip is None or not any(ip in network for network in self.flood_exempt)
+
+
+def _ip(address: IAddress) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    host = getattr(address, "host", None)
+    if not isinstance(host, str):
+        return None
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
 
 
 def address_key(address: IAddress) -> str | None:
@@ -47,15 +76,9 @@ def address_key(address: IAddress) -> str | None:
     address, or the IPv6 /64 (one customer's allocation, which can hand out
     addresses at will). Addresses without an IP (UNIX sockets) have none.
     """
-    host = getattr(address, "host", None)
-    if not isinstance(host, str):
-        return None
-    try:
-        ip = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
+    ip = _ip(address)
+    if ip is None:
         return None
     if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
         return str(ipaddress.IPv6Network((ip, 64), strict=False))
     return str(ip)

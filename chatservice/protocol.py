@@ -151,7 +151,7 @@ class ChatProtocol(TimeoutMixin, LineReceiver):
         limits = self.limits
         reactor = self.factory.reactor
         self.callLater = reactor.callLater  # type: ignore[assignment]
-        if limits.flood_rate > 0:
+        if limits.flood_limited(self.peer):
             self._bucket = TokenBucket(
                 limits.flood_rate, limits.flood_burst, reactor.seconds()
             )

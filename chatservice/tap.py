@@ -4,6 +4,7 @@ The C{twistd chat} plugin's options and service.
 
 from __future__ import annotations
 
+import ipaddress
 import resource
 from typing import Any
 
@@ -121,6 +122,19 @@ class Options(usage.Options):
     def __init__(self) -> None:
         super().__init__()
         self["port"] = []
+        self["flood-exempt"] = []
+
+    def opt_flood_exempt(self, network: str) -> None:
+        try:
+            self["flood-exempt"].append(ipaddress.ip_network(network, strict=False))
+        except ValueError as e:
+            raise usage.UsageError(f"--flood-exempt {network}: {e}") from None
+
+    opt_flood_exempt.__doc__ = (
+        "Leave connections from NETWORK (an address or CIDR block, such as "
+        "127.0.0.1 or 2001:db8::/32) out of flood control: trusted bots, "
+        "bridges, a benchmark's senders. May be given several times."
+    )
 
     def opt_port(self, description: str) -> None:
         from twisted.internet import reactor
@@ -199,6 +213,7 @@ def limits_from(options: Options) -> Limits:
         max_clients=options["max-clients"],
         max_per_ip=options["max-per-ip"],
         idle_timeout=options["idle-timeout"],
+        flood_exempt=tuple(options["flood-exempt"]),
     )
 
 

@@ -11,6 +11,7 @@ loopback TCP on the real reactor.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import socket
 from collections.abc import Callable
@@ -447,6 +448,54 @@ class DefaultFloodTests(unittest.SynchronousTestCase):
             self.assertEqual(b.take(), [f"[lobby] <{a.nick}> {t}" for t in texts])
             self.assertEqual(harness.clock.getDelayedCalls(), [])
         self.assertTrue(a.connected)
+
+
+class FloodExemptTests(unittest.SynchronousTestCase):
+    """
+    C{flood_exempt}: networks whose connections flood control leaves alone.
+    """
+
+    def setUp(self) -> None:
+        self.harness = Harness(
+            Limits(
+                flood_rate=1,
+                flood_burst=2,
+                flood_queue=5,
+                flood_exempt=(
+                    ipaddress.ip_network("10.9.0.0/16"),
+                    ipaddress.ip_network("2001:db8::/32"),
+                ),
+            )
+        )
+
+    def test_exempt_network_is_never_held(self) -> None:
+        for host in ["10.9.3.4", "2001:db8::7", "::ffff:10.9.0.1"]:
+            with self.subTest(host=host):
+                a = self.harness.connect(self.harness.address(host))
+                b = self.harness.connect()
+                a.take()
+                b.take()
+                texts = [f"{host} {n}" for n in range(50)]
+                a.lines(*texts)
+                self.assertEqual(b.take(), [f"[lobby] <{a.nick}> {t}" for t in texts])
+                self.assertTrue(a.connected)
+
+    def test_others_still_limited(self) -> None:
+        a = self.harness.connect(self.harness.address("10.8.0.1"))
+        b = self.harness.connect()
+        a.take()
+        b.take()
+        a.lines(*map(str, range(10)))
+        self.assertFalse(a.connected)
+        self.assertTrue(a.take()[-1].startswith("!!! Excess flood"))
+
+    def test_unix_sockets_are_limited(self) -> None:
+        """
+        An address without an IP is never in an exempt network.
+        """
+        limits = self.harness.factory.limits
+        self.assertTrue(limits.flood_limited(UNIXAddress(b"/tmp/chat.sock")))
+        self.assertFalse(Limits(flood_rate=0).flood_limited(UNIXAddress(None)))
 
 
 class IdleTimeoutTests(unittest.SynchronousTestCase):

@@ -86,6 +86,20 @@ class OptionsTests(unittest.SynchronousTestCase):
         error = self.assertRaises(usage.UsageError, parse, "--port", "bogus:1234")
         self.assertIn("bogus:1234", str(error))
 
+    def test_floodExempt(self) -> None:
+        """
+        --flood-exempt takes addresses or CIDR blocks, several times, and
+        they reach the factory's limits.
+        """
+        options = parse(
+            "--flood-exempt", "127.0.0.1", "--flood-exempt", "2001:db8::/32"
+        )
+        limits = tap.limits_from(options)
+        self.assertEqual(
+            [str(n) for n in limits.flood_exempt], ["127.0.0.1/32", "2001:db8::/32"]
+        )
+        self.assertRaises(usage.UsageError, parse, "--flood-exempt", "nonsense")
+
     def test_maxLine(self) -> None:
         options = parse("--max-line", "100")
         self.assertEqual(options["max-line"], 100)
