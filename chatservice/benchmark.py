@@ -68,6 +68,7 @@ import shutil
 import signal
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -109,6 +110,7 @@ FILL = b"ghijklmnopqrstuv"
 MARK = b"|"
 MIN_SIZE = HEAD + CHECK + 2
 TS_MASK = (1 << 48) - 1
+ANCILLARY_SIZE = 64
 ADLER_MOD = 65521
 
 # Latency histogram: bucket i holds latencies of about exp(i / 50)
@@ -130,8 +132,33 @@ class BenchError(Exception):
     """A run that could not be carried out (as opposed to bad results)."""
 
 
+# Linux's SO_TIMESTAMPNS (and SCM_TIMESTAMPNS), which the socket module
+# does not name: the kernel stamps each received segment with the time it
+# reached the socket.
+SO_TIMESTAMPNS = 35
+TIMESPEC = struct.Struct("@qq")
+
+
 def now_us() -> int:
-    return (time.monotonic_ns() // 1000) & TS_MASK
+    """
+    Microseconds on the wall clock: the clock the kernel's receive
+    timestamps use, and the same in every process.
+    """
+    return (time.time_ns() // 1000) & TS_MASK
+
+
+def kernel_rx_us(ancillary: list[tuple[int, int, bytes]]) -> int | None:
+    """
+    The kernel's receive time, in microseconds, from C{recvmsg} ancillary
+    data; None if there is none.
+    """
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+            seconds: int
+            nanoseconds: int
+            seconds, nanoseconds = TIMESPEC.unpack_from(data)
+            return (seconds * 1_000_000 + nanoseconds // 1000) & TS_MASK
+    return None
 
 
 def fills_for(size: int) -> list[bytes]:
@@ -421,6 +448,7 @@ class WorkerSpec:
     deadline_ns: int
     checksum: bool = False
     idle: bool = False
+    kernel_time: bool = True
 
 
 @dataclass
@@ -556,6 +584,8 @@ class Worker:
         self.at_low = 0
         self.fills = fills_for(spec.size)
         self.checksum = spec.checksum
+        # The kernel's receive time of the last read, when it gives one.
+        self.rx_us: int | None = None
         self.plen = spec.size - 1
         self.buf = bytearray(RECV_BUFFER)
         self.view = memoryview(self.buf)
@@ -648,6 +678,8 @@ class Worker:
                 self.senders.append(client)
             else:
                 self.receivers.append(client)
+            if spec.kernel_time:
+                sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             self.clients.append(client)
             self.by_fd[client.fd] = client
             self.epoll.register(client.fd, select.EPOLLIN)
@@ -820,7 +852,7 @@ class Worker:
                 continue
             first = client.sent + 1
             last = first + min(allowed, MAX_BATCH)
-            ts = (now // 1000) & TS_MASK
+            ts = now_us()
             # payload() + b"\n", unrolled: this is the senders' hot loop.
             fills = self.fills
             crc32 = zlib.crc32
@@ -890,7 +922,13 @@ class Worker:
         if t:
             buf[:t] = tail
         try:
-            n = client.sock.recv_into(self.view[t:])
+            if self.spec.kernel_time:
+                n, ancillary, _, _ = client.sock.recvmsg_into(
+                    [self.view[t:]], ANCILLARY_SIZE
+                )
+                self.rx_us = kernel_rx_us(ancillary)
+            else:
+                n = client.sock.recv_into(self.view[t:])
         except BlockingIOError:
             return
         except OSError:
@@ -979,7 +1017,8 @@ class Worker:
         except ValueError:
             client.bad_samples += 1
             return
-        latency = (now_us() - ts) & TS_MASK
+        received = self.rx_us if self.rx_us is not None else now_us()
+        latency = (received - ts) & TS_MASK
         self.histogram[bucket(latency)] += 1
         if latency > self.result.max_latency_us:
             self.result.max_latency_us = latency
@@ -1252,6 +1291,7 @@ class Options:
     processes: int = field(default_factory=lambda: os.cpu_count() or 1)
     timeout: float | None = None
     checksum: bool = False
+    kernel_time: bool = True
 
     def deadline(self, connections: int) -> float:
         """Seconds a whole run may take, set-up included."""
@@ -1439,6 +1479,7 @@ def run_point(
             server_fds=None if pid is None else proc_fd_count(pid),
             deadline_ns=deadline_ns,
             checksum=options.checksum,
+            kernel_time=options.kernel_time,
         )
         for w in range(workers)
     ]
@@ -2041,6 +2082,15 @@ def parser() -> argparse.ArgumentParser:
         "more passes over it in the generator; without it, a line garbled "
         "without changing its length is caught only if it is the sampled one",
     )
+    p.add_argument(
+        "--latency",
+        choices=["kernel", "app"],
+        default="kernel",
+        help="when a line counts as received: when the kernel put it in the "
+        "receiving socket (SO_TIMESTAMPNS; the default, so that the time the "
+        "generator takes to get round to reading it is not blamed on the "
+        "server), or when the generator read it",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     return p
 
@@ -2069,6 +2119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         processes=args.processes,
         timeout=args.timeout,
         checksum=args.checksum,
+        kernel_time=args.latency == "kernel",
     )
     progress = Progress(sys.stderr.isatty() and not args.json)
     points = args.points or [(args.receivers, args.senders)]

@@ -12,9 +12,11 @@ a couple of seconds.
 from __future__ import annotations
 
 import shutil
+import socket
 import sys
 import tempfile
 import textwrap
+import time
 from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -295,3 +297,49 @@ class HelperTests(SynchronousTestCase):
         self.assertTrue(0.98 < p50 < 1.02, p50)
         self.assertTrue(4.9 < p99 < 5.1, p99)
         self.assertIsNone(benchmark.percentile_ms([0] * 10, 0.5))
+
+
+class KernelTimestampTests(SynchronousTestCase):
+    """
+    Latency is taken from the kernel's receive timestamp when it is there.
+    """
+
+    def test_parsed_from_ancillary_data(self) -> None:
+        data = benchmark.TIMESPEC.pack(1_700_000_000, 123_456_789)
+        self.assertEqual(
+            benchmark.kernel_rx_us(
+                [(socket.SOL_SOCKET, benchmark.SO_TIMESTAMPNS, data)]
+            ),
+            (1_700_000_000 * 1_000_000 + 123_456) & benchmark.TS_MASK,
+        )
+
+    def test_absent(self) -> None:
+        self.assertIsNone(benchmark.kernel_rx_us([]))
+        self.assertIsNone(benchmark.kernel_rx_us([(socket.SOL_SOCKET, 1, b"")]))
+
+    def test_real_socket_gets_one(self) -> None:
+        """
+        On Linux a loopback TCP socket with SO_TIMESTAMPNS set reports the
+        time a segment arrived, on the wall clock that senders use.
+        """
+        listener = socket.create_server(("127.0.0.1", 0))
+        self.addCleanup(listener.close)
+        a = socket.create_connection(listener.getsockname(), timeout=5)
+        self.addCleanup(a.close)
+        b, _ = listener.accept()
+        self.addCleanup(b.close)
+        b.settimeout(5)
+        b.setsockopt(socket.SOL_SOCKET, benchmark.SO_TIMESTAMPNS, 1)
+        # Linux turns receive stamping on a moment after the first socket
+        # asks for it (a deferred static key), so the first segments may
+        # come without one: go on for a bounded time until one has it.
+        deadline = time.monotonic() + 5
+        stamp = None
+        while stamp is None and time.monotonic() < deadline:
+            before = benchmark.now_us()
+            a.send(b"x")
+            _, ancillary, _, _ = b.recvmsg(1, benchmark.ANCILLARY_SIZE)
+            after = benchmark.now_us()
+            stamp = benchmark.kernel_rx_us(ancillary)
+        assert stamp is not None, "no receive timestamp within 5 s"
+        self.assertTrue(before <= stamp <= after, (before, stamp, after))
