@@ -28,8 +28,9 @@ How a run goes:
      pass).
 
 Every payload is C{SSSS QQQQQQQQ TTTTTTTTTTTT CCCC} in hex (sender,
-sequence number, send time in microseconds of C{CLOCK_MONOTONIC}, which
-every process on the machine shares, and a CRC of those), filler depending
+sequence number, send time in microseconds of the wall clock, which every
+process on the machine shares and the kernel's receive timestamps use, and
+a CRC of those), filler depending
 on the sequence number, and C{|} (a byte found nowhere else in a line)
 before the newline. The receive path is C{recv_into} one shared buffer and,
 per read, C{count(b"\\n")} and the parse of the last complete line (its
@@ -96,7 +97,8 @@ OURS_ARGS = [
     "--max-per-ip",
     "0",
     "--sendq",
-    "67108864",
+    # Room for --slow readers to be held, not dropped, for a whole run.
+    "1073741824",
 ]
 DEFAULT_PEER = "bench/peers/minimal.py"
 
@@ -449,6 +451,7 @@ class WorkerSpec:
     checksum: bool = False
     idle: bool = False
     kernel_time: bool = True
+    slow: int = 0
 
 
 @dataclass
@@ -586,6 +589,7 @@ class Worker:
         self.checksum = spec.checksum
         # The kernel's receive time of the last read, when it gives one.
         self.rx_us: int | None = None
+        self.slow: list[socket.socket] = []
         self.plen = spec.size - 1
         self.buf = bytearray(RECV_BUFFER)
         self.view = memoryview(self.buf)
@@ -636,6 +640,7 @@ class Worker:
 
     def connect_all(self) -> None:
         spec = self.spec
+        self.connect_slow()
         total = spec.receivers + len(spec.sender_ids)
         roles = [-1] * spec.receivers + list(spec.sender_ids)
         # Senders last: their calibration and lines come after everyone.
@@ -686,6 +691,26 @@ class Worker:
             self.shared[self.i_started + self.index] += 1
             self.poll(0)
         self.result.clients = len(self.clients)
+
+    def connect_slow(self) -> None:
+        """
+        Connect the C{--slow} readers: in the room like any receiver, with a
+        small receive buffer, and never read. They are not counted; they
+        are there so that the others are measured with them present.
+        """
+        spec = self.spec
+        for n in range(spec.slow):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.settimeout(10)
+            try:
+                sock.connect((spec.host, spec.port))
+            except OSError as e:
+                sock.close()
+                raise BenchError(
+                    f"slow reader {n + 1} failed to connect: {e}"
+                ) from None
+            self.slow.append(sock)
 
     # The loop
 
@@ -1132,6 +1157,7 @@ class PointResult:
     rate: float | None
     seconds: float
     processes: int
+    slow: int = 0
     # Lines received by every connection (receivers, and senders hearing the
     # other senders) during the measured window, and per second.
     deliveries: int = 0
@@ -1292,6 +1318,7 @@ class Options:
     timeout: float | None = None
     checksum: bool = False
     kernel_time: bool = True
+    slow: int = 0
 
     def deadline(self, connections: int) -> float:
         """Seconds a whole run may take, set-up included."""
@@ -1452,6 +1479,7 @@ def run_point(
         rate=options.rate,
         seconds=options.seconds,
         processes=workers,
+        slow=options.slow,
     )
     if pid is not None:
         result.server_rss_before_kib = proc_status_kib(pid, "VmRSS")
@@ -1480,6 +1508,7 @@ def run_point(
             deadline_ns=deadline_ns,
             checksum=options.checksum,
             kernel_time=options.kernel_time,
+            slow=options.slow if w == 0 else 0,
         )
         for w in range(workers)
     ]
@@ -1808,7 +1837,12 @@ def format_points(results: list[PointResult]) -> str:
     notes = [
         f"{first.size}-byte lines, window {first.window} lines per sender, "
         f"{pace}, {first.seconds:g} s measured, {first.processes} generator "
-        "processes.",
+        "processes"
+        + (
+            f", {first.slow} slow readers present (connected, never reading)."
+            if first.slow
+            else "."
+        ),
         "deliveries/s: lines received by every connection (receivers, and senders "
         "hearing the other senders) per second of the window; CPU% is of one "
         "core (the generator's summed over its processes); limit: what most "
@@ -2083,6 +2117,14 @@ def parser() -> argparse.ArgumentParser:
         "without changing its length is caught only if it is the sampled one",
     )
     p.add_argument(
+        "--slow",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also connect N slow readers that never read (small receive "
+        "buffers): the others must still get every line",
+    )
+    p.add_argument(
         "--latency",
         choices=["kernel", "app"],
         default="kernel",
@@ -2120,6 +2162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         timeout=args.timeout,
         checksum=args.checksum,
         kernel_time=args.latency == "kernel",
+        slow=args.slow,
     )
     progress = Progress(sys.stderr.isatty() and not args.json)
     points = args.points or [(args.receivers, args.senders)]
