@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -316,3 +317,30 @@ class TwistdTests(unittest.SynchronousTestCase):
         output = self.twistd("chat", "--help")
         self.assertIn("--port", output)
         self.assertIn("--max-line", output)
+
+
+class OpenFilesLimitTests(unittest.SynchronousTestCase):
+    """
+    Each client is a file descriptor: the server raises its soft limit on
+    open files to the hard limit when it starts, and logs the figure.
+    """
+
+    def setUp(self) -> None:
+        self.original = resource.getrlimit(resource.RLIMIT_NOFILE)
+        self.addCleanup(resource.setrlimit, resource.RLIMIT_NOFILE, self.original)
+
+    def test_raised_to_hard_limit(self) -> None:
+        soft, hard = self.original
+        if hard == resource.RLIM_INFINITY:
+            raise unittest.SkipTest("no finite hard limit to raise to")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 256), hard))
+        self.assertEqual(tap.raise_open_files_limit(), hard)
+        self.assertEqual(resource.getrlimit(resource.RLIMIT_NOFILE), (hard, hard))
+
+    def test_logged_when_the_service_starts(self) -> None:
+        service = tap.ChatService()
+        with capturedLogs() as events:
+            service.startService()
+        self.addCleanup(service.stopService)
+        figures = [e["limit"] for e in events if "limit" in e]
+        self.assertEqual(figures, [resource.getrlimit(resource.RLIMIT_NOFILE)[0]])
