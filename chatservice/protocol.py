@@ -210,9 +210,16 @@ class ChatProtocol(TimeoutMixin, LineReceiver):
         if len(held) > self.limits.flood_queue:
             self._excess_flood()
         elif self._release_call is None and self._reading:
-            self._release_call = self.factory.reactor.callLater(
-                bucket.wait(self.factory.reactor.seconds()), self._release
-            )
+            self._schedule_release(bucket)
+
+    def _schedule_release(self, bucket: TokenBucket) -> None:
+        """
+        Come back to the held lines when the next token is due.
+        """
+        reactor = self.factory.reactor
+        self._release_call = reactor.callLater(
+            bucket.wait(reactor.seconds()), self._release
+        )
 
     def _release(self) -> None:
         """
@@ -227,9 +234,7 @@ class ChatProtocol(TimeoutMixin, LineReceiver):
         del held[:granted]
         self._handle(batch)
         if held and self._reading:
-            self._release_call = self.factory.reactor.callLater(
-                bucket.wait(self.factory.reactor.seconds()), self._release
-            )
+            self._schedule_release(bucket)
         elif self._eof:
             self._end_of_input()
 
