@@ -22,17 +22,14 @@ from dataclasses import dataclass
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
-from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from chatservice import names
 from chatservice.limits import Limits
-from chatservice.protocol import ChatFactory, ChatProtocol
 from chatservice.registry import Registry
+from tests.memory import Connection, Harness, discard
 
 MAX_LINE = Limits().max_line
 TOO_LONG = f"!!! Line too long (the limit is {MAX_LINE} bytes); it was dropped."
@@ -66,92 +63,22 @@ def terminal_safety_problem(raw: bytes) -> str | None:
     return None
 
 
-class Client:
+def hostile_harness(limits: Limits) -> Harness:
     """
-    One in-memory connection, and everything it has been sent.
+    A harness on which every client's output, whenever it is taken, is
+    checked against the terminal-safety invariant.
     """
-
-    def __init__(
-        self, harness: Harness, proto: ChatProtocol, transport: StringTransport
-    ) -> None:
-        self.harness = harness
-        self.proto = proto
-        self.transport = transport
-        # Everything ever written to this client, for the invariant.
-        self.received = b""
-
-    @property
-    def nick(self) -> str:
-        assert self.proto.member is not None
-        return self.proto.member.nick
-
-    def send(self, *chunks: bytes) -> None:
-        """
-        Feed each chunk in its own C{dataReceived}, with a reactor turn
-        after each, and then let held lines go.
-        """
-        for chunk in chunks:
-            self.proto.dataReceived(chunk)
-            self.harness.turn()
-        self.harness.settle()
-
-    def take(self) -> list[str]:
-        """
-        The lines sent since the last call.
-        """
-        raw: bytes = self.transport.value()
-        self.transport.clear()
-        self.received += raw
-        if not raw:
-            return []
-        problem = terminal_safety_problem(raw)
-        assert problem is None, problem
-        return raw[: -len(b"\r\n")].decode("utf-8").split("\r\n")
-
-    def everything(self) -> bytes:
-        """
-        All bytes ever sent to this client, including ones not yet taken.
-        """
-        pending: bytes = self.transport.value()
-        return self.received + pending
+    return Harness(limits, check=terminal_safety_problem)
 
 
-class Harness:
+def feed(client: Connection, *chunks: bytes) -> None:
     """
-    A factory on a fake clock, and connections to it.
+    Feed each chunk to the server in its own C{dataReceived}, with a reactor
+    turn after each, and then let held lines go.
     """
-
-    def __init__(self, limits: Limits | None = None) -> None:
-        self.clock = Clock()
-        self.factory = ChatFactory(reactor=self.clock, limits=limits)
-        self.clients: list[Client] = []
-        self._ports = iter(range(40000, 50000))
-
-    @property
-    def registry(self) -> Registry:
-        return self.factory.registry
-
-    def turn(self) -> None:
-        self.clock.advance(0)
-
-    def settle(self, seconds: int = 30) -> None:
-        """
-        Let the flood limiter release whatever it held.
-        """
-        self.turn()
-        for _ in range(seconds):
-            self.clock.advance(1)
-
-    def connect(self) -> Client:
-        address = IPv4Address("TCP", "127.0.0.1", next(self._ports))
-        proto = self.factory.buildProtocol(address)
-        assert isinstance(proto, ChatProtocol)
-        transport = StringTransport(peerAddress=address)
-        proto.makeConnection(transport)
-        self.turn()
-        client = Client(self, proto, transport)
-        self.clients.append(client)
-        return client
+    for chunk in chunks:
+        client.send(chunk)
+    client.harness.settle()
 
 
 def registry_problems(registry: Registry) -> list[str]:
@@ -680,17 +607,16 @@ class CatalogueTests(SynchronousTestCase):
     """
 
     def check(self, case: Case) -> None:
-        harness = Harness(Limits())
+        harness = hostile_harness(Limits())
         attacker = harness.connect()
         observer = harness.connect()
         who = {"attacker": attacker, "observer": observer}
         for name, line in case.setup:
-            who[name].send(line)
-        attacker.take()
-        observer.take()
+            feed(who[name], line)
+        discard(attacker, observer)
 
         nick = attacker.nick
-        attacker.send(*case.chunks)
+        feed(attacker, *case.chunks)
         if case.quits and attacker.proto.member is not None:
             if attacker.proto.member.connected:
                 # The input ended: as with 'nc -N'.
@@ -713,11 +639,11 @@ class CatalogueTests(SynchronousTestCase):
         else:
             # The connection is still open and reads normally.
             self.assertFalse(attacker.transport.disconnecting)
-            attacker.send(f"/msg {observer.nick} still here\n".encode())
+            feed(attacker, f"/msg {observer.nick} still here\n".encode())
             self.assertEqual(observer.take(), [f"*{attacker.nick}* still here"])
         self.assertFalse(observer.transport.disconnecting)
         self.assertEqual(registry_problems(harness.registry), [])
-        for client in harness.clients:
+        for client in harness.connections:
             problem = terminal_safety_problem(client.everything())
             self.assertIsNone(problem, problem)
 
@@ -780,7 +706,7 @@ class InvariantTests(SynchronousTestCase):
                 self.assertIsNotNone(terminal_safety_problem(raw))
 
     def test_registryProblemsFound(self) -> None:
-        harness = Harness(Limits(flood_rate=0))
+        harness = hostile_harness(Limits(flood_rate=0))
         client = harness.connect()
         harness.connect()
         self.assertEqual(registry_problems(harness.registry), [])
@@ -942,13 +868,12 @@ class HostileStreamTests(SynchronousTestCase):
     """
 
     def run_stream(self, limits: Limits, chunks: list[bytes], ending: str) -> None:
-        harness = Harness(limits)
+        harness = hostile_harness(limits)
         attacker = harness.connect()
         watchers = [harness.connect(), harness.connect()]
-        watchers[1].send(b"/join red\n")
+        feed(watchers[1], b"/join red\n")
         for chunk in chunks:
-            attacker.proto.dataReceived(chunk)
-            harness.turn()
+            attacker.send(chunk)
             self.assertEqual(registry_problems(harness.registry), [])
         if ending == "half-close":
             attacker.proto.readConnectionLost()
@@ -958,7 +883,7 @@ class HostileStreamTests(SynchronousTestCase):
         harness.settle(seconds=60)
 
         self.assertEqual(registry_problems(harness.registry), [])
-        for client in harness.clients:
+        for client in harness.connections:
             problem = terminal_safety_problem(client.everything())
             self.assertIsNone(problem, problem)
         for watcher in watchers:
@@ -968,7 +893,7 @@ class HostileStreamTests(SynchronousTestCase):
             self.assertFalse(watcher.transport.disconnecting)
         # The watchers can still talk to each other.
         watchers[0].transport.clear()
-        watchers[1].send(f"/msg {watchers[0].nick} ping\n".encode())
+        feed(watchers[1], f"/msg {watchers[0].nick} ping\n".encode())
         self.assertEqual(watchers[0].take(), [f"*{watchers[1].nick}* ping"])
 
     @settings(max_examples=300, deadline=None)

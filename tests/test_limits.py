@@ -14,17 +14,14 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
-from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IAddress, IDelayedCall
-from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
+from twisted.internet.interfaces import IAddress
+from twisted.internet.protocol import Factory
 from twisted.logger import LogEvent, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial import unittest
@@ -38,6 +35,7 @@ from tests.helpers import (
     TrackedChatFactory,
     deferred_test,
 )
+from tests.memory import Connection, Harness, discard
 
 # Flood limits with round binary numbers, so that clock times are exact: one
 # token every quarter of a second, three at once, five held at most.
@@ -79,139 +77,6 @@ def logged_text(event: LogEvent) -> str:
 
 
 # In memory
-
-
-class GuardedClock(Clock):
-    """
-    A L{Clock} that fails, instead of spinning for ever, when timed calls keep
-    scheduling more calls without the clock having to move (a call
-    rescheduling itself for an instant that rounds to now).
-    """
-
-    budget = 10_000
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._scheduled = 0
-
-    def advance(self, amount: float) -> None:
-        self._scheduled = 0
-        super().advance(amount)
-
-    def callLater(
-        self, delay: float, callable: Callable[..., object], *args: object, **kw: object
-    ) -> IDelayedCall:
-        self._scheduled += 1
-        if self._scheduled > self.budget:
-            raise AssertionError(
-                f"more than {self.budget} calls scheduled in one clock step at "
-                f"{self.seconds()!r}: a timer keeps rescheduling itself"
-            )
-        return super().callLater(delay, callable, *args, **kw)
-
-
-class Conn:
-    """
-    One in-memory connection and what it has been sent.
-    """
-
-    def __init__(
-        self, harness: Harness, proto: ChatProtocol, transport: StringTransport
-    ) -> None:
-        self.harness = harness
-        self.proto = proto
-        self.transport = transport
-
-    @property
-    def nick(self) -> str:
-        assert self.proto.member is not None
-        return self.proto.member.nick
-
-    @property
-    def connected(self) -> bool:
-        return self.proto.member is not None and self.proto.member.connected
-
-    def send(self, data: bytes | str) -> None:
-        if isinstance(data, str):
-            data = data.encode("utf-8")
-        self.proto.dataReceived(data)
-        self.harness.turn()
-
-    def lines(self, *lines: str) -> None:
-        """
-        Send C{lines} in one chunk.
-        """
-        self.send("".join(line + "\n" for line in lines))
-
-    def take(self) -> list[str]:
-        raw: bytes = self.transport.value()
-        self.transport.clear()
-        if not raw:
-            return []
-        assert raw.endswith(b"\r\n"), f"output not CRLF-terminated: {raw!r}"
-        return raw[: -len(b"\r\n")].decode("utf-8").split("\r\n")
-
-    def lost(self) -> None:
-        """
-        The connection is gone, as the reactor reports it.
-        """
-        self.proto.connectionLost(Failure(ConnectionDone()))
-        self.harness.turn()
-
-
-class Harness:
-    def __init__(self, limits: Limits) -> None:
-        self.clock = GuardedClock()
-        self.factory = ChatFactory(reactor=self.clock, limits=limits)
-        self._ports = iter(range(40000, 50000))
-
-    def turn(self) -> None:
-        self.clock.advance(0)
-
-    def advance(self, seconds: float) -> None:
-        self.clock.advance(seconds)
-
-    def advance_to(self, when: float) -> None:
-        """
-        Set the clock to exactly C{when} and run what is due.
-        """
-        assert when >= self.clock.seconds()
-        self.clock.rightNow = when
-        self.clock.advance(0)
-
-    def next_call(self) -> float:
-        calls = self.clock.getDelayedCalls()
-        assert calls, "nothing is scheduled"
-        return min(call.getTime() for call in calls)
-
-    def address(self, host: str = "10.0.0.1") -> IAddress:
-        port = next(self._ports)
-        if ":" in host:
-            return IPv6Address("TCP", host, port)
-        return IPv4Address("TCP", host, port)
-
-    def build(self, address: IAddress) -> tuple[Protocol, StringTransport]:
-        """
-        Accept a connection from C{address}, whatever protocol it gets.
-        """
-        proto = self.factory.buildProtocol(address)
-        assert proto is not None
-        transport = StringTransport(peerAddress=address)
-        proto.makeConnection(transport)
-        self.turn()
-        return proto, transport
-
-    def connect(self, address: IAddress | None = None) -> Conn:
-        proto, transport = self.build(address or self.address())
-        assert isinstance(proto, ChatProtocol), f"refused: {transport.value()!r}"
-        conn = Conn(self, proto, transport)
-        return conn
-
-    def clients(self, n: int) -> list[Conn]:
-        conns = [self.connect() for _ in range(n)]
-        for conn in conns:
-            conn.take()
-        return conns
 
 
 class FloodTests(unittest.SynchronousTestCase):
@@ -371,8 +236,7 @@ class FloodTests(unittest.SynchronousTestCase):
         """
         a, b = self.a, self.b
         a.send(b"1\n2\n3\n4\n5")
-        a.proto.readConnectionLost()
-        self.harness.turn()
+        a.half_close()
         self.assertEqual(b.take(), self.said("1", "2", "3"))
         self.assertFalse(a.transport.disconnecting)
         self.harness.advance(TICK)
@@ -473,8 +337,7 @@ class FloodExemptTests(unittest.SynchronousTestCase):
             with self.subTest(host=host):
                 a = self.harness.connect(self.harness.address(host))
                 b = self.harness.connect()
-                a.take()
-                b.take()
+                discard(a, b)
                 texts = [f"{host} {n}" for n in range(50)]
                 a.lines(*texts)
                 self.assertEqual(b.take(), [f"[lobby] <{a.nick}> {t}" for t in texts])
@@ -483,8 +346,7 @@ class FloodExemptTests(unittest.SynchronousTestCase):
     def test_others_still_limited(self) -> None:
         a = self.harness.connect(self.harness.address("10.8.0.1"))
         b = self.harness.connect()
-        a.take()
-        b.take()
+        discard(a, b)
         a.lines(*map(str, range(10)))
         self.assertFalse(a.connected)
         self.assertTrue(a.take()[-1].startswith("!!! Excess flood"))
@@ -573,8 +435,7 @@ class IdleTimeoutTests(unittest.SynchronousTestCase):
         a, b = harness.clients(2)
         # Three lines now, then one every quarter second for three seconds.
         a.lines(*map(str, range(1, 16)))
-        a.proto.readConnectionLost()
-        harness.turn()
+        a.half_close()
         for _ in range(12):
             harness.advance(TICK)
             # b keeps talking (blank lines relay nothing): only a is quiet.
@@ -621,7 +482,7 @@ class SendQTests(unittest.SynchronousTestCase):
     def setUp(self) -> None:
         self.events = capture_events(self)
 
-    def start(self, sendq: int) -> tuple[Harness, list[Conn]]:
+    def start(self, sendq: int) -> tuple[Harness, list[Connection]]:
         harness = Harness(Limits(flood_rate=0, sendq=sendq))
         return harness, harness.clients(3)
 

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 from twisted.internet.address import IPv4Address
-from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.error import ConnectionLost
 from twisted.internet.protocol import connectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -22,6 +22,7 @@ from twisted.trial import unittest
 from chatservice.commands import COMMANDS
 from chatservice.limits import Limits
 from chatservice.protocol import ChatFactory, ChatProtocol
+from tests.memory import Connection, Harness, discard
 
 DEFAULT_MAX_LINE = Limits().max_line
 
@@ -33,97 +34,31 @@ WELCOME = re.compile(
 )
 
 
-class Client:
-    """
-    One in-memory connection to the server, and what it has been sent.
-    """
-
-    def __init__(
-        self, harness: Harness, proto: ChatProtocol, transport: StringTransport
-    ) -> None:
-        self.harness = harness
-        self.proto = proto
-        self.transport = transport
-
-    @property
-    def nick(self) -> str:
-        assert self.proto.member is not None
-        return self.proto.member.nick
-
-    def send(self, data: bytes | str) -> None:
-        """
-        Feed C{data} to the server as one chunk and let the turn finish.
-        """
-        if isinstance(data, str):
-            data = data.encode("utf-8")
-        self.proto.dataReceived(data)
-        self.harness.turn()
-
-    def say(self, line: str) -> None:
-        self.send(line + "\n")
-
-    def take(self) -> list[str]:
-        """
-        The lines sent to this client since the last call, checking that
-        every one of them ended in CRLF.
-        """
-        raw: bytes = self.transport.value()
-        self.transport.clear()
-        if not raw:
-            return []
-        assert raw.endswith(b"\r\n"), f"output not CRLF-terminated: {raw!r}"
-        assert raw.count(b"\n") == raw.count(b"\r\n"), f"bare LF in {raw!r}"
-        return raw[: -len(b"\r\n")].decode("utf-8").split("\r\n")
-
-
-class Harness:
-    """
-    A factory on a fake clock, and connections to it.
-    """
-
-    def __init__(self, limits: Limits | None = None) -> None:
-        self.clock = Clock()
-        self.factory = ChatFactory(reactor=self.clock, limits=limits)
-        self._ports = iter(range(40000, 50000))
-
-    def turn(self) -> None:
-        """
-        Run what the registry scheduled for the end of this reactor turn.
-        """
-        self.clock.advance(0)
-
-    def connect(self, transport: StringTransport | None = None) -> Client:
-        address = IPv4Address("TCP", "127.0.0.1", next(self._ports))
-        proto = self.factory.buildProtocol(address)
-        assert isinstance(proto, ChatProtocol)
-        if transport is None:
-            transport = StringTransport(peerAddress=address)
-        proto.makeConnection(transport)
-        self.turn()
-        return Client(self, proto, transport)
-
-    def clients(self, n: int) -> list[Client]:
-        """
-        C{n} connected clients, all in the lobby, with empty output.
-        """
-        clients = [self.connect() for _ in range(n)]
-        for client in clients:
-            client.take()
-        return clients
-
-
 class ChatTestCase(unittest.SynchronousTestCase):
     max_line = DEFAULT_MAX_LINE
 
     def setUp(self) -> None:
         self.harness = Harness(Limits(max_line=self.max_line))
 
-    def clients(self, n: int) -> list[Client]:
+    def clients(self, n: int) -> list[Connection]:
         return self.harness.clients(n)
 
-    def assertNothing(self, *clients: Client) -> None:
+    def assertNothing(self, *clients: Connection) -> None:
         for client in clients:
             self.assertEqual(client.take(), [], f"{client.nick} was sent something")
+
+    def two_rooms(self) -> tuple[Connection, Connection, Connection]:
+        """
+        Three clients with empty output: the first in the lobby and in
+        python (talking in python), the second only in the lobby, and the
+        third only in python.
+        """
+        a, b, c = self.clients(3)
+        a.say("/join python")
+        c.say("/join python")
+        c.say("/part lobby")
+        discard(a, b, c)
+        return a, b, c
 
 
 class WelcomeTests(ChatTestCase):
@@ -267,9 +202,8 @@ class RelayTests(ChatTestCase):
                 super().write(data)
 
         a = self.harness.connect()
-        b = self.harness.connect(Recording())
-        a.take()
-        b.take()
+        b = self.harness.connect(transport=Recording())
+        discard(a, b)
         del writes[:]
         a.send(b"1\n2\n3\n")
         self.assertEqual(len(writes), 1)
@@ -395,8 +329,7 @@ class LongLineTests(ChatTestCase):
         a, b = self.clients(2)
         a.send(b"q" * 30)
         a.take()
-        a.proto.readConnectionLost()
-        self.harness.turn()
+        a.half_close()
         self.assertEqual(a.take(), ["*** Goodbye."])
         self.assertEqual(b.take(), [f"[lobby] <-- {a.nick} quit (connection closed)"])
 
@@ -411,12 +344,7 @@ class NickTests(ChatTestCase):
         self.assertEqual(a.nick, "alice")
 
     def test_nickSeenInEveryRoom(self) -> None:
-        a, b, c = self.clients(3)
-        a.say("/join python")
-        c.say("/join python")
-        c.say("/part lobby")
-        for client in (a, b, c):
-            client.take()
+        a, b, c = self.two_rooms()
         old = a.nick
         a.say("/nick alice")
         self.assertEqual(b.take(), [f"[lobby] --- {old} is now known as alice"])
@@ -425,9 +353,7 @@ class NickTests(ChatTestCase):
     def test_nickCollisionInAnyCase(self) -> None:
         a, b, c = self.clients(3)
         a.say("/nick Alice")
-        a.take()
-        b.take()
-        c.take()
+        discard(a, b, c)
         before = b.nick
         for attempt in ["Alice", "alice", "ALICE", "aLiCe", "\uff41lice"]:
             b.say(f"/nick {attempt}")
@@ -442,8 +368,7 @@ class NickTests(ChatTestCase):
     def test_nickChangeCaseOfOwn(self) -> None:
         a, b = self.clients(2)
         a.say("/nick alice")
-        b.take()
-        a.take()
+        discard(b, a)
         a.say("/nick ALICE")
         self.assertEqual(a.take(), ["*** You are now known as ALICE."])
         self.assertEqual(b.take(), ["[lobby] --- alice is now known as ALICE"])
@@ -451,8 +376,7 @@ class NickTests(ChatTestCase):
     def test_nickSameAsOwn(self) -> None:
         a, b = self.clients(2)
         a.say("/nick alice")
-        a.take()
-        b.take()
+        discard(a, b)
         a.say("/nick alice")
         self.assertEqual(a.take(), ["*** You are already alice."])
         self.assertNothing(b)
@@ -490,8 +414,7 @@ class NickTests(ChatTestCase):
     def test_nickFreedOnDisconnect(self) -> None:
         a, b = self.clients(2)
         a.say("/nick alice")
-        a.proto.connectionLost(Failure(ConnectionDone()))
-        self.harness.turn()
+        a.lost()
         b.take()
         b.say("/nick Alice")
         self.assertEqual(b.take(), ["*** You are now known as Alice."])
@@ -535,12 +458,7 @@ class RoomTests(ChatTestCase):
         self.assertNothing(b)
 
     def test_joinSwitchesCurrentRoom(self) -> None:
-        a, b, c = self.clients(3)
-        a.say("/join python")
-        c.say("/join python")
-        c.say("/part lobby")
-        for client in (a, b, c):
-            client.take()
+        a, b, c = self.two_rooms()
         a.say("/join lobby")
         self.assertEqual(a.take(), ["*** Now talking in lobby."])
         a.say("to the lobby")
@@ -563,12 +481,7 @@ class RoomTests(ChatTestCase):
         """
         A line said in one room reaches nobody who is only in another.
         """
-        lobbyOnly, both, pythonOnly = self.clients(3)
-        both.say("/join python")
-        pythonOnly.say("/join python")
-        pythonOnly.say("/part lobby")
-        for client in (lobbyOnly, both, pythonOnly):
-            client.take()
+        both, lobbyOnly, pythonOnly = self.two_rooms()
 
         lobbyOnly.say("in the lobby")
         self.assertEqual(both.take(), [f"[lobby] <{lobbyOnly.nick}> in the lobby"])
@@ -586,8 +499,7 @@ class RoomTests(ChatTestCase):
         a, b, c = self.clients(3)
         b.say("/join python")
         c.say("/join python")
-        for client in (a, b, c):
-            client.take()
+        discard(a, b, c)
         b.say("/part")
         self.assertEqual(b.take(), ["*** You left python; now talking in lobby."])
         self.assertEqual(c.take(), [f"[python] <-- {b.nick} left"])
@@ -646,8 +558,7 @@ class RoomTests(ChatTestCase):
         )
         self.assertNothing(b)
         a.say("/join lobby")
-        a.take()
-        b.take()
+        discard(a, b)
         a.say("back")
         self.assertEqual(b.take(), [f"[lobby] <{a.nick}> back"])
 
@@ -732,8 +643,7 @@ class RoomTests(ChatTestCase):
         a, b = self.clients(2)
         b.say("/part")
         b.say("/join other")
-        a.take()
-        b.take()
+        discard(a, b)
         a.proto.dataReceived(b"before\n")
         b.proto.dataReceived(b"/join lobby\n")
         a.proto.dataReceived(b"after\n")
@@ -755,8 +665,7 @@ class PrivateMessageTests(ChatTestCase):
     def test_msgTargetInAnyCase(self) -> None:
         a, b = self.clients(2)
         b.say("/nick Bob")
-        a.take()
-        b.take()
+        discard(a, b)
         a.say("/msg bOB hi   there  ")
         self.assertEqual(b.take(), [f"*{a.nick}* hi   there"])
 
@@ -764,8 +673,7 @@ class PrivateMessageTests(ChatTestCase):
         a, b = self.clients(2)
         b.say("/join elsewhere")
         b.say("/part lobby")
-        a.take()
-        b.take()
+        discard(a, b)
         a.say(f"/msg {b.nick} found you")
         self.assertEqual(b.take(), [f"*{a.nick}* found you"])
 
@@ -886,12 +794,7 @@ class QuitTests(ChatTestCase):
         self.assertTrue(a.transport.disconnecting)
 
     def test_quitSeenInEveryRoom(self) -> None:
-        a, b, c = self.clients(3)
-        a.say("/join python")
-        c.say("/join python")
-        c.say("/part lobby")
-        for client in (a, b, c):
-            client.take()
+        a, b, c = self.two_rooms()
         a.say("/quit bye")
         self.assertEqual(b.take(), [f"[lobby] <-- {a.nick} quit (bye)"])
         self.assertEqual(c.take(), [f"[python] <-- {a.nick} quit (bye)"])
@@ -916,8 +819,7 @@ class QuitTests(ChatTestCase):
     def test_nothingAfterQuit(self) -> None:
         a, b = self.clients(2)
         a.say("/quit")
-        a.take()
-        b.take()
+        discard(a, b)
         b.say("are you there?")
         a.say("/nick zombie")
         a.say("anyone?")
@@ -930,8 +832,7 @@ class QuitTests(ChatTestCase):
         self.harness.turn()
         self.assertEqual(b.take(), [f"[lobby] <-- {a.nick} quit (connection lost)"])
         # A second notification is harmless and not announced again.
-        a.proto.connectionLost(Failure(ConnectionDone()))
-        self.harness.turn()
+        a.lost()
         self.assertNothing(b)
         b.say("/who")
         self.assertEqual(b.take(), [f"*** lobby (1 member): {b.nick}"])
@@ -939,8 +840,7 @@ class QuitTests(ChatTestCase):
     def test_connectionLostAfterQuit(self) -> None:
         a, b = self.clients(2)
         a.say("/quit done")
-        a.proto.connectionLost(Failure(ConnectionDone()))
-        self.harness.turn()
+        a.lost()
         self.assertEqual(b.take(), [f"[lobby] <-- {a.nick} quit (done)"])
 
 
@@ -948,8 +848,7 @@ class HalfCloseTests(ChatTestCase):
     def test_partialLineReadAtHalfClose(self) -> None:
         a, b = self.clients(2)
         a.send(b"first\nlast words")
-        a.proto.readConnectionLost()
-        self.harness.turn()
+        a.half_close()
         self.assertEqual(
             b.take(),
             [
@@ -964,16 +863,14 @@ class HalfCloseTests(ChatTestCase):
     def test_partialCrLineAtHalfClose(self) -> None:
         a, b = self.clients(2)
         a.send(b"with cr\r")
-        a.proto.readConnectionLost()
-        self.harness.turn()
+        a.half_close()
         self.assertEqual(b.take()[0], f"[lobby] <{a.nick}> with cr")
 
     def test_partialCommandAtHalfClose(self) -> None:
         a, b = self.clients(2)
         old = a.nick
         a.send(b"/nick zed")
-        a.proto.readConnectionLost()
-        self.harness.turn()
+        a.half_close()
         self.assertEqual(a.take(), ["*** You are now known as zed.", "*** Goodbye."])
         self.assertEqual(
             b.take(),
@@ -986,8 +883,7 @@ class HalfCloseTests(ChatTestCase):
 
     def test_halfCloseWithoutPartial(self) -> None:
         a, b = self.clients(2)
-        a.proto.readConnectionLost()
-        self.harness.turn()
+        a.half_close()
         self.assertEqual(a.take(), ["*** Goodbye."])
         self.assertEqual(b.take(), [f"[lobby] <-- {a.nick} quit (connection closed)"])
         self.assertTrue(a.transport.disconnecting)
@@ -995,10 +891,8 @@ class HalfCloseTests(ChatTestCase):
     def test_halfCloseAfterQuit(self) -> None:
         a, b = self.clients(2)
         a.say("/quit")
-        a.take()
-        b.take()
-        a.proto.readConnectionLost()
-        self.harness.turn()
+        discard(a, b)
+        a.half_close()
         self.assertNothing(a, b)
         self.assertTrue(a.transport.disconnecting)
 
@@ -1015,8 +909,7 @@ class HalfCloseTests(ChatTestCase):
         """
         a, b = self.clients(2)
         a.send(b"/quit\n/join ghosts")
-        a.proto.readConnectionLost()
-        self.harness.turn()
+        a.half_close()
         b.take()
         b.say("/rooms")
         self.assertEqual(b.take(), ["*** 1 room(s):", "***   lobby (1)"])
@@ -1024,8 +917,7 @@ class HalfCloseTests(ChatTestCase):
     def test_renameAfterQuitAtHalfClose(self) -> None:
         a, b = self.clients(2)
         a.send(b"/quit\n/nick zed")
-        a.proto.readConnectionLost()
-        self.harness.turn()
+        a.half_close()
         b.take()
         b.say("/nick zed")
         self.assertEqual(b.take(), ["*** You are now known as zed."])
@@ -1033,8 +925,7 @@ class HalfCloseTests(ChatTestCase):
     def test_privateMessageAfterQuitAtHalfClose(self) -> None:
         a, b = self.clients(2)
         a.send(f"/quit\n/msg {b.nick} boo".encode())
-        a.proto.readConnectionLost()
-        self.harness.turn()
+        a.half_close()
         self.assertEqual(b.take(), [f"[lobby] <-- {a.nick} quit (quit)"])
 
 
@@ -1069,18 +960,19 @@ class DisconnectDuringBroadcastTests(ChatTestCase):
     the drops are announced in the same turn, after the line.
     """
 
-    def killers(self, n: int, before: bool = False) -> list[Client]:
-        clients = [self.harness.connect(KillingTransport(before)) for _ in range(n)]
-        for client in clients:
-            client.take()
+    def killers(self, n: int, before: bool = False) -> list[Connection]:
+        clients = [
+            self.harness.connect(transport=KillingTransport(before)) for _ in range(n)
+        ]
+        discard(*clients)
         self.everyone = clients
         return clients
 
-    def transport(self, client: Client) -> KillingTransport:
+    def transport(self, client: Connection) -> KillingTransport:
         assert isinstance(client.transport, KillingTransport)
         return client.transport
 
-    def quits(self, gone: list[Client], reasons: dict[str, str]) -> set[str]:
+    def quits(self, gone: list[Connection], reasons: dict[str, str]) -> set[str]:
         return {
             f"[lobby] <-- {c.nick} quit ({reasons.get(c.nick, 'connection lost')})"
             for c in gone
@@ -1089,8 +981,8 @@ class DisconnectDuringBroadcastTests(ChatTestCase):
     def assertAftermath(
         self,
         line: str | None,
-        gone: list[Client],
-        receivers: list[Client],
+        gone: list[Connection],
+        receivers: list[Connection],
         reasons: dict[str, str] | None = None,
     ) -> None:
         """
@@ -1178,8 +1070,7 @@ class DisconnectDuringBroadcastTests(ChatTestCase):
         a, b, c = self.killers(3)
         self.transport(b).victims.append(b.proto)
         a.say("one")
-        for client in (a, b, c):
-            client.take()
+        discard(a, b, c)
         a.say("two")
         c.say("three")
         self.assertEqual(a.take(), [f"[lobby] <{c.nick}> three"])
