@@ -47,7 +47,6 @@ import json
 import os
 import random
 import re
-import resource
 import shutil
 import signal
 import socket
@@ -56,13 +55,25 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from chatservice.benchmark import (
+    HOST,
+    cpu_times,
+    proc_cpu_times,
+    proc_status,
+    spawn_logged,
+    stop_process_group,
+    twistd_path,
+    wait_for_port,
+)
+
+T = TypeVar("T")
 
 MAX_SECONDS = 600.0
-HOST = "127.0.0.1"
 ROOM = b"lobby"
 LISTENING = re.compile(rb"Chat server listening on IPv4Address\(.*port=(\d+)\)")
 TCP_CLOSE = 7
@@ -261,29 +272,10 @@ class ServerUsage:
 
 def read_status(pid: int) -> tuple[int, int] | None:
     """VmRSS and VmHWM of C{pid}, in KiB."""
-    try:
-        text = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return None
-    values: dict[str, int] = {}
-    for line in text.splitlines():
-        key, _, rest = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            values[key] = int(rest.split()[0])
-    if "VmRSS" not in values:
+    values = proc_status(pid, "VmRSS", "VmHWM")
+    if values is None or "VmRSS" not in values:
         return None
     return values["VmRSS"], values.get("VmHWM", values["VmRSS"])
-
-
-def read_cpu(pid: int) -> float | None:
-    """User and system CPU seconds used by C{pid}."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rpartition(")")[2].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
 
 
 class SpawnedServer:
@@ -304,7 +296,7 @@ class SpawnedServer:
         return None if self.process is None else self.process.pid
 
     def command(self) -> list[str]:
-        twistd = Path(sys.executable).parent / "twistd"
+        twistd = twistd_path()
         if not twistd.exists():
             raise SetupError(f"no twistd next to {sys.executable}")
         c = self.config
@@ -330,26 +322,13 @@ class SpawnedServer:
             str(c.max_line),
         ]
 
-    async def start(self) -> tuple[str, int]:
+    def start(self) -> tuple[str, int]:
         command = self.command()
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                command,
-                cwd=self.directory,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-            )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            match = LISTENING.search(self.log_path.read_bytes())
-            if match:
-                return HOST, int(match.group(1))
-            if self.process.poll() is not None:
-                break
-            await asyncio.sleep(0.05)
+        self.process = spawn_logged(command, self.log_path, self.directory, env)
+        port = wait_for_port(self.process, self.log_path, 20, LISTENING, interval=0.05)
+        if port is not None:
+            return HOST, port
         tail = self.log_path.read_text(errors="replace")[-2000:]
         raise SetupError(
             f"twistd did not report a listening port: {' '.join(command)}\n{tail}"
@@ -364,14 +343,10 @@ class SpawnedServer:
             self.returncode = process.returncode
             return
         started = time.monotonic()
-        process.send_signal(signal.SIGTERM)
-        try:
-            self.returncode = await asyncio.to_thread(process.wait, 15)
+        self.killed = await asyncio.to_thread(stop_process_group, process, 15)
+        self.returncode = process.returncode
+        if not self.killed:
             self.stop_seconds = time.monotonic() - started
-        except subprocess.TimeoutExpired:
-            self.killed = True
-            process.kill()
-            self.returncode = await asyncio.to_thread(process.wait, 15)
 
     def kill_if_running(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -731,6 +706,20 @@ class Run:
         ]
         self.hostile = hostile_lines(config.max_line)
 
+    async def try_connect(
+        self, connecting: Awaitable[T], retry_after: float
+    ) -> T | None:
+        """
+        The connection C{connecting} opens; None if it fails, after counting
+        the failure and pausing C{retry_after} seconds.
+        """
+        try:
+            return await connecting
+        except OSError:
+            self.counts.connect_failures += 1
+            await asyncio.sleep(retry_after)
+            return None
+
     async def connect(self, protocol: LineConnection) -> LineConnection:
         await self.loop.create_connection(lambda: protocol, *self.address)
         return protocol
@@ -780,11 +769,7 @@ class Run:
             if self.stopping:
                 return
             flooder = Flooder()
-            try:
-                await self.connect(flooder)
-            except OSError:
-                counts.connect_failures += 1
-                await asyncio.sleep(0.5)
+            if await self.try_connect(self.connect(flooder), 0.5) is None:
                 continue
             counts.flood_connections += 1
             try:
@@ -842,11 +827,8 @@ class Run:
         for attempt in range(self.config.stall_reconnects):
             if self.stopping:
                 return
-            try:
-                sock = await self.raw_socket(rcvbuf=4096)
-            except OSError:
-                counts.connect_failures += 1
-                await asyncio.sleep(0.5)
+            sock = await self.try_connect(self.raw_socket(rcvbuf=4096), 0.5)
+            if sock is None:
                 continue
             counts.stall_connections += 1
             try:
@@ -879,11 +861,8 @@ class Run:
         for cycle in range(self.config.disconnect_cycles):
             if self.stopping:
                 return
-            try:
-                sock = await self.raw_socket()
-            except OSError:
-                counts.connect_failures += 1
-                await asyncio.sleep(0.2)
+            sock = await self.try_connect(self.raw_socket(), 0.2)
+            if sock is None:
                 continue
             counts.disconnect_connections += 1
             mode = rng.choice(modes)
@@ -992,8 +971,9 @@ async def sample_usage(pid: int, usage: ServerUsage, interval: float = 0.2) -> N
         usage.rss_max_kib = max(usage.rss_max_kib, rss)
         usage.rss_end_kib = rss
         usage.hwm_kib = max(usage.hwm_kib, hwm)
-        cpu = read_cpu(pid)
-        if cpu is not None:
+        times = proc_cpu_times(pid)
+        if times is not None:
+            cpu = sum(times)
             if usage.cpu_start is None:
                 usage.cpu_start = cpu
             usage.cpu_seconds = cpu - usage.cpu_start
@@ -1231,7 +1211,7 @@ async def run_load(
 
 async def run_all(config: Config, server: SpawnedServer | None) -> dict[str, Any]:
     if server is not None:
-        address = await server.start()
+        address = server.start()
         pid = server.pid
     else:
         assert config.server is not None
@@ -1282,8 +1262,7 @@ async def run_all(config: Config, server: SpawnedServer | None) -> dict[str, Any
     srv["log_lines"] = scan.lines
     report["tracebacks"] = scan.tracebacks
     report["traceback_excerpts"] = scan.excerpts
-    self_usage = resource.getrusage(resource.RUSAGE_SELF)
-    report["client_cpu_s"] = self_usage.ru_utime + self_usage.ru_stime
+    report["client_cpu_s"] = sum(cpu_times())
 
     if report["lost"]:
         failures.append(f"{report['lost']} lines lost")

@@ -212,15 +212,28 @@ def raise_nofile() -> int:
 # The server's process, seen through /proc
 
 
-def proc_status_kib(pid: int, key: str) -> int | None:
+def proc_status(pid: int, *keys: str) -> dict[str, int] | None:
+    """
+    The figures C{keys} (such as C{VmRSS} and C{VmHWM}, in KiB) of C{pid},
+    from one read of C{/proc/PID/status}; those it does not show are left
+    out. None if there is no such process.
+    """
     try:
         with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
+            text = f.read()
     except OSError:
         return None
-    return None
+    figures: dict[str, int] = {}
+    for line in text.splitlines():
+        key, _, rest = line.partition(":")
+        if key in keys:
+            figures[key] = int(rest.split()[0])
+    return figures
+
+
+def proc_status_kib(pid: int, key: str) -> int | None:
+    """One figure of L{proc_status}; None if it is not known."""
+    return (proc_status(pid, key) or {}).get(key)
 
 
 def proc_cpu_times(pid: int) -> tuple[float, float] | None:
@@ -311,8 +324,13 @@ class Server:
             )
 
 
+def twistd_path() -> Path:
+    """The C{twistd} installed with this interpreter."""
+    return Path(sys.executable).with_name("twistd")
+
+
 def ours_command() -> list[str]:
-    return [str(Path(sys.executable).with_name("twistd")), *OURS_ARGS]
+    return [str(twistd_path()), *OURS_ARGS]
 
 
 def peer_command(peer: Path) -> list[str]:
@@ -361,35 +379,20 @@ def launched(
         argv[0] = sys.executable
     workdir = tempfile.mkdtemp(prefix="chat-bench-")
     log_path = Path(workdir) / "server.log"
-    with open(log_path, "wb") as log:
-        try:
-            process = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        except OSError as e:
-            raise BenchError(f"cannot start the server {argv[0]}: {e}") from None
+    try:
+        process = spawn_logged(argv, log_path)
+    except OSError as e:
+        raise BenchError(f"cannot start the server {argv[0]}: {e}") from None
     server = Server(label, HOST, 0, None, process, log_path, argv)
     try:
-        deadline = time.monotonic() + timeout
-        while True:
+        found = wait_for_port(process, log_path, timeout, port=port)
+        if found is None:
             server.check_alive()
-            match = PORT_PATTERN.search(log_path.read_bytes())
-            if match:
-                server.port = port or int(match.group(1))
-                break
-            if port is not None and _can_connect(HOST, port):
-                server.port = port
-                break
-            if time.monotonic() > deadline:
-                raise BenchError(
-                    f"the server ({label}) did not say which port it listens "
-                    f"on within {timeout:g} s: {shlex.join(argv)}"
-                )
-            time.sleep(0.02)
+            raise BenchError(
+                f"the server ({label}) did not say which port it listens "
+                f"on within {timeout:g} s: {shlex.join(argv)}"
+            )
+        server.port = found
         server.pid = measured_pid(process.pid)
         yield server
     finally:
@@ -405,10 +408,60 @@ def launched(
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def stop_process_group(process: subprocess.Popen[bytes], grace: float = 5.0) -> None:
+def spawn_logged(
+    argv: Sequence[str],
+    log_path: Path,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
     """
-    End a server started by L{launched} and everything it started: SIGTERM
-    to its process group, then, after C{grace} seconds, SIGKILL.
+    Start C{argv} in a session of its own (see L{stop_process_group}), its
+    input closed and its output and errors written to C{log_path}.
+    """
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def wait_for_port(
+    process: subprocess.Popen[bytes],
+    log_path: Path,
+    timeout: float,
+    pattern: re.Pattern[bytes] = PORT_PATTERN,
+    port: int | None = None,
+    interval: float = 0.02,
+) -> int | None:
+    """
+    Wait until C{process} writes to C{log_path} which port it listens on
+    (the first group of C{pattern}) or, if C{port} is given, until that port
+    accepts a connection; return the port (C{port} if given). None if the
+    process exits first or C{timeout} seconds pass.
+    """
+    deadline = time.monotonic() + timeout
+    while process.poll() is None:
+        match = pattern.search(log_path.read_bytes())
+        if match:
+            return port or int(match.group(1))
+        if port is not None and _can_connect(HOST, port):
+            return port
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(interval)
+    return None
+
+
+def stop_process_group(process: subprocess.Popen[bytes], grace: float = 5.0) -> bool:
+    """
+    End a server started by L{spawn_logged} (as L{launched} does) and
+    everything it started: SIGTERM to its process group, then, after
+    C{grace} seconds, SIGKILL. Return whether SIGKILL was needed.
     """
 
     def group_alive() -> bool:
@@ -419,9 +472,11 @@ def stop_process_group(process: subprocess.Popen[bytes], grace: float = 5.0) -> 
             return False
         return True
 
+    killed = False
     for sig in (signal.SIGTERM, signal.SIGKILL):
         if not group_alive():
             break
+        killed = sig == signal.SIGKILL
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, sig)
         ends = time.monotonic() + grace
@@ -429,6 +484,7 @@ def stop_process_group(process: subprocess.Popen[bytes], grace: float = 5.0) -> 
             time.sleep(0.02)
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(grace)
+    return killed
 
 
 # What the workers are told and what they report
@@ -1421,6 +1477,20 @@ class Crew:
     def total(self, index: int, workers: int) -> int:
         return sum(self.shared[index + w] for w in range(workers))
 
+    def await_connected(
+        self, progress: Progress, label: str, started: int, connections: int
+    ) -> None:
+        """
+        Wait until every worker has opened its connections, showing how many
+        are open (the workers' counts start at index C{started}).
+        """
+        while not self.all_said("connected"):
+            self.receive(0.25)
+            progress.show(
+                f"{label}: connecting "
+                f"{self.total(started, len(self.pipes))}/{connections}"
+            )
+
     def close(self) -> None:
         for pipe in self.pipes:
             with contextlib.suppress(OSError, ValueError):
@@ -1515,11 +1585,7 @@ def run_point(
     crew = Crew(server, specs, shared, deadline)
     try:
         # Connect.
-        while not crew.all_said("connected"):
-            crew.receive(0.25)
-            progress.show(
-                f"{label}: connecting {crew.total(i_started, workers)}/{connections}"
-            )
+        crew.await_connected(progress, label, i_started, connections)
         # Calibrate.
         with_senders = [w for w, spec in enumerate(specs) if spec.sender_ids]
         cal_round = 0
@@ -1687,12 +1753,7 @@ def run_idle(
     started = time.monotonic()
     crew = Crew(server, specs, shared, deadline)
     try:
-        while not crew.all_said("connected"):
-            crew.receive(0.25)
-            progress.show(
-                f"{server.label} idle: connecting "
-                f"{crew.total(i_started, workers)}/{connections}"
-            )
+        crew.await_connected(progress, f"{server.label} idle", i_started, connections)
         connected = time.monotonic()
         result.connect_seconds = connected - started
         result.opened = sum(m["connected"][0] for m in crew.messages)
