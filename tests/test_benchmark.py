@@ -95,6 +95,17 @@ FAULTY_SERVER = textwrap.dedent(
 TINY = Options(seconds=0.5, drain=3.0, processes=1, window=50, timeout=60.0)
 
 
+# Tiny runs that check every byte (--checksum).
+CHECKSUMMED = Options(
+    seconds=0.5,
+    drain=3.0,
+    processes=1,
+    window=50,
+    timeout=60.0,
+    checksum=True,
+)
+
+
 class FaultyServerTests(SynchronousTestCase):
     """
     Each fault of the faulty relay is reported, and only that fault.
@@ -145,15 +156,7 @@ class FaultyServerTests(SynchronousTestCase):
         length unchanged) is reported as corrupt, though the line is very
         unlikely to be the one sampled.
         """
-        options = Options(
-            seconds=0.5,
-            drain=3.0,
-            processes=1,
-            window=50,
-            timeout=60.0,
-            checksum=True,
-        )
-        result = self.run_against("corrupt", options)
+        result = self.run_against("corrupt", CHECKSUMMED)
         self.assertGreaterEqual(result.corrupt, 1, result)
         self.assertEqual((result.lost, result.duplicates), (0, 0), result)
         self.assertFalse(result.ok)
@@ -173,15 +176,7 @@ class FaultyServerTests(SynchronousTestCase):
         The same relay with no fault (the fault's name matches none) is
         reported clean, with C{--checksum} too.
         """
-        options = Options(
-            seconds=0.5,
-            drain=3.0,
-            processes=1,
-            window=50,
-            timeout=60.0,
-            checksum=True,
-        )
-        result = self.run_against("none", options)
+        result = self.run_against("none", CHECKSUMMED)
         self.assertEqual(
             (result.lost, result.duplicates, result.corrupt, result.reordered),
             (0, 0, 0, 0),

@@ -167,9 +167,10 @@ class ChatClientTests(unittest.SynchronousTestCase):
             str(CHAT_CLIENT), "--connect", f"tcp:host=127.0.0.1:port={self.port}"
         )
 
-    def test_quit_command(self) -> None:
+    def interactive_client(self) -> tuple[subprocess.Popen[bytes], bytes]:
         """
-        /quit ends the session with status 0 even though input goes on.
+        A chat-client whose input stays open, once it has been welcomed;
+        with what it printed up to and including the welcome.
         """
         client = subprocess.Popen(
             [str(CHAT_CLIENT), "127.0.0.1", str(self.port)],
@@ -179,8 +180,16 @@ class ChatClientTests(unittest.SynchronousTestCase):
             cwd=self.cwd,
         )
         self.addCleanup(stop_process, client)
-        assert client.stdin is not None and client.stdout is not None
+        assert client.stdout is not None
         _, early = read_until(client.stdout, re.compile(rb"^\*\*\* Welcome"))
+        return client, early
+
+    def test_quit_command(self) -> None:
+        """
+        /quit ends the session with status 0 even though input goes on.
+        """
+        client, early = self.interactive_client()
+        assert client.stdin is not None
         client.stdin.write(b"/quit\n")
         client.stdin.flush()
         # Input stays open: it is /quit that ends the session.
@@ -193,16 +202,7 @@ class ChatClientTests(unittest.SynchronousTestCase):
         The server stopping under a client whose input is still open is an
         error: the client says so and exits 1.
         """
-        client = subprocess.Popen(
-            [str(CHAT_CLIENT), "127.0.0.1", str(self.port)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=self.cwd,
-        )
-        self.addCleanup(stop_process, client)
-        assert client.stdin is not None and client.stdout is not None
-        read_until(client.stdout, re.compile(rb"^\*\*\* Welcome"))
+        client, _ = self.interactive_client()
 
         self.assertIn(b"Server Shut Down.", self.server.stop())
         # Input is still open: only the server going away can end the client.
@@ -221,16 +221,8 @@ class ChatClientTests(unittest.SynchronousTestCase):
         """
         watcher = SocketClient(self, self.port)
         watcher.welcome()
-        client = subprocess.Popen(
-            [str(CHAT_CLIENT), "127.0.0.1", str(self.port)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=self.cwd,
-        )
-        self.addCleanup(stop_process, client)
-        assert client.stdout is not None and client.stderr is not None
-        read_until(client.stdout, re.compile(rb"^\*\*\* Welcome"))
+        client, _ = self.interactive_client()
+        assert client.stdout is not None
         guest = watcher.read_line()
         self.assertRegex(guest, rb"^\[lobby\] --> guest2 joined\r\n$")
         client.stdout.close()
