@@ -99,7 +99,12 @@ OURS_ARGS = [
     "--sendq",
     # Room for --slow readers to be held, not dropped, for a whole run.
     "1073741824",
+    # History on, as by default, in a file of the run's own.
+    "--database",
+    "{workdir}/chat.sqlite3",
 ]
+# What --history compares ours with.
+NO_HISTORY = "--no-history"
 DEFAULT_PEER = "bench/peers/minimal.py"
 
 # "port=NNNN", "port NNNN" or "listening on NNNN" in what a server prints.
@@ -365,8 +370,9 @@ def launched(
     command: Sequence[str], label: str, timeout: float = 30.0
 ) -> Iterator[Server]:
     """
-    Start C{command} (C{{port}} in it replaced by a free port; C{python} as
-    its program meaning this interpreter), wait until it says which port it
+    Start C{command} (C{{port}} in it replaced by a free port, C{{workdir}}
+    by a temporary directory of its own; C{python} as its program meaning
+    this interpreter), wait until it says which port it
     listens on (or, with C{{port}}, accepts a connection there), and kill it
     afterwards: SIGTERM to its process group, then SIGKILL.
     """
@@ -378,6 +384,7 @@ def launched(
     if argv and argv[0] in ("python", "python3"):
         argv[0] = sys.executable
     workdir = tempfile.mkdtemp(prefix="chat-bench-")
+    argv = [a.replace("{workdir}", workdir) for a in argv]
     log_path = Path(workdir) / "server.log"
     try:
         process = spawn_logged(argv, log_path)
@@ -1940,11 +1947,14 @@ def format_points(results: list[PointResult]) -> str:
     return _table(rows, header) + "\n\n" + "\n".join(notes)
 
 
-def format_comparisons(comparisons: list[Comparison]) -> str:
+def format_comparisons(
+    comparisons: list[Comparison], names: tuple[str, str] = ("ours", "minimal")
+) -> str:
     paced = any(c.rate is not None for c in comparisons)
-    header = ["point", "ours deliveries/s", "minimal deliveries/s", "ours/minimal"]
+    a, b = names
+    header = ["point", f"{a} deliveries/s", f"{b} deliveries/s", f"{a}/{b}"]
     if paced:
-        header += ["ours p99 ms", "minimal p99 ms"]
+        header += [f"{a} p99 ms", f"{b} p99 ms"]
     header.append("lost/corrupt")
     rows = []
     for c in comparisons:
@@ -2152,6 +2162,13 @@ def parser() -> argparse.ArgumentParser:
         help="run ours and the minimal peer alternately at every point",
     )
     p.add_argument(
+        "--history",
+        action="store_true",
+        help="instead of --compare: run ours with history on (a database "
+        "file, the default) and with --no-history alternately at every point, "
+        "to show what history costs",
+    )
+    p.add_argument(
         "--peer",
         default=DEFAULT_PEER,
         help=f"the peer for --compare (default: {DEFAULT_PEER})",
@@ -2242,19 +2259,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             output = {"mode": "idle", "result": _dump(idle)}
             text = format_idle(idle)
             ok = idle.ok
-        elif args.compare:
+        elif args.compare or args.history:
             if args.target is not None:
                 raise BenchError("--compare starts both servers; it takes no --target")
-            peer = Path(args.peer).resolve()
-            if not peer.is_file():
-                raise BenchError(f"no peer at {peer} (see --peer)")
+            if args.history:
+                other, other_label = [*command, NO_HISTORY], "no-history"
+                names = ("history", "no-history")
+            else:
+                peer = Path(args.peer).resolve()
+                if not peer.is_file():
+                    raise BenchError(f"no peer at {peer} (see --peer)")
+                other, other_label = peer_command(peer), peer.stem
+                names = ("ours", "minimal")
             comparisons = []
             for receivers, senders in points:
                 comparison = Comparison(receivers, senders, args.rate)
                 for _ in range(args.rounds):
                     for runs, cmd, name in (
                         (comparison.ours, command, label),
-                        (comparison.peer, peer_command(peer), peer.stem),
+                        (comparison.peer, other, other_label),
                     ):
                         with launched(cmd, name) as server:
                             runs.append(
@@ -2265,7 +2288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "mode": "compare",
                 "points": [_dump(c) for c in comparisons],
             }
-            text = format_comparisons(comparisons)
+            text = format_comparisons(comparisons, names)
             ok = all(r.ok for c in comparisons for r in c.ours + c.peer)
         else:
             results = []

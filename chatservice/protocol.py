@@ -12,6 +12,7 @@ from collections import Counter
 from typing import cast
 
 from twisted.internet import tcp
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
     IAddress,
     IConsumer,
@@ -30,6 +31,7 @@ from zope.interface import implementer
 
 from chatservice import commands, sanitize, wire
 from chatservice.flood import TokenBucket
+from chatservice.history import DEFAULT_REPLAY, History
 from chatservice.limits import Limits, address_key
 from chatservice.registry import IRecipient, Member, Registry
 
@@ -116,6 +118,10 @@ class ChatProtocol(TimeoutMixin, LineReceiver):
     _sock: socket.socket | None = None
     _address_key: str | None = None
     _counted = False
+    # The command this connection waits for, and the lines that came
+    # meanwhile.
+    _waiting: Deferred[None] | None = None
+    _after_wait: list[bytes | None]
 
     @property
     def registry(self) -> Registry:
@@ -132,9 +138,14 @@ class ChatProtocol(TimeoutMixin, LineReceiver):
     @property
     def _reading(self) -> bool:
         """
-        Whether input still means anything: not after the member has left.
+        Whether input still means anything: not after the member has left,
+        nor once the server is stopping.
         """
-        return self.member is not None and self.member.connected
+        return (
+            self.member is not None
+            and self.member.connected
+            and self.factory.accepting_input
+        )
 
     def connectionMade(self) -> None:
         transport = self.transport
@@ -156,6 +167,7 @@ class ChatProtocol(TimeoutMixin, LineReceiver):
                 limits.flood_rate, limits.flood_burst, reactor.seconds()
             )
         self._held: list[bytes | None] = []
+        self._after_wait = []
         self.member = self.registry.connect(self)
         if limits.idle_timeout > 0:
             self.setTimeout(limits.idle_timeout)
@@ -235,12 +247,18 @@ class ChatProtocol(TimeoutMixin, LineReceiver):
         self._handle(batch)
         if held and self._reading:
             self._schedule_release(bucket)
-        elif self._eof:
+        elif self._eof and self._waiting is None:
             self._end_of_input()
 
     def _handle(self, lines: list[bytes | None]) -> None:
-        for line in lines:
+        for index, line in enumerate(lines):
             if not self._reading:
+                return
+            if self._waiting is not None:
+                # A command is still at work: the rest waits for it.
+                self._after_wait.extend(lines[index:])
+                if len(self._after_wait) > self.limits.flood_queue:
+                    self._excess_flood()
                 return
             if line is _TOO_LONG or self._too_long(line):
                 self._refuse_long_line()
@@ -255,7 +273,17 @@ class ChatProtocol(TimeoutMixin, LineReceiver):
         text = sanitize.safe(decoded)
         if not text.strip():
             return
-        commands.dispatch(self.registry, self.member, text, decoded)
+        waiting = commands.dispatch(self.factory.chat, self.member, text, decoded)
+        if waiting is not None and not waiting.called:
+            self._waiting = waiting
+            waiting.addBoth(self._done_waiting)
+
+    def _done_waiting(self, result: object) -> None:
+        self._waiting = None
+        lines, self._after_wait = self._after_wait, []
+        self._handle(lines)
+        if self._eof and self._waiting is None and not self._held:
+            self._end_of_input()
 
     # Refusals
 
@@ -398,7 +426,7 @@ class ChatProtocol(TimeoutMixin, LineReceiver):
             self._accept([buffer])
         self._buffer = b""
         self._eof = True
-        if not self._held:
+        if not self._held and self._waiting is None:
             self._end_of_input()
 
     def _end_of_input(self) -> None:
@@ -461,6 +489,8 @@ class ChatFactory(ServerFactory[ChatProtocol]):
         self,
         reactor: IReactorTime | None = None,
         limits: Limits | None = None,
+        history: History | None = None,
+        replay: int = DEFAULT_REPLAY,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as _reactor
@@ -470,9 +500,23 @@ class ChatFactory(ServerFactory[ChatProtocol]):
         self.limits = Limits() if limits is None else limits
         # Everything queued in one reactor turn is written in the next
         # iteration, one write per member.
-        self.registry = Registry(schedule=lambda flush: reactor.callLater(0, flush))
+        self.registry = Registry(
+            schedule=lambda flush: reactor.callLater(0, flush),
+            history=history,
+            replay=replay,
+        )
+        # What commands act on; the service adds the accounts.
+        self.chat = commands.Chat(self.registry)
         self.connections = 0
         self.per_address: Counter[str] = Counter()
+        self.accepting_input = True
+
+    def stop_input(self) -> None:
+        """
+        Ignore every line from now on: the server is stopping, and what was
+        relayed until now is all that history must save.
+        """
+        self.accepting_input = False
 
     def buildProtocol(self, addr: IAddress) -> Protocol | None:  # type: ignore[override]
         key = address_key(addr)

@@ -26,14 +26,17 @@ Ordering rules that follow from this, and that the tests pin down:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator
 from itertools import count
 
 from zope.interface import Interface
 
 from chatservice import names, wire
+from chatservice.history import DEFAULT_REPLAY, History, stamp
 
 DEFAULT_ROOM = "lobby"
+# Newcomers are called guest1, guest2, ...
+GUEST = "guest"
 WHO_LIMIT = 200
 
 
@@ -68,7 +71,17 @@ class Member:
     one later takes the other's old nickname.
     """
 
-    __slots__ = ("connected", "current", "key", "nick", "outbox", "recipient", "rooms")
+    __slots__ = (
+        "__weakref__",
+        "account",
+        "connected",
+        "current",
+        "key",
+        "nick",
+        "outbox",
+        "recipient",
+        "rooms",
+    )
 
     def __init__(self, nick: str, recipient: IRecipient) -> None:
         self.nick = nick
@@ -80,6 +93,8 @@ class Member:
         self.current: Room | None = None
         self.outbox: list[bytes] = []
         self.connected = True
+        # The key of the registered nickname it has logged in as.
+        self.account: str | None = None
 
     def __repr__(self) -> str:
         return f"<Member {self.nick!r}>"
@@ -90,7 +105,7 @@ class Room:
     A named set of members. A room exists while it has members.
     """
 
-    __slots__ = ("key", "members", "name", "pending")
+    __slots__ = ("key", "members", "name", "pending", "said")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -99,6 +114,8 @@ class Room:
         self.members: dict[Member, None] = {}
         # Lines said this turn, with who said them (None: the server).
         self.pending: list[tuple[Member | None, bytes]] = []
+        # Of those, the messages and actions, for history.
+        self.said: list[bytes] = []
 
     def __repr__(self) -> str:
         return f"<Room {self.name!r} ({len(self.members)} members)>"
@@ -116,21 +133,31 @@ class Registry:
         once until that flush has run. A reactor front end passes
         C{lambda f: reactor.callLater(0, f)} so that everything queued in
         one reactor turn goes out together; the default delivers at once.
+    @param history: where room messages and actions are recorded, and
+        replayed from when a member enters a room; None keeps none.
+    @param replay: how many lines of history entering a room replays.
     """
 
     def __init__(
         self,
         schedule: Callable[[Callable[[], None]], object] = _immediately,
         default_room: str = DEFAULT_ROOM,
+        history: History | None = None,
+        replay: int = DEFAULT_REPLAY,
     ) -> None:
         self._schedule = schedule
         self.default_room = default_room
+        self.history = history
+        self.replay = replay
         self.members: dict[str, Member] = {}
         self.rooms: dict[str, Room] = {}
         self._dirty_rooms: list[Room] = []
         self._dirty_members: list[Member] = []
         self._flush_scheduled = False
         self._guest_numbers = count(1)
+        # Keys of registered nicknames: only who is logged in as one may
+        # use it. The accounts service keeps this up to date.
+        self.registered: Container[str] = frozenset()
 
     # Connection life cycle
 
@@ -148,9 +175,17 @@ class Registry:
 
     def _guest_nick(self) -> str:
         while True:
-            nick = f"guest{next(self._guest_numbers)}"
-            if nick not in self.members:
+            nick = f"{GUEST}{next(self._guest_numbers)}"
+            if nick not in self.members and nick not in self.registered:
                 return nick
+
+    @staticmethod
+    def is_guest_nick(nick: str) -> bool:
+        """
+        Whether C{nick} has the shape of the names handed to newcomers.
+        """
+        key = names.fold(nick)
+        return key.startswith(GUEST) and key[len(GUEST) :].isdigit()
 
     def disconnect(self, member: Member, reason: str) -> None:
         """
@@ -204,9 +239,18 @@ class Registry:
         holder = self.members.get(key)
         if holder is not None and holder is not member:
             raise ChatError(f"The nickname {nick} is taken.")
+        if key in self.registered and member.account != key:
+            raise ChatError(
+                f"The nickname {nick} is registered; if it is yours, use "
+                f"/login {nick} PASSWORD."
+            )
         if nick == member.nick:
             self.tell(member, wire.notice(f"You are already {nick}."))
             return
+        self._set_nick(member, nick)
+
+    def _set_nick(self, member: Member, nick: str) -> None:
+        key = names.fold(nick)
         old = member.nick
         del self.members[member.key]
         member.nick, member.key = nick, key
@@ -214,6 +258,35 @@ class Registry:
         self.tell(member, wire.notice(f"You are now known as {nick}."))
         for room in member.rooms.values():
             self._post(room, member, wire.renamed(room.name, old, nick))
+
+    def log_in(self, member: Member, nick: str) -> None:
+        """
+        C{member} has proved it owns the registered nickname C{nick}: give
+        it that name, renaming whoever else holds it (a guest who took it
+        while it was free, or an older session of the owner's) to a guest
+        name.
+        """
+        key = names.fold(nick)
+        holder = self.members.get(key)
+        if holder is not None and holder is not member:
+            holder.account = None
+            self.tell(
+                holder,
+                wire.notice(f"{nick} has logged in from elsewhere; you are renamed."),
+            )
+            self._set_nick(holder, self._guest_nick())
+        member.account = key
+        if member.nick != nick:
+            self._set_nick(member, nick)
+
+    def log_out(self, member: Member) -> None:
+        """
+        C{member} gives up its account, and so its registered name.
+        """
+        member.account = None
+        self.tell(member, wire.notice("You are logged out."))
+        if names.fold(member.nick) in self.registered:
+            self._set_nick(member, self._guest_nick())
 
     def find(self, nick: str) -> Member:
         """
@@ -257,8 +330,31 @@ class Registry:
                     f"Now talking in {room.name} ({_count_members(len(room.members))})."
                 ),
             )
+        self.replay_history(member, room, self.replay)
         self._post(room, member, wire.joined(room.name, member.nick))
         return room
+
+    def replay_history(self, member: Member, room: Room, n: int) -> None:
+        """
+        Tell C{member} the last C{n} lines said in C{room}, marked as history.
+        The history is in memory, so nothing said after this can come first.
+        """
+        if self.history is None:
+            return
+        # Lines said earlier this turn are history already.
+        self._flush_room(room)
+        entries = self.history.recent(room.key, n)
+        if not entries:
+            return
+        self.tell(member, wire.history_start(room.name, len(entries)))
+        for entry in entries:
+            self.tell(
+                member,
+                wire.history_line(
+                    room.name, stamp(entry.time), entry.kind, entry.sender, entry.text
+                ),
+            )
+        self.tell(member, wire.history_end(room.name))
 
     def part(self, member: Member, requested: str | None = None) -> Room:
         """
@@ -316,14 +412,18 @@ class Registry:
         Send C{text} from C{member} to everyone else in its current room.
         """
         room = self.room_of(member, None)
-        self._post(room, member, wire.message(room.name, member.nick, text))
+        data = self._post(room, member, wire.message(room.name, member.nick, text))
+        if self.history is not None:
+            room.said.append(data)
 
     def act(self, member: Member, text: str) -> None:
         """
         Send a C{/me} action to everyone else in the member's current room.
         """
         room = self.room_of(member, None)
-        self._post(room, member, wire.action(room.name, member.nick, text))
+        data = self._post(room, member, wire.action(room.name, member.nick, text))
+        if self.history is not None:
+            room.said.append(data)
 
     def whisper(self, member: Member, nick: str, text: str) -> None:
         """
@@ -342,15 +442,18 @@ class Registry:
 
     # Delivery
 
-    def _post(self, room: Room, sender: Member | None, line: str) -> None:
+    def _post(self, room: Room, sender: Member | None, line: str) -> bytes:
         """
-        Queue a line for every member of C{room} except C{sender}.
+        Queue a line for every member of C{room} except C{sender}, and
+        return it encoded.
         """
         pending = room.pending
-        pending.append((sender, wire.encode(line)))
+        data = wire.encode(line)
+        pending.append((sender, data))
         if len(pending) == 1:
             self._dirty_rooms.append(room)
             self._request_flush()
+        return data
 
     def _queue(self, member: Member, data: bytes) -> None:
         if not member.connected:
@@ -375,6 +478,11 @@ class Registry:
         if not pending:
             return
         room.pending = []
+        said = room.said
+        if said:
+            room.said = []
+            assert self.history is not None
+            self.history.record(room.key, room.name, said)
         senders: tuple[Member | None, ...] | set[Member | None]
         if len(pending) == 1:
             senders = (pending[0][0],)

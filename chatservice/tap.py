@@ -9,12 +9,23 @@ import resource
 from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService
-from twisted.application.service import IService, MultiService
+from twisted.application.service import IService, MultiService, Service
 from twisted.internet import endpoints
+from twisted.internet.defer import (
+    Deferred,
+    ensureDeferred,
+    gatherResults,
+    maybeDeferred,
+)
 from twisted.internet.interfaces import IListeningPort
+from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 from twisted.python import usage
 
+from chatservice.accounts import Account, Accounts
+from chatservice.commands import Chat
+from chatservice.database import Database, DatabaseError, check
+from chatservice.history import DEFAULT_REPLAY, HISTORY_MAX, History
 from chatservice.limits import Limits
 from chatservice.protocol import ChatFactory
 
@@ -27,6 +38,13 @@ def _whole(value: str) -> int:
     number = int(value)
     if number < 0:
         raise ValueError(f"{value} is negative")
+    return number
+
+
+def _replay(value: str) -> int:
+    number = _whole(value)
+    if number > HISTORY_MAX:
+        raise ValueError(f"{value} is more than {HISTORY_MAX}")
     return number
 
 
@@ -110,12 +128,50 @@ class Options(usage.Options):
             _whole,
         ],
         [
+            "database",
+            None,
+            "chat.sqlite3",
+            "SQLite file for room history and accounts, created if missing; "
+            ":memory: keeps them only while the server runs.",
+        ],
+        [
+            "history-replay",
+            None,
+            DEFAULT_REPLAY,
+            f"Lines of history replayed to whoever enters a room (at most "
+            f"{HISTORY_MAX}).",
+            _replay,
+        ],
+        [
+            "history-max-per-room",
+            None,
+            0,
+            "Keep at most this many lines per room on disk; 0 keeps all.",
+            _whole,
+        ],
+        [
+            "history-days",
+            None,
+            0,
+            "Keep history for this many days; 0 keeps it for ever.",
+            _non_negative,
+        ],
+        [
             "idle-timeout",
             None,
             _DEFAULTS.idle_timeout,
             "Close connections that send nothing for this many seconds; 0 "
             "(the default) never does.",
             _non_negative,
+        ],
+    ]
+
+    optFlags = [
+        [
+            "no-history",
+            None,
+            "Record no room history at all: nothing is replayed, stored or "
+            "shown by /history. Accounts are still kept in the database.",
         ],
     ]
 
@@ -194,13 +250,35 @@ def raise_open_files_limit() -> int:
 
 class ChatService(MultiService):
     """
-    The listeners, and what the process needs before it serves anyone.
+    The listeners and the database, and what the process needs before it
+    serves anyone.
+
+    Stopping is ordered: the listeners close first so that nobody new
+    arrives, then input stops being read, then the database writes what was
+    relayed and closes. twistd runs this before the reactor shuts down and
+    waits for it.
     """
+
+    factory: ChatFactory | None = None
+    database: Database | None = None
 
     def startService(self) -> None:
         limit = raise_open_files_limit()
         log.info("Open files limit: {limit}", limit=limit)
         super().startService()
+
+    def stopService(self) -> Deferred[None]:
+        Service.stopService(self)
+        return ensureDeferred(self._stop())
+
+    async def _stop(self) -> None:
+        others = [s for s in self if s is not self.database]
+        await gatherResults([maybeDeferred(s.stopService) for s in others])
+        if self.factory is not None:
+            self.factory.stop_input()
+            self.factory.registry.flush()
+        if self.database is not None:
+            await self.database.stopService()
 
 
 def limits_from(options: Options) -> Limits:
@@ -223,8 +301,41 @@ def makeService(options: Options) -> IService:
     """
     from twisted.internet import reactor
 
-    factory = ChatFactory(reactor, limits_from(options))
     service = ChatService()
+    path = options["database"]
+    try:
+        check(path)
+    except DatabaseError as e:
+        raise SystemExit(f"twistd chat: {e}") from None
+    history = None if options["no-history"] else History(persist=True)
+    factory = ChatFactory(
+        reactor,
+        limits_from(options),
+        history=history,
+        replay=options["history-replay"],
+    )
+    accounts: dict[str, Account] = {}
+    database = Database(
+        path,
+        history if history is not None else History(),
+        accounts,
+        reactor,
+        max_per_room=options["history-max-per-room"],
+        days=options["history-days"],
+    )
+    database.setServiceParent(service)
+    factory.chat = Chat(
+        factory.registry,
+        Accounts(
+            factory.registry,
+            in_thread=lambda f, *args: deferToThread(f, *args),
+            save=lambda *account: database.run(database.store.save_account, *account),
+            clock=reactor.seconds,
+            accounts=accounts,
+        ),
+    )
+    service.factory = factory
+    service.database = database
     for description in options["port"]:
         listener = ChatListener(
             endpoints.serverFromString(reactor, description), factory

@@ -60,6 +60,24 @@ def private(nick: str, text: str) -> str:
     return f"*{nick}* {text}"
 
 
+def history_start(room: str, count: int) -> str:
+    return notice(f"Last {count} line(s) of {room}:")
+
+
+def history_end(room: str) -> str:
+    return notice(f"End of history of {room}.")
+
+
+def history_line(room: str, when: str, kind: str, nick: str, text: str) -> str:
+    """
+    A stored line replayed: the time it was said, in parentheses, tells it
+    from a live one.
+    """
+    if kind == "action":
+        return f"[{room}] ({when}) * {nick} {text}"
+    return f"[{room}] ({when}) <{nick}> {text}"
+
+
 def welcome(nick: str, room: str) -> str:
     return notice(
         f"Welcome to chatservice, {nick}! You are in {room}. Type /help for commands."

@@ -302,6 +302,14 @@ class ListenerTests(unittest.SynchronousTestCase):
         )
         unix.send(b"/nick uma\n/join side\nvia unix\n")
         unix.read_until(lambda line: line.startswith(b"*** Now talking in side"))
+        # What tina said before uma came in is replayed to uma as history.
+        self.assertEqual(unix.read_line(), b"*** Last 1 line(s) of side:\r\n")
+        replayed = unix.read_line()
+        self.assertRegex(
+            replayed,
+            rb"^\[side\] \(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\) <tina> via tcp\r\n$",
+        )
+        self.assertEqual(unix.read_line(), b"*** End of history of side.\r\n")
         tcp.read_until(lambda line: line == b"[side] --> uma joined\r\n")
         self.assertEqual(tcp.read_line(), b"[side] <uma> via unix\r\n")
         tcp.send(b"back via tcp\n")

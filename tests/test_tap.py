@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from twisted.application.internet import StreamServerEndpointService
-from twisted.application.service import IServiceMaker, MultiService
+from twisted.application.service import IServiceMaker
 from twisted.internet import defer, endpoints, reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import CannotListenError
@@ -28,6 +28,7 @@ from twisted.python import usage
 from twisted.trial import unittest
 
 from chatservice import tap
+from chatservice.database import Database
 from chatservice.limits import Limits
 from chatservice.protocol import ChatFactory
 
@@ -37,6 +38,12 @@ TWISTD = Path(sys.executable).parent / "twistd"
 
 
 def parse(*argv: str) -> tap.Options:
+    """
+    Options as twistd would parse them; a database in memory unless one is
+    given, so that no test leaves a file behind or finds one.
+    """
+    if not any(arg.startswith("--database") for arg in argv):
+        argv = (*argv, "--database", ":memory:")
     options = tap.Options()
     options.parseOptions(list(argv))
     return options
@@ -128,8 +135,9 @@ class MakeServiceTests(unittest.SynchronousTestCase):
     def listeners(
         self, service: object
     ) -> tuple[list[StreamServerEndpointService], ChatFactory]:
-        assert isinstance(service, MultiService)
-        listeners = list(service)
+        assert isinstance(service, tap.ChatService)
+        listeners = [child for child in service if child is not service.database]
+        self.assertIsInstance(service.database, Database)
         for listener in listeners:
             self.assertIsInstance(listener, tap.ChatListener)
             self.assertIsInstance(listener, StreamServerEndpointService)
