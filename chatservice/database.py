@@ -474,15 +474,9 @@ class Database(Service):
         rows = self.history.take()
         if not rows:
             return
-        started = self.reactor.seconds()
         writing = self._writing = self.run(self.store.insert, rows)
 
         def written(_: None) -> None:
-            log.debug(
-                "Wrote {count} history lines in {seconds:.3f} s",
-                count=_lines(rows),
-                seconds=self.reactor.seconds() - started,
-            )
             self._next(self.interval)
 
         def failed(failure: Any) -> None:
