@@ -18,6 +18,7 @@ Passwords are never logged, stored, echoed or kept after the hash.
 
 from __future__ import annotations
 
+import math
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -193,13 +194,13 @@ class Accounts:
 
     def _check_limits(self, member: Member, key: str) -> None:
         now = self.clock()
-        for bucket in (self._by_connection.get(member), self._by_account.get(key)):
-            if bucket is not None:
-                wait = bucket.wait(now)
-                if wait > 0:
-                    raise ChatError(
-                        f"Too many failed logins; try again in {int(wait) + 1} s."
-                    )
+        buckets = (self._by_connection.get(member), self._by_account.get(key))
+        # Waiting as long as told must be enough: the longest wait counts.
+        wait = max((b.wait(now) for b in buckets if b is not None), default=0.0)
+        if wait > 0:
+            raise ChatError(
+                f"Too many failed logins; try again in {math.ceil(wait)} s."
+            )
 
     def _failed(self, member: Member, key: str) -> None:
         now = self.clock()
