@@ -142,10 +142,8 @@ def _history(chat: Chat, member: Member, argument: str) -> None:
         raise ChatError(f"Usage: {COMMANDS['history'].usage}")
     room = registry.room_of(member, None)
     n = min(n, HISTORY_MAX)
-    if not registry.history.recent(room.key, 1):
+    if not registry.replay_history(member, room, n):
         registry.tell(member, wire.notice(f"No history in {room.name}."))
-        return
-    registry.replay_history(member, room, n)
 
 
 def _accounts(chat: Chat) -> Accounts:

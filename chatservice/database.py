@@ -75,31 +75,32 @@ MIGRATIONS: dict[int, list[str]] = {
         """,
         "CREATE INDEX history_by_room ON history (room_key, id)",
         """
-        CREATE VIEW messages (chunk, time, room, sender, kind, text) AS
-        WITH RECURSIVE split(chunk, time, room, line, rest) AS (
-            SELECT id, time, room, NULL, CAST(lines AS TEXT) FROM history
+        CREATE VIEW messages (chunk, line, time, room, sender, kind, text) AS
+        WITH RECURSIVE split(chunk, line, time, room, text, rest) AS (
+            SELECT id, 0, time, room, NULL, CAST(lines AS TEXT) FROM history
             UNION ALL
-            SELECT chunk, time, room,
+            SELECT chunk, line + 1, time, room,
                    substr(rest, 1, instr(rest, char(13, 10)) - 1),
                    substr(rest, instr(rest, char(13, 10)) + 2)
             FROM split WHERE rest != ''
         ),
-        bodies(chunk, time, room, body) AS (
-            SELECT chunk, time, room, substr(line, instr(line, '] ') + 2)
-            FROM split WHERE line IS NOT NULL
+        bodies(chunk, line, time, room, body) AS (
+            SELECT chunk, line, time, room, substr(text, instr(text, '] ') + 2)
+            FROM split WHERE text IS NOT NULL
         ),
-        parts(chunk, time, room, is_message, body, cut) AS (
-            SELECT chunk, time, room, substr(body, 1, 1) = '<', body,
+        parts(chunk, line, time, room, is_message, body, cut) AS (
+            SELECT chunk, line, time, room, substr(body, 1, 1) = '<', body,
                    CASE WHEN substr(body, 1, 1) = '<' THEN instr(body, '> ')
                         ELSE 2 + instr(substr(body, 3), ' ') END
             FROM bodies
         )
-        SELECT chunk, time, room,
+        SELECT chunk, line, time, room,
                CASE WHEN is_message THEN substr(body, 2, cut - 2)
                     ELSE substr(body, 3, cut - 3) END,
                CASE WHEN is_message THEN 'message' ELSE 'action' END,
                substr(body, cut + CASE WHEN is_message THEN 2 ELSE 1 END)
         FROM parts
+        ORDER BY chunk, line
         """,
     ],
     1: [

@@ -149,11 +149,14 @@ class History:
             return
         for room_key, older in taken.items():
             newer = unwritten.get(room_key)
+            # Always a new buffer: the failed write (or a log observer that
+            # keeps its traceback) may still hold views of the old one,
+            # which could then never grow.
             if newer is not None:
-                # A new buffer: the failed write may still hold views of
-                # the old one, which could then not grow.
                 older.data = older.data + newer.data
                 older.count += newer.count
+            else:
+                older.data = bytearray(older.data)
             unwritten[room_key] = older
 
     def unwritten_lines(self) -> int:

@@ -334,18 +334,19 @@ class Registry:
         self._post(room, member, wire.joined(room.name, member.nick))
         return room
 
-    def replay_history(self, member: Member, room: Room, n: int) -> None:
+    def replay_history(self, member: Member, room: Room, n: int) -> int:
         """
         Tell C{member} the last C{n} lines said in C{room}, marked as history.
         The history is in memory, so nothing said after this can come first.
+        Returns how many lines were replayed.
         """
         if self.history is None:
-            return
+            return 0
         # Lines said earlier this turn are history already.
         self._flush_room(room)
         entries = self.history.recent(room.key, n)
         if not entries:
-            return
+            return 0
         self.tell(member, wire.history_start(room.name, len(entries)))
         for entry in entries:
             self.tell(
@@ -355,6 +356,7 @@ class Registry:
                 ),
             )
         self.tell(member, wire.history_end(room.name))
+        return len(entries)
 
     def part(self, member: Member, requested: str | None = None) -> Room:
         """

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -319,18 +319,25 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
 class ServerProcess:
     """
     The installed C{twistd -n chat} listening on C{ports}, in a temporary
-    directory, stopped in the test's cleanup.
+    directory, stopped in the test's cleanup. C{options} are further
+    C{twistd chat} options (C{--database PATH}, say).
 
     @ivar addresses: the logged listening addresses, in the order logged.
     @ivar tcp_port: the port number of the first TCP listener.
     """
 
-    def __init__(self, testcase: SynchronousTestCase, *ports: str) -> None:
+    def __init__(
+        self,
+        testcase: SynchronousTestCase,
+        *ports: str,
+        options: Sequence[str] = (),
+    ) -> None:
         self.directory = make_temp_dir(testcase)
         ports = ports or ("tcp:0:interface=127.0.0.1",)
         args = [str(TWISTD), "-n", "chat"]
         for port in ports:
             args += ["--port", port]
+        args += options
         self.process = subprocess.Popen(
             args,
             cwd=self.directory,
