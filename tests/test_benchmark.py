@@ -11,6 +11,9 @@ a couple of seconds.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import shutil
 import socket
 import sys
@@ -338,3 +341,48 @@ class KernelTimestampTests(SynchronousTestCase):
             stamp = benchmark.kernel_rx_us(ancillary)
         assert stamp is not None, "no receive timestamp within 5 s"
         self.assertTrue(before <= stamp <= after, (before, stamp, after))
+
+
+class HistoryModeTests(SynchronousTestCase):
+    def test_ours_keeps_history_in_a_file_of_its_own(self) -> None:
+        """
+        By default the benchmark measures our server as it runs by default,
+        history on, with the database in the run's own directory rather
+        than wherever chat-bench was started.
+        """
+        command = ours_command()
+        database = command[command.index("--database") + 1]
+        self.assertEqual(database, "{workdir}/chat.sqlite3")
+
+    def test_history_compares_on_and_off(self) -> None:
+        """
+        C{--history} runs ours with history and with C{--no-history} at each
+        point, and both deliver every line.
+        """
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            status = benchmark.main(
+                [
+                    "--history",
+                    "--points",
+                    "3x1",
+                    "--seconds",
+                    "0.5",
+                    "--drain",
+                    "3",
+                    "--rounds",
+                    "1",
+                    "--processes",
+                    "1",
+                    "--json",
+                ]
+            )
+        self.assertEqual(status, 0, out.getvalue())
+        [point] = json.loads(out.getvalue())["points"]
+        [on] = point["ours"]
+        [off] = point["peer"]
+        self.assertEqual((on["server"], off["server"]), ("ours", "no-history"))
+        for run in (on, off):
+            self.assertTrue(run["ok"], run)
+            self.assertEqual(run["lost"], 0)
+            self.assertGreater(run["deliveries"], 0)
