@@ -1215,8 +1215,9 @@ class ReplayTests(unittest.SynchronousTestCase):
 
     def test_recordedOncePerTurn(self) -> None:
         """
-        The lines a room got are handed to the writer together, under the
-        room's key and with its name as shown, and the writer is woken once.
+        The lines one room got in a turn are recorded together, for the
+        writer, under the room's key and with its name as shown, and the
+        writer is woken once.
         """
         harness = self.start()
         a = harness.connect()
@@ -1224,7 +1225,6 @@ class ReplayTests(unittest.SynchronousTestCase):
         wakes: list[None] = []
         self.history.wake = lambda: wakes.append(None)
         a.lines("one", "two", "/me three")
-        # With a writer, rooms are collected when it takes them.
         unwritten = self.history.take()
         self.assertEqual(list(unwritten), ["python"])
         self.assertEqual(unwritten["python"].room, "Python")
