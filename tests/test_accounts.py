@@ -430,6 +430,41 @@ class ImpersonationTests(AccountsTestCase):
 
 
 class LoginTests(AccountsTestCase):
+    def assertNameTaken(
+        self,
+        nick: str,
+        holder: Connection,
+        client: Connection,
+        watcher: Connection,
+        newcomer: str,
+    ) -> None:
+        """
+        C{client} (once C{newcomer}) logged in as C{nick}, which C{holder}
+        had: the holder is renamed to a guest and told why, and the room
+        sees both renames.
+        """
+        guest = holder.nick
+        self.assertRegex(guest, GUEST)
+        self.assertEqual(
+            holder.take(),
+            [
+                LOGGED_IN_ELSEWHERE.format(nick=nick),
+                now_known_as(guest),
+                f"[lobby] --- {newcomer} is now known as {nick}",
+            ],
+        )
+        self.assertEqual(
+            client.take(),
+            [*logged_in(nick), f"[lobby] --- {nick} is now known as {guest}"],
+        )
+        self.assertEqual(
+            watcher.take(),
+            [
+                f"[lobby] --- {nick} is now known as {guest}",
+                f"[lobby] --- {newcomer} is now known as {nick}",
+            ],
+        )
+
     def test_loginTakesNameFromGuest(self) -> None:
         """
         A registration that finishes after its owner left leaves the name to
@@ -457,27 +492,7 @@ class LoginTests(AccountsTestCase):
         discard(holder, watcher, client)
         newcomer = client.nick
         client.say(f"/login bob {PASSWORD}")
-        guest = holder.nick
-        self.assertRegex(guest, GUEST)
-        self.assertEqual(
-            holder.take(),
-            [
-                LOGGED_IN_ELSEWHERE.format(nick="bob"),
-                now_known_as(guest),
-                f"[lobby] --- {newcomer} is now known as bob",
-            ],
-        )
-        self.assertEqual(
-            client.take(),
-            [*logged_in("bob"), f"[lobby] --- bob is now known as {guest}"],
-        )
-        self.assertEqual(
-            watcher.take(),
-            [
-                f"[lobby] --- bob is now known as {guest}",
-                f"[lobby] --- {newcomer} is now known as bob",
-            ],
-        )
+        self.assertNameTaken("bob", holder, client, watcher, newcomer)
         self.assertEqual(client.nick, "bob")
         self.assertEqual(self.member(client).account, "bob")
         client.lost()
@@ -492,27 +507,7 @@ class LoginTests(AccountsTestCase):
         discard(watcher, old, client)
         newcomer = client.nick
         client.say(f"/login bob {PASSWORD}")
-        guest = old.nick
-        self.assertRegex(guest, GUEST)
-        self.assertEqual(
-            old.take(),
-            [
-                LOGGED_IN_ELSEWHERE.format(nick="bob"),
-                now_known_as(guest),
-                f"[lobby] --- {newcomer} is now known as bob",
-            ],
-        )
-        self.assertEqual(
-            client.take(),
-            [*logged_in("bob"), f"[lobby] --- bob is now known as {guest}"],
-        )
-        self.assertEqual(
-            watcher.take(),
-            [
-                f"[lobby] --- bob is now known as {guest}",
-                f"[lobby] --- {newcomer} is now known as bob",
-            ],
-        )
+        self.assertNameTaken("bob", old, client, watcher, newcomer)
         self.assertIsNone(self.member(old).account)
         self.assertEqual(self.member(client).account, "bob")
 
