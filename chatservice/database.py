@@ -33,7 +33,7 @@ from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
 from chatservice.accounts import Account
-from chatservice.history import History, Unwritten
+from chatservice.history import History, Unwritten, count_lines
 
 log = Logger()
 
@@ -151,10 +151,6 @@ def _background() -> None:
     """
     with contextlib.suppress(OSError, AttributeError):
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
-
-
-def _lines(taken: dict[str, Unwritten]) -> int:
-    return sum(u.count for u in taken.values())
 
 
 class DatabaseError(Exception):
@@ -484,7 +480,7 @@ class Database(Service):
             log.failure(
                 "Writing {count} history lines failed; they will be tried again",
                 failure,
-                count=_lines(rows),
+                count=count_lines(rows),
             )
             self._put_back(rows)
             self._next(RETRY_INTERVAL)
@@ -504,7 +500,7 @@ class Database(Service):
             log.error(
                 "The database has refused history for too long: {count} "
                 "unwritten lines were dropped",
-                count=_lines(lost),
+                count=count_lines(lost),
             )
 
     def prune(self) -> Deferred[None]:
@@ -553,7 +549,7 @@ class Database(Service):
                 failures += 1
                 log.failure(
                     "Writing {count} history lines failed (try {attempt} of {tries})",
-                    count=_lines(rows),
+                    count=count_lines(rows),
                     attempt=failures,
                     tries=STOP_TRIES,
                 )
@@ -562,5 +558,5 @@ class Database(Service):
         if lost:
             log.critical(
                 "{count} history lines could not be written and are lost",
-                count=_lines(lost),
+                count=count_lines(lost),
             )

@@ -160,7 +160,7 @@ class History:
             unwritten[room_key] = older
 
     def unwritten_lines(self) -> int:
-        return sum(u.count for u in (self.unwritten or {}).values())
+        return count_lines(self.unwritten or {})
 
     def load(self, lines: Iterable[tuple[float, str, bytes]]) -> None:
         """
@@ -188,6 +188,13 @@ class History:
                 list(tail.times)[start:], list(tail.lines)[start:], strict=True
             )
         ]
+
+
+def count_lines(unwritten: dict[str, Unwritten]) -> int:
+    """
+    How many lines a set of rooms' unwritten buffers holds.
+    """
+    return sum(u.count for u in unwritten.values())
 
 
 def stamp(when: float) -> str:
