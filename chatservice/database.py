@@ -21,6 +21,7 @@ import contextlib
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -34,6 +35,7 @@ from twisted.python.threadpool import ThreadPool
 
 from chatservice.accounts import Account
 from chatservice.history import History, Unwritten, count_lines
+from chatservice.stats import Stats
 
 log = Logger()
 
@@ -141,6 +143,15 @@ def _pieces(data: bytearray) -> list[tuple[int, int]]:
         pieces.append((start, end))
         start = end
     return pieces
+
+
+def _timed(f: Callable[..., object], *args: object) -> float:
+    """
+    How long C{f(*args)} took, in seconds.
+    """
+    started = time.perf_counter()
+    f(*args)
+    return time.perf_counter() - started
 
 
 def _background() -> None:
@@ -424,8 +435,10 @@ class Database(Service):
         max_per_room: int = 0,
         days: float = 0,
         interval: float = FLUSH_INTERVAL,
+        stats: Stats | None = None,
     ) -> None:
         self.path = path
+        self.stats = Stats() if stats is None else stats
         self.history = history
         self.accounts = accounts
         self.reactor: IReactorTime = reactor
@@ -435,7 +448,7 @@ class Database(Service):
         self.interval = interval
         self.pool = ThreadPool(minthreads=1, maxthreads=1, name="chat-database")
         self._flush_call: IDelayedCall | None = None
-        self._writing: Deferred[None] | None = None
+        self._writing: Deferred[Any] | None = None
         self._pruner: LoopingCall | None = None
 
     def startService(self) -> None:
@@ -471,9 +484,10 @@ class Database(Service):
         rows = self.history.take()
         if not rows:
             return
-        writing = self._writing = self.run(self.store.insert, rows)
+        writing = self._writing = self.run(_timed, self.store.insert, rows)
 
-        def written(_: None) -> None:
+        def written(seconds: float) -> None:
+            self.stats.history_writes.observe(seconds)
             self._next(self.interval)
 
         def failed(failure: Any) -> None:

@@ -12,7 +12,7 @@ from collections import Counter
 from typing import cast
 
 from twisted.internet import tcp
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.interfaces import (
     IAddress,
     IConsumer,
@@ -34,6 +34,7 @@ from chatservice.flood import TokenBucket
 from chatservice.history import DEFAULT_REPLAY, History
 from chatservice.limits import Limits, address_key
 from chatservice.registry import IRecipient, Member, Registry
+from chatservice.stats import Stats
 
 # Seconds a connection being closed has to take its last lines before it is
 # aborted.
@@ -176,6 +177,8 @@ class ChatProtocol(TimeoutMixin, LineReceiver):
     # Input
 
     def dataReceived(self, data: bytes) -> None:
+        stats = self.factory.stats
+        stats.bytes_in += len(data)
         if not self._reading:
             return
         if self.timeOut is not None:
@@ -196,6 +199,7 @@ class ChatProtocol(TimeoutMixin, LineReceiver):
             self._discarding = True
             lines.append(_TOO_LONG)
         if lines:
+            stats.lines_received += len(lines)
             self._accept(lines)
 
     def _too_long(self, line: bytes) -> bool:
@@ -219,6 +223,7 @@ class ChatProtocol(TimeoutMixin, LineReceiver):
             lines = lines[granted:]
         held = self._held
         held.extend(lines)
+        self.factory.stats.flood_delayed += len(lines)
         if len(held) > self.limits.flood_queue:
             self._excess_flood()
         elif self._release_call is None and self._reading:
@@ -357,12 +362,14 @@ class ChatProtocol(TimeoutMixin, LineReceiver):
             reason="sendq exceeded",
         )
         self._backlog.stopProducing()
+        self.factory.stats.sendq_disconnects += 1
         self.registry.disconnect(self.member, "SendQ exceeded")
         self.transport.abortConnection()  # type: ignore[union-attr]
 
     # IRecipient
 
     def deliver(self, data: bytes) -> None:
+        self.factory.stats.bytes_out += len(data)
         backlog = self._backlog
         if not backlog.paused:
             sock = self._sock
@@ -450,7 +457,7 @@ class ChatProtocol(TimeoutMixin, LineReceiver):
             self._abort_call.cancel()
         if self._counted:
             self._counted = False
-            self.factory.release(self._address_key)
+            self.factory.release(self)
         if self.member is None:
             return
         if self.member.connected:
@@ -468,12 +475,15 @@ class Refusal(Protocol):
     Says why a connection is refused, in one error line, and closes it.
     """
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, stats: Stats) -> None:
         self.reason = reason
+        self.stats = stats
 
     def connectionMade(self) -> None:
         assert self.transport is not None
-        self.transport.write(wire.encode(wire.error(self.reason)))
+        data = wire.encode(wire.error(self.reason))
+        self.stats.bytes_out += len(data)
+        self.transport.write(data)
         self.transport.loseConnection()
 
 
@@ -491,6 +501,7 @@ class ChatFactory(ServerFactory[ChatProtocol]):
         limits: Limits | None = None,
         history: History | None = None,
         replay: int = DEFAULT_REPLAY,
+        stats: Stats | None = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as _reactor
@@ -498,18 +509,26 @@ class ChatFactory(ServerFactory[ChatProtocol]):
             reactor = cast(IReactorTime, _reactor)
         self.reactor = reactor
         self.limits = Limits() if limits is None else limits
+        self.stats = Stats() if stats is None else stats
         # Everything queued in one reactor turn is written in the next
         # iteration, one write per member.
         self.registry = Registry(
             schedule=lambda flush: reactor.callLater(0, flush),
             history=history,
             replay=replay,
+            stats=self.stats,
         )
         # What commands act on; the service adds the accounts.
         self.chat = commands.Chat(self.registry)
-        self.connections = 0
         self.per_address: Counter[str] = Counter()
         self.accepting_input = True
+        # Every counted connection still open, for shutdown to wait on.
+        self.open: set[ChatProtocol] = set()
+        self._all_closed: list[Deferred[None]] = []
+
+    @property
+    def connections(self) -> int:
+        return len(self.open)
 
     def stop_input(self) -> None:
         """
@@ -541,7 +560,7 @@ class ChatFactory(ServerFactory[ChatProtocol]):
             )
         protocol = super().buildProtocol(addr)
         assert protocol is not None
-        self.connections += 1
+        self.open.add(protocol)
         if key is not None:
             self.per_address[key] += 1
         protocol._address_key = key
@@ -550,16 +569,58 @@ class ChatFactory(ServerFactory[ChatProtocol]):
 
     def _refuse(self, addr: IAddress, line: str, reason: str) -> Protocol:
         log.info("{peer} refused: {reason}", peer=addr, reason=reason)
-        refusal = Refusal(line)
+        self.stats.refused[reason] += 1
+        refusal = Refusal(line, self.stats)
         refusal.factory = self
         return refusal
 
-    def release(self, key: str | None) -> None:
+    def release(self, protocol: ChatProtocol) -> None:
         """
         A counted connection has closed: its slot is free at once.
         """
-        self.connections -= 1
+        self.open.discard(protocol)
+        key = protocol._address_key
         if key is not None:
             self.per_address[key] -= 1
             if not self.per_address[key]:
                 del self.per_address[key]
+        if not self.open:
+            waiting, self._all_closed = self._all_closed, []
+            for d in waiting:
+                d.callback(None)
+
+    def shut_down(self, grace: float) -> Deferred[None]:
+        """
+        Stop the chat: stop reading input, deliver what was said, tell
+        everyone the server is going and close every connection. Fires when
+        every connection has closed; connections that have not taken their
+        last lines within C{grace} seconds are aborted.
+        """
+        self.stop_input()
+        self.registry.close_all(wire.shutting_down())
+        if not self.open:
+            return succeed(None)
+        log.info(
+            "Shutting down: waiting up to {grace} seconds for {count} "
+            "connection(s) to take their last lines",
+            grace=grace,
+            count=len(self.open),
+        )
+        closed: Deferred[None] = Deferred()
+        self._all_closed.append(closed)
+
+        def abort_the_rest(failure: Failure) -> None:
+            failure.trap(CancelledError)
+            log.warn(
+                "Shutting down: aborting {count} connection(s) that did not "
+                "take their last lines within {grace} seconds",
+                count=len(self.open),
+                grace=grace,
+                reason="shutdown grace",
+            )
+            for protocol in list(self.open):
+                cast(ITCPTransport, protocol.transport).abortConnection()
+
+        closed.addTimeout(grace, self.reactor)
+        closed.addErrback(abort_the_rest)
+        return closed

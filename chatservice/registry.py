@@ -26,18 +26,24 @@ Ordering rules that follow from this, and that the tests pin down:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Iterator
+import time
+from collections.abc import Callable, Container, Iterator, Sequence
 from itertools import count
 
+from twisted.logger import Logger
 from zope.interface import Interface
 
 from chatservice import names, wire
 from chatservice.history import DEFAULT_REPLAY, History, stamp
+from chatservice.stats import Stats
 
 DEFAULT_ROOM = "lobby"
 # Newcomers are called guest1, guest2, ...
 GUEST = "guest"
 WHO_LIMIT = 200
+
+# Events, not I/O: whoever observes the log decides where they go.
+log = Logger()
 
 
 class ChatError(Exception):
@@ -136,6 +142,10 @@ class Registry:
     @param history: where room messages and actions are recorded, and
         replayed from when a member enters a room; None keeps none.
     @param replay: how many lines of history entering a room replays.
+    @param stats: where deliveries and fan-out times are counted.
+    @param timer: the clock fan-out is timed with.
+    @ivar motd: the message of the day, lines of text every newcomer is
+        told after the welcome.
     """
 
     def __init__(
@@ -144,6 +154,8 @@ class Registry:
         default_room: str = DEFAULT_ROOM,
         history: History | None = None,
         replay: int = DEFAULT_REPLAY,
+        stats: Stats | None = None,
+        timer: Callable[[], float] = time.perf_counter,
     ) -> None:
         self._schedule = schedule
         self.default_room = default_room
@@ -154,10 +166,15 @@ class Registry:
         self._dirty_rooms: list[Room] = []
         self._dirty_members: list[Member] = []
         self._flush_scheduled = False
+        # Room lines handed to members since the last flush.
+        self._room_lines = 0
         self._guest_numbers = count(1)
         # Keys of registered nicknames: only who is logged in as one may
         # use it. The accounts service keeps this up to date.
         self.registered: Container[str] = frozenset()
+        self.stats = Stats() if stats is None else stats
+        self._timer = timer
+        self.motd: Sequence[str] = ()
 
     # Connection life cycle
 
@@ -170,6 +187,10 @@ class Registry:
         member = Member(nick, recipient)
         self.members[member.key] = member
         self.tell(member, wire.welcome(nick, self.default_room))
+        if self.motd:
+            self.tell(member, wire.motd_start())
+            for line in self.motd:
+                self.tell(member, wire.motd_line(line))
         self.join(member, self.default_room, announce_self=False)
         return member
 
@@ -224,6 +245,27 @@ class Registry:
         self.disconnect(member, reason)
         member.recipient.close()
 
+    def close_all(self, last_line: str) -> None:
+        """
+        The server is stopping: everyone gets what is queued for them, then
+        C{last_line}, and their connections are asked to close. Nobody is
+        told of anybody else leaving, as everybody is; that also keeps this
+        linear in the number of members.
+        """
+        self.flush()
+        data = wire.encode(last_line)
+        members = list(self.members.values())
+        self.members.clear()
+        self.rooms.clear()
+        for member in members:
+            member.outbox.append(data)
+            self._deliver(member)
+            member.connected = False
+            member.rooms.clear()
+            member.current = None
+            member.recipient.close()
+        self.stats.deliveries += len(members)
+
     # Names
 
     def rename(self, member: Member, requested: str) -> None:
@@ -252,6 +294,7 @@ class Registry:
     def _set_nick(self, member: Member, nick: str) -> None:
         key = names.fold(nick)
         old = member.nick
+        log.info("{old} is now known as {nick}", old=old, nick=nick)
         del self.members[member.key]
         member.nick, member.key = nick, key
         self.members[key] = member
@@ -323,6 +366,7 @@ class Registry:
         room.members[member] = None
         member.rooms[key] = room
         member.current = room
+        log.info("{nick} joined {room}", nick=member.nick, room=room.name)
         if announce_self:
             self.tell(
                 member,
@@ -366,6 +410,7 @@ class Registry:
         """
         room = self.room_of(member, requested)
         self._remove(member, room)
+        log.info("{nick} left {room}", nick=member.nick, room=room.name)
         self._post(room, None, wire.left(room.name, member.nick))
         if member.current is room:
             member.current = next(reversed(member.rooms.values()), None)
@@ -440,6 +485,7 @@ class Registry:
         """
         Queue one line for C{member} alone.
         """
+        self.stats.deliveries += 1
         self._queue(member, wire.encode(line))
 
     # Delivery
@@ -486,14 +532,22 @@ class Registry:
             assert self.history is not None
             self.history.record(room.key, room.name, said)
         senders: tuple[Member | None, ...] | set[Member | None]
+        members = room.members
         if len(pending) == 1:
-            senders = (pending[0][0],)
+            sender = pending[0][0]
+            senders = (sender,)
             data = pending[0][1]
+            deliveries = len(members) - (sender in members)
         else:
             senders = {sender for sender, _ in pending}
             data = b"".join([line for _, line in pending])
+            deliveries = len(pending) * len(members) - sum(
+                [sender in members for sender, _ in pending]
+            )
+        self.stats.deliveries += deliveries
+        self._room_lines += len(pending)
         dirty = self._dirty_members
-        for member in room.members:
+        for member in members:
             if member in senders:
                 mine = b"".join([line for s, line in pending if s is not member])
                 if not mine:
@@ -517,13 +571,21 @@ class Registry:
     def flush(self) -> None:
         """
         Deliver everything queued: one write per member with output.
+
+        The time this takes is recorded once for each room line delivered:
+        it is how long fanning out that line took, from the start of the
+        turn's delivery to the last recipient's write.
         """
+        started = self._timer()
         rooms, self._dirty_rooms = self._dirty_rooms, []
         for room in rooms:
             self._flush_room(room)
         members, self._dirty_members = self._dirty_members, []
         for member in members:
             self._deliver(member)
+        if self._room_lines:
+            self.stats.fanout.observe(self._timer() - started, self._room_lines)
+            self._room_lines = 0
         self._flush_scheduled = False
         if self._dirty_rooms or self._dirty_members:
             # Delivery made more output (a recipient disconnected, say).

@@ -78,6 +78,20 @@ def history_line(room: str, when: str, kind: str, nick: str, text: str) -> str:
     return f"[{room}] ({when}) <{nick}> {text}"
 
 
+def motd_start() -> str:
+    return notice("Message of the day:")
+
+
+def motd_line(text: str) -> str:
+    """One line of the operator's message of the day."""
+    return notice(f"- {text}" if text else "-")
+
+
+def shutting_down() -> str:
+    """The last line every client gets when the server stops."""
+    return notice("The server is shutting down. Goodbye.")
+
+
 def welcome(nick: str, room: str) -> str:
     return notice(
         f"Welcome to chatservice, {nick}! You are in {room}. Type /help for commands."
