@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import ipaddress
 import resource
-from typing import Any
+import signal
+from collections.abc import Callable
+from types import FrameType
+from typing import Any, cast
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService, Service
@@ -17,19 +20,26 @@ from twisted.internet.defer import (
     gatherResults,
     maybeDeferred,
 )
-from twisted.internet.interfaces import IListeningPort
+from twisted.internet.interfaces import IListeningPort, IReactorThreads
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 from twisted.python import usage
+from twisted.python.components import Componentized
 
 from chatservice.accounts import Account, Accounts
 from chatservice.commands import Chat
 from chatservice.database import Database, DatabaseError, check
 from chatservice.history import DEFAULT_REPLAY, HISTORY_MAX, History
 from chatservice.limits import Limits
+from chatservice.logs import json_observer_for
+from chatservice.motd import MotdError, read_motd
 from chatservice.protocol import ChatFactory
+from chatservice.stats import Stats
+from chatservice.tls import ReloadableCertificate
 
 DEFAULT_PORT = "tcp:12345:interface=127.0.0.1"
+DEFAULT_SHUTDOWN_GRACE = 5.0
+LOG_FORMATS = ("text", "json")
 
 log = Logger()
 
@@ -157,6 +167,28 @@ class Options(usage.Options):
             _non_negative,
         ],
         [
+            "log-format",
+            None,
+            "text",
+            "text, or json for one JSON object per line (for log shippers), "
+            "written where twistd logs.",
+        ],
+        [
+            "shutdown-grace",
+            None,
+            DEFAULT_SHUTDOWN_GRACE,
+            "On SIGTERM or SIGINT, seconds clients have to take their last "
+            "lines before their connections are aborted.",
+            _non_negative,
+        ],
+        [
+            "motd",
+            None,
+            None,
+            "Show the text FILE (the message of the day) to every client after "
+            "the welcome; re-read on SIGHUP.",
+        ],
+        [
             "idle-timeout",
             None,
             _DEFAULTS.idle_timeout,
@@ -179,6 +211,7 @@ class Options(usage.Options):
         super().__init__()
         self["port"] = []
         self["flood-exempt"] = []
+        self["metrics"] = None
 
     def opt_flood_exempt(self, network: str) -> None:
         try:
@@ -209,9 +242,34 @@ class Options(usage.Options):
     )
     opt_p = opt_port
 
+    def opt_metrics(self, description: str) -> None:
+        from twisted.internet import reactor
+
+        try:
+            endpoints.serverFromString(reactor, description)
+        except Exception as e:
+            raise usage.UsageError(f"--metrics {description}: {e}") from None
+        self["metrics"] = description
+
+    opt_metrics.__doc__ = (
+        "Serve Prometheus metrics at /metrics on ENDPOINT, a server endpoint "
+        "string such as tcp:9122:interface=127.0.0.1; off unless given. Keep "
+        "it away from the public: it is plain HTTP."
+    )
+
     def postOptions(self) -> None:
         if not self["port"]:
             self["port"] = [DEFAULT_PORT]
+        if self["log-format"] not in LOG_FORMATS:
+            raise usage.UsageError(
+                f"--log-format must be one of {', '.join(LOG_FORMATS)}, "
+                f"not {self['log-format']!r}"
+            )
+        if self["motd"] is not None:
+            try:
+                self["motd-lines"] = read_motd(self["motd"])
+            except MotdError as e:
+                raise usage.UsageError(f"--motd: {e}") from None
 
 
 class ChatListener(StreamServerEndpointService):
@@ -220,6 +278,8 @@ class ChatListener(StreamServerEndpointService):
     by the kernel (C{tcp:0}) can be found in the log.
     """
 
+    what = "Chat"
+
     def privilegedStartService(self) -> None:
         super().privilegedStartService()
         assert self._waitingForPort is not None
@@ -227,8 +287,16 @@ class ChatListener(StreamServerEndpointService):
 
     def _listening(self, port: IListeningPort | None) -> IListeningPort | None:
         if port is not None:
-            log.info("Chat server listening on {address}", address=port.getHost())
+            log.info(
+                "{what} server listening on {address}",
+                what=self.what,
+                address=port.getHost(),
+            )
         return port
+
+
+class MetricsListener(ChatListener):
+    what = "Metrics"
 
 
 def raise_open_files_limit() -> int:
@@ -254,18 +322,118 @@ class ChatService(MultiService):
     serves anyone.
 
     Stopping is ordered: the listeners close first so that nobody new
-    arrives, then input stops being read, then the database writes what was
+    arrives; the chat stops reading input, delivers what was said, tells
+    every client the server is going and waits (at most C{grace} seconds)
+    for them to take their last lines; then the database writes what was
     relayed and closes. twistd runs this before the reactor shuts down and
     waits for it.
+
+    With C{handle_signals}, once the reactor runs, SIGTERM and SIGINT stop
+    the reactor (so twistd exits 0 after that orderly stop, rather than
+    re-raising the signal), and SIGHUP re-reads the TLS certificates and
+    the message of the day.
     """
 
     factory: ChatFactory | None = None
     database: Database | None = None
+    grace: float = DEFAULT_SHUTDOWN_GRACE
+    handle_signals = False
+    # What SIGHUP re-reads.
+    certificates: list[ReloadableCertificate]
+    motd_path: str | None = None
+    # Replaces twistd's log observer (--log-format json).
+    log_observer: Callable[[Any], None] | None = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.certificates = []
+        self._previous_handlers: dict[int, Any] = {}
+        self._stopping = False
+
+    def setServiceParent(self, parent: Any) -> None:
+        # twistd asks the application for an ILogObserver before it starts
+        # logging, and makes the application just before that.
+        if self.log_observer is not None and isinstance(parent, Componentized):
+            from twisted.logger import ILogObserver
+
+            parent.setComponent(ILogObserver, self.log_observer)
+        super().setServiceParent(parent)
 
     def startService(self) -> None:
         limit = raise_open_files_limit()
         log.info("Open files limit: {limit}", limit=limit)
         super().startService()
+        if self.handle_signals:
+            from twisted.internet import reactor
+
+            # After the reactor's own handlers, which this replaces.
+            reactor.callWhenRunning(self._install_signal_handlers)
+
+    # Signals
+
+    def _install_signal_handlers(self) -> None:
+        handlers = {
+            signal.SIGTERM: self._stop_signal,
+            signal.SIGINT: self._stop_signal,
+            signal.SIGHUP: self._reload_signal,
+        }
+        for number, handler in handlers.items():
+            self._previous_handlers[number] = signal.signal(number, handler)
+
+    def _restore_signal_handlers(self) -> None:
+        for number, handler in self._previous_handlers.items():
+            signal.signal(number, handler)
+        self._previous_handlers.clear()
+
+    def _stop_signal(self, number: int, frame: FrameType | None) -> None:
+        from twisted.internet import reactor
+
+        cast(IReactorThreads, reactor).callFromThread(
+            self._stop_reactor, signal.Signals(number).name
+        )
+
+    def _stop_reactor(self, name: str) -> None:
+        from twisted.internet import reactor
+
+        if self._stopping:
+            log.info("Received {signal}; already shutting down", signal=name)
+            return
+        self._stopping = True
+        log.info("Received {signal}; shutting down", signal=name)
+        reactor.stop()
+
+    def _reload_signal(self, number: int, frame: FrameType | None) -> None:
+        from twisted.internet import reactor
+
+        cast(IReactorThreads, reactor).callFromThread(self.reload)
+
+    def reload(self) -> Deferred[None]:
+        """
+        Re-read the TLS certificates and the message of the day; whatever
+        fails to load is logged and the old one kept.
+        """
+        log.info("Received SIGHUP; reloading certificates and the MOTD")
+        work: list[Deferred[Any]] = [c.reload() for c in self.certificates]
+        if self.motd_path is not None:
+            work.append(self._reload_motd(self.motd_path))
+        return gatherResults(work).addCallback(lambda _: None)
+
+    def _reload_motd(self, path: str) -> Deferred[None]:
+        def loaded(lines: list[str]) -> None:
+            if self.factory is not None:
+                self.factory.registry.motd = lines
+            log.info("Reloaded the MOTD from {path}", path=path)
+
+        def failed(failure: Any) -> None:
+            failure.trap(MotdError)
+            log.error(
+                "Could not reload the MOTD; the old one stays: {error}",
+                error=failure.getErrorMessage(),
+            )
+
+        return deferToThread(read_motd, path).addCallbacks(loaded, failed)
+
+    # Stopping
 
     def stopService(self) -> Deferred[None]:
         Service.stopService(self)
@@ -275,10 +443,10 @@ class ChatService(MultiService):
         others = [s for s in self if s is not self.database]
         await gatherResults([maybeDeferred(s.stopService) for s in others])
         if self.factory is not None:
-            self.factory.stop_input()
-            self.factory.registry.flush()
+            await self.factory.shut_down(self.grace)
         if self.database is not None:
             await self.database.stopService()
+        self._restore_signal_handlers()
 
 
 def limits_from(options: Options) -> Limits:
@@ -302,18 +470,27 @@ def makeService(options: Options) -> IService:
     from twisted.internet import reactor
 
     service = ChatService()
+    service.handle_signals = True
+    service.grace = options["shutdown-grace"]
+    if options["log-format"] == "json":
+        service.log_observer = json_observer_for(options.parent or {})
     path = options["database"]
     try:
         check(path)
     except DatabaseError as e:
         raise SystemExit(f"twistd chat: {e}") from None
     history = None if options["no-history"] else History(persist=True)
+    stats = Stats()
     factory = ChatFactory(
         reactor,
         limits_from(options),
         history=history,
         replay=options["history-replay"],
+        stats=stats,
     )
+    if options["motd"] is not None:
+        service.motd_path = options["motd"]
+        factory.registry.motd = options["motd-lines"]
     accounts: dict[str, Account] = {}
     database = Database(
         path,
@@ -322,6 +499,7 @@ def makeService(options: Options) -> IService:
         reactor,
         max_per_room=options["history-max-per-room"],
         days=options["history-days"],
+        stats=stats,
     )
     database.setServiceParent(service)
     factory.chat = Chat(
@@ -337,11 +515,22 @@ def makeService(options: Options) -> IService:
     service.factory = factory
     service.database = database
     for description in options["port"]:
-        listener = ChatListener(
-            endpoints.serverFromString(reactor, description), factory
-        )
-        # Let twistd report a port that cannot be bound and exit, rather
-        # than run without it.
-        listener._raiseSynchronously = True
-        listener.setServiceParent(service)
+        endpoint = endpoints.serverFromString(reactor, description)
+        certificate = ReloadableCertificate.install(reactor, endpoint, description)
+        if certificate is not None:
+            service.certificates.append(certificate)
+        listen(service, ChatListener(endpoint, factory))
+    if options["metrics"] is not None:
+        from chatservice.metrics import metrics_site
+
+        site = metrics_site(factory, reactor)
+        endpoint = endpoints.serverFromString(reactor, options["metrics"])
+        listen(service, MetricsListener(endpoint, site))
     return service
+
+
+def listen(service: ChatService, listener: StreamServerEndpointService) -> None:
+    # Let twistd report a port that cannot be bound and exit, rather than
+    # run without it.
+    listener._raiseSynchronously = True
+    listener.setServiceParent(service)

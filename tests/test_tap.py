@@ -202,7 +202,8 @@ class ListeningTests(unittest.TestCase):
         addresses = [
             event["address"]
             for event in events
-            if event.get("log_format") == "Chat server listening on {address}"
+            if event.get("log_format") == "{what} server listening on {address}"
+            and event.get("what") == "Chat"
         ]
         self.assertEqual(len(addresses), 2)
         self.assertEqual({a.host for a in addresses}, {"127.0.0.1"})
