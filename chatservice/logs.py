@@ -51,18 +51,23 @@ def as_json(event: LogEvent) -> str:
     """
     One event as a line of JSON, newline included.
     """
+    fields = {
+        key: describe(value)
+        for key, value in event.items()
+        if not key.startswith("log_") and key not in ("format", "message")
+    }
     record: dict[str, Any] = {
         "time": datetime.datetime.fromtimestamp(
             event.get("log_time", 0.0), datetime.UTC
         ).isoformat(timespec="milliseconds"),
         "level": getattr(event.get("log_level"), "name", "info"),
         "namespace": event.get("log_namespace", ""),
-        "text": formatEvent(event),
+        # Formatted with the fields as shown, so that addresses read the
+        # same in the text as in the fields.
+        "text": formatEvent({**event, **fields}),
     }
-    for key, value in event.items():
-        if key.startswith("log_") or key in record or key in ("format", "message"):
-            continue
-        record[key] = describe(value)
+    for key, value in fields.items():
+        record.setdefault(key, value)
     failure = event.get("log_failure")
     if isinstance(failure, Failure):
         record["traceback"] = failure.getTraceback()
