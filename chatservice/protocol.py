@@ -117,6 +117,7 @@ class ChatProtocol(TimeoutMixin, LineReceiver):
     _abort_call: IDelayedCall | None = None
     # The socket of a plain TCP connection, for writing through.
     _sock: socket.socket | None = None
+    _stats: Stats
     _address_key: str | None = None
     _counted = False
     # The command this connection waits for, and the lines that came
@@ -159,6 +160,7 @@ class ChatProtocol(TimeoutMixin, LineReceiver):
         if type(transport) is tcp.Server:
             self._sock = transport.getHandle()
         self._backlog = Backlog(self)
+        self._stats = self.factory.stats
         cast(IConsumer, transport).registerProducer(self._backlog, True)
         limits = self.limits
         reactor = self.factory.reactor
@@ -177,7 +179,7 @@ class ChatProtocol(TimeoutMixin, LineReceiver):
     # Input
 
     def dataReceived(self, data: bytes) -> None:
-        stats = self.factory.stats
+        stats = self._stats
         stats.bytes_in += len(data)
         if not self._reading:
             return
@@ -223,7 +225,7 @@ class ChatProtocol(TimeoutMixin, LineReceiver):
             lines = lines[granted:]
         held = self._held
         held.extend(lines)
-        self.factory.stats.flood_delayed += len(lines)
+        self._stats.flood_delayed += len(lines)
         if len(held) > self.limits.flood_queue:
             self._excess_flood()
         elif self._release_call is None and self._reading:
@@ -362,14 +364,14 @@ class ChatProtocol(TimeoutMixin, LineReceiver):
             reason="sendq exceeded",
         )
         self._backlog.stopProducing()
-        self.factory.stats.sendq_disconnects += 1
+        self._stats.sendq_disconnects += 1
         self.registry.disconnect(self.member, "SendQ exceeded")
         self.transport.abortConnection()  # type: ignore[union-attr]
 
     # IRecipient
 
     def deliver(self, data: bytes) -> None:
-        self.factory.stats.bytes_out += len(data)
+        self._stats.bytes_out += len(data)
         backlog = self._backlog
         if not backlog.paused:
             sock = self._sock
