@@ -8,49 +8,35 @@ L{chatservice.metrics} turns them into Prometheus metrics only when asked.
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass, field
 
-# Fan-out of one reactor turn's lines: from tens of microseconds (a few
-# members) to a second (a stalled server).
-FANOUT_BUCKETS = (
-    0.00001,
-    0.000025,
-    0.00005,
-    0.0001,
-    0.00025,
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-)
+
+def _one_two_five(first: float, last: float) -> tuple[float, ...]:
+    """
+    Bucket bounds 1, 2.5 and 5 times each power of ten, from C{first} to
+    C{last}: even steps on a log scale, as Prometheus's own defaults.
+    """
+    bounds = []
+    power = 10.0 ** math.floor(math.log10(first))
+    while power <= last:
+        for step in (1.0, 2.5, 5.0):
+            bound = float(f"{step * power:.12g}")
+            if first <= bound <= last:
+                bounds.append(bound)
+        power *= 10
+    return tuple(bounds)
+
+
+# Fan-out of one reactor turn's lines: from ten microseconds (a few members)
+# to a second (a stalled server).
+FANOUT_BUCKETS = _one_two_five(0.00001, 1.0)
 
 # One group commit of history: a millisecond on a quiet disk, seconds on a
 # failing one.
-WRITE_BUCKETS = (
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-)
+WRITE_BUCKETS = _one_two_five(0.0005, 10.0)
 
 
 class Histogram:
