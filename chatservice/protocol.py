@@ -12,7 +12,7 @@ from collections import Counter
 from typing import cast
 
 from twisted.internet import tcp
-from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError, succeed
 from twisted.internet.interfaces import (
     IAddress,
     IConsumer,
@@ -612,7 +612,8 @@ class ChatFactory(ServerFactory[ChatProtocol]):
         self._all_closed.append(closed)
 
         def abort_the_rest(failure: Failure) -> None:
-            failure.trap(CancelledError)
+            # addTimeout turns its cancellation into a TimeoutError.
+            failure.trap(CancelledError, TimeoutError)
             log.warn(
                 "Shutting down: aborting {count} connection(s) that did not "
                 "take their last lines within {grace} seconds",

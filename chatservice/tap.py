@@ -260,16 +260,18 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         if not self["port"]:
             self["port"] = [DEFAULT_PORT]
+        if self["motd"] is not None:
+            # Like the database, a bad file stops the server with one line,
+            # not the whole usage text.
+            try:
+                self["motd-lines"] = read_motd(self["motd"])
+            except MotdError as e:
+                raise SystemExit(f"twistd chat: --motd: {e}") from None
         if self["log-format"] not in LOG_FORMATS:
             raise usage.UsageError(
                 f"--log-format must be one of {', '.join(LOG_FORMATS)}, "
                 f"not {self['log-format']!r}"
             )
-        if self["motd"] is not None:
-            try:
-                self["motd-lines"] = read_motd(self["motd"])
-            except MotdError as e:
-                raise usage.UsageError(f"--motd: {e}") from None
 
 
 class ChatListener(StreamServerEndpointService):
@@ -359,6 +361,13 @@ class ChatService(MultiService):
             parent.setComponent(ILogObserver, self.log_observer)
         super().setServiceParent(parent)
 
+    def privilegedStartService(self) -> None:
+        if self.handle_signals:
+            # Before the listeners: from the moment the server is reachable,
+            # a SIGHUP must reload rather than kill it.
+            self._install_signal_handlers()
+        super().privilegedStartService()
+
     def startService(self) -> None:
         limit = raise_open_files_limit()
         log.info("Open files limit: {limit}", limit=limit)
@@ -366,7 +375,8 @@ class ChatService(MultiService):
         if self.handle_signals:
             from twisted.internet import reactor
 
-            # After the reactor's own handlers, which this replaces.
+            # Again once the reactor has installed its own handlers for
+            # SIGTERM and SIGINT, which these replace.
             reactor.callWhenRunning(self._install_signal_handlers)
 
     # Signals
@@ -378,7 +388,8 @@ class ChatService(MultiService):
             signal.SIGHUP: self._reload_signal,
         }
         for number, handler in handlers.items():
-            self._previous_handlers[number] = signal.signal(number, handler)
+            previous = signal.signal(number, handler)
+            self._previous_handlers.setdefault(number, previous)
 
     def _restore_signal_handlers(self) -> None:
         for number, handler in self._previous_handlers.items():
