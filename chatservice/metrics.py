@@ -25,7 +25,8 @@ from prometheus_client.registry import Collector
 from prometheus_client.twisted import MetricsResource
 from twisted.internet.threads import blockingCallFromThread
 from twisted.python import threadable
-from twisted.web.resource import Resource
+from twisted.web.pages import notFound
+from twisted.web.resource import IResource, Resource
 from twisted.web.server import Site
 
 from chatservice.protocol import ChatFactory
@@ -163,6 +164,19 @@ class ChatCollector(Collector):
         return []
 
 
+class _Root(Resource):
+    """
+    Only C{/metrics} is here; anything else is a plain 404.
+    """
+
+    def getChild(self, path: bytes, request: Any) -> IResource:
+        return notFound()
+
+    def render(self, request: Any) -> bytes:
+        page: bytes = notFound().render(request)
+        return page
+
+
 class _QuietSite(Site):
     """
     A site that does not log each request: Prometheus scrapes every few
@@ -181,7 +195,7 @@ def metrics_site(factory: ChatFactory, reactor: Any) -> Site:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ChatCollector(factory, reactor))
     ProcessCollector(registry=registry)
-    root = Resource()
+    root = _Root()
     root.putChild(b"metrics", MetricsResource(registry))
     site = _QuietSite(root)
     site.noisy = False

@@ -432,6 +432,7 @@ class ChatProtocol(TimeoutMixin, LineReceiver):
         if self._buffer and self._reading and not self._discarding:
             # The last line of input need not end in a newline.
             buffer, self._buffer = self._buffer, b""
+            self._stats.lines_received += 1
             self._accept([buffer])
         self._buffer = b""
         self._eof = True

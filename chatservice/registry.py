@@ -255,14 +255,22 @@ class Registry:
         self.flush()
         data = wire.encode(last_line)
         members = list(self.members.values())
-        self.members.clear()
-        self.rooms.clear()
+        # Everyone is gone from the registry before anyone's connection is
+        # touched: a recipient that fails while taking its last line finds
+        # its member disconnected already, and everyone else still gets
+        # theirs.
         for member in members:
-            member.outbox.append(data)
-            self._deliver(member)
             member.connected = False
             member.rooms.clear()
             member.current = None
+        self.members.clear()
+        self.rooms.clear()
+        for member in members:
+            outbox = member.outbox
+            outbox.append(data)
+            out = b"".join(outbox)
+            outbox.clear()
+            member.recipient.deliver(out)
             member.recipient.close()
         self.stats.deliveries += len(members)
 
@@ -544,8 +552,9 @@ class Registry:
             deliveries = len(pending) * len(members) - sum(
                 [sender in members for sender, _ in pending]
             )
-        self.stats.deliveries += deliveries
-        self._room_lines += len(pending)
+        if members:
+            self.stats.deliveries += deliveries
+            self._room_lines += len(pending)
         dirty = self._dirty_members
         for member in members:
             if member in senders:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cryptography.x509.oid import NameOID
 from OpenSSL import SSL
 from twisted.internet import endpoints
 from twisted.internet.defer import Deferred
@@ -40,12 +41,20 @@ def _load(reactor: Any, description: str) -> CertificateOptions:
 
 
 def _subject(options: CertificateOptions) -> str:
-    certificate = options.certificate
-    if certificate is None:
+    """
+    Which certificate this is, for the log: its common name and expiry.
+    """
+    if options.certificate is None:
         return "no certificate"
-    name = certificate.get_subject().CN or "(no common name)"
-    expires = certificate.get_notAfter() or b""
-    return f"{name}, valid until {expires.decode('ascii', 'replace')}"
+    try:
+        certificate = options.certificate.to_cryptography()
+        names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        name = str(names[0].value) if names else "(no common name)"
+        return (
+            f"{name}, valid until {certificate.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"
+        )
+    except Exception as e:
+        return f"(unreadable: {e})"
 
 
 @implementer(IOpenSSLServerConnectionCreator)

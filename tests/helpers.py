@@ -172,7 +172,7 @@ class TrackedChatFactory(ChatFactory):
 
     def __init__(self, limits: Limits | None = None) -> None:
         super().__init__(reactor, limits)
-        self.open: set[ChatProtocol] = set()
+        self.tracked: set[ChatProtocol] = set()
         self._lost_waiters: dict[ChatProtocol, Deferred[None]] = {}
 
     def buildProtocol(self, addr: object) -> Protocol:
@@ -180,18 +180,18 @@ class TrackedChatFactory(ChatFactory):
         assert protocol is not None
         # Refused connections are not chat connections; they report nothing.
         if isinstance(protocol, ChatProtocol):
-            self.open.add(protocol)
+            self.tracked.add(protocol)
         return protocol
 
     def lost(self, protocol: ChatProtocol) -> None:
-        self.open.discard(protocol)
+        self.tracked.discard(protocol)
         d = self._lost_waiters.pop(protocol, None)
         if d is not None:
             d.callback(None)
 
     def all_closed(self) -> Deferred[list[None]]:
         waits: list[Deferred[None]] = []
-        for protocol in self.open:
+        for protocol in self.tracked:
             d = self._lost_waiters.setdefault(protocol, Deferred())
             waits.append(d)
         return defer.gatherResults(waits).addTimeout(TIMEOUT, reactor)

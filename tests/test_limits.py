@@ -762,7 +762,7 @@ class Server(TrackedChatFactory):
         # Refusals are not tracked: they do not report their loss.
         protocol = ChatFactory.buildProtocol(self, addr)
         if isinstance(protocol, ChatProtocol):
-            self.open.add(protocol)
+            self.tracked.add(protocol)
             self.built.append(protocol)
         return protocol
 
@@ -772,7 +772,7 @@ class Server(TrackedChatFactory):
             d.callback(None)
 
     def when_gone(self, protocol: ChatProtocol) -> Deferred[None]:
-        if protocol not in self.open:
+        if protocol not in self.tracked:
             return succeed(None)
         d: Deferred[None] = Deferred()
         self._gone.setdefault(protocol, []).append(d)

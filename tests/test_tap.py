@@ -353,3 +353,92 @@ class OpenFilesLimitTests(unittest.SynchronousTestCase):
         self.addCleanup(service.stopService)
         figures = [e["limit"] for e in events if "limit" in e]
         self.assertEqual(figures, [resource.getrlimit(resource.RLIMIT_NOFILE)[0]])
+
+
+class OperationsOptionsTests(unittest.SynchronousTestCase):
+    """
+    The options for running the server: --metrics, --log-format,
+    --shutdown-grace and --motd.
+    """
+
+    def motd_file(self, data: bytes) -> str:
+        directory = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, directory, True)
+        path = Path(directory) / "motd.txt"
+        path.write_bytes(data)
+        return str(path)
+
+    def test_defaults(self) -> None:
+        options = parse()
+        self.assertIsNone(options["metrics"])
+        self.assertEqual(options["log-format"], "text")
+        self.assertEqual(options["shutdown-grace"], tap.DEFAULT_SHUTDOWN_GRACE)
+        self.assertIsNone(options["motd"])
+        self.assertNotIn("motd-lines", options)
+
+    def test_metrics(self) -> None:
+        options = parse("--metrics", "tcp:9122:interface=127.0.0.1")
+        self.assertEqual(options["metrics"], "tcp:9122:interface=127.0.0.1")
+
+    def test_metricsBadEndpoint(self) -> None:
+        for bad in ["bogus:9122", "tcp:notaport", ""]:
+            error = self.assertRaises(usage.UsageError, parse, "--metrics", bad)
+            self.assertIn("--metrics", str(error))
+
+    def test_metricsDoesNotLeakBetweenInstances(self) -> None:
+        parse("--metrics", "tcp:0")
+        self.assertIsNone(parse()["metrics"])
+
+    def test_logFormat(self) -> None:
+        self.assertEqual(parse("--log-format", "json")["log-format"], "json")
+        self.assertEqual(parse("--log-format=text")["log-format"], "text")
+
+    def test_logFormatUnknown(self) -> None:
+        error = self.assertRaises(usage.UsageError, parse, "--log-format", "xml")
+        self.assertIn("--log-format", str(error))
+        self.assertIn("xml", str(error))
+        self.assertIn("json", str(error))
+
+    def test_shutdownGrace(self) -> None:
+        self.assertEqual(parse("--shutdown-grace", "2.5")["shutdown-grace"], 2.5)
+        self.assertEqual(parse("--shutdown-grace", "0")["shutdown-grace"], 0)
+
+    def test_shutdownGraceInvalid(self) -> None:
+        for bad in ["-1", "abc", "nan", ""]:
+            try:
+                parse("--shutdown-grace", bad)
+            except usage.UsageError:
+                continue
+            self.fail(f"--shutdown-grace {bad!r} was accepted")
+
+    def test_motd(self) -> None:
+        path = self.motd_file(b"Hello \x1b[1mthere\x1b[0m.\n\n")
+        options = parse("--motd", path)
+        self.assertEqual(options["motd"], path)
+        self.assertEqual(options["motd-lines"], ["Hello there."])
+
+    def test_motdMissing(self) -> None:
+        """
+        Like a bad database, a file that cannot be used stops twistd with
+        one line that names the option and the file, not the usage text.
+        """
+        path = os.path.join(tempfile.gettempdir(), "no-such-dir-chat", "motd.txt")
+        error = self.assertRaises(SystemExit, parse, "--motd", path)
+        self.assertEqual(
+            str(error.code),
+            f"twistd chat: --motd: cannot read {path}: No such file or directory",
+        )
+
+    def test_motdTooBig(self) -> None:
+        from chatservice.motd import MAX_BYTES
+
+        path = self.motd_file(b"x" * (MAX_BYTES + 1))
+        error = self.assertRaises(SystemExit, parse, "--motd", path)
+        self.assertEqual(
+            str(error.code), f"twistd chat: --motd: {path} is over {MAX_BYTES} bytes"
+        )
+
+    def test_helpMentionsThem(self) -> None:
+        text = str(tap.Options())
+        for option in ("--metrics", "--log-format", "--shutdown-grace", "--motd"):
+            self.assertIn(option, text)
