@@ -77,6 +77,9 @@ class Backlog:
         self.size = 0
 
 
+# How a TLS connection starts: a handshake record (22), version 3.x.
+TLS_HANDSHAKE = b"\x16\x03"
+
 # Marks the place of a line refused as too long in the queue of lines to
 # handle, so that its error line comes in order.
 _TOO_LONG = None
@@ -118,6 +121,8 @@ class ChatProtocol(TimeoutMixin, LineReceiver):
     # The socket of a plain TCP connection, for writing through.
     _sock: socket.socket | None = None
     _stats: Stats
+    _producing = False
+    _first_data = True
     _address_key: str | None = None
     _counted = False
     # The command this connection waits for, and the lines that came
@@ -162,6 +167,7 @@ class ChatProtocol(TimeoutMixin, LineReceiver):
         self._backlog = Backlog(self)
         self._stats = self.factory.stats
         cast(IConsumer, transport).registerProducer(self._backlog, True)
+        self._producing = True
         limits = self.limits
         reactor = self.factory.reactor
         self.callLater = reactor.callLater  # type: ignore[assignment]
@@ -183,6 +189,11 @@ class ChatProtocol(TimeoutMixin, LineReceiver):
         stats.bytes_in += len(data)
         if not self._reading:
             return
+        if self._first_data:
+            self._first_data = False
+            if data.startswith(TLS_HANDSHAKE):
+                self._refuse_tls()
+                return
         if self.timeOut is not None:
             self.resetTimeout()
         lines: list[bytes | None]
@@ -309,6 +320,24 @@ class ChatProtocol(TimeoutMixin, LineReceiver):
             wire.error(f"Line too long (the limit is {limit} bytes); it was dropped."),
         )
 
+    def _refuse_tls(self) -> None:
+        """
+        A TLS client on a plain port: its handshake would otherwise be
+        relayed to the room as lines of binary noise.
+        """
+        assert self.member is not None
+        log.info(
+            "{peer} ({nick}) disconnected: TLS handshake on a plain port",
+            peer=self.peer,
+            nick=self.member.nick,
+            reason="tls on plain port",
+        )
+        self.registry.dismiss(
+            self.member,
+            wire.error("This port speaks plain text, not TLS; use the TLS port."),
+            "TLS on a plain port",
+        )
+
     def _excess_flood(self) -> None:
         assert self.member is not None
         log.warn(
@@ -418,6 +447,19 @@ class ChatProtocol(TimeoutMixin, LineReceiver):
     def close(self) -> None:
         transport = self.transport
         assert transport is not None
+        # Hand the transport whatever is still held, and stop producing:
+        # TLS sends its close_notify only once no producer is registered,
+        # and would otherwise hold the connection open until it is aborted.
+        backlog = self._backlog
+        if backlog.held:
+            data = b"".join(backlog.held)
+            backlog.held.clear()
+            backlog.size = 0
+            transport.write(data)
+        backlog.paused = False
+        if self._producing:
+            self._producing = False
+            cast(IConsumer, transport).unregisterProducer()
         transport.loseConnection()
         if self._abort_call is None:
             # A peer that never reads would keep a closing connection open

@@ -4,6 +4,8 @@ The chat server over real loopback TCP, in this process, on the real reactor.
 
 from __future__ import annotations
 
+import re
+
 from twisted.internet.error import ConnectionDone
 from twisted.trial import unittest
 
@@ -252,3 +254,44 @@ class IntegrationTests(unittest.TestCase):
         await stayer.next_line("[lobby] <-- guest1 quit (see you)")
         await self.barrier(stayer)
         self.assertFalse([line for line in stayer.lines if "never sent" in line])
+
+
+class TLSCloseTests(unittest.TestCase):
+    """
+    The server's end of a TLS connection closes cleanly and at once.
+    """
+
+    @deferred_test
+    async def test_quitClosesCleanly(self) -> None:
+        """
+        After C{/quit} the server sends TLS's close_notify and closes: the
+        client sees a clean close well before the server's 10 s close grace
+        (which would abort the connection) could end it.
+        """
+        from twisted.internet import endpoints, reactor
+        from twisted.internet.ssl import Certificate, optionsForClientTLS
+
+        from tests.certs import make_certificate
+        from tests.helpers import TIMEOUT, TrackedChatFactory, make_temp_dir
+
+        key, cert = make_certificate(make_temp_dir(self))
+        factory = TrackedChatFactory()
+        server = endpoints.serverFromString(
+            reactor, f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"
+        )
+        port = await server.listen(factory)
+        self.addCleanup(port.stopListening)
+        trust = Certificate.loadPEM(cert.read_bytes())
+        endpoint = endpoints.wrapClientTLS(
+            optionsForClientTLS("127.0.0.1", trustRoot=trust),
+            endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port),
+        )
+        client = LineClient()
+        await endpoints.connectProtocol(endpoint, client).addTimeout(TIMEOUT, reactor)
+        await client.next_line(re.compile(r"^\*\*\* Welcome to chatservice, "))
+        client.send("/quit")
+        await client.next_line("*** Goodbye.")
+        await client.when_lost()
+        assert client.lost_reason is not None
+        self.assertTrue(client.lost_reason.check(ConnectionDone), client.lost_reason)
+        await factory.all_closed()

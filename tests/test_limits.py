@@ -558,15 +558,17 @@ class SendQTests(unittest.SynchronousTestCase):
     def test_quitWhilePaused(self) -> None:
         """
         A client that quits while its output is held is still sent it all,
-        the goodbye last, once the transport drains.
+        the goodbye last: closing hands the held output to the transport
+        (which sends it before it closes) and stops producing, as TLS needs
+        before it can close.
         """
         _, (a, b, _) = self.start(1024 * 1024)
         b.transport.producer.pauseProducing()
         a.lines("before")
+        self.assertEqual(b.transport.value(), b"")
         b.lines("/quit")
         self.assertTrue(b.transport.disconnecting)
-        self.assertEqual(b.transport.value(), b"")
-        b.transport.producer.resumeProducing()
+        self.assertIsNone(b.transport.producer)
         self.assertEqual(b.take(), [f"[lobby] <{a.nick}> before", "*** Goodbye."])
 
 

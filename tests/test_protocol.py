@@ -1237,3 +1237,36 @@ class CommandDocumentationTests(unittest.SynchronousTestCase):
             self.assertEqual(name, name.lower())
             self.assertTrue(command.summary)
             self.assertTrue(command.usage.startswith(f"/{name}"))
+
+
+class TLSOnPlainPortTests(ChatTestCase):
+    """
+    A TLS client that reaches a plain port is told so and closed, instead of
+    having its handshake relayed as noise.
+    """
+
+    # The start of a real ClientHello: handshake record, TLS 1.0 record
+    # version, then a length and the handshake.
+    HELLO = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(32)) + b"\n"
+
+    def test_handshakeRefused(self) -> None:
+        a, b = self.clients(2)
+        b.send(self.HELLO)
+        self.assertEqual(
+            b.take(),
+            ["!!! This port speaks plain text, not TLS; use the TLS port."],
+        )
+        self.assertTrue(b.transport.disconnecting)
+        self.assertEqual(a.take(), [f"[lobby] <-- {b.nick} quit (TLS on a plain port)"])
+
+    def test_onlyAtTheStart(self) -> None:
+        """
+        The same bytes later in a connection are just (cleaned) text.
+        """
+        a, b = self.clients(2)
+        b.say("hello")
+        b.send(b"\x16\x03x\n")
+        self.assertEqual(
+            a.take(), [f"[lobby] <{b.nick}> hello", f"[lobby] <{b.nick}> x"]
+        )
+        self.assertFalse(b.transport.disconnecting)
