@@ -366,7 +366,12 @@ class ServerProcess:
 class SocketClient:
     """
     A blocking socket connected to the server, every operation bounded by a
-    timeout, reading CRLF-terminated lines as raw bytes.
+    timeout, reading CRLF-terminated lines as raw bytes. It connects to
+    127.0.0.1:C{port} or the UNIX socket C{path}, or takes C{sock}, a socket
+    connected already (over IPv6 or TLS, say).
+
+    @ivar sent: bytes sent.
+    @ivar received: bytes received.
     """
 
     def __init__(
@@ -374,27 +379,42 @@ class SocketClient:
         testcase: SynchronousTestCase,
         port: int | None = None,
         path: str | None = None,
+        sock: socket.socket | None = None,
     ) -> None:
-        if path is not None:
-            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self.sock.settimeout(TIMEOUT)
-            self.sock.connect(path)
-        else:
+        if sock is None and path is not None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(TIMEOUT)
+            try:
+                sock.connect(path)
+            except BaseException:
+                sock.close()
+                raise
+        elif sock is None:
             assert port is not None
-            self.sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+            sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+        sock.settimeout(TIMEOUT)
+        self.sock = sock
         testcase.addCleanup(self.sock.close)
         self._buffer = b""
         self.seen: list[bytes] = []
+        self.sent = 0
+        self.received = 0
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
+        self.sent += len(data)
+
+    def _recv(self) -> bytes:
+        chunk = self.sock.recv(65536)
+        self.received += len(chunk)
+        return chunk
 
     def read_line(self) -> bytes:
         """
         The next line, with its line ending.
         """
         while b"\n" not in self._buffer:
-            chunk = self.sock.recv(65536)
+            chunk = self._recv()
             if not chunk:
                 raise AssertionError(
                     f"connection closed; read {self.seen!r} then {self._buffer!r}"
@@ -430,7 +450,7 @@ class SocketClient:
         """
         data, self._buffer = self._buffer, b""
         while True:
-            chunk = self.sock.recv(65536)
+            chunk = self._recv()
             if not chunk:
                 return data
             data += chunk

@@ -29,6 +29,23 @@ from chatservice.registry import Registry
 OutputCheck = Callable[[bytes], str | None]
 
 
+class ManualScheduler:
+    """
+    Stands in for C{reactor.callLater(0, ...)}: flushes run when told.
+    """
+
+    def __init__(self) -> None:
+        self.calls: list[Callable[[], None]] = []
+
+    def __call__(self, flush: Callable[[], None]) -> None:
+        self.calls.append(flush)
+
+    def run(self) -> None:
+        calls, self.calls = self.calls, []
+        for call in calls:
+            call()
+
+
 class GuardedClock(Clock):
     """
     A L{Clock} that fails, instead of spinning for ever, when timed calls keep

@@ -55,7 +55,7 @@ from chatservice.metrics import (
 from chatservice.registry import IRecipient, Member, Registry
 from chatservice.stats import FANOUT_BUCKETS, WRITE_BUCKETS, Histogram, Stats
 from tests.helpers import TIMEOUT, deferred_test
-from tests.memory import Harness
+from tests.memory import Harness, ManualScheduler
 
 # One token every quarter of a second, three at once, five held at most.
 FLOOD = Limits(flood_rate=4, flood_burst=3, flood_queue=5)
@@ -115,23 +115,6 @@ class Ticker:
         self.reads += 1
         self.now += self.step
         return self.now
-
-
-class Turns:
-    """
-    Stands in for C{reactor.callLater(0, ...)}: flushes run when told.
-    """
-
-    def __init__(self) -> None:
-        self.calls: list[Callable[[], None]] = []
-
-    def __call__(self, flush: Callable[[], None]) -> None:
-        self.calls.append(flush)
-
-    def run(self) -> None:
-        calls, self.calls = self.calls, []
-        for call in calls:
-            call()
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -268,7 +251,7 @@ class RegistryStatsTests(unittest.SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        self.turns = Turns()
+        self.turns = ManualScheduler()
         self.ticker = Ticker(0.003)
         self.registry = Registry(
             schedule=self.turns, history=History(), timer=self.ticker

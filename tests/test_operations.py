@@ -31,6 +31,7 @@ from tests.helpers import (
     TIMEOUT,
     TWISTD,
     ServerProcess,
+    SocketClient,
     make_temp_dir,
     stop_process,
 )
@@ -46,26 +47,14 @@ def too_many(limit: int) -> bytes:
     ).encode()
 
 
-WELCOME = re.compile(rb"\*\*\* Welcome to chatservice, (guest\d+)! .*\r\n")
-
-
 # Clients
 
 
-class Client:
+class Client(SocketClient):
     """
-    A blocking socket (plain or TLS) connected to the server, every
-    operation bounded by L{TIMEOUT}, reading CRLF-terminated lines. Counts
-    the bytes it sends and receives, for the metrics.
+    A L{SocketClient} over TCP (IPv4 or IPv6, with a chosen receive
+    buffer) or TLS, which can also check the lines it is sent.
     """
-
-    def __init__(self, testcase: unittest.SynchronousTestCase, sock: Any) -> None:
-        sock.settimeout(TIMEOUT)
-        self.sock = sock
-        testcase.addCleanup(sock.close)
-        self._buffer = b""
-        self.sent = 0
-        self.received = 0
 
     @classmethod
     def tcp(
@@ -86,7 +75,7 @@ class Client:
         except BaseException:
             sock.close()
             raise
-        return cls(testcase, sock)
+        return cls(testcase, sock=sock)
 
     @classmethod
     def tls(
@@ -108,7 +97,7 @@ class Client:
         except BaseException:
             raw.close()
             raise
-        return cls(testcase, sock)
+        return cls(testcase, sock=sock)
 
     @property
     def local_port(self) -> int:
@@ -118,30 +107,10 @@ class Client:
         """
         The common name of the certificate the TLS server presented.
         """
+        assert isinstance(self.sock, ssl.SSLSocket)
         der = self.sock.getpeercert(binary_form=True)
         assert der is not None
         return common_name(ssl.DER_cert_to_PEM_cert(der).encode("ascii"))
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-        self.sent += len(data)
-
-    def _recv(self) -> bytes:
-        chunk: bytes = self.sock.recv(65536)
-        self.received += len(chunk)
-        return chunk
-
-    def read_line(self) -> bytes:
-        """
-        The next line, with its line ending.
-        """
-        while b"\n" not in self._buffer:
-            chunk = self._recv()
-            if not chunk:
-                raise unittest.FailTest(f"connection closed; unread: {self._buffer!r}")
-            self._buffer += chunk
-        line, _, self._buffer = self._buffer.partition(b"\n")
-        return line + b"\n"
 
     def expect(self, *lines: str | bytes) -> None:
         """
@@ -152,29 +121,6 @@ class Client:
             got = self.read_line()
             if got != wanted + b"\r\n":
                 raise unittest.FailTest(f"expected {wanted!r}, got {got!r}")
-
-    def welcome(self) -> str:
-        """
-        Read the welcome line; return the guest nickname it gives.
-        """
-        line = self.read_line()
-        match = WELCOME.fullmatch(line)
-        assert match is not None, line
-        return match.group(1).decode()
-
-    def read_to_end(self) -> bytes:
-        """
-        Everything until the server closes the connection.
-        """
-        data, self._buffer = self._buffer, b""
-        while True:
-            chunk = self._recv()
-            if not chunk:
-                return data
-            data += chunk
-
-
-# The server's output
 
 
 class Log:

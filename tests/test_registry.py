@@ -11,6 +11,7 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from chatservice.registry import ChatError, IRecipient, Member, Registry
+from tests.memory import ManualScheduler
 
 
 @implementer(IRecipient)
@@ -39,23 +40,6 @@ class Recorder:
         lines = self.lines()
         self.writes.clear()
         return lines
-
-
-class ManualScheduler:
-    """
-    Stands in for C{reactor.callLater(0, ...)}: flushes run when told.
-    """
-
-    def __init__(self) -> None:
-        self.calls: list[Callable[[], None]] = []
-
-    def __call__(self, flush: Callable[[], None]) -> None:
-        self.calls.append(flush)
-
-    def run(self) -> None:
-        calls, self.calls = self.calls, []
-        for call in calls:
-            call()
 
 
 class RegistryTestCase(SynchronousTestCase):

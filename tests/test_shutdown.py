@@ -51,7 +51,7 @@ from chatservice.registry import IRecipient, Member, Registry
 from chatservice.tls import ReloadableCertificate
 from tests.certs import common_name, make_certificate
 from tests.helpers import TIMEOUT, LineClient, deferred_test
-from tests.memory import Connection, Harness, discard
+from tests.memory import Connection, Harness, ManualScheduler, discard
 from tests.test_tap import parse
 
 SHUTTING_DOWN = wire.shutting_down()
@@ -123,23 +123,6 @@ class Recorder:
         return lines
 
 
-class Turns:
-    """
-    Stands in for C{reactor.callLater(0, ...)}: flushes run when told.
-    """
-
-    def __init__(self) -> None:
-        self.calls: list[Callable[[], None]] = []
-
-    def __call__(self, flush: Callable[[], None]) -> None:
-        self.calls.append(flush)
-
-    def run(self) -> None:
-        calls, self.calls = self.calls, []
-        for call in calls:
-            call()
-
-
 class AbortableTransport(StringTransport):
     """
     A transport that, like a real one, reports the connection lost when it
@@ -161,7 +144,7 @@ class AbortableTransport(StringTransport):
 
 class CloseAllTests(unittest.SynchronousTestCase):
     def setUp(self) -> None:
-        self.turns = Turns()
+        self.turns = ManualScheduler()
         self.history = History()
         self.registry = Registry(schedule=self.turns, history=self.history)
         self.recorders: list[Recorder] = []
