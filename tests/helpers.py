@@ -29,6 +29,7 @@ from twisted.internet import defer, endpoints, reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.task import deferLater
+from twisted.logger import LogEvent, globalLogPublisher
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
@@ -63,6 +64,24 @@ def deferred_test(
         return Deferred.fromCoroutine(f(*args, **kwargs))
 
     return wrapper
+
+
+# Log events
+
+
+def capture_events(testcase: SynchronousTestCase) -> list[LogEvent]:
+    """
+    Every log event emitted until the end of C{testcase}.
+    """
+    events: list[LogEvent] = []
+    observer = events.append
+    globalLogPublisher.addObserver(observer)
+    testcase.addCleanup(globalLogPublisher.removeObserver, observer)
+    return events
+
+
+def with_format(events: list[LogEvent], format: str) -> list[LogEvent]:
+    return [e for e in events if e.get("log_format") == format]
 
 
 # In-process loopback

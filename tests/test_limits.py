@@ -22,7 +22,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IAddress
 from twisted.internet.protocol import Factory
-from twisted.logger import LogEvent, formatEvent, globalLogPublisher
+from twisted.logger import LogEvent, formatEvent
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
@@ -33,6 +33,7 @@ from tests.helpers import (
     LineClient,
     LoopbackChat,
     TrackedChatFactory,
+    capture_events,
     deferred_test,
 )
 from tests.memory import Connection, Harness, discard
@@ -46,17 +47,6 @@ WELCOME = re.compile(r"^\*\*\* Welcome to chatservice, (guest\d+)! ")
 
 
 # Log events
-
-
-def capture_events(testcase: unittest.SynchronousTestCase) -> list[LogEvent]:
-    """
-    Every log event emitted until the end of C{testcase}.
-    """
-    events: list[LogEvent] = []
-    observer = events.append
-    globalLogPublisher.addObserver(observer)
-    testcase.addCleanup(globalLogPublisher.removeObserver, observer)
-    return events
 
 
 def chat_events(events: list[LogEvent]) -> list[LogEvent]:

@@ -34,7 +34,6 @@ from twisted.logger import (
     Logger,
     LogLevel,
     formatEvent,
-    globalLogPublisher,
 )
 from twisted.python import log as legacy_log
 from twisted.python import threadable
@@ -54,7 +53,7 @@ from chatservice.metrics import (
 )
 from chatservice.registry import IRecipient, Member, Registry
 from chatservice.stats import FANOUT_BUCKETS, WRITE_BUCKETS, Histogram, Stats
-from tests.helpers import TIMEOUT, deferred_test
+from tests.helpers import TIMEOUT, capture_events, deferred_test, with_format
 from tests.memory import Harness, ManualScheduler
 
 # One token every quarter of a second, three at once, five held at most.
@@ -65,20 +64,6 @@ SECRET = "xylophone7quokka"
 
 
 # Helpers
-
-
-def capture_events(testcase: unittest.SynchronousTestCase) -> list[LogEvent]:
-    """
-    Every log event emitted until the end of C{testcase}.
-    """
-    events: list[LogEvent] = []
-    globalLogPublisher.addObserver(events.append)
-    testcase.addCleanup(globalLogPublisher.removeObserver, events.append)
-    return events
-
-
-def with_format(events: list[LogEvent], format: str) -> list[LogEvent]:
-    return [e for e in events if e.get("log_format") == format]
 
 
 @implementer(IRecipient)

@@ -36,7 +36,7 @@ from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.internet.threads import deferToThread
-from twisted.logger import ILogObserver, LogEvent, LogLevel, globalLogPublisher
+from twisted.logger import ILogObserver, LogEvent, LogLevel
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 from twisted.web.server import Site
@@ -50,7 +50,13 @@ from chatservice.protocol import ChatFactory
 from chatservice.registry import IRecipient, Member, Registry
 from chatservice.tls import ReloadableCertificate
 from tests.certs import common_name, make_certificate
-from tests.helpers import TIMEOUT, LineClient, deferred_test
+from tests.helpers import (
+    TIMEOUT,
+    LineClient,
+    capture_events,
+    deferred_test,
+    with_format,
+)
 from tests.memory import Connection, Harness, ManualScheduler, discard
 from tests.test_tap import parse
 
@@ -59,20 +65,6 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 # Helpers
-
-
-def capture_events(testcase: unittest.SynchronousTestCase) -> list[LogEvent]:
-    """
-    Every log event emitted until the end of C{testcase}.
-    """
-    events: list[LogEvent] = []
-    globalLogPublisher.addObserver(events.append)
-    testcase.addCleanup(globalLogPublisher.removeObserver, events.append)
-    return events
-
-
-def with_format(events: list[LogEvent], format: str) -> list[LogEvent]:
-    return [e for e in events if e.get("log_format") == format]
 
 
 def chat_events(events: list[LogEvent]) -> list[LogEvent]:
