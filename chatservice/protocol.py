@@ -330,7 +330,7 @@ class ChatProtocol(TimeoutMixin, LineReceiver):
             "{peer} ({nick}) disconnected: TLS handshake on a plain port",
             peer=self.peer,
             nick=self.member.nick,
-            reason="tls on plain port",
+            reason="TLS on a plain port",
         )
         self.registry.dismiss(
             self.member,
