@@ -37,7 +37,10 @@ from chatservice.client_connection import ServerConnection, describe_end, is_qui
 from chatservice.client_tls import describe_tls_failure
 
 # Lines typed while disconnected that are kept to be sent on reconnecting.
-QUEUE_LIMIT = 1000
+# They go out at once, with the restoring commands, so they must fit in
+# what the server's default flood control takes without disconnecting
+# (a burst of 20 and 100 held).
+QUEUE_LIMIT = 80
 
 # A typed line longer than this is sent as it stands, unfinished, rather
 # than held whole: the server refuses lines much shorter anyway.
@@ -107,8 +110,11 @@ class Snapshot:
     def commands(self) -> list[str]:
         """
         The lines that bring a new connection (a guest in C{start_room}) back
-        to this session.
+        to this session; none for a session the server never welcomed
+        (one refused as full, say), which has nothing to restore.
         """
+        if self.nick is None:
+            return []
         commands = []
         if self.logs_in:
             commands.append(f"/login {self.account} {self.password}")
@@ -335,6 +341,7 @@ class ReconnectingLink:
         self._ended = False
         self._finished = False
         self._failure: Failure | None = None
+        self._attempts = 0
         self._service = ClientService(
             _NoticingEndpoint(endpoint, self._attempt_failed),
             _LinkFactory(self),
@@ -378,7 +385,7 @@ class ReconnectingLink:
         if self._finished:
             return
         self._ended = True
-        if self._connection is not None:
+        if self._connection is not None and not self._reconnecting:
             if self._partial:
                 # The last line need not end in a newline.
                 self._send_line(self._partial)
@@ -419,7 +426,7 @@ class ReconnectingLink:
             # is the session to keep, not the one being restored.
             self._target = None
         quitting = is_quit(line)
-        if self._connection is not None:
+        if self._connection is not None and not self._reconnecting:
             self._connection.send(line)
             if quitting:
                 self._ended = True
@@ -451,8 +458,21 @@ class ReconnectingLink:
         lines = (self._output_partial + data).split(b"\n")
         self._output_partial = lines.pop()[-PARTIAL_LIMIT:]
         for line in lines:
-            self._last_line = line.decode("utf-8", "replace")
-            self.state.server_line(self._last_line)
+            text = self._last_line = line.decode("utf-8", "replace")
+            if not _WELCOME.match(text):
+                self.state.server_line(text)
+                continue
+            # Only a welcome shows the server took us in (a full server
+            # accepts and closes): the backoff starts again from here, and
+            # a lost session is restored from here.
+            self._attempts = 0
+            if self._reconnecting:
+                self._reconnecting = False
+                snapshot = self._target or self.state.snapshot()
+                self.state.server_line(text)
+                self._restore(snapshot)
+            else:
+                self.state.server_line(text)
         if lines and self._target is not None:
             if self._target.reached_by(self.state.snapshot()):
                 self._target = None
@@ -463,16 +483,17 @@ class ReconnectingLink:
         self._connection = connection
         self._output_partial = b""
         self._last_line = ""
-        if self._reconnecting:
-            self._reconnecting = False
-            self._restore(connection)
         if not self.connected_once.called:
             self.connected_once.callback(True)
 
-    def _restore(self, connection: ServerConnection) -> None:
-        # If the last connection was lost while restoring, restore what was
-        # being restored then, not the half-restored session.
-        snapshot = self._target or self.state.snapshot()
+    def _restore(self, snapshot: Snapshot) -> None:
+        """
+        Bring the new connection back to C{snapshot}: what was being
+        restored when the last connection was lost, if it was, rather than
+        the half-restored session.
+        """
+        connection = self._connection
+        assert connection is not None
         self._target = snapshot
         message = f"reconnected to {self.description}; restoring {snapshot.describe()}"
         queued, self._queue = self._queue, deque()
@@ -527,7 +548,11 @@ class ReconnectingLink:
         The retry policy, which L{ClientService} asks just after a loss or a
         failed attempt: a failed attempt is reported with the delay.
         """
-        delay = self._policy(attempt)
+        # ClientService counts attempts from the last connection made, and a
+        # server that accepts and closes at once would never be backed off
+        # from; the welcome line resets this count instead.
+        self._attempts += 1
+        delay = self._policy(self._attempts)
         failure, self._failure = self._failure, None
         if failure is not None:
             self.complain(

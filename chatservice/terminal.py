@@ -69,8 +69,7 @@ class LineEditor:
 
     def _key(self, key: str) -> str | None:
         if self._escape is not None:
-            self._in_escape(key)
-            return None
+            return self._in_escape(key)
         after_cr, self._after_cr = self._after_cr, False
         if key in "\r\n":
             if key == "\n" and after_cr:
@@ -104,14 +103,18 @@ class LineEditor:
             self._characters.append(key)
         return None
 
-    def _in_escape(self, key: str) -> None:
+    def _in_escape(self, key: str) -> str | None:
         """
         Swallow an escape sequence: ESC [ parameters final (CSI), ESC O key
-        (SS3), or ESC and one key (Alt with a key).
+        (SS3), or ESC and one printable key (Alt with a key). After a lone
+        ESC, Enter and the editing keys still act: a stray Escape must not
+        eat the line.
         """
         sequence = self._escape or ""
         if sequence == "":
             self._escape = key if key in "[O" else None
+            if self._escape is None and not key.isprintable():
+                return self._key(key)
         elif sequence == "O":
             self._escape = None
         elif "\x40" <= key <= "\x7e":
@@ -119,9 +122,10 @@ class LineEditor:
         elif not "\x20" <= key <= "\x3f" or len(sequence) > 32:
             # Not a CSI sequence after all: the key is a key.
             self._escape = None
-            self._key(key)
+            return self._key(key)
         else:
             self._escape = sequence + key
+        return None
 
 
 def _is_zero_width(character: str) -> bool:

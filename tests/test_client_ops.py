@@ -799,6 +799,13 @@ class SessionStateTests(unittest.SynchronousTestCase):
 
 
 class SnapshotTests(unittest.SynchronousTestCase):
+    def test_never_welcomed(self) -> None:
+        """
+        A session the server never took in (it was full) restores nothing:
+        not even the part from the room a newcomer is put in.
+        """
+        self.assertEqual(Snapshot().commands(), [])
+
     def test_guest_in_lobby(self) -> None:
         snapshot = Snapshot("guest3", ("lobby",), "lobby")
         self.assertEqual(snapshot.commands(), [])
@@ -958,7 +965,7 @@ class LinkTests(unittest.SynchronousTestCase):
             ],
         )
         self.clock.advance(1)
-        _, transport = self.connect()
+        _, transport = self.connect(WELCOME)
         self.assertEqual(transport.value(), b"/login alice wonderland1\n")
         self.assertIn("nickname alice (logging in)", self.complaints[-1])
 
@@ -980,6 +987,47 @@ class LinkTests(unittest.SynchronousTestCase):
         self.assertTrue(self.successResultOf(self.link.connected_once))
         self.assertEqual(len(self.complaints), 2)
 
+    def test_accepted_then_closed_backs_off(self) -> None:
+        """
+        A server that accepts and closes without a welcome (a full one)
+        is retried ever later, and nothing is restored into it; the
+        welcome starts the backoff again.
+        """
+        protocol, _ = self.connect(WELCOME, "*** You are now known as alice.")
+        self.lose(protocol)
+        for delay in (1.0, 2.0, 3.0):
+            self.clock.advance(delay)
+            protocol, transport = self.connect(
+                "!!! The server is full (1 connections); try again later."
+            )
+            self.assertEqual(transport.value(), b"")
+            self.lose(protocol)
+        self.assertEqual(len(self.endpoint.attempts), 4)
+        self.clock.advance(3.9)
+        self.assertEqual(len(self.endpoint.attempts), 4)
+        self.clock.advance(0.1)
+        self.assertEqual(len(self.endpoint.attempts), 5)
+        self.assertFalse([c for c in self.complaints if c.startswith("reconnected")])
+        protocol, transport = self.connect(WELCOME)
+        self.assertEqual(transport.value(), b"/nick alice\n")
+        self.lose(protocol)
+        self.clock.advance(1)
+        self.assertEqual(len(self.endpoint.attempts), 6)
+
+    def test_lines_before_the_welcome_wait(self) -> None:
+        """
+        Lines typed once reconnected but before the server's welcome go
+        after the restoring commands.
+        """
+        protocol, _ = self.connect(WELCOME, "*** You are now known as alice.")
+        self.lose(protocol)
+        self.clock.advance(1)
+        protocol, transport = self.connect()
+        self.link.send(b"hello\n")
+        self.assertEqual(transport.value(), b"")
+        protocol.dataReceived(WELCOME.encode() + b"\r\n")
+        self.assertEqual(transport.value(), b"/nick alice\nhello\n")
+
     def test_default_policy(self) -> None:
         """
         Without a policy given, the first retry comes after half a second
@@ -999,7 +1047,7 @@ class LinkTests(unittest.SynchronousTestCase):
         self.link.send(b"one\ntwo\nthr")
         self.link.send(b"ee\n")
         self.clock.advance(1)
-        _, transport = self.connect()
+        _, transport = self.connect(WELCOME)
         self.assertEqual(transport.value(), b"one\ntwo\nthree\n")
         self.assertEqual(
             self.complaints[-1],
@@ -1021,7 +1069,7 @@ class LinkTests(unittest.SynchronousTestCase):
             ],
         )
         self.clock.advance(1)
-        _, transport = self.connect()
+        _, transport = self.connect(WELCOME)
         self.assertEqual(transport.value(), b"1\n2\n")
         self.assertTrue(
             self.complaints[-1].endswith("sending 2 lines typed meanwhile (2 dropped)"),
@@ -1288,6 +1336,16 @@ class LineEditorTests(unittest.SynchronousTestCase):
         for data in (b"a\x1b", b"[", b"1", b";5", b"D", b"b"):
             self.editor.feed(data)
         self.assertEqual(self.editor.text, "ab")
+
+    def test_stray_escape_keeps_enter(self) -> None:
+        """
+        Escape, then Enter: the line is still sent, as Enter after a
+        broken sequence is.
+        """
+        self.assertEqual(self.editor.feed(b"hello\x1b\r"), ["hello"])
+        self.assertEqual(self.editor.feed(b"ab\x1b[1\r"), ["ab"])
+        self.assertEqual(self.editor.feed(b"cd\x1b\x7fe"), [])
+        self.assertEqual(self.editor.text, "ce")
 
     def test_broken_escape(self) -> None:
         self.editor.feed(b"\x1b[1\rx")
