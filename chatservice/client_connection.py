@@ -54,6 +54,27 @@ def is_quit(line: bytes) -> bool:
     return bool(words) and words[0].lower() == b"/quit"
 
 
+class HeldOutput:
+    """
+    Where what the server sends is printed: held until there is somewhere
+    to print it, since the connection comes up before standard output does.
+    """
+
+    def __init__(self) -> None:
+        self._early: list[bytes] = []
+        self.write: Callable[[bytes], None] = self._early.append
+
+    def print_to(self, output: Callable[[bytes], None]) -> None:
+        """
+        Send what arrives to C{output} from now on, starting with anything
+        that arrived before there was an output.
+        """
+        self.write = output
+        for data in self._early:
+            output(data)
+        self._early.clear()
+
+
 class ServerConnection(Protocol):
     """
     The connection to the chat server: prints what arrives.
@@ -70,23 +91,13 @@ class ServerConnection(Protocol):
     def __init__(self) -> None:
         self.lost: Deferred[None] = Deferred()
         self._pending_cr = False
-        self._early: list[bytes] = []
-        self._output: Callable[[bytes], None] = self._early.append
+        self._output = HeldOutput()
+        self.print_to = self._output.print_to
         self._tail = b""
 
     @property
     def said_goodbye(self) -> bool:
         return (b"\n" + self._tail).endswith(b"\n" + GOODBYE)
-
-    def print_to(self, output: Callable[[bytes], None]) -> None:
-        """
-        Send what arrives to C{output} from now on, starting with anything
-        that arrived before there was an output.
-        """
-        self._output = output
-        for data in self._early:
-            output(data)
-        self._early.clear()
 
     def dataReceived(self, data: bytes) -> None:
         if self._pending_cr:
@@ -98,7 +109,7 @@ class ServerConnection(Protocol):
             self._pending_cr = True
         data = data.replace(b"\r\n", b"\n")
         self._tail = (self._tail + data)[-len(GOODBYE) - 1 :]
-        self._output(data)
+        self._output.write(data)
         if self.said_goodbye and self.transport is not None and _is_tls(self.transport):
             # Nothing follows a goodbye. Over TCP the server's close comes
             # at once; over TLS it may wait for a close_notify of ours
@@ -140,7 +151,7 @@ class ServerConnection(Protocol):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self._pending_cr:
-            self._output(b"\r")
+            self._output.write(b"\r")
         self.reason = reason
         self.lost.callback(None)
 

@@ -33,7 +33,12 @@ from twisted.internet.protocol import Factory, connectionDone
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from chatservice.client_connection import ServerConnection, describe_end, is_quit
+from chatservice.client_connection import (
+    HeldOutput,
+    ServerConnection,
+    describe_end,
+    is_quit,
+)
 from chatservice.client_tls import describe_tls_failure
 
 # Lines typed while disconnected that are kept to be sent on reconnecting.
@@ -331,8 +336,8 @@ class ReconnectingLink:
         self._dropped = 0
         self._partial = b""
         self._output_partial = b""
-        self._early: list[bytes] = []
-        self._output: Callable[[bytes], None] = self._early.append
+        self._output = HeldOutput()
+        self.print_to = self._output.print_to
         self._connection: ServerConnection | None = None
         self._reconnecting = False
         # The session being restored, until the server's replies show it is.
@@ -351,16 +356,6 @@ class ReconnectingLink:
 
     def start(self) -> None:
         self._service.startService()
-
-    def print_to(self, output: Callable[[bytes], None]) -> None:
-        """
-        Send what the server sends to C{output} from now on, starting with
-        anything that came before.
-        """
-        self._output = output
-        for data in self._early:
-            output(data)
-        self._early.clear()
 
     # Link
 
@@ -454,7 +449,7 @@ class ReconnectingLink:
     # What the server sends
 
     def _server_output(self, data: bytes) -> None:
-        self._output(data)
+        self._output.write(data)
         lines = (self._output_partial + data).split(b"\n")
         self._output_partial = lines.pop()[-PARTIAL_LIMIT:]
         for line in lines:
@@ -512,7 +507,7 @@ class ReconnectingLink:
         self._connection = None
         if self._output_partial:
             # Keep the next connection's first line on a line of its own.
-            self._output(b"\n")
+            self._output.write(b"\n")
             self._output_partial = b""
         if self._finished:
             return
