@@ -1,17 +1,16 @@
 """
-chatservice: a multi-user line-based chat service on Twisted.
+chatservice: a multi-user text chat service on Twisted.
 
-The pieces, one idea per module:
+The layers, each a subpackage (docs/architecture.md draws them):
 
-- L{chatservice.registry}: who is connected, under which nickname, in which
-  rooms, and delivery to them; free of I/O so other front ends can share it.
-- L{chatservice.names}: what a valid nickname or room name is.
-- L{chatservice.wire}: every line the server sends, in one place.
-- L{chatservice.commands}: the table of slash commands.
-- L{chatservice.protocol}: the line protocol and the factory that owns the
-  registry.
-- L{chatservice.tap}: the twistd plugin's options and service.
-- L{chatservice.client}: the stdio terminal client.
+- L{chatservice.core}: rooms, nicknames, accounts, history, the rules of the
+  chat; no I/O, so that every front end shares it.
+- L{chatservice.storage}: the database behind history and accounts.
+- L{chatservice.frontends}: how clients reach the core; C{line} is the
+  protocol for C{nc}, C{telnet} and C{chat-client}.
+- L{chatservice.server}: the C{twistd chat} plugin's options and service,
+  which build one core and hand it to every front end.
+- L{chatservice.client}: the C{chat-client} terminal client.
 """
 
 __version__ = "0.1.0"

@@ -6,7 +6,7 @@ from twisted.application.service import ServiceMaker
 
 chat = ServiceMaker(
     "chatservice",
-    "chatservice.tap",
+    "chatservice.server.tap",
     "A multi-user text chat server for nc, telnet and chat-client.",
     "chat",
 )

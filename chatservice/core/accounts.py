@@ -1,0 +1,258 @@
+"""
+Registered nicknames: who may use them, and how they prove it.
+
+A password is hashed with argon2id (argon2-cffi's recommended parameters,
+tens of milliseconds and 64 MiB of memory a hash, on purpose) in a thread,
+never on the reactor thread, so a login does not stall anyone else's chat.
+At most L{HASHING_AT_ONCE} hashes run at a time: that bounds their memory,
+and a crowd of logins waits in line instead of starving the process.
+
+Guessing is limited twice: each connection, and each account across all
+connections, has a budget of failed logins that refills slowly. Only
+failures spend it. The per-account limit means a guesser can make the
+owner wait to log in, but never let the guesser in; we take that trade, as
+IRC services do.
+
+Passwords are never logged, stored, echoed or kept after the hash.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from twisted.internet.defer import Deferred, DeferredSemaphore
+from twisted.logger import Logger
+
+from chatservice.core import names
+from chatservice.core.flood import TokenBucket
+from chatservice.core.registry import ChatError, Member, Registry
+from chatservice.frontends.line import wire
+
+log = Logger()
+
+T = TypeVar("T")
+
+PASSWORD_MIN = 8
+PASSWORD_MAX = 128
+HASHING_AT_ONCE = 2
+# Failed logins: a burst, then one more every so many seconds.
+CONNECTION_FAILURES = 3
+CONNECTION_REFILL = 10.0
+ACCOUNT_FAILURES = 5
+ACCOUNT_REFILL = 30.0
+
+
+@dataclass(frozen=True)
+class Account:
+    nick: str
+    password_hash: str
+
+
+class Saver(Protocol):
+    def __call__(
+        self, nick_key: str, nick: str, password_hash: str, now: float
+    ) -> Deferred[None]: ...
+
+
+class Runner(Protocol):
+    def __call__(self, f: Callable[..., T], *args: Any) -> Deferred[T]: ...
+
+
+def check_password(password: str) -> None:
+    if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
+        raise ChatError(
+            f"A password must be {PASSWORD_MIN} to {PASSWORD_MAX} characters, "
+            "with no spaces."
+        )
+
+
+class Accounts:
+    """
+    The accounts, in memory (read from the database at start), the login
+    commands' logic, and the limits on guessing.
+
+    @param in_thread: runs a function off the reactor thread and returns a
+        Deferred of its result.
+    @param save: stores an account; fires once it is on disk.
+    @param clock: seconds, for the guessing limits.
+    """
+
+    def __init__(
+        self,
+        registry: Registry,
+        in_thread: Runner,
+        save: Saver,
+        clock: Callable[[], float],
+        accounts: dict[str, Account] | None = None,
+        hasher: PasswordHasher | None = None,
+    ) -> None:
+        self.registry = registry
+        self.in_thread = in_thread
+        self.save = save
+        self.clock = clock
+        self.accounts: dict[str, Account] = accounts if accounts is not None else {}
+        self.hasher = hasher if hasher is not None else PasswordHasher()
+        self._hashing = DeferredSemaphore(HASHING_AT_ONCE)
+        self._by_connection: weakref.WeakKeyDictionary[Member, TokenBucket] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._by_account: dict[str, TokenBucket] = {}
+        self._busy: weakref.WeakSet[Member] = weakref.WeakSet()
+        registry.registered = self.accounts
+
+    # Commands
+
+    async def register(self, member: Member, password: str) -> None:
+        check_password(password)
+        key = member.key
+        if key in self.accounts:
+            raise ChatError(f"{member.nick} is registered already.")
+        if self.registry.is_guest_nick(member.nick):
+            raise ChatError(
+                "Guest nicknames cannot be registered: choose one with /nick first."
+            )
+        nick = member.nick
+        async with self._task(member):
+            password_hash = await self._hash(password)
+            if key in self.accounts:
+                raise ChatError(f"{nick} was registered by someone else meanwhile.")
+            # Held from now on, so nobody can take the name while it is
+            # being written.
+            self.accounts[key] = Account(nick, password_hash)
+            try:
+                await self.save(key, nick, password_hash, self.clock())
+            except Exception:
+                del self.accounts[key]
+                log.failure("Saving the account {account} failed", account=nick)
+                raise ChatError("Registration failed; try again later.") from None
+        log.info("{account} registered", account=nick)
+        if member.connected:
+            self.registry.log_in(member, nick)
+            self.registry.tell(
+                member,
+                wire.notice(f"{nick} is registered to you, and you are logged in."),
+            )
+
+    async def login(self, member: Member, nick: str, password: str) -> None:
+        key = names.fold(nick)
+        account = self.accounts.get(key)
+        if account is None:
+            raise ChatError(f"{nick} is not registered.")
+        if member.account == key:
+            raise ChatError(f"You are logged in as {account.nick} already.")
+        self._check_limits(member, key)
+        async with self._task(member):
+            ok = await self._verify(account, password)
+            if not ok:
+                self._failed(member, key)
+                log.info(
+                    "Failed login as {account}", account=account.nick, reason="password"
+                )
+                raise ChatError(f"Wrong password for {account.nick}.")
+            log.info("{account} logged in", account=account.nick)
+            if member.connected:
+                self.registry.log_in(member, account.nick)
+                self.registry.tell(
+                    member, wire.notice(f"You are logged in as {account.nick}.")
+                )
+
+    def logout(self, member: Member) -> None:
+        if member.account is None:
+            raise ChatError("You are not logged in.")
+        self.registry.log_out(member)
+
+    async def change_password(self, member: Member, old: str, new: str) -> None:
+        key = member.account
+        if key is None:
+            raise ChatError("Log in first: /login NICK PASSWORD.")
+        check_password(new)
+        account = self.accounts[key]
+        self._check_limits(member, key)
+        async with self._task(member):
+            if not await self._verify(account, old):
+                self._failed(member, key)
+                raise ChatError("Wrong password; the password is unchanged.")
+            password_hash = await self._hash(new)
+            try:
+                await self.save(key, account.nick, password_hash, self.clock())
+            except Exception:
+                log.failure("Saving the account {account} failed", account=account.nick)
+                raise ChatError(
+                    "Changing the password failed; try again later."
+                ) from None
+            self.accounts[key] = Account(account.nick, password_hash)
+        log.info("{account} changed password", account=account.nick)
+        if member.connected:
+            self.registry.tell(member, wire.notice("Your password is changed."))
+
+    # Guessing limits
+
+    def _check_limits(self, member: Member, key: str) -> None:
+        now = self.clock()
+        buckets = (self._by_connection.get(member), self._by_account.get(key))
+        # Waiting as long as told must be enough: the longest wait counts.
+        wait = max((b.wait(now) for b in buckets if b is not None), default=0.0)
+        if wait > 0:
+            raise ChatError(
+                f"Too many failed logins; try again in {math.ceil(wait)} s."
+            )
+
+    def _failed(self, member: Member, key: str) -> None:
+        now = self.clock()
+        mine = self._by_connection.get(member)
+        if mine is None:
+            mine = self._by_connection[member] = TokenBucket(
+                1 / CONNECTION_REFILL, CONNECTION_FAILURES, now
+            )
+        theirs = self._by_account.get(key)
+        if theirs is None:
+            theirs = self._by_account[key] = TokenBucket(
+                1 / ACCOUNT_REFILL, ACCOUNT_FAILURES, now
+            )
+        mine.take(1, now)
+        theirs.take(1, now)
+
+    # Hashing, off the reactor thread
+
+    def _task(self, member: Member) -> _Task:
+        return _Task(self, member)
+
+    async def _hash(self, password: str) -> str:
+        return await self._hashing.run(self.in_thread, self.hasher.hash, password)
+
+    async def _verify(self, account: Account, password: str) -> bool:
+        ok: bool = await self._hashing.run(
+            self.in_thread, _verify, self.hasher, account.password_hash, password
+        )
+        return ok
+
+
+def _verify(hasher: PasswordHasher, password_hash: str, password: str) -> bool:
+    try:
+        return hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+class _Task:
+    """
+    One account command at a time per connection.
+    """
+
+    def __init__(self, accounts: Accounts, member: Member) -> None:
+        self.accounts = accounts
+        self.member = member
+
+    async def __aenter__(self) -> None:
+        if self.member in self.accounts._busy:
+            raise ChatError("Your last account command is still being worked on.")
+        self.accounts._busy.add(self.member)
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.accounts._busy.discard(self.member)
