@@ -60,16 +60,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from chatservice.benchmark import (
+from chatservice.bench.launch import (
     HOST,
-    cpu_times,
-    proc_cpu_times,
-    proc_status,
     spawn_logged,
     stop_process_group,
     twistd_path,
     wait_for_port,
 )
+from chatservice.bench.proc import cpu_times, proc_cpu_times, proc_status
 
 T = TypeVar("T")
 

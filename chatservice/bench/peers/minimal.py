@@ -5,7 +5,7 @@ Every line a client sends (ending in ``\\n``) is written, with its ``\\n``,
 to every other connected client's transport, one write per recipient per
 line. Nothing clever: no coalescing, no limits, no names, no rooms.
 
-    python bench/peers/minimal.py [PORT]
+    python -m chatservice.bench.peers.minimal [PORT]
 
 Listens on 127.0.0.1:PORT (0, the default, lets the kernel choose) and
 prints ``listening on PORT`` once it is listening.

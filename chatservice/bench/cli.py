@@ -1,0 +1,349 @@
+"""
+The C{chat-bench} command: its options, and C{main}, which runs the points
+(or C{--idle}, or C{--compare} and C{--history}) and prints the tables.
+
+How to use it is in C{docs/chat-bench.md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import shlex
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from chatservice.bench.errors import BenchError
+from chatservice.bench.idle import run_idle
+from chatservice.bench.launch import (
+    HOST,
+    MINIMAL_PEER,
+    NO_HISTORY,
+    Server,
+    label_for,
+    launched,
+    ours_command,
+    peer_command,
+)
+from chatservice.bench.options import Options
+from chatservice.bench.payload import MIN_SIZE
+from chatservice.bench.point import run_point
+from chatservice.bench.proc import raise_open_files_limit
+from chatservice.bench.progress import Progress
+from chatservice.bench.report import (
+    dump,
+    format_comparisons,
+    format_idle,
+    format_points,
+)
+from chatservice.bench.results import Comparison
+
+
+def parse_points(text: str) -> list[tuple[int, int]]:
+    points = []
+    for item in text.split(","):
+        match = re.fullmatch(r"\s*(\d+)\s*x\s*(\d+)\s*", item)
+        if not match:
+            raise argparse.ArgumentTypeError(
+                f"{item!r} is not RECEIVERSxSENDERS (e.g. 100x5)"
+            )
+        points.append((int(match.group(1)), int(match.group(2))))
+    return points
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive whole number")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return value
+
+
+def _target(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT")
+    return host or HOST, int(port)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="chat-bench",
+        description=(
+            "Fan-out benchmark for the chat server: R receivers and S senders "
+            "in one room; every line a sender says reaches every other "
+            "connection. Starts `twistd -n chat` (flood control and the "
+            "per-address cap off) unless told otherwise, and reports "
+            "deliveries per second, latency, lost and corrupt lines, and the "
+            "server's CPU and memory."
+        ),
+    )
+    p.add_argument(
+        "--receivers",
+        type=_positive_int,
+        default=100,
+        help="connections that only listen (default: 100)",
+    )
+    p.add_argument(
+        "--senders",
+        type=_positive_int,
+        default=5,
+        help="connections that say lines, and hear each other (default: 5)",
+    )
+    p.add_argument(
+        "--points",
+        type=parse_points,
+        help="several RECEIVERSxSENDERS points, e.g. 1000x10,100x5,10x1, each "
+        "against a fresh server (instead of --receivers and --senders)",
+    )
+    p.add_argument(
+        "--size",
+        type=_positive_int,
+        default=64,
+        help=f"bytes per line as sent, newline included (default: 64; at least "
+        f"{MIN_SIZE})",
+    )
+    p.add_argument(
+        "--window",
+        type=_positive_int,
+        default=200,
+        help="lines per sender not yet delivered to every receiver, at most "
+        "(default: 200)",
+    )
+    p.add_argument(
+        "--rate",
+        type=_positive_float,
+        help="pace the senders at this many lines a second in all "
+        "(default: as fast as the window allows)",
+    )
+    p.add_argument(
+        "--seconds",
+        type=_positive_float,
+        default=10.0,
+        help="length of the measured window (default: 10)",
+    )
+    p.add_argument(
+        "--drain",
+        type=_positive_float,
+        default=5.0,
+        help="seconds to wait for the last lines after the senders stop (default: 5)",
+    )
+    p.add_argument(
+        "--processes",
+        type=_positive_int,
+        default=os.cpu_count() or 1,
+        help="generator processes (default: one per CPU)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=_positive_float,
+        help="hard limit, in seconds, on each run, set-up included (default: "
+        "75 + --seconds + --drain + 1 per 50 connections)",
+    )
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
+        "--server-command",
+        metavar="CMD",
+        help="start this instead of our server; it must print its port "
+        "(`port=N`, `port N` or `listening on N`), or have {port} in it",
+    )
+    where.add_argument(
+        "--target", type=_target, metavar="HOST:PORT", help="use a running server"
+    )
+    p.add_argument(
+        "--server-pid",
+        type=int,
+        help="with --target: the server's process, for its CPU and memory",
+    )
+    p.add_argument(
+        "--compare",
+        action="store_true",
+        help="run ours and the minimal peer alternately at every point",
+    )
+    p.add_argument(
+        "--history",
+        action="store_true",
+        help="instead of --compare: run ours with history on (a database "
+        "file, the default) and with --no-history alternately at every point, "
+        "to show what history costs",
+    )
+    p.add_argument(
+        "--peer",
+        help="the peer for --compare, a Python script run as `python PEER "
+        "{port}` (default: the minimal peer installed with chat-bench, "
+        f"{MINIMAL_PEER.name} in chatservice/bench/peers/)",
+    )
+    p.add_argument(
+        "--rounds",
+        type=_positive_int,
+        default=3,
+        help="with --compare: runs of each server at each point, alternating "
+        "(default: 3)",
+    )
+    p.add_argument(
+        "--idle",
+        type=_positive_int,
+        metavar="N",
+        help="instead: open N idle connections and report memory per connection",
+    )
+    p.add_argument(
+        "--checksum",
+        action="store_true",
+        help="also check every byte received (a byte sum and a count of the "
+        "end-of-payload marker over the whole stream), at the price of two "
+        "more passes over it in the generator; without it, a line garbled "
+        "without changing its length is caught only if it is the sampled one",
+    )
+    p.add_argument(
+        "--slow",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also connect N slow readers that never read (small receive "
+        "buffers): the others must still get every line",
+    )
+    p.add_argument(
+        "--latency",
+        choices=["kernel", "app"],
+        default="kernel",
+        help="when a line counts as received: when the kernel put it in the "
+        "receiving socket (SO_TIMESTAMPNS; the default, so that the time the "
+        "generator takes to get round to reading it is not blamed on the "
+        "server), or when the generator read it",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    return p
+
+
+@contextlib.contextmanager
+def _server(
+    args: argparse.Namespace, command: list[str] | None, label: str
+) -> Iterator[Server]:
+    if args.target is not None:
+        host, port = args.target
+        yield Server(label, host, port, args.server_pid)
+        return
+    with launched(command or ours_command(), label) as server:
+        yield server
+
+
+def compare(
+    points: list[tuple[int, int]],
+    servers: tuple[tuple[list[str], str], tuple[list[str], str]],
+    rounds: int,
+    rate: float | None,
+    options: Options,
+    progress: Progress,
+) -> list[Comparison]:
+    """
+    Run two servers, each a fresh one for every run, alternately at every
+    point, C{rounds} times each: so that whatever else the machine is doing
+    weighs on both alike.
+    """
+    (command, label), (other, other_label) = servers
+    comparisons = []
+    for receivers, senders in points:
+        comparison = Comparison(receivers, senders, rate)
+        for _ in range(rounds):
+            for runs, cmd, name in (
+                (comparison.ours, command, label),
+                (comparison.peer, other, other_label),
+            ):
+                with launched(cmd, name) as server:
+                    runs.append(
+                        run_point(server, receivers, senders, options, progress)
+                    )
+        comparisons.append(comparison)
+    return comparisons
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    raise_open_files_limit()
+    options = Options(
+        size=args.size,
+        window=args.window,
+        rate=args.rate,
+        seconds=args.seconds,
+        drain=args.drain,
+        processes=args.processes,
+        timeout=args.timeout,
+        checksum=args.checksum,
+        kernel_time=args.latency == "kernel",
+        slow=args.slow,
+    )
+    progress = Progress(sys.stderr.isatty() and not args.json)
+    points = args.points or [(args.receivers, args.senders)]
+    if args.server_command:
+        command = shlex.split(args.server_command)
+        label = label_for(command)
+    else:
+        command, label = ours_command(), "ours"
+    if args.target is not None:
+        label = "target"
+    output: dict[str, Any]
+    try:
+        if args.idle is not None:
+            with _server(args, command, label) as server:
+                idle = run_idle(server, args.idle, options, progress)
+            output = {"mode": "idle", "result": dump(idle)}
+            text = format_idle(idle)
+            ok = idle.ok
+        elif args.compare or args.history:
+            if args.target is not None:
+                raise BenchError("--compare starts both servers; it takes no --target")
+            if args.history:
+                other, other_label = [*command, NO_HISTORY], "no-history"
+                names = ("history", "no-history")
+            else:
+                peer = Path(args.peer).resolve() if args.peer else MINIMAL_PEER
+                if not peer.is_file():
+                    raise BenchError(f"no peer at {peer} (see --peer)")
+                other, other_label = peer_command(peer), peer.stem
+                names = ("ours", "minimal")
+            comparisons = compare(
+                points,
+                ((command, label), (other, other_label)),
+                args.rounds,
+                args.rate,
+                options,
+                progress,
+            )
+            output = {
+                "mode": "compare",
+                "points": [dump(c) for c in comparisons],
+            }
+            text = format_comparisons(comparisons, names)
+            ok = all(c.ok for c in comparisons)
+        else:
+            results = []
+            for receivers, senders in points:
+                with _server(args, command, label) as server:
+                    results.append(
+                        run_point(server, receivers, senders, options, progress)
+                    )
+            output = {"mode": "points", "runs": [dump(r) for r in results]}
+            text = format_points(results)
+            ok = all(r.ok for r in results)
+    except BenchError as e:
+        progress.clear()
+        print(f"chat-bench: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        progress.clear()
+        print("chat-bench: interrupted", file=sys.stderr)
+        return 130
+    with contextlib.suppress(BrokenPipeError):
+        print(json.dumps(output) if args.json else text, flush=True)
+    return 0 if ok else 1

@@ -1,0 +1,90 @@
+"""
+Opening a worker's connections no faster than the server accepts them.
+
+A full accept queue drops SYNs, and each dropped connect costs a second, so
+the workers together keep at most L{PACE} connections opened but not yet
+accepted; the server's open descriptors in C{/proc} say how many it has
+accepted.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable, Iterator
+
+from chatservice.bench.errors import BenchError
+from chatservice.bench.latency import SO_TIMESTAMPNS
+from chatservice.bench.messages import WorkerSpec
+from chatservice.bench.proc import proc_fd_count
+from chatservice.bench.shared import Window
+
+# Connections opened but not yet accepted by the server, at most (the
+# listen backlog of a Twisted port is 50).
+PACE = 32
+
+
+def connections(
+    spec: WorkerSpec, window: Window, poll: Callable[[float], None]
+) -> Iterator[tuple[int, socket.socket]]:
+    """
+    Open this worker's connections, receivers first and senders last (their
+    calibration and lines come after everyone), each as its sender id (-1
+    for a receiver) and its non-blocking socket. While it waits for the
+    server, C{poll} serves what the worker has open.
+    """
+    total = spec.receivers + len(spec.sender_ids)
+    roles = [-1] * spec.receivers + list(spec.sender_ids)
+    accepted = 0
+    stalled_since = time.monotonic()
+    for n, sid in enumerate(roles):
+        if spec.server_pid is not None and spec.server_fds is not None:
+            while True:
+                if window.started() - accepted < PACE:
+                    break
+                fds = proc_fd_count(spec.server_pid)
+                if fds is None:
+                    break
+                if fds - spec.server_fds > accepted:
+                    accepted = fds - spec.server_fds
+                    stalled_since = time.monotonic()
+                    continue
+                if time.monotonic() - stalled_since > 2.0:
+                    # Cannot see it accept (a wrapper?); go on anyway.
+                    stalled_since = time.monotonic()
+                    break
+                poll(0.002)
+        if time.monotonic_ns() > spec.deadline_ns:
+            raise BenchError(f"deadline passed after {n} of {total} connections")
+        try:
+            sock = socket.create_connection((spec.host, spec.port), timeout=10)
+        except OSError as e:
+            raise BenchError(
+                f"connection {n + 1} of {total} to {spec.host}:{spec.port} failed: {e}"
+            ) from None
+        sock.setblocking(False)
+        if sid >= 0:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if spec.kernel_time:
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        yield sid, sock
+
+
+def slow_readers(spec: WorkerSpec) -> list[socket.socket]:
+    """
+    Connect the C{--slow} readers: in the room like any receiver, with a
+    small receive buffer, and never read. They are not counted; they are
+    there so that the others are measured with them present.
+    """
+    readers: list[socket.socket] = []
+    for n in range(spec.slow):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(10)
+        try:
+            sock.connect((spec.host, spec.port))
+        except OSError as e:
+            sock.close()
+            raise BenchError(f"slow reader {n + 1} failed to connect: {e}") from None
+        readers.append(sock)
+    return readers

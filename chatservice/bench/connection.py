@@ -1,0 +1,80 @@
+"""
+One connection of a worker, and what it has counted.
+"""
+
+from __future__ import annotations
+
+import socket
+
+# More lines, or calibration rounds, than any run counts.
+NOBODY = 1 << 62
+
+# What a connection does with what it reads: waits for its socket; learns
+# the server's framing from the calibration lines; counts and samples; or,
+# for --idle, only counts bytes.
+CONNECTING, CALIBRATING, COUNTING, DISCARDING = range(4)
+
+
+class Client:
+    """One connection of a worker: a receiver, or a sender (which receives
+    the other senders' lines too)."""
+
+    __slots__ = (
+        "bad_samples",
+        "bytes",
+        "cal_round",
+        "cal_rounds",
+        "closed",
+        "eol",
+        "expected",
+        "expected_bytes",
+        "expected_sum",
+        "fd",
+        "last_seq",
+        "lines",
+        "marks",
+        "max_len",
+        "min_len",
+        "mode",
+        "pending",
+        "prefix",
+        "reordered",
+        "sent",
+        "sent_sum",
+        "sid",
+        "sock",
+        "sum",
+        "tail",
+    )
+
+    def __init__(self, sock: socket.socket, sid: int, senders: int) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.sid = sid
+        self.mode = CONNECTING
+        self.tail = b""
+        self.closed = False
+        self.lines = 0
+        self.bytes = 0
+        self.marks = 0
+        self.sum = 0
+        self.bad_samples = 0
+        self.reordered = 0
+        self.last_seq = [0] * senders
+        self.prefix: list[bytes | None] = [None] * senders
+        self.eol: list[bytes | None] = [None] * senders
+        # Highest calibration round seen from each sender (-1: none; a
+        # sender does not hear itself).
+        self.cal_rounds = [-1] * senders
+        if sid >= 0:
+            self.cal_rounds[sid] = NOBODY
+        self.cal_round = -1 if senders > (sid >= 0) else NOBODY
+        self.expected = 0
+        self.expected_bytes = 0
+        self.expected_sum = 0
+        self.min_len = 0
+        self.max_len = 0
+        # Sender side
+        self.pending = b""
+        self.sent = 0
+        self.sent_sum = 0

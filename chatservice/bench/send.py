@@ -1,0 +1,105 @@
+"""
+Saying lines: as fast as the window of lines in flight allows, or at a
+paced rate, in batches, without ever blocking the worker.
+"""
+
+from __future__ import annotations
+
+import select
+from collections.abc import Callable
+
+from chatservice.bench import payload
+from chatservice.bench.connection import Client
+from chatservice.bench.latency import now_us
+from chatservice.bench.messages import WorkerSpec
+from chatservice.bench.shared import Window
+
+# Lines one sender says in one write, at most.
+MAX_BATCH = 512
+
+
+class Sender:
+    """
+    What a worker's senders say, and what they have not yet written.
+    """
+
+    def __init__(
+        self,
+        spec: WorkerSpec,
+        window: Window,
+        epoll: select.epoll,
+        close: Callable[[Client], None],
+    ) -> None:
+        self.spec = spec
+        self.window = window
+        self.epoll = epoll
+        self.close = close
+        self.fills = payload.fills_for(spec.size)
+        # The fewest lines counted, when the senders last looked, and
+        # whether a sender then waited for the receivers to move on.
+        self.fewest = 0
+        self.blocked = False
+
+    def calibrate(self, senders: list[Client], number: int) -> None:
+        """Every sender says the calibration line of round C{number}."""
+        for client in senders:
+            line = payload.payload(client.sid, 0, number, self.fills) + b"\n"
+            self.queue(client, line)
+
+    def send(self, senders: list[Client], now: int, t0: int) -> None:
+        """
+        Every sender says what the window allows, and the pace if there is
+        one (C{now} and the start C{t0} on the monotonic clock, in ns).
+        """
+        spec = self.spec
+        self.fewest = fewest = self.window.fewest()
+        self.blocked = False
+        share = fewest // spec.senders + spec.window
+        for client in senders:
+            if client.pending or client.closed:
+                continue
+            allowed = share - client.sent
+            if spec.rate_per_sender is not None:
+                due = int(spec.rate_per_sender * (now - t0) / 1e9) - client.sent
+                allowed = min(allowed, due)
+            if allowed <= 0:
+                if share <= client.sent:
+                    # Waiting for the receivers: be woken when they move.
+                    self.window.block()
+                    self.blocked = True
+                continue
+            first = client.sent + 1
+            last = first + min(allowed, MAX_BATCH)
+            data = payload.lines(client.sid, first, last, now_us(), self.fills)
+            client.sent = last - 1
+            client.sent_sum += payload.byte_sum(data)
+            self.window.sent(client.sid, client.sent)
+            self.queue(client, data)
+
+    def waiting(self) -> bool:
+        """Whether a sender waits for receivers that have since moved on."""
+        return self.blocked and self.window.fewest() != self.fewest
+
+    def queue(self, client: Client, data: bytes) -> None:
+        if client.pending:
+            client.pending += data
+            return
+        client.pending = data
+        self.flush(client)
+
+    def flush(self, client: Client) -> None:
+        """Write what C{client} has pending, as much as its socket takes."""
+        data = client.pending
+        if not data or client.closed:
+            client.pending = b""
+            return
+        try:
+            n = client.sock.send(data)
+        except BlockingIOError:
+            n = 0
+        except OSError:
+            self.close(client)
+            return
+        client.pending = data[n:]
+        events = select.EPOLLIN | (select.EPOLLOUT if client.pending else 0)
+        self.epoll.modify(client.fd, events)

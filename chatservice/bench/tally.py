@@ -1,0 +1,83 @@
+"""
+The counts at the end of a run: what each connection should have received,
+and what was lost, repeated or corrupt.
+
+Per connection:
+
+  - lost = expected lines - lines received (if positive), duplicates the
+    opposite;
+  - corrupt (at least) = sampled lines that are not exactly what that
+    sender sent, plus one if the byte count does not fit the lines
+    received, plus (with C{--checksum}) lines without exactly one C{|} and
+    one if the byte sum differs from what the lines sent add up to.
+"""
+
+from __future__ import annotations
+
+from chatservice.bench.connection import Client
+from chatservice.bench.messages import WorkerResult
+from chatservice.bench.payload import ADLER_MOD, byte_sum
+
+
+def expect(
+    clients: list[Client], finals: dict[int, tuple[int, int]], length: int
+) -> None:
+    """
+    Work out what each of C{clients} should receive, given the lines and
+    byte sums every sender sent (C{finals}), payloads of C{length} bytes
+    and the framing each learnt in calibration.
+    """
+    for client in clients:
+        lines = size = total = 0
+        lengths = []
+        for sid, (sent, sent_sum) in finals.items():
+            if sid == client.sid:
+                continue
+            prefix = client.prefix[sid] or b""
+            eol = client.eol[sid] or b"\n"
+            line_length = len(prefix) + length + len(eol)
+            lengths.append(line_length)
+            lines += sent
+            size += sent * line_length
+            extra = byte_sum(prefix + eol) - byte_sum(b"\n")
+            total += sent_sum + sent * extra
+        client.expected = lines
+        client.expected_bytes = size
+        client.expected_sum = total % ADLER_MOD
+        client.min_len = min(lengths, default=0)
+        client.max_len = max(lengths, default=0)
+
+
+def tally(clients: list[Client], result: WorkerResult, checksum: bool) -> None:
+    """Add what C{clients} got, against what they expected, to C{result}."""
+    for client in clients:
+        got = client.lines
+        result.lines += got
+        result.expected += client.expected
+        missing = client.expected - got
+        result.lost += max(0, missing)
+        result.duplicates += max(0, -missing)
+        result.reordered += client.reordered
+        result.disconnected += client.closed
+        if client.tail:
+            result.incomplete += 1
+        corrupt = client.bad_samples
+        if checksum:
+            corrupt += abs(client.marks - got)
+        diff = client.expected_bytes - client.bytes
+        if missing == 0:
+            wrong = bool(diff) or (
+                checksum and client.sum % ADLER_MOD != client.expected_sum
+            )
+        elif missing > 0:
+            wrong = not (missing * client.min_len <= diff <= missing * client.max_len)
+        else:
+            wrong = not (missing * client.max_len <= diff <= missing * client.min_len)
+        result.corrupt += max(corrupt, int(wrong))
+    for client in clients:
+        for sid, prefix in enumerate(client.prefix):
+            if prefix is not None:
+                result.delivered_form = f"{prefix!r} + payload + {client.eol[sid]!r}"
+                break
+        if result.delivered_form:
+            break

@@ -1,0 +1,68 @@
+"""
+Tests for L{chatservice.bench.launch}: the servers C{chat-bench} starts,
+and how it learns their port.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from chatservice.bench import launch
+from chatservice.bench.launch import MINIMAL_PEER, label_for, ours_command
+
+
+class PortPatternTests(SynchronousTestCase):
+    def test_port_pattern(self) -> None:
+        """
+        The port is found in what our server and the minimal peer print.
+        """
+        for text, port in [
+            (
+                b"[chatservice.server.tap#info] Chat server listening on "
+                b"IPv4Address(type='TCP', host='127.0.0.1', port=40213)",
+                b"40213",
+            ),
+            (b"listening on 5555\n", b"5555"),
+            (b"server ready, port 6000\n", b"6000"),
+        ]:
+            match = launch.PORT_PATTERN.search(text)
+            assert match is not None
+            self.assertEqual(match.group(1), port)
+
+
+class CommandTests(SynchronousTestCase):
+    def test_ours_keeps_history_in_a_file_of_its_own(self) -> None:
+        """
+        By default the benchmark measures our server as it runs by default,
+        history on, with the database in the run's own directory rather
+        than wherever chat-bench was started.
+        """
+        command = ours_command()
+        database = command[command.index("--database") + 1]
+        self.assertEqual(database, "{workdir}/chat.sqlite3")
+
+    def test_minimal_peer_is_in_the_package(self) -> None:
+        """
+        The minimal peer is found beside the package's modules, wherever it
+        is installed, not in a checkout's C{bench/}.
+        """
+        self.assertTrue(MINIMAL_PEER.is_file(), MINIMAL_PEER)
+        self.assertEqual(MINIMAL_PEER.parent, Path(launch.__file__).parent / "peers")
+
+    def test_labels(self) -> None:
+        """
+        A server command is named after its script, its module after
+        C{-m}, or its program.
+        """
+        self.assertEqual(
+            label_for(["python", "bench/peers/minimal.py", "1"]), "minimal"
+        )
+        self.assertEqual(
+            label_for([sys.executable, "-m", "chatservice.bench.peers.minimal"]),
+            "minimal",
+        )
+        self.assertEqual(label_for(["/usr/bin/twistd", "-n", "chat"]), "twistd")
+        self.assertEqual(label_for([]), "server")
