@@ -1,0 +1,263 @@
+"""
+The queries on the SQLite file, run synchronously: room history in chunks,
+and accounts. Opening a file here also locks and migrates it.
+
+A L{Store} belongs to one thread at a time: the main thread at start-up,
+then only the database thread of L{chatservice.storage.database.Database},
+which is what keeps the reactor thread off the disk.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from chatservice.core.accounts import Account
+from chatservice.core.history import Unwritten
+from chatservice.storage.schema import DatabaseError, migrate
+
+# About the most bytes in one chunk, so that splitting one (the messages
+# view copies the rest of a chunk per line) stays cheap.
+CHUNK_BYTES = 16 * 1024
+
+
+def split_lines(blob: bytes) -> list[bytes]:
+    """
+    The CRLF-ended lines of a chunk.
+    """
+    return [line + b"\r\n" for line in blob.split(b"\r\n")[:-1]]
+
+
+def _pieces(data: bytearray) -> list[tuple[int, int]]:
+    """
+    Cut C{data} at line ends into pieces of about L{CHUNK_BYTES}.
+    """
+    pieces = []
+    start = 0
+    while start < len(data):
+        end = data.find(b"\n", start + CHUNK_BYTES)
+        end = len(data) if end == -1 else end + 1
+        pieces.append((start, end))
+        start = end
+    return pieces
+
+
+class Store:
+    """
+    The queries, run synchronously: at start-up on the main thread, then
+    only on the database thread.
+    """
+
+    def __init__(self, connection: sqlite3.Connection, path: str) -> None:
+        self.connection = connection
+        self.path = path
+
+    def migrate(self) -> int:
+        """
+        Bring the schema up to date; return the version found.
+        """
+        return migrate(self.connection, self.path)
+
+    def room_keys(self) -> list[str]:
+        return [
+            key
+            for (key,) in self.connection.execute(
+                "SELECT DISTINCT room_key FROM history"
+            )
+        ]
+
+    def tails(self, keep: int) -> list[tuple[float, str, bytes]]:
+        """
+        At least the last C{keep} lines of every room, as (time, room key,
+        wire line), each room oldest first. Read chunk by chunk from the
+        newest, through the room index.
+        """
+        lines: list[tuple[float, str, bytes]] = []
+        for key in self.room_keys():
+            chunks: list[tuple[float, bytes]] = []
+            have = 0
+            for when, count, blob in self.connection.execute(
+                "SELECT time, count, lines FROM history WHERE room_key = ?"
+                " ORDER BY id DESC",
+                (key,),
+            ):
+                chunks.append((when, blob))
+                have += count
+                if have >= keep:
+                    break
+            for when, blob in reversed(chunks):
+                lines.extend((when, key, line) for line in split_lines(blob))
+        return lines
+
+    def insert(self, taken: dict[str, Unwritten]) -> None:
+        """
+        Store each room's unwritten lines, in one transaction: a chunk per
+        room (and per L{CHUNK_BYTES}), dated by its first line, so that the
+        time a line shows is off by at most one flush interval.
+        """
+        rows = []
+        for room_key, unwritten in taken.items():
+            data = unwritten.data
+            view = memoryview(data)
+            for start, end in _pieces(data):
+                # Text holds no newline, so one byte marks each line end,
+                # and a one-byte count is a fast memchr.
+                count = (
+                    unwritten.count
+                    if end - start == len(data)
+                    else data.count(b"\n", start, end)
+                )
+                rows.append(
+                    (unwritten.time, room_key, unwritten.room, count, view[start:end])
+                )
+        with self._transaction():
+            self.connection.executemany(
+                "INSERT INTO history (time, room_key, room, count, lines)"
+                " VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    def prune(self, max_per_room: int, before: float) -> int:
+        """
+        Delete chunks older than C{before} (if above 0), and in each room
+        the chunks wholly beyond its last C{max_per_room} lines (if above
+        0); return how many lines went. Both walk the primary key or the
+        room index, never the whole table.
+        """
+        db = self.connection
+        deleted = 0
+        with self._transaction():
+            if before > 0:
+                first_kept = db.execute(
+                    "SELECT id FROM history WHERE time >= ? ORDER BY id LIMIT 1",
+                    (before,),
+                ).fetchone()
+                cutoff = first_kept[0] if first_kept else None
+                deleted += self._delete("? IS NULL OR id < ?", (cutoff, cutoff))
+            if max_per_room > 0:
+                for key in self.room_keys():
+                    kept = 0
+                    oldest_kept = None
+                    for chunk_id, count in db.execute(
+                        "SELECT id, count FROM history WHERE room_key = ?"
+                        " ORDER BY id DESC",
+                        (key,),
+                    ):
+                        if kept >= max_per_room:
+                            break
+                        kept += count
+                        oldest_kept = chunk_id
+                    if oldest_kept is not None:
+                        deleted += self._delete(
+                            "room_key = ? AND id < ?", (key, oldest_kept)
+                        )
+        return deleted
+
+    def _delete(self, where: str, args: tuple[object, ...]) -> int:
+        (count,) = self.connection.execute(
+            f"SELECT coalesce(sum(count), 0) FROM history WHERE {where}", args
+        ).fetchone()
+        self.connection.execute(f"DELETE FROM history WHERE {where}", args)
+        return int(count)
+
+    def accounts(self) -> dict[str, Account]:
+        """
+        Every account, by nickname key.
+        """
+        return {
+            key: Account(nick, password_hash)
+            for key, nick, password_hash in self.connection.execute(
+                "SELECT nick_key, nick, password_hash FROM accounts"
+            )
+        }
+
+    def save_account(
+        self, nick_key: str, nick: str, password_hash: str, now: float
+    ) -> None:
+        with self._transaction():
+            self.connection.execute(
+                "INSERT INTO accounts (nick_key, nick, password_hash, created)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (nick_key) DO UPDATE"
+                " SET password_hash = excluded.password_hash",
+                (nick_key, nick, password_hash, now),
+            )
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self.connection)
+
+
+class _Transaction:
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self.connection = connection
+
+    def __enter__(self) -> None:
+        self.connection.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: object, value: object, traceback: object) -> None:
+        if kind is None:
+            self.connection.execute("COMMIT")
+        else:
+            self.connection.execute("ROLLBACK")
+
+
+def open_store(path: str) -> Store:
+    """
+    Open (creating if need be), lock and migrate the database at C{path}.
+    Raises L{DatabaseError} with a one-line reason if it cannot serve: a bad
+    path, no permission, not a SQLite file, a newer schema, or another
+    server holding it.
+    """
+    try:
+        connection = sqlite3.connect(
+            path,
+            # Fail at once if another server has the file.
+            timeout=0,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+    except sqlite3.Error as e:
+        raise DatabaseError(f"cannot open {path}: {e}") from None
+    try:
+        # One server per file: the lock is taken now and kept until the
+        # server stops, so a second server fails here instead of
+        # interleaving its writes. WAL keeps each commit cheap; NORMAL
+        # syncs at checkpoints, which a power cut can cost the last
+        # commits of but an application crash cannot.
+        connection.execute("PRAGMA locking_mode = EXCLUSIVE")
+        mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()
+        if path != ":memory:" and mode != ("wal",):
+            raise DatabaseError(f"cannot use {path}: WAL mode refused ({mode})")
+        connection.execute("PRAGMA synchronous = NORMAL")
+        connection.execute("BEGIN EXCLUSIVE")
+        connection.execute("COMMIT")
+        store = Store(connection, path)
+        store.migrate()
+    except sqlite3.Error as e:
+        connection.close()
+        reason = str(e)
+        if "locked" in reason:
+            reason += " (is another chat server using it?)"
+        raise DatabaseError(f"cannot use {path}: {reason}") from None
+    except DatabaseError:
+        connection.close()
+        raise
+    return store
+
+
+def check(path: str) -> None:
+    """
+    Open, migrate and close the database at C{path}, so that one that cannot
+    serve stops C{twistd} before it forks or listens; raises
+    L{DatabaseError}. (An SQLite connection must not cross a C{fork}, and its
+    lock would not, so the server opens the file again once it runs.)
+    """
+    store = open_store(path)
+    try:
+        store.tails(1)
+        store.accounts()
+    except sqlite3.Error as e:
+        raise DatabaseError(f"cannot read {path}: {e}") from None
+    finally:
+        store.close()

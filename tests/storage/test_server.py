@@ -1,0 +1,310 @@
+"""
+The installed C{twistd chat} starting, refusing to start and restarting on
+a database file.
+"""
+
+from __future__ import annotations
+
+import calendar
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import time
+
+from twisted.trial import unittest
+
+from chatservice.core.history import ACTION, MESSAGE
+from chatservice.storage.schema import SCHEMA_VERSION
+from tests.storage.helpers import STAMPED, in_order, read_file
+from tests.support.helpers import (
+    TWISTD,
+    ServerProcess,
+    SocketClient,
+    make_temp_dir,
+    read_until,
+)
+
+
+def refused(testcase: unittest.SynchronousTestCase, database: str) -> str:
+    """
+    Start C{twistd -n chat --database DATABASE}, which must fail at once
+    with one line saying why, naming the file, and no traceback; return
+    that line.
+    """
+    cwd = make_temp_dir(testcase)
+    started = time.monotonic()
+    result = subprocess.run(
+        [
+            str(TWISTD),
+            "-n",
+            "chat",
+            "--port",
+            "tcp:0:interface=127.0.0.1",
+            "--database",
+            database,
+        ],
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=30,
+    )
+    elapsed = time.monotonic() - started
+    output = (result.stdout + result.stderr).decode("utf-8", "replace")
+    testcase.assertNotEqual(result.returncode, 0, output)
+    testcase.assertLess(elapsed, 15, output)
+    testcase.assertNotIn("Traceback", output)
+    testcase.assertNotIn("listening on", output)
+    lines = output.strip().splitlines()
+    testcase.assertEqual(len(lines), 1, output)
+    testcase.assertIn(database, lines[0])
+    return lines[0]
+
+
+def stop_cleanly(testcase: unittest.SynchronousTestCase, server: ServerProcess) -> None:
+    """
+    SIGTERM C{server}, which must shut down in order and without a
+    traceback. twistd ends by re-raising the signal that stopped it, so a
+    clean stop exits by SIGTERM (or 0), after "Server Shut Down.".
+    """
+    output = server.output + server.stop()
+    testcase.assertIn(server.process.returncode, (0, -signal.SIGTERM), output)
+    testcase.assertIn(b"Server Shut Down.", output)
+    testcase.assertNotIn(b"Traceback", output)
+
+
+class StartupFailureTests(unittest.SynchronousTestCase):
+    def test_missingDirectory(self) -> None:
+        path = make_temp_dir(self) / "no-such-directory" / "chat.sqlite3"
+        line = refused(self, str(path))
+        self.assertIn("cannot open", line)
+        self.assertFalse(path.parent.exists())
+
+    def test_noPermission(self) -> None:
+        """
+        A place where even root may not create a file.
+        """
+        path = "/proc/chat-test.sqlite3"
+        line = refused(self, path)
+        self.assertIn("cannot open", line)
+        self.assertFalse(os.path.exists(path))
+
+    def test_notSQLite(self) -> None:
+        path = make_temp_dir(self) / "notes.sqlite3"
+        junk = (b"These are not the bytes of a SQLite database.\n" * 100)[:4096]
+        path.write_bytes(junk)
+        line = refused(self, str(path))
+        self.assertIn("not a database", line)
+        self.assertEqual(path.read_bytes(), junk)
+
+    def test_newerSchema(self) -> None:
+        path = make_temp_dir(self) / "future.sqlite3"
+        db = sqlite3.connect(str(path))
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+        db.close()
+        line = refused(self, str(path))
+        self.assertIn(f"schema version {SCHEMA_VERSION + 1}", line)
+        self.assertEqual(
+            read_file(path, "PRAGMA user_version"), [(SCHEMA_VERSION + 1,)]
+        )
+
+    def test_lockedByAnotherServer(self) -> None:
+        path = make_temp_dir(self) / "chat.sqlite3"
+        first = ServerProcess(self, options=["--database", str(path)])
+        # The listener is logged before the database is opened for good.
+        if b"Using database" not in first.output:
+            assert first.process.stdout is not None
+            read_until(first.process.stdout, re.compile(rb"Using database"))
+        line = refused(self, str(path))
+        self.assertIn("locked", line)
+        self.assertIn("another chat server", line)
+        # The first server is unharmed.
+        assert first.tcp_port is not None
+        client = SocketClient(self, first.tcp_port)
+        client.welcome()
+        client.send(b"/rooms\n")
+        self.assertEqual(client.read_line(), b"*** 1 room(s):\r\n")
+        stop_cleanly(self, first)
+
+
+def read_replay(
+    client: SocketClient, room: str, since: float
+) -> list[tuple[str, str, str]]:
+    """
+    Read a replay block of C{room} from C{client}: (sender, kind, text) of
+    each line, checking the framing and that each time is between C{since}
+    and now.
+    """
+    header = client.read_line()
+    match = re.fullmatch(rb"\*\*\* Last (\d+) line\(s\) of (.+):\r\n", header)
+    assert match is not None, header
+    assert match.group(2).decode() == room, header
+    lines = []
+    for _ in range(int(match.group(1))):
+        line = client.read_line()
+        stamped = STAMPED.match(line)
+        assert stamped is not None, line
+        assert stamped.group("room").decode() == room, line
+        when = calendar.timegm(
+            time.strptime(stamped.group("when").decode(), "%Y-%m-%d %H:%M:%S")
+        )
+        assert int(since) <= when <= time.time(), (line, since)
+        if stamped.group("nick") is not None:
+            lines.append((stamped.group("nick").decode(), MESSAGE, ""))
+        else:
+            lines.append((stamped.group("actor").decode(), ACTION, ""))
+        lines[-1] = (*lines[-1][:2], stamped.group("text").decode())
+    end = client.read_line()
+    assert end == f"*** End of history of {room}.\r\n".encode(), end
+    return lines
+
+
+def expect(client: SocketClient, line: str) -> None:
+    """
+    Skip to C{line}, which must come.
+    """
+    client.read_until(lambda got: got == line.encode() + b"\r\n")
+
+
+class RestartTests(unittest.SynchronousTestCase):
+    def setUp(self) -> None:
+        self.path = make_temp_dir(self) / "chat.sqlite3"
+
+    def server(self, *options: str) -> ServerProcess:
+        return ServerProcess(self, options=["--database", str(self.path), *options])
+
+    def stop(self, server: ServerProcess) -> None:
+        stop_cleanly(self, server)
+
+    def test_historySurvivesRestart(self) -> None:
+        since = time.time()
+        server = self.server()
+        assert server.tcp_port is not None
+        alice = SocketClient(self, server.tcp_port)
+        alice.welcome()
+        bob = SocketClient(self, server.tcp_port)
+        bob.welcome()
+        alice.send(b"/nick alice\n")
+        expect(alice, "*** You are now known as alice.")
+        bob.send(b"/nick bob\n")
+        expect(bob, "*** You are now known as bob.")
+        alice.send(b"good morning\n")
+        expect(bob, "[lobby] <alice> good morning")
+        bob.send(b"/me waves\n")
+        expect(alice, "[lobby] * bob waves")
+        bob.send(b"/msg alice a secret\n")
+        expect(alice, "*bob* a secret")
+        alice.send(b"/join python\n")
+        expect(alice, "*** Now talking in python (1 member).")
+        bob.send(b"/join python\n")
+        expect(alice, "[python] --> bob joined")
+        alice.send(b"anyone seen carol?\n")
+        expect(bob, "[python] <alice> anyone seen carol?")
+        bob.send("日本語 😀 'quotes' > ]\n".encode())
+        expect(alice, "[python] <bob> 日本語 😀 'quotes' > ]")
+        alice.send(b"/part lobby\n")
+        expect(alice, "*** You left lobby; now talking in python.")
+        self.stop(server)
+
+        again = self.server()
+        assert again.tcp_port is not None
+        carol = SocketClient(self, again.tcp_port)
+        carol.welcome()
+        self.assertEqual(
+            read_replay(carol, "lobby", since),
+            [("alice", MESSAGE, "good morning"), ("bob", ACTION, "waves")],
+        )
+        carol.send(b"/join python\n")
+        expect(carol, "*** Now talking in python (1 member).")
+        self.assertEqual(
+            read_replay(carol, "python", since),
+            [
+                ("alice", MESSAGE, "anyone seen carol?"),
+                ("bob", MESSAGE, "日本語 😀 'quotes' > ]"),
+            ],
+        )
+        carol.send(b"/history 1\n")
+        self.assertEqual(
+            read_replay(carol, "python", since),
+            [("bob", MESSAGE, "日本語 😀 'quotes' > ]")],
+        )
+        self.stop(again)
+
+    def test_burstAllWritten(self) -> None:
+        """
+        10,000 lines relayed just before a SIGTERM are all in the file, in
+        order.
+        """
+        count = 10_000
+        server = self.server("--flood-rate", "0")
+        assert server.tcp_port is not None
+        reader = SocketClient(self, server.tcp_port)
+        reader.welcome()
+        sender = SocketClient(self, server.tcp_port)
+        nick = sender.welcome()
+        expect(reader, f"[lobby] --> {nick} joined")
+        texts = [f"burst {i:05d} 'q' 😀" for i in range(count)]
+        step = 500
+        for start in range(0, count, step):
+            sender.send(
+                b"".join(t.encode() + b"\n" for t in texts[start : start + step])
+            )
+            for text in texts[start : start + step]:
+                self.assertEqual(
+                    reader.read_line(), f"[lobby] <{nick}> {text}\r\n".encode()
+                )
+        self.stop(server)
+        self.assertEqual(
+            read_file(self.path, "SELECT sum(count) FROM history"), [(count,)]
+        )
+        self.assertEqual(
+            in_order(
+                read_file(
+                    self.path,
+                    "SELECT chunk, sender, kind, text FROM messages"
+                    " WHERE room = 'lobby'",
+                )
+            ),
+            [(nick, MESSAGE, text) for text in texts],
+        )
+
+    def test_noHistory(self) -> None:
+        """
+        --no-history: nothing replayed, nothing shown, nothing written; the
+        database is still made, for accounts.
+        """
+        server = self.server("--no-history")
+        assert server.tcp_port is not None
+        a = SocketClient(self, server.tcp_port)
+        a.welcome()
+        b = SocketClient(self, server.tcp_port)
+        b.welcome()
+        a.send(b"not kept\n/me neither\n")
+        expect(b, "[lobby] * guest1 neither")
+        c = SocketClient(self, server.tcp_port)
+        c.welcome()
+        c.send(b"/history\n")
+        self.assertEqual(c.read_line(), b"!!! This server keeps no history.\r\n")
+        self.stop(server)
+        self.assertEqual(read_file(self.path, "SELECT count(*) FROM history"), [(0,)])
+        self.assertEqual(
+            read_file(self.path, "PRAGMA user_version"), [(SCHEMA_VERSION,)]
+        )
+
+    def test_memoryLeavesNoFile(self) -> None:
+        server = ServerProcess(self, options=["--database", ":memory:"])
+        assert server.tcp_port is not None
+        a = SocketClient(self, server.tcp_port)
+        a.welcome()
+        a.send(b"kept in memory\n/rooms\n")
+        expect(a, "*** 1 room(s):")
+        b = SocketClient(self, server.tcp_port)
+        b.welcome()
+        # History works while the server runs.
+        self.assertEqual(
+            read_replay(b, "lobby", time.time() - 60),
+            [("guest1", MESSAGE, "kept in memory")],
+        )
+        self.stop(server)
+        self.assertEqual(sorted(os.listdir(server.directory)), [])
