@@ -1,14 +1,14 @@
 """
 Room history in memory: the tail of every room, for replay, and the queue of
-lines not yet written to the database.
+records not yet written to the database.
 
 History sits on the broadcast path, which carries hundreds of thousands of
 lines a second, so it is recorded the way lines are delivered: per room and
-per reactor turn, not per line. A room's messages and actions are kept as
-the very wire lines that were broadcast (C{[room] <nick> text}); when the
-registry flushes the room it hands the turn's lines over in one call, with
-one timestamp. Parsing a wire line back into sender and text happens only
-when it is replayed; the database stores the lines as they are.
+per reactor turn, not per line. Each message or action is encoded once, as
+it is said, into a record that no front end's rendering is part of (see
+L{encode_record}); when the registry flushes the room it hands the turn's
+records over in one call, with one timestamp. Records are decoded only when
+they are replayed; the database stores them as they are.
 
 Replay on entering a room and C{/history} read only this tail, so they never
 wait for the disk and a live line can never overtake them. No I/O here.
@@ -20,7 +20,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from itertools import repeat
-from typing import NamedTuple
+from typing import Final, Literal, NamedTuple
 
 # Most lines /history may ask for, and so how many of each room are kept in
 # memory.
@@ -28,15 +28,24 @@ HISTORY_MAX = 500
 # Lines replayed to whoever enters a room, unless the operator says.
 DEFAULT_REPLAY = 20
 
-MESSAGE = "message"
-ACTION = "action"
+Kind = Literal["message", "action"]
+"""What a recorded line is. Add kinds here, with a code below."""
+MESSAGE: Final = "message"
+ACTION: Final = "action"
+
+# The letter that starts a record of each kind. A new kind takes a letter
+# never used before (C{t} for a topic change, say), and a schema migration
+# that teaches the database's C{messages} view its name; a letter is never
+# reused, since stored records keep theirs.
+CODES: Final[dict[Kind, str]] = {MESSAGE: "m", ACTION: "a"}
+KINDS: Final[dict[str, Kind]] = {code: kind for kind, code in CODES.items()}
 
 
 class Unwritten:
     """
-    A room's lines not yet written: their bytes, joined as they come, so
+    A room's records not yet written: their bytes, joined as they come, so
     that the writer has one buffer a room to store rather than a list of
-    lines to walk, and spends the GIL the reactor thread needs only once a
+    records to walk, and spends the GIL the reactor thread needs only once a
     room per flush.
     """
 
@@ -51,39 +60,55 @@ class Unwritten:
 
 class Entry(NamedTuple):
     """
-    One stored line, parsed.
+    One recorded line, decoded.
     """
 
     time: float
     sender: str
-    kind: str
+    kind: Kind
     text: str
 
 
-def parse(when: float, line: bytes) -> Entry:
+def encode_record(kind: Kind, sender: str, text: str) -> bytes:
     """
-    Read a broadcast message or action line back. Room names and nicknames
-    hold no C{]}, C{>} or space, so the first of each ends the name.
+    The record of one line said in a room: its kind's letter, the sender,
+    one space, the text and a newline, in UTF-8 (C{"malice hi\\n"}). The
+    room and the time are the batch's, not the record's.
+
+    Nicknames hold no space, and text holds no control character (the
+    sanitizer removes them and turns tabs into spaces), so the first space
+    ends the sender and the newline ends the record, with nothing to
+    escape; and since no byte of a multi-byte UTF-8 character is a newline,
+    records are split on bytes, without decoding. Any front end can render a
+    record, and the C{messages} view splits it with one C{instr} a line.
+
+    This is on the broadcast path, once per line said (never per
+    recipient), so it is one f-string and one C{encode}: a structured
+    encoding (JSON, say) would cost several times as much per line, for
+    fields this one already keeps apart.
     """
-    body = line.decode("utf-8").removesuffix("\r\n")
-    body = body[body.index("] ") + 2 :]
-    if body.startswith("<"):
-        sender, _, text = body[1:].partition("> ")
-        return Entry(when, sender, MESSAGE, text)
-    sender, _, text = body[2:].partition(" ")
-    return Entry(when, sender, ACTION, text)
+    return f"{CODES[kind]}{sender} {text}\n".encode()
+
+
+def decode_record(when: float, record: bytes) -> Entry:
+    """
+    Read back a record made by L{encode_record}, said at C{when}.
+    """
+    body = record.decode("utf-8").removesuffix("\n")
+    sender, _, text = body[1:].partition(" ")
+    return Entry(when, sender, KINDS[body[0]], text)
 
 
 class Tail:
     """
-    A room's last lines and the times they were said, side by side: two
+    A room's last records and the times they were said, side by side: two
     C{extend}s a turn, and no tuple a line.
     """
 
-    __slots__ = ("lines", "times")
+    __slots__ = ("records", "times")
 
     def __init__(self, keep: int) -> None:
-        self.lines: deque[bytes] = deque(maxlen=keep)
+        self.records: deque[bytes] = deque(maxlen=keep)
         self.times: deque[float] = deque(maxlen=keep)
 
 
@@ -91,7 +116,7 @@ class History:
     """
     The last L{keep} lines of every room, and the batches not yet persisted.
 
-    @ivar unwritten: lines recorded since the writer last took them, by room
+    @ivar unwritten: records made since the writer last took them, by room
         key; None when nothing persists them.
     @ivar wake: called when lines are recorded and L{unwritten} was empty,
         so that the writer can schedule a flush without polling.
@@ -109,16 +134,17 @@ class History:
         self.unwritten: dict[str, Unwritten] | None = {} if persist else None
         self.wake: Callable[[], None] | None = None
 
-    def record(self, room_key: str, room: str, lines: list[bytes]) -> None:
+    def record(self, room_key: str, room: str, records: list[bytes]) -> None:
         """
-        Keep one turn's message and action lines of a room.
+        Keep the records (L{encode_record}) of one turn's messages and
+        actions in a room.
         """
         now = self.clock()
         tail = self.tails.get(room_key)
         if tail is None:
             tail = self.tails[room_key] = Tail(self.keep)
-        tail.lines.extend(lines)
-        tail.times.extend(repeat(now, len(lines)))
+        tail.records.extend(records)
+        tail.times.extend(repeat(now, len(records)))
         unwritten = self.unwritten
         if unwritten is not None:
             pending = unwritten.get(room_key)
@@ -126,8 +152,8 @@ class History:
                 if not unwritten and self.wake is not None:
                     self.wake()
                 pending = unwritten[room_key] = Unwritten(now, room)
-            pending.data += b"".join(lines)
-            pending.count += len(lines)
+            pending.data += b"".join(records)
+            pending.count += len(records)
 
     def take(self) -> dict[str, Unwritten]:
         """
@@ -162,16 +188,16 @@ class History:
     def unwritten_lines(self) -> int:
         return count_lines(self.unwritten or {})
 
-    def load(self, lines: Iterable[tuple[float, str, bytes]]) -> None:
+    def load(self, records: Iterable[tuple[float, str, bytes]]) -> None:
         """
-        Put lines read back from the database (time, room key, wire line),
+        Put records read back from the database (time, room key, record),
         each room oldest first, in memory.
         """
-        for when, room_key, line in lines:
+        for when, room_key, record in records:
             tail = self.tails.get(room_key)
             if tail is None:
                 tail = self.tails[room_key] = Tail(self.keep)
-            tail.lines.append(line)
+            tail.records.append(record)
             tail.times.append(when)
 
     def recent(self, room_key: str, n: int) -> list[Entry]:
@@ -181,11 +207,11 @@ class History:
         tail = self.tails.get(room_key)
         if tail is None or n <= 0:
             return []
-        start = max(0, len(tail.lines) - n)
+        start = max(0, len(tail.records) - n)
         return [
-            parse(when, line)
-            for when, line in zip(
-                list(tail.times)[start:], list(tail.lines)[start:], strict=True
+            decode_record(when, record)
+            for when, record in zip(
+                list(tail.times)[start:], list(tail.records)[start:], strict=True
             )
         ]
 

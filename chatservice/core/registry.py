@@ -34,7 +34,14 @@ from twisted.logger import Logger
 from zope.interface import Interface
 
 from chatservice.core import names
-from chatservice.core.history import DEFAULT_REPLAY, History, stamp
+from chatservice.core.history import (
+    ACTION,
+    DEFAULT_REPLAY,
+    MESSAGE,
+    History,
+    encode_record,
+    stamp,
+)
 from chatservice.core.stats import Stats
 from chatservice.frontends.line import wire
 
@@ -121,7 +128,7 @@ class Room:
         self.members: dict[Member, None] = {}
         # Lines said this turn, with who said them (None: the server).
         self.pending: list[tuple[Member | None, bytes]] = []
-        # Of those, the messages and actions, for history.
+        # Of those, the messages and actions, as history records.
         self.said: list[bytes] = []
 
     def __repr__(self) -> str:
@@ -468,18 +475,18 @@ class Registry:
         Send C{text} from C{member} to everyone else in its current room.
         """
         room = self.room_of(member, None)
-        data = self._post(room, member, wire.message(room.name, member.nick, text))
+        self._post(room, member, wire.message(room.name, member.nick, text))
         if self.history is not None:
-            room.said.append(data)
+            room.said.append(encode_record(MESSAGE, member.nick, text))
 
     def act(self, member: Member, text: str) -> None:
         """
         Send a C{/me} action to everyone else in the member's current room.
         """
         room = self.room_of(member, None)
-        data = self._post(room, member, wire.action(room.name, member.nick, text))
+        self._post(room, member, wire.action(room.name, member.nick, text))
         if self.history is not None:
-            room.said.append(data)
+            room.said.append(encode_record(ACTION, member.nick, text))
 
     def whisper(self, member: Member, nick: str, text: str) -> None:
         """

@@ -6,11 +6,25 @@ The version lives in SQLite's C{user_version}. L{migrate} runs each missing
 step in a transaction of its own, so that a file is always at some version
 and never half-way between two; a file from a newer server is refused rather
 than guessed at.
+
+History is stored as chunks: the records (L{chatservice.core.history}) one
+room got within one group commit, in one row. One row per line costs SQLite
+microseconds a line, which at a busy server's hundreds of thousands of lines
+a second is a whole core; one row per chunk costs a few per commit. The
+C{messages} view gives one row per line, for people and tools that query
+the file (docs/protocol.md shows how).
+
+Versions:
+ 1. History, in chunks of the line protocol's CRLF-ended wire lines.
+ 2. Accounts.
+ 3. History in the records of L{chatservice.core.history}, which no front
+    end's rendering is part of; existing chunks are re-encoded.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 
 from twisted.logger import Logger
 
@@ -23,18 +37,72 @@ class DatabaseError(Exception):
     """
 
 
-SCHEMA_VERSION = 2
+def _v3_record(line: bytes) -> bytes:
+    """
+    A history line as version 1 and 2 stored it, the wire line that was
+    broadcast without its CRLF (C{[room] <nick> text} for a message,
+    C{[room] * nick text} for an action), as a version 3 record.
+
+    Room names hold no C{]} or space and nicknames no C{>} or space, so the
+    first C{"] "} ends the room and the first C{"> "} or space the nick;
+    the text may hold anything. This writes version 3's records itself
+    rather than calling L{chatservice.core.history.encode_record}: a shipped
+    migration must go on producing version 3, whatever later versions make
+    of the codec.
+    """
+    body = line[line.index(b"] ") + 2 :]
+    if body.startswith(b"<"):
+        sender, found, text = body[1:].partition(b"> ")
+        if not found:
+            raise ValueError(line)
+        return b"m" + sender + b" " + text + b"\n"
+    if not body.startswith(b"* ") or b" " not in body[2:]:
+        raise ValueError(line)
+    return b"a" + body[2:] + b"\n"
+
+
+def _records_from_wire_lines(db: sqlite3.Connection) -> None:
+    """
+    Re-encode every history chunk from wire lines to records, a few hundred
+    chunks at a time, so that a big file is never all in memory.
+    """
+    last = 0
+    while True:
+        rows = db.execute(
+            "SELECT id, lines FROM history WHERE id > ? ORDER BY id LIMIT 256",
+            (last,),
+        ).fetchall()
+        if not rows:
+            return
+        updates = []
+        for chunk, blob in rows:
+            try:
+                records = b"".join(
+                    _v3_record(line) for line in bytes(blob).split(b"\r\n")[:-1]
+                )
+            except ValueError as e:
+                raise DatabaseError(
+                    f"history chunk {chunk} holds a line that is not a message"
+                    f" or an action: {e.args[0]!r}"
+                ) from None
+            updates.append((records, chunk))
+        db.executemany("UPDATE history SET lines = ? WHERE id = ?", updates)
+        last = rows[-1][0]
+
+
+Step = str | Callable[[sqlite3.Connection], None]
+"""
+One step of a migration: an SQL statement, or a function that runs its own
+on the connection (inside the migration's transaction).
+"""
+
+SCHEMA_VERSION = 3
 # MIGRATIONS[n] takes a database from version n to n + 1. Never edit one
 # that has shipped: add the next.
-MIGRATIONS: dict[int, list[str]] = {
+MIGRATIONS: dict[int, list[Step]] = {
     0: [
-        # History is stored as chunks: the lines one room got within one
-        # group commit, as the CRLF-ended wire lines that were broadcast
-        # (history.parse says their shapes). One row per line costs SQLite
-        # microseconds a line, which at a busy server's hundreds of
-        # thousands of lines a second is a whole core; one row per chunk
-        # costs a few per commit. The messages view below gives one row per
-        # line, for people and tools that query the file.
+        # History as chunks of wire lines; see _v3_record for their shapes,
+        # and the module docstring for why chunks.
         """
         CREATE TABLE history (
             id INTEGER PRIMARY KEY,
@@ -85,6 +153,32 @@ MIGRATIONS: dict[int, list[str]] = {
         )
         """,
     ],
+    2: [
+        "DROP VIEW messages",
+        _records_from_wire_lines,
+        # A record is a kind letter, the sender, a space and the text; the
+        # first space ends the sender. The recursive split walks every chunk
+        # breadth first, hence the ORDER BY.
+        """
+        CREATE VIEW messages (chunk, line, time, room, sender, kind, text) AS
+        WITH RECURSIVE split(chunk, line, time, room, record, rest) AS (
+            SELECT id, 0, time, room, NULL, CAST(lines AS TEXT) FROM history
+            UNION ALL
+            SELECT chunk, line + 1, time, room,
+                   substr(rest, 1, instr(rest, char(10)) - 1),
+                   substr(rest, instr(rest, char(10)) + 1)
+            FROM split WHERE rest != ''
+        )
+        SELECT chunk, line, time, room,
+               substr(record, 2, instr(record, ' ') - 2),
+               CASE substr(record, 1, 1)
+                    WHEN 'm' THEN 'message'
+                    WHEN 'a' THEN 'action' END,
+               substr(record, instr(record, ' ') + 1)
+        FROM split WHERE record IS NOT NULL
+        ORDER BY chunk, line
+        """,
+    ],
 }
 
 
@@ -103,9 +197,17 @@ def migrate(db: sqlite3.Connection, path: str) -> int:
     for version in range(found, SCHEMA_VERSION):
         db.execute("BEGIN")
         try:
-            for statement in MIGRATIONS[version]:
-                db.execute(statement)
+            for step in MIGRATIONS[version]:
+                if isinstance(step, str):
+                    db.execute(step)
+                else:
+                    step(db)
             db.execute(f"PRAGMA user_version = {version + 1}")
+        except DatabaseError as e:
+            db.execute("ROLLBACK")
+            raise DatabaseError(
+                f"cannot migrate {path} to schema version {version + 1}: {e}"
+            ) from None
         except BaseException:
             db.execute("ROLLBACK")
             raise

@@ -20,11 +20,12 @@ from chatservice.storage.schema import DatabaseError, migrate
 CHUNK_BYTES = 16 * 1024
 
 
-def split_lines(blob: bytes) -> list[bytes]:
+def split_records(blob: bytes) -> list[bytes]:
     """
-    The CRLF-ended lines of a chunk.
+    The records of a chunk, each with its newline, as
+    L{chatservice.core.history.encode_record} made them.
     """
-    return [line + b"\r\n" for line in blob.split(b"\r\n")[:-1]]
+    return [record + b"\n" for record in blob.split(b"\n")[:-1]]
 
 
 def _pieces(data: bytearray) -> list[tuple[int, int]]:
@@ -67,11 +68,11 @@ class Store:
 
     def tails(self, keep: int) -> list[tuple[float, str, bytes]]:
         """
-        At least the last C{keep} lines of every room, as (time, room key,
-        wire line), each room oldest first. Read chunk by chunk from the
+        At least the last C{keep} records of every room, as (time, room
+        key, record), each room oldest first. Read chunk by chunk from the
         newest, through the room index.
         """
-        lines: list[tuple[float, str, bytes]] = []
+        records: list[tuple[float, str, bytes]] = []
         for key in self.room_keys():
             chunks: list[tuple[float, bytes]] = []
             have = 0
@@ -85,12 +86,12 @@ class Store:
                 if have >= keep:
                     break
             for when, blob in reversed(chunks):
-                lines.extend((when, key, line) for line in split_lines(blob))
-        return lines
+                records.extend((when, key, r) for r in split_records(blob))
+        return records
 
     def insert(self, taken: dict[str, Unwritten]) -> None:
         """
-        Store each room's unwritten lines, in one transaction: a chunk per
+        Store each room's unwritten records, in one transaction: a chunk per
         room (and per L{CHUNK_BYTES}), dated by its first line, so that the
         time a line shows is off by at most one flush interval.
         """

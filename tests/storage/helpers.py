@@ -13,8 +13,15 @@ from typing import Any
 
 from twisted.trial import unittest
 
-from chatservice.core.history import ACTION, MESSAGE, Entry, Unwritten
-from chatservice.frontends.line import wire
+from chatservice.core.history import (
+    ACTION,
+    MESSAGE,
+    Entry,
+    Kind,
+    Unwritten,
+    encode_record,
+)
+from chatservice.core.names import fold
 from chatservice.storage.schema import MIGRATIONS
 from chatservice.storage.store import Store, open_store
 from tests.support.helpers import make_temp_dir
@@ -28,16 +35,33 @@ STAMPED = re.compile(
 )
 
 
-def message(room: str, nick: str, text: str) -> bytes:
-    return wire.encode(wire.message(room, nick, text))
+def said(nick: str, text: str) -> bytes:
+    """
+    The history record of a message.
+    """
+    return encode_record(MESSAGE, nick, text)
 
 
-def action(room: str, nick: str, text: str) -> bytes:
-    return wire.encode(wire.action(room, nick, text))
+def acted(nick: str, text: str) -> bytes:
+    """
+    The history record of an action.
+    """
+    return encode_record(ACTION, nick, text)
 
 
-def wire_line(room: str, nick: str, kind: str, text: str) -> bytes:
-    return (message if kind == MESSAGE else action)(room, nick, text)
+def record(nick: str, kind: Kind, text: str) -> bytes:
+    return encode_record(kind, nick, text)
+
+
+def v2_line(room: str, nick: str, kind: Kind, text: str) -> bytes:
+    """
+    A line as schema versions 1 and 2 stored it: the wire line that was
+    broadcast, CRLF and all. Written out here rather than taken from the
+    line front end, so that it stays what those servers wrote.
+    """
+    if kind == MESSAGE:
+        return f"[{room}] <{nick}> {text}\r\n".encode()
+    return f"[{room}] * {nick} {text}\r\n".encode()
 
 
 def batch(when: float, room: str, lines: list[bytes]) -> Unwritten:
@@ -93,7 +117,7 @@ class Ticker:
         return self.now
 
 
-ODD_LINES: list[tuple[str, str, str]] = [
+ODD_LINES: list[tuple[str, Kind, str]] = [
     ("alice", MESSAGE, "it's \"quoted\" and 'single'"),
     ("bob", MESSAGE, "'); DROP TABLE history; --"),
     ("robert", MESSAGE, 'Robert"); DELETE FROM accounts; --'),
@@ -117,21 +141,98 @@ VERSION_1_ENTRIES = [
 ]
 
 
+def old_file(
+    path: Path, version: int, chunks: list[tuple[float, str, str, bytes]]
+) -> Path:
+    """
+    A file as the server of schema C{version} (1 or 2) left it, holding
+    C{chunks} of history: (time, room key, room, wire lines).
+    """
+    db = sqlite3.connect(str(path), isolation_level=None)
+    try:
+        for shipped in range(version):
+            for statement in MIGRATIONS[shipped]:
+                assert isinstance(statement, str)
+                db.execute(statement)
+        db.execute(f"PRAGMA user_version = {version}")
+        db.executemany(
+            "INSERT INTO history (time, room_key, room, count, lines)"
+            " VALUES (?, ?, ?, ?, ?)",
+            [
+                (when, key, room, lines.count(b"\r\n"), lines)
+                for when, key, room, lines in chunks
+            ],
+        )
+    finally:
+        db.close()
+    return path
+
+
 def version_1_file(path: Path) -> Path:
     """
     A file as the first release of history left it: schema version 1, no
     accounts table, one chunk of lobby history.
     """
-    db = sqlite3.connect(str(path), isolation_level=None)
-    try:
-        for statement in MIGRATIONS[0]:
-            db.execute(statement)
-        db.execute("PRAGMA user_version = 1")
-        db.execute(
-            "INSERT INTO history (time, room_key, room, count, lines)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (T0, "lobby", "lobby", 3, VERSION_1_CHUNK),
-        )
-    finally:
-        db.close()
-    return path
+    return old_file(path, 1, [(T0, "lobby", "lobby", VERSION_1_CHUNK)])
+
+
+# What today's main (schema version 2) said and stored, chunk by chunk:
+# (time, room, (sender, kind, text) of each line). Actions, Unicode, an
+# empty action, and texts that hold what ended names in a wire line.
+VERSION_2_SAID: list[tuple[float, str, list[tuple[str, Kind, str]]]] = [
+    (
+        T0,
+        "lobby",
+        [
+            ("alice", MESSAGE, "good morning"),
+            ("bob", ACTION, "waves"),
+            ("alice", MESSAGE, "anyone seen carol?"),
+        ],
+    ),
+    (
+        T0 + 65,
+        "Café",
+        [
+            ("名前", MESSAGE, "日本語 😀 'quotes'"),
+            ("erin", MESSAGE, "[lobby] <mallory> fake ] and > too"),
+            ("frank", ACTION, "waves > everyone ] loudly"),
+            ("dave", ACTION, ""),
+        ],
+    ),
+    (
+        T0 + 3600,
+        "lobby",
+        [
+            ("carol", MESSAGE, "> quoted reply"),
+            ("carol", MESSAGE, "  leading spaces"),
+        ],
+    ),
+]
+
+# The rows of the messages view for VERSION_2_SAID, as both versions give
+# them: (chunk, line, time, room, sender, kind, text).
+VERSION_2_ROWS = [
+    (chunk, line, when, room, sender, kind, text)
+    for chunk, (when, room, lines) in enumerate(VERSION_2_SAID, 1)
+    for line, (sender, kind, text) in enumerate(lines, 1)
+]
+
+
+def version_2_file(path: Path) -> Path:
+    """
+    A file as today's main leaves it: schema version 2, with
+    L{VERSION_2_SAID} stored as that server stored it.
+    """
+    return old_file(
+        path,
+        2,
+        [
+            (
+                when,
+                fold(room),
+                room,
+                b"".join(v2_line(room, *said) for said in lines),
+            )
+            for when, room, lines in VERSION_2_SAID
+        ],
+    )

@@ -28,11 +28,11 @@ from tests.storage.helpers import (
     T0,
     VERSION_1_ENTRIES,
     Ticker,
-    action,
+    acted,
     batch,
     in_order,
-    message,
     read_file,
+    said,
     version_1_file,
 )
 from tests.support.helpers import TIMEOUT, deferred_test, make_temp_dir
@@ -98,9 +98,7 @@ class DatabaseServiceTests(unittest.TestCase):
         return database
 
     def say(self, room: str, *texts: str, nick: str = "alice") -> None:
-        self.history.record(
-            room.lower(), room, [message(room, nick, text) for text in texts]
-        )
+        self.history.record(room.lower(), room, [said(nick, text) for text in texts])
 
     def stored(self, room: str) -> list[tuple[str, str]]:
         return [
@@ -214,9 +212,8 @@ class DatabaseServiceTests(unittest.TestCase):
         self.assertEqual(
             calls[1],
             {
-                "lobby": message("lobby", "alice", "first")
-                + message("lobby", "alice", "second"),
-                "python": message("python", "alice", "other room"),
+                "lobby": said("alice", "first") + said("alice", "second"),
+                "python": said("alice", "other room"),
             },
         )
         self.say("lobby", "third")
@@ -326,15 +323,9 @@ class DatabaseServiceTests(unittest.TestCase):
         """
         store = open_store(str(self.path))
         store.insert(
-            {
-                "lobby": batch(
-                    T0, "lobby", [message("lobby", "a", f"{i}") for i in range(5)]
-                )
-            }
+            {"lobby": batch(T0, "lobby", [said("a", f"{i}") for i in range(5)])}
         )
-        store.insert(
-            {"python": batch(T0 + 1, "Python", [action("Python", "b", "waves")])}
-        )
+        store.insert({"python": batch(T0 + 1, "Python", [acted("b", "waves")])})
         store.save_account("alice", "Alice", "hash'", T0)
         store.close()
         self.history = History(keep=3, clock=self.clock, persist=True)
@@ -381,13 +372,9 @@ class DatabaseServiceTests(unittest.TestCase):
         """
         now = time.time()
         store = open_store(str(self.path))
-        store.insert(
-            {"old": batch(now - 10 * 86400, "old", [message("old", "a", "x")])}
-        )
+        store.insert({"old": batch(now - 10 * 86400, "old", [said("a", "x")])})
         for i in range(10):
-            store.insert(
-                {"lobby": batch(now, "lobby", [message("lobby", "a", f"{i}")])}
-            )
+            store.insert({"lobby": batch(now, "lobby", [said("a", f"{i}")])})
         store.close()
         database = self.database(max_per_room=3, days=1)
         await database.stopService()
@@ -399,7 +386,7 @@ class DatabaseServiceTests(unittest.TestCase):
     @deferred_test
     async def test_noPruneByDefault(self) -> None:
         store = open_store(str(self.path))
-        store.insert({"old": batch(1.0, "old", [message("old", "a", "x")])})
+        store.insert({"old": batch(1.0, "old", [said("a", "x")])})
         store.close()
         database = self.database()
         await database.stopService()

@@ -5,42 +5,74 @@ and C{/history} through the protocol.
 
 from __future__ import annotations
 
+from typing import get_args
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.trial import unittest
 
 from chatservice.core.history import (
     ACTION,
+    CODES,
     DEFAULT_REPLAY,
     HISTORY_MAX,
+    KINDS,
     MESSAGE,
     Entry,
     History,
-    parse,
+    Kind,
+    decode_record,
+    encode_record,
     stamp,
 )
 from chatservice.frontends.limits import Limits
 from chatservice.frontends.line import wire
 from chatservice.frontends.line.protocol import ChatFactory
-from tests.storage.helpers import T0, Ticker, action, batch, message, wire_line
+from tests.storage.helpers import T0, Ticker, acted, batch, record, said
 from tests.support.memory import Harness, discard
 
+# What the sanitizer lets through: no C0 or C1 controls (tabs become
+# spaces), and no surrogates, which cannot be encoded.
+_NO_CONTROLS = st.characters(blacklist_categories=("Cc", "Cs"))
 
-class ParseTests(unittest.SynchronousTestCase):
+
+class RecordTests(unittest.SynchronousTestCase):
+    """
+    The history record: a kind letter, the sender, a space, the text and a
+    newline.
+    """
+
     def test_message(self) -> None:
+        record = encode_record(MESSAGE, "alice", "good morning")
+        self.assertEqual(record, b"malice good morning\n")
         self.assertEqual(
-            parse(5.0, message("lobby", "alice", "good morning")),
-            Entry(5.0, "alice", MESSAGE, "good morning"),
+            decode_record(5.0, record), Entry(5.0, "alice", MESSAGE, "good morning")
         )
 
     def test_action(self) -> None:
+        record = encode_record(ACTION, "bob", "waves at everyone")
+        self.assertEqual(record, b"abob waves at everyone\n")
         self.assertEqual(
-            parse(6.5, action("lobby", "bob", "waves at everyone")),
+            decode_record(6.5, record),
             Entry(6.5, "bob", ACTION, "waves at everyone"),
         )
 
+    def test_everyKindHasALetter(self) -> None:
+        """
+        Each kind has one ASCII letter of its own, and the letter gives the
+        kind back.
+        """
+        self.assertEqual(set(CODES), set(get_args(Kind)))
+        self.assertEqual(len(set(CODES.values())), len(CODES))
+        for kind, code in CODES.items():
+            self.assertTrue(code.isascii() and code.isalpha() and len(code) == 1)
+            self.assertEqual(KINDS[code], kind)
+
     def test_awkwardText(self) -> None:
         """
-        Text may hold what ends names in a wire line: C{> }, C{]}, C{<},
-        quotes; and any Unicode. Only the first of each ends the name.
+        Text may hold what ended names in a wire line (C{> }, C{]}, C{<}),
+        spaces, quotes, and any Unicode. Only the first space ends the
+        sender.
         """
         texts = [
             "a > b",
@@ -54,15 +86,32 @@ class ParseTests(unittest.SynchronousTestCase):
         ]
         for text in texts:
             for kind in (MESSAGE, ACTION):
-                line = wire_line("py-room", "名前_1", kind, text)
+                line = record("名前_1", kind, text)
                 self.assertEqual(
-                    parse(1.0, line), Entry(1.0, "名前_1", kind, text), line
+                    decode_record(1.0, line), Entry(1.0, "名前_1", kind, text), line
                 )
 
     def test_emptyActionText(self) -> None:
         self.assertEqual(
-            parse(0.0, action("lobby", "dave", "")), Entry(0.0, "dave", ACTION, "")
+            decode_record(0.0, acted("dave", "")), Entry(0.0, "dave", ACTION, "")
         )
+
+    @settings(deadline=None)
+    @given(
+        kind=st.sampled_from(get_args(Kind)),
+        sender=st.text(_NO_CONTROLS.filter(lambda c: c != " "), min_size=1),
+        text=st.text(_NO_CONTROLS),
+    )
+    def test_roundTrip(self, kind: Kind, sender: str, text: str) -> None:
+        """
+        Any sender without a space and any text without control characters
+        (what names and the sanitizer allow) comes back as it was, from a
+        record that is one line.
+        """
+        record = encode_record(kind, sender, text)
+        self.assertEqual(record.count(b"\n"), 1)
+        self.assertTrue(record.endswith(b"\n"))
+        self.assertEqual(decode_record(T0, record), Entry(T0, sender, kind, text))
 
 
 class StampTests(unittest.SynchronousTestCase):
@@ -94,8 +143,8 @@ class HistoryTests(unittest.SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Ticker()
 
-    def lines(self, *texts: str, room: str = "lobby") -> list[bytes]:
-        return [message(room, "alice", text) for text in texts]
+    def lines(self, *texts: str) -> list[bytes]:
+        return [said("alice", text) for text in texts]
 
     def test_recentOldestFirst(self) -> None:
         history = History(clock=self.clock)
@@ -123,7 +172,7 @@ class HistoryTests(unittest.SynchronousTestCase):
     def test_roomsApart(self) -> None:
         history = History(clock=self.clock)
         history.record("lobby", "lobby", self.lines("in lobby"))
-        history.record("python", "Python", self.lines("in python", room="Python"))
+        history.record("python", "Python", self.lines("in python"))
         self.assertEqual([e.text for e in history.recent("lobby", 9)], ["in lobby"])
         self.assertEqual([e.text for e in history.recent("python", 9)], ["in python"])
 
@@ -161,9 +210,9 @@ class HistoryTests(unittest.SynchronousTestCase):
         how many, the room's name as shown and the time of the first.
         """
         history = History(clock=self.clock, persist=True)
-        history.record("python", "Python", self.lines("a", "b", room="Python"))
+        history.record("python", "Python", self.lines("a", "b"))
         self.clock.now += 5
-        history.record("python", "Python", self.lines("c", room="Python"))
+        history.record("python", "Python", self.lines("c"))
         history.record("lobby", "lobby", self.lines("d"))
         unwritten = history.unwritten
         assert unwritten is not None
@@ -172,9 +221,7 @@ class HistoryTests(unittest.SynchronousTestCase):
         self.assertEqual(python.count, 3)
         self.assertEqual(python.room, "Python")
         self.assertEqual(python.time, T0)
-        self.assertEqual(
-            bytes(python.data), b"".join(self.lines("a", "b", "c", room="Python"))
-        )
+        self.assertEqual(bytes(python.data), b"".join(self.lines("a", "b", "c")))
         self.assertEqual(unwritten["lobby"].count, 1)
         self.assertEqual(unwritten["lobby"].time, T0 + 5)
         self.assertEqual(history.unwritten_lines(), 4)
@@ -189,7 +236,7 @@ class HistoryTests(unittest.SynchronousTestCase):
         history.wake = lambda: wakes.append(None)
         history.record("lobby", "lobby", self.lines("a"))
         history.record("lobby", "lobby", self.lines("b"))
-        history.record("python", "python", self.lines("c", room="python"))
+        history.record("python", "python", self.lines("c"))
         self.assertEqual(len(wakes), 1)
         history.take()
         history.record("lobby", "lobby", self.lines("d"))
@@ -215,11 +262,11 @@ class HistoryTests(unittest.SynchronousTestCase):
         """
         history = History(clock=self.clock, persist=True)
         history.record("lobby", "lobby", self.lines("a", "b"))
-        history.record("python", "python", self.lines("p", room="python"))
+        history.record("python", "python", self.lines("p"))
         taken = history.take()
         self.clock.now += 1
         history.record("lobby", "lobby", self.lines("c"))
-        history.record("other", "other", self.lines("o", room="other"))
+        history.record("other", "other", self.lines("o"))
         history.give_back(taken)
         unwritten = history.unwritten
         assert unwritten is not None
@@ -228,9 +275,7 @@ class HistoryTests(unittest.SynchronousTestCase):
         )
         self.assertEqual(unwritten["lobby"].count, 3)
         self.assertEqual(unwritten["lobby"].time, T0)
-        self.assertEqual(
-            bytes(unwritten["python"].data), b"".join(self.lines("p", room="python"))
-        )
+        self.assertEqual(bytes(unwritten["python"].data), b"".join(self.lines("p")))
         self.assertEqual(unwritten["python"].count, 1)
         self.assertEqual(unwritten["other"].count, 1)
         self.assertEqual(unwritten["other"].time, T0 + 1)
@@ -288,9 +333,9 @@ class HistoryTests(unittest.SynchronousTestCase):
         history = History(keep=3, clock=self.clock, persist=True)
         history.load(
             [
-                (T0 - 30, "lobby", message("lobby", "old", "one")),
-                (T0 - 20, "lobby", message("lobby", "old", "two")),
-                (T0 - 10, "python", action("python", "old", "waves")),
+                (T0 - 30, "lobby", said("old", "one")),
+                (T0 - 20, "lobby", said("old", "two")),
+                (T0 - 10, "python", acted("old", "waves")),
             ]
         )
         self.assertEqual(history.unwritten, {})
@@ -551,7 +596,7 @@ class ReplayTests(unittest.SynchronousTestCase):
         self.history.record(
             "lobby",
             "lobby",
-            [message("lobby", "bot", f"line {i}") for i in range(600)],
+            [said("bot", f"line {i}") for i in range(600)],
         )
         for n in ("500", "501", "1000", "99999999999999999999"):
             a.say(f"/history {n}")
@@ -683,8 +728,6 @@ class ReplayTests(unittest.SynchronousTestCase):
         self.assertEqual(unwritten["python"].count, 3)
         self.assertEqual(
             bytes(unwritten["python"].data),
-            message("Python", "guest1", "one")
-            + message("Python", "guest1", "two")
-            + action("Python", "guest1", "three"),
+            said("guest1", "one") + said("guest1", "two") + acted("guest1", "three"),
         )
         self.assertEqual(len(wakes), 1)

@@ -6,14 +6,27 @@ from __future__ import annotations
 
 import sqlite3
 
-from twisted.logger import capturedLogs
+from twisted.logger import LogEvent, capturedLogs
 from twisted.trial import unittest
 
 from chatservice.core.accounts import Account
-from chatservice.core.history import ACTION, MESSAGE
+from chatservice.core.history import ACTION, HISTORY_MAX, MESSAGE, Entry, History
 from chatservice.storage.schema import SCHEMA_VERSION, DatabaseError
-from chatservice.storage.store import open_store
-from tests.storage.helpers import T0, read_file, version_1_file
+from chatservice.storage.store import Store, open_store
+from tests.storage.helpers import (
+    ODD_LINES,
+    T0,
+    VERSION_2_ROWS,
+    VERSION_2_SAID,
+    acted,
+    old_file,
+    read_file,
+    record,
+    said,
+    v2_line,
+    version_1_file,
+    version_2_file,
+)
 from tests.support.helpers import make_temp_dir
 
 
@@ -41,9 +54,9 @@ class MigrationTests(unittest.SynchronousTestCase):
         self.assertEqual(
             store.tails(10),
             [
-                (T0, "lobby", b"[lobby] <alice> hi\r\n"),
-                (T0, "lobby", b"[lobby] * bob waves\r\n"),
-                (T0, "lobby", b"[lobby] <alice> 'quoted'\r\n"),
+                (T0, "lobby", said("alice", "hi")),
+                (T0, "lobby", acted("bob", "waves")),
+                (T0, "lobby", said("alice", "'quoted'")),
             ],
         )
         self.assertEqual(
@@ -87,3 +100,161 @@ class MigrationTests(unittest.SynchronousTestCase):
             open_store(str(path))
         self.assertIn(str(path), str(caught.exception))
         self.assertEqual(path.read_bytes(), junk)
+
+
+# Everything about the history table but the bytes of each chunk.
+CHUNKS = "SELECT id, time, room_key, room, count FROM history ORDER BY id"
+HISTORY = "SELECT * FROM history ORDER BY id"
+MESSAGES = "SELECT * FROM messages"
+
+
+class VersionTwoTests(unittest.SynchronousTestCase):
+    """
+    A file written by the server of schema version 2, whose history is the
+    line protocol's wire lines, moves to version 3's records.
+    """
+
+    def setUp(self) -> None:
+        self.path = version_2_file(make_temp_dir(self) / "chat.sqlite3")
+
+    def open(self) -> tuple[Store, list[LogEvent]]:
+        with capturedLogs() as events:
+            store = open_store(str(self.path))
+        self.addCleanup(store.close)
+        return store, events
+
+    def test_reencoded(self) -> None:
+        """
+        Each chunk keeps its row, time, room and count; its lines become
+        records, in the order they were said.
+        """
+        chunks = read_file(self.path, CHUNKS)
+        store, events = self.open()
+        self.assertEqual([e["version"] for e in events if "version" in e], [3])
+        self.assertEqual(
+            store.connection.execute("PRAGMA user_version").fetchone(), (3,)
+        )
+        self.assertEqual(store.connection.execute(CHUNKS).fetchall(), chunks)
+        self.assertEqual(
+            [
+                bytes(blob)
+                for (blob,) in store.connection.execute(
+                    "SELECT lines FROM history ORDER BY id"
+                )
+            ],
+            [
+                b"".join(record(*said) for said in lines)
+                for _, _, lines in VERSION_2_SAID
+            ],
+        )
+
+    def test_messagesViewUnchanged(self) -> None:
+        """
+        The messages view gives the same rows before and after.
+        """
+        self.assertEqual(read_file(self.path, MESSAGES), VERSION_2_ROWS)
+        store, _ = self.open()
+        self.assertEqual(store.connection.execute(MESSAGES).fetchall(), VERSION_2_ROWS)
+        store.close()
+        self.assertEqual(read_file(self.path, MESSAGES), VERSION_2_ROWS)
+
+    def test_replaysTheSameEntries(self) -> None:
+        """
+        What the server loads from the migrated file replays as the lines
+        that were said.
+        """
+        store, _ = self.open()
+        history = History()
+        history.load(store.tails(HISTORY_MAX))
+        for key, room in (("lobby", "lobby"), ("café", "Café")):
+            self.assertEqual(
+                history.recent(key, HISTORY_MAX),
+                [
+                    Entry(when, *said)
+                    for when, name, lines in VERSION_2_SAID
+                    if name == room
+                    for said in lines
+                ],
+            )
+
+    def test_awkwardLines(self) -> None:
+        """
+        Whatever a version 2 line's text holds, its record is exactly what
+        the server records today for the same line.
+        """
+        self.path.unlink()
+        old_file(
+            self.path,
+            2,
+            [
+                (
+                    T0,
+                    "py-room",
+                    "py-room",
+                    b"".join(v2_line("py-room", *line) for line in ODD_LINES),
+                )
+            ],
+        )
+        store, _ = self.open()
+        self.assertEqual(
+            store.tails(len(ODD_LINES)),
+            [(T0, "py-room", record(*line)) for line in ODD_LINES],
+        )
+
+    def test_manyChunks(self) -> None:
+        """
+        The chunks are re-encoded a batch at a time; every one of them is.
+        """
+        self.path.unlink()
+        count = 600
+        old_file(
+            self.path,
+            2,
+            [
+                (T0 + i, "lobby", "lobby", v2_line("lobby", "a", MESSAGE, f"{i}"))
+                for i in range(count)
+            ],
+        )
+        store, _ = self.open()
+        self.assertEqual(
+            store.tails(count),
+            [(T0 + i, "lobby", said("a", f"{i}")) for i in range(count)],
+        )
+
+    def test_secondOpenChangesNothing(self) -> None:
+        """
+        Opening the migrated file again migrates nothing and leaves every
+        byte of history as it was.
+        """
+        store, _ = self.open()
+        store.close()
+        migrated = read_file(self.path, HISTORY)
+        store, events = self.open()
+        self.assertEqual([e for e in events if "version" in e], [])
+        self.assertEqual(store.connection.execute(HISTORY).fetchall(), migrated)
+        self.assertEqual(store.connection.execute(MESSAGES).fetchall(), VERSION_2_ROWS)
+
+    def test_strangeLineRefused(self) -> None:
+        """
+        A line that no version 2 server stored stops the migration with one
+        line naming the file and the chunk, and leaves the file as it was.
+        """
+        db = sqlite3.connect(str(self.path))
+        db.execute(
+            "INSERT INTO history (time, room_key, room, count, lines)"
+            " VALUES (?, 'lobby', 'lobby', 1, ?)",
+            (T0, b"[lobby] --> bob joined\r\n"),
+        )
+        db.commit()
+        db.close()
+        before = read_file(self.path, HISTORY)
+        with self.assertRaises(DatabaseError) as caught:
+            open_store(str(self.path))
+        reason = str(caught.exception)
+        self.assertIn(str(self.path), reason)
+        self.assertIn("schema version 3", reason)
+        self.assertIn("chunk 4", reason)
+        self.assertNotIn("\n", reason)
+        self.assertEqual(read_file(self.path, "PRAGMA user_version"), [(2,)])
+        self.assertEqual(read_file(self.path, HISTORY), before)
+        self.assertEqual(read_file(self.path, MESSAGES)[:-1], VERSION_2_ROWS)

@@ -17,13 +17,47 @@ from twisted.trial import unittest
 
 from chatservice.core.history import ACTION, MESSAGE
 from chatservice.storage.schema import SCHEMA_VERSION
-from tests.storage.helpers import STAMPED, in_order, read_file
+from tests.storage.helpers import (
+    STAMPED,
+    VERSION_2_ROWS,
+    in_order,
+    read_file,
+    version_2_file,
+)
 from tests.support.helpers import (
     TWISTD,
     ServerProcess,
     SocketClient,
     make_temp_dir,
     read_until,
+)
+
+MESSAGES = "SELECT * FROM messages"
+
+
+def _lines(*lines: str) -> list[bytes]:
+    return [line.encode() + b"\r\n" for line in lines]
+
+
+# What the server of schema version 2 replayed from the file version_2_file
+# makes: on connecting (lobby), then on /join Café.
+VERSION_2_LOBBY_REPLAY = _lines(
+    "*** Last 5 line(s) of lobby:",
+    "[lobby] (2026-11-24 09:15:02) <alice> good morning",
+    "[lobby] (2026-11-24 09:15:02) * bob waves",
+    "[lobby] (2026-11-24 09:15:02) <alice> anyone seen carol?",
+    "[lobby] (2026-11-24 10:15:02) <carol> > quoted reply",
+    "[lobby] (2026-11-24 10:15:02) <carol>   leading spaces",
+    "*** End of history of lobby.",
+)
+VERSION_2_CAFE_REPLAY = _lines(
+    "*** Now talking in Café (1 member).",
+    "*** Last 4 line(s) of Café:",
+    "[Café] (2026-11-24 09:16:07) <名前> 日本語 😀 'quotes'",
+    "[Café] (2026-11-24 09:16:07) <erin> [lobby] <mallory> fake ] and > too",
+    "[Café] (2026-11-24 09:16:07) * frank waves > everyone ] loudly",
+    "[Café] (2026-11-24 09:16:07) * dave ",
+    "*** End of history of Café.",
 )
 
 
@@ -62,16 +96,20 @@ def refused(testcase: unittest.SynchronousTestCase, database: str) -> str:
     return lines[0]
 
 
-def stop_cleanly(testcase: unittest.SynchronousTestCase, server: ServerProcess) -> None:
+def stop_cleanly(
+    testcase: unittest.SynchronousTestCase, server: ServerProcess
+) -> bytes:
     """
     SIGTERM C{server}, which must shut down in order and without a
-    traceback. twistd ends by re-raising the signal that stopped it, so a
-    clean stop exits by SIGTERM (or 0), after "Server Shut Down.".
+    traceback, and return all it wrote. twistd ends by re-raising the
+    signal that stopped it, so a clean stop exits by SIGTERM (or 0), after
+    "Server Shut Down.".
     """
     output = server.output + server.stop()
     testcase.assertIn(server.process.returncode, (0, -signal.SIGTERM), output)
     testcase.assertIn(b"Server Shut Down.", output)
     testcase.assertNotIn(b"Traceback", output)
+    return output
 
 
 class StartupFailureTests(unittest.SynchronousTestCase):
@@ -174,8 +212,8 @@ class RestartTests(unittest.SynchronousTestCase):
     def server(self, *options: str) -> ServerProcess:
         return ServerProcess(self, options=["--database", str(self.path), *options])
 
-    def stop(self, server: ServerProcess) -> None:
-        stop_cleanly(self, server)
+    def stop(self, server: ServerProcess) -> bytes:
+        return stop_cleanly(self, server)
 
     def test_historySurvivesRestart(self) -> None:
         since = time.time()
@@ -230,6 +268,41 @@ class RestartTests(unittest.SynchronousTestCase):
             [("bob", MESSAGE, "日本語 😀 'quotes' > ]")],
         )
         self.stop(again)
+
+    def test_versionTwoFile(self) -> None:
+        """
+        A file written by today's main (schema version 2) is migrated when
+        the server starts; entering a room replays, byte for byte, what that
+        server replayed; the messages view gives the same rows; and a
+        restart after that migrates nothing and changes nothing.
+        """
+        version_2_file(self.path)
+        self.assertEqual(read_file(self.path, MESSAGES), VERSION_2_ROWS)
+        outputs = []
+        histories = []
+        for _ in range(2):
+            server = self.server()
+            assert server.tcp_port is not None
+            client = SocketClient(self, server.tcp_port)
+            client.welcome()
+            self.assertEqual(
+                [client.read_line() for _ in VERSION_2_LOBBY_REPLAY],
+                VERSION_2_LOBBY_REPLAY,
+            )
+            client.send("/join Café\n".encode())
+            self.assertEqual(
+                [client.read_line() for _ in VERSION_2_CAFE_REPLAY],
+                VERSION_2_CAFE_REPLAY,
+            )
+            outputs.append(self.stop(server))
+            self.assertEqual(read_file(self.path, "PRAGMA user_version"), [(3,)])
+            self.assertEqual(read_file(self.path, MESSAGES), VERSION_2_ROWS)
+            histories.append(read_file(self.path, "SELECT * FROM history"))
+        first, second = outputs
+        self.assertEqual(first.count(b"to schema version"), 1, first)
+        self.assertIn(b"to schema version 3", first)
+        self.assertNotIn(b"Migrated", second)
+        self.assertEqual(histories[0], histories[1])
 
     def test_burstAllWritten(self) -> None:
         """
