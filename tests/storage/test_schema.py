@@ -4,6 +4,7 @@ Tests for L{chatservice.storage.schema}: versions and migrations.
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 
 from twisted.logger import LogEvent, capturedLogs
@@ -11,7 +12,7 @@ from twisted.trial import unittest
 
 from chatservice.core.accounts import Account
 from chatservice.core.history import ACTION, HISTORY_MAX, MESSAGE, Entry, History
-from chatservice.storage.schema import SCHEMA_VERSION, DatabaseError
+from chatservice.storage.schema import MIGRATIONS, SCHEMA_VERSION, DatabaseError
 from chatservice.storage.store import Store, open_store
 from tests.storage.helpers import (
     ODD_LINES,
@@ -72,6 +73,27 @@ class MigrationTests(unittest.SynchronousTestCase):
         # And the migrated file works as a new one does.
         store.save_account("alice", "alice", "hash", T0)
         self.assertEqual(store.accounts(), {"alice": Account("alice", "hash")})
+
+    def test_shippedMigrationsUnchanged(self) -> None:
+        """
+        A migration that has shipped is never edited (files out there are
+        at its version already): each one's statements, and the names of
+        its Python steps, are pinned here. A new version adds a line.
+        """
+        shipped = {
+            0: "30ba32ad4062807b",
+            1: "0bdbea6d211f6576",
+            2: "73a44a94cdc68a69",
+        }
+        found = {}
+        for version in shipped:
+            digest = hashlib.sha256()
+            for step in MIGRATIONS[version]:
+                text = step if isinstance(step, str) else step.__name__
+                digest.update(text.encode() + b"\0")
+            found[version] = digest.hexdigest()[:16]
+        self.assertEqual(found, shipped)
+        self.assertEqual(sorted(MIGRATIONS), list(range(SCHEMA_VERSION)))
 
     def test_newerVersionRefused(self) -> None:
         path = make_temp_dir(self) / "new.sqlite3"
