@@ -79,8 +79,9 @@ def encode_record(kind: Kind, sender: str, text: str) -> bytes:
     sanitizer removes them and turns tabs into spaces), so the first space
     ends the sender and the newline ends the record, with nothing to
     escape; and since no byte of a multi-byte UTF-8 character is a newline,
-    records are split on bytes, without decoding. Any front end can render a
-    record, and the C{messages} view splits it with one C{instr} a line.
+    records are split on bytes, without decoding. Each front end renders
+    the L{Entry} a record decodes to in its own way, and the C{messages}
+    view splits a record with one C{instr}.
 
     This is on the broadcast path, once per line said (never per
     recipient), so it is one f-string and one C{encode}: a structured
