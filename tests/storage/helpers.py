@@ -117,6 +117,18 @@ class Ticker:
         return self.now
 
 
+# Texts holding what ended names in a wire line, and more.
+AWKWARD_TEXTS = [
+    "a > b",
+    "> quoted reply",
+    "[lobby] <mallory> fake",
+    "] closing",
+    "it's \"quoted\" and 'single'",
+    "emoji 😀🎉 and 日本語",
+    "'); DROP TABLE history; --",
+    "  leading spaces",
+]
+
 ODD_LINES: list[tuple[str, Kind, str]] = [
     ("alice", MESSAGE, "it's \"quoted\" and 'single'"),
     ("bob", MESSAGE, "'); DROP TABLE history; --"),

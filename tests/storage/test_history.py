@@ -28,7 +28,7 @@ from chatservice.core.history import (
 from chatservice.frontends.limits import Limits
 from chatservice.frontends.line import wire
 from chatservice.frontends.line.protocol import ChatFactory
-from tests.storage.helpers import T0, Ticker, acted, batch, record, said
+from tests.storage.helpers import AWKWARD_TEXTS, T0, Ticker, acted, batch, record, said
 from tests.support.memory import Harness, discard
 
 # What the sanitizer lets through: no C0 or C1 controls (tabs become
@@ -74,17 +74,7 @@ class RecordTests(unittest.SynchronousTestCase):
         spaces, quotes, and any Unicode. Only the first space ends the
         sender.
         """
-        texts = [
-            "a > b",
-            "> quoted reply",
-            "[lobby] <mallory> fake",
-            "] closing",
-            "it's \"quoted\" and 'single'",
-            "emoji 😀🎉 and 日本語",
-            "'); DROP TABLE history; --",
-            "  leading spaces",
-        ]
-        for text in texts:
+        for text in AWKWARD_TEXTS:
             for kind in (MESSAGE, ACTION):
                 line = record("名前_1", kind, text)
                 self.assertEqual(

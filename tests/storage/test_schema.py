@@ -15,6 +15,7 @@ from chatservice.core.history import ACTION, HISTORY_MAX, MESSAGE, Entry, Histor
 from chatservice.storage.schema import MIGRATIONS, SCHEMA_VERSION, DatabaseError
 from chatservice.storage.store import Store, open_store
 from tests.storage.helpers import (
+    AWKWARD_TEXTS,
     ODD_LINES,
     T0,
     VERSION_2_ROWS,
@@ -202,8 +203,14 @@ class VersionTwoTests(unittest.SynchronousTestCase):
     def test_awkwardLines(self) -> None:
         """
         Whatever a version 2 line's text holds, its record is exactly what
-        the server records today for the same line.
+        the server records today for the same line, and it replays as what
+        was said.
         """
+        lines = ODD_LINES + [
+            ("名前_1", kind, text)
+            for text in AWKWARD_TEXTS
+            for kind in (MESSAGE, ACTION)
+        ]
         self.path.unlink()
         old_file(
             self.path,
@@ -213,14 +220,18 @@ class VersionTwoTests(unittest.SynchronousTestCase):
                     T0,
                     "py-room",
                     "py-room",
-                    b"".join(v2_line("py-room", *line) for line in ODD_LINES),
+                    b"".join(v2_line("py-room", *line) for line in lines),
                 )
             ],
         )
         store, _ = self.open()
+        tails = store.tails(len(lines))
+        self.assertEqual(tails, [(T0, "py-room", record(*line)) for line in lines])
+        history = History()
+        history.load(tails)
         self.assertEqual(
-            store.tails(len(ODD_LINES)),
-            [(T0, "py-room", record(*line)) for line in ODD_LINES],
+            history.recent("py-room", len(lines)),
+            [Entry(T0, *line) for line in lines],
         )
 
     def test_manyChunks(self) -> None:
