@@ -36,6 +36,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorCore, IStreamClientEndpoint
 from twisted.python import usage
 
+import chatservice
 from chatservice.client.connection import ServerConnection, describe_end
 from chatservice.client.console import Console, complain
 from chatservice.client.reconnect import ReconnectingLink
@@ -115,6 +116,13 @@ class Options(usage.Options):
 
     endpoint: str
     trust_root: IOpenSSLTrustRoot | None = None
+
+    def opt_version(self) -> None:
+        """
+        Show the version of chatservice and exit.
+        """
+        print(f"chat-client (chatservice) {chatservice.__version__}")
+        raise SystemExit(0)
 
     def parseArgs(self, host: str | None = None, port: str | None = None) -> None:
         if self["connect"] is not None:

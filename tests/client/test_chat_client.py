@@ -11,12 +11,14 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import termios
 import time
 from pathlib import Path
 
 from twisted.trial import unittest
 
+import chatservice
 from chatservice.client.tls import INSECURE_WARNING
 from tests.client.helpers import CertificateFiles
 from tests.support.helpers import (
@@ -50,6 +52,30 @@ def run_client(
         cwd=cwd,
         timeout=TIMEOUT * 4,
     )
+
+
+class VersionTests(unittest.SynchronousTestCase):
+    def test_version(self) -> None:
+        """
+        The installed script, and C{python -m chatservice.client}, print
+        chatservice's version and exit 0.
+        """
+        expected = f"chat-client (chatservice) {chatservice.__version__}\n".encode()
+        for command in (
+            [str(CHAT_CLIENT)],
+            [sys.executable, "-m", "chatservice.client"],
+        ):
+            result = subprocess.run(
+                [*command, "--version"],
+                capture_output=True,
+                cwd=make_temp_dir(self),
+                timeout=TIMEOUT,
+            )
+            self.assertEqual(
+                (result.returncode, result.stdout, result.stderr),
+                (0, expected, b""),
+                command,
+            )
 
 
 class TLSClientTests(unittest.SynchronousTestCase):

@@ -13,6 +13,7 @@ from twisted.internet.testing import MemoryReactor
 from twisted.python import usage
 from twisted.trial import unittest
 
+import chatservice
 from chatservice.client import cli as client
 from chatservice.client.tls import INSECURE_WARNING, SSL_WARNING
 from tests.client.helpers import CertificateFiles, parse
@@ -207,3 +208,24 @@ class TLSOptionsTests(unittest.SynchronousTestCase):
         )
         for option in ("--tls", "--ca-file=", "--insecure", "--reconnect"):
             self.assertIn(option, stderr.getvalue())
+
+
+class VersionTests(unittest.SynchronousTestCase):
+    def test_version(self) -> None:
+        """
+        C{--version} names chatservice's version, not Twisted's, and exits
+        0 before anything else is looked at.
+        """
+        stdout = io.StringIO()
+        self.patch(sys, "stdout", stdout)
+        for argv in (["--version"], ["--version", "not", "a", "port"]):
+            with self.assertRaises(SystemExit) as caught:
+                client.main(argv)
+            self.assertEqual(caught.exception.code, 0)
+        self.assertEqual(
+            stdout.getvalue(),
+            f"chat-client (chatservice) {chatservice.__version__}\n" * 2,
+        )
+
+    def test_in_help(self) -> None:
+        self.assertIn("--version", str(client.Options()))
