@@ -162,7 +162,9 @@ class Options(usage.Options):
                 self.trust_root = load_ca_file(self["ca-file"])
             except ValueError as e:
                 raise usage.UsageError(f"--ca-file: {e}") from None
-        if self.trust_root is not None or self["insecure"]:
+        if tls:
+            # The TLS endpoint is built here, not by Twisted's parser: what
+            # only building it can find wrong is a usage error too.
             from twisted.internet import reactor
 
             try:

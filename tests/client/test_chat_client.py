@@ -180,23 +180,37 @@ class TLSClientTests(unittest.SynchronousTestCase):
                 (1, b"", f"chat-client: {message}\n"),
             )
 
-        # TLS to a port that does not speak it.
+    def test_plain_port(self) -> None:
+        """
+        TLS to a port that does not speak it: the client says, in one line
+        and without a traceback, what the server answered (that the port
+        speaks plain text), with or without --reconnect, whether or not
+        the certificate would have been checked; nothing the server said
+        in plain text is printed as chat, and it exits 1.
+        """
         assert self.server.tcp_port is not None
-        result = run_client(
-            "--tls",
-            "--insecure",
-            "127.0.0.1",
-            str(self.server.tcp_port),
-            input=b"",
-            cwd=self.cwd,
+        port = self.server.tcp_port
+        explained = (
+            f"chat-client: TLS handshake with 127.0.0.1:{port} failed: the "
+            'server answered in plain text: "This port speaks plain text, not '
+            'TLS; use the TLS port."'
         )
-        self.assertEqual(result.returncode, 1)
-        self.assertRegex(
-            result.stderr.decode().splitlines()[-1],
-            rf"^chat-client: TLS handshake with 127\.0\.0\.1:{self.server.tcp_port} "
-            "failed: .+",
-        )
-        self.assertNotIn(b"Traceback", result.stderr)
+        warning = f"chat-client: {INSECURE_WARNING}"
+        for args, expected in [
+            (["--tls", "--insecure"], [warning, explained]),
+            (["--tls"], [explained]),
+            (["--reconnect", "--tls", "--insecure"], [warning, explained]),
+            (["--reconnect", "--tls"], [explained]),
+        ]:
+            result = run_client(*args, "127.0.0.1", str(port), input=b"", cwd=self.cwd)
+            self.assertEqual(result.returncode, 1, args)
+            self.assertRegex(
+                result.stderr.decode().splitlines()[-1],
+                rf"^chat-client: TLS handshake with 127\.0\.0\.1:{port} failed: .+",
+            )
+            self.assertNotIn(b"Traceback", result.stderr)
+            self.assertEqual(result.stderr.decode().splitlines(), expected, args)
+            self.assertEqual(result.stdout, b"", args)
 
 
 class ReconnectTests(unittest.SynchronousTestCase):

@@ -14,6 +14,7 @@ from twisted.trial import unittest
 from zope.interface import directlyProvides
 
 from chatservice.client.connection import ServerConnection, describe_end
+from chatservice.client.tls_endpoint import PlainTextReply
 from tests.client.helpers import HalfCloseableTransport
 
 
@@ -213,6 +214,15 @@ class ConnectionEndTests(unittest.SynchronousTestCase):
         self.assertEqual(
             describe_end(server, True, "127.0.0.1:6697"),
             (1, "TLS handshake with 127.0.0.1:6697 failed: certificate verify failed"),
+        )
+        server = self.ended(PlainTextReply("Not TLS."))
+        self.assertEqual(
+            describe_end(server, True, "127.0.0.1:6697"),
+            (
+                1,
+                "TLS handshake with 127.0.0.1:6697 failed: the server answered "
+                'in plain text: "Not TLS."',
+            ),
         )
         server = self.ended(ConnectionDone())
         self.assertEqual(describe_end(server, True, "127.0.0.1:6697"), (0, None))

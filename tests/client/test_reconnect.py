@@ -18,6 +18,7 @@ from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from chatservice.client.reconnect import ReconnectingLink
+from chatservice.client.tls_endpoint import PlainTextReply
 from tests.client.helpers import WELCOME, RecordingEndpoint
 
 
@@ -318,6 +319,26 @@ class LinkTests(unittest.SynchronousTestCase):
         self.assertEqual(
             self.complaints,
             ["TLS handshake with 127.0.0.1:6697 failed: certificate verify failed"],
+        )
+        self.assertEqual(self.status(), 1)
+        attempts = len(self.endpoint.attempts)
+        self.clock.advance(100)
+        self.assertEqual(len(self.endpoint.attempts), attempts)
+
+    def test_plain_text_port_is_final(self) -> None:
+        """
+        A port that answered TLS in plain text will answer the same way
+        next time: the client says what it answered, and stops.
+        """
+        self.link = self.make_link(tls_server="127.0.0.1:6667")
+        protocol, _ = self.endpoint.succeed()
+        self.lose(protocol, PlainTextReply("This port speaks plain text."))
+        self.assertEqual(
+            self.complaints,
+            [
+                "TLS handshake with 127.0.0.1:6667 failed: the server answered in "
+                'plain text: "This port speaks plain text."'
+            ],
         )
         self.assertEqual(self.status(), 1)
         attempts = len(self.endpoint.attempts)

@@ -37,6 +37,8 @@ from chatservice.client.tls import (
     tls_parameters,
 )
 from tests.client.helpers import CertificateFiles, Recorder
+from tests.support.certs import common_name, make_certificate
+from tests.support.helpers import make_temp_dir
 
 
 class DescriptionTests(unittest.SynchronousTestCase):
@@ -83,11 +85,17 @@ class ServerTLS:
     with cryptography's objects, which pyOpenSSL prefers to its own.
     """
 
-    def __init__(self, key: Path, cert: Path) -> None:
+    def __init__(self, key: Path, cert: Path, ask_client: bool = False) -> None:
         private_key = serialization.load_pem_private_key(key.read_bytes(), None)
         self._context = SSL.Context(SSL.TLS_METHOD)
         self._context.use_privatekey(private_key)  # type: ignore[arg-type]
         self._context.use_certificate(x509.load_pem_x509_certificate(cert.read_bytes()))
+        if ask_client:
+            # Any certificate will do: the test looks at which one came.
+            self._context.set_verify(
+                SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT,
+                lambda *args: True,
+            )
 
     def serverConnectionForTLS(self, tlsProtocol: object) -> SSL.Connection:
         return SSL.Connection(self._context, None)
@@ -224,12 +232,14 @@ class ClientEndpointTests(unittest.SynchronousTestCase):
         self.trust = load_ca_file(str(self.files.cert))
 
     def connect_through(
-        self, description: str, **kwargs: object
+        self, description: str, ask_client: bool = False, **kwargs: object
     ) -> tuple[Recorder, MemoryReactor]:
         """
         Build the endpoint for C{description} (which wraps a unix: endpoint,
         so that the memory reactor records the attempt), connect, and run
-        the TLS on top of it in memory against the server.
+        the TLS on top of it in memory against the server (which, if
+        C{ask_client}, asks for the client's certificate; its TLS protocol
+        is kept as C{self.server_tls}).
         """
         reactor = MemoryReactor()
         endpoint = client_endpoint(reactor, description, **kwargs)  # type: ignore[arg-type]
@@ -238,11 +248,12 @@ class ClientEndpointTests(unittest.SynchronousTestCase):
         (_, factory, _, _) = reactor.unixClients[0]
         clock = Clock()
         server_tls = TLSMemoryBIOFactory(
-            ServerTLS(self.files.key, self.files.cert),
+            ServerTLS(self.files.key, self.files.cert, ask_client),
             False,
             Factory.forProtocol(_Greeter),
             clock,
         ).buildProtocol(None)
+        self.server_tls = server_tls
         client_tls = factory.buildProtocol(None)
         _, _, pump = iosim.connectedServerAndClient(
             lambda: server_tls, lambda: client_tls, clock=clock
@@ -292,6 +303,80 @@ class ClientEndpointTests(unittest.SynchronousTestCase):
         endpoint = client_endpoint(reactor, "tcp:host=127.0.0.1:port=1")
         endpoint.connect(Factory.forProtocol(Protocol))
         self.assertEqual(reactor.tcpClients[0][:2], ("127.0.0.1", 1))
+
+    def test_trust_roots(self) -> None:
+        """
+        C{trustRoots=DIR} trusts the certificates of the C{*.pem} files in
+        DIR, passing over the others, as Twisted's own C{tls:} parser does.
+        """
+        roots = make_temp_dir(self)
+        (roots / "ca.PEM").write_bytes(self.files.cert.read_bytes())
+        (roots / "broken.pem").write_bytes(
+            b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+        )
+        (roots / "notes.txt").write_bytes(self.files.other.read_bytes())
+        (roots / "directory.pem").mkdir()
+        recorder, _ = self.connect_through(
+            rf"tls:host=localhost:port=6697:trustRoots={roots}:endpoint=unix\:/tmp/s"
+        )
+        self.assertEqual(recorder.data, b"hello\r\n")
+
+    def test_trust_roots_without_the_server(self) -> None:
+        roots = make_temp_dir(self)
+        (roots / "other.pem").write_bytes(self.files.other.read_bytes())
+        (roots / "server.txt").write_bytes(self.files.cert.read_bytes())
+        recorder, _ = self.connect_through(
+            rf"tls:host=localhost:port=6697:trustRoots={roots}:endpoint=unix\:/tmp/s"
+        )
+        self.assertEqual(recorder.data, b"")
+        assert recorder.reason is not None
+        self.assertTrue(recorder.reason.check(SSL.Error))
+
+    def test_client_certificate(self) -> None:
+        """
+        C{certificate=} (with C{privateKey=}, or with the key in the same
+        file) is shown to a server that asks.
+        """
+        roots = make_temp_dir(self)
+        (roots / "ca.pem").write_bytes(self.files.cert.read_bytes())
+        key, cert = make_certificate(self.files.directory, "client", "the client")
+        both = self.files.directory / "client.pem"
+        both.write_bytes(cert.read_bytes() + key.read_bytes())
+        for parameters in (
+            f"certificate={cert}:privateKey={key}",
+            f"certificate={both}",
+        ):
+            recorder, _ = self.connect_through(
+                f"tls:host=localhost:port=6697:trustRoots={roots}:{parameters}"
+                r":endpoint=unix\:/tmp/s",
+                ask_client=True,
+            )
+            self.assertEqual(recorder.data, b"hello\r\n", parameters)
+            shown = self.server_tls.getHandle().get_peer_certificate()
+            self.assertEqual(
+                common_name(
+                    shown.to_cryptography().public_bytes(serialization.Encoding.PEM)
+                ),
+                "the client",
+            )
+
+    def test_unreadable_files(self) -> None:
+        missing = self.files.directory / "missing"
+        for description, message in [
+            (f"tls:host=h:port=1:trustRoots={missing}", f"cannot read {missing}: "),
+            (f"tls:host=h:port=1:certificate={missing}", f"cannot read {missing}: "),
+            (
+                f"tls:host=h:port=1:certificate={self.files.cert}:privateKey={missing}",
+                f"cannot read {missing}: ",
+            ),
+            (
+                f"tls:host=h:port=1:certificate={self.files.cert}",
+                f"{self.files.cert} and its key cannot be read as a client certificate",
+            ),
+        ]:
+            with self.assertRaises(ValueError) as caught:
+                client_endpoint(MemoryReactor(), description)
+            self.assertIn(message, str(caught.exception))
 
     def test_bad_parameters(self) -> None:
         for description, message in [
