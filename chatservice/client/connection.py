@@ -22,7 +22,9 @@ from twisted.python.failure import Failure
 
 from chatservice.client.tls import describe_tls_failure
 
-# The server's reply to /quit and to the end of input; its last line then.
+# The server's reply to /quit and to the end of input, its last line then,
+# as printed (tests/client/test_line_format.py checks it against the server's
+# own rendering).
 GOODBYE = b"*** Goodbye.\n"
 
 

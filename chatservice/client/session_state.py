@@ -9,6 +9,11 @@ it. Both are pure: no I/O, no clock.
 Lines starting C{*** } come only from the server (other people's lines
 always start with C{[ROOM]} or C{*NICK*}), so nobody else can make the
 client believe it is in a room or logged in.
+
+The patterns below read lines that
+L{chatservice.frontends.line.wire} writes; C{tests/client/test_line_format.py}
+renders each with C{wire} and reads it back here, so that the two cannot
+drift apart.
 """
 
 from __future__ import annotations
