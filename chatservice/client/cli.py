@@ -1,25 +1,27 @@
 """
 C{chat-client}: a terminal client that works like C{nc}, on the reactor.
 
-Lines read from standard input go to the server; lines from the server go
-to standard output, with the server's CRLF turned into the local newline.
-Standard input and output are a L{StandardIO} on the same reactor as the
-connection, so there are no threads.
+This module owns the command line (L{Options}) and the run of one session
+(L{run}): it connects, hands standard input and output to a
+L{chatservice.client.console.Console}, and turns the way the session ended
+into the exit status. Standard input and output are a L{StandardIO} on the
+same reactor as the connection, so there are no threads.
 
 At the end of input the client half-closes its connection and keeps printing
 until the server, having read everything, closes: so piped input is never
 cut short. It exits 0 when the server closes after the user quit or input
-ended, and 1 (saying why on standard error) when the server cannot be
-reached or goes away by itself.
+ended, and 1 (saying why in one line on standard error) when the server
+cannot be reached or goes away by itself.
 
 Beyond that, and only when asked or when a person is typing:
 
   - C{--tls}, C{--ca-file}, C{--insecure} and C{--connect tls:...} reach
     the server over TLS (L{chatservice.client.tls}).
-  - C{--reconnect} survives lost connections (L{chatservice.client.session}).
+  - C{--reconnect} survives lost connections
+    (L{chatservice.client.reconnect}).
   - When standard input and output are both a terminal, incoming lines do
-    not break up the line being typed (L{chatservice.client.terminal}). Piped use
-    is byte for byte what it always was.
+    not break up the line being typed (L{chatservice.client.console}).
+    Piped use is byte for byte what it always was.
 """
 
 from __future__ import annotations
@@ -27,30 +29,17 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from twisted.internet import endpoints, task
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import (
-    IHalfCloseableProtocol,
-    IReactorCore,
-    IReactorFromThreads,
-    IStreamClientEndpoint,
-)
-from twisted.internet.protocol import Protocol, connectionDone
-from twisted.internet.stdio import StandardIO
+from twisted.internet.interfaces import IReactorCore, IStreamClientEndpoint
 from twisted.python import usage
-from twisted.python.failure import Failure
-from zope.interface import implementer
 
-from chatservice.client.connection import (
-    Link,
-    ServerConnection,
-    describe_end,
-    is_quit,
-)
-from chatservice.client.session import ReconnectingLink
-from chatservice.client.terminal import Display, LineEditor, TerminalMode
+import chatservice
+from chatservice.client.connection import ServerConnection, describe_end
+from chatservice.client.console import Console, complain
+from chatservice.client.reconnect import ReconnectingLink
 from chatservice.client.tls import (
     INSECURE_WARNING,
     SSL_WARNING,
@@ -65,17 +54,7 @@ if TYPE_CHECKING:
     # Not exported by twisted.internet.ssl, whose functions take it.
     from twisted.internet._sslverify import IOpenSSLTrustRoot
 
-__all__ = [
-    "DEFAULT_HOST",
-    "DEFAULT_PORT",
-    "Console",
-    "InteractiveTerminal",
-    "Options",
-    "ServerConnection",
-    "Terminal",
-    "main",
-    "run",
-]
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "Options", "main", "run"]
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 12345
@@ -138,6 +117,13 @@ class Options(usage.Options):
     endpoint: str
     trust_root: IOpenSSLTrustRoot | None = None
 
+    def opt_version(self) -> None:
+        """
+        Show the version of chatservice and exit.
+        """
+        print(f"chat-client (chatservice) {chatservice.__version__}")
+        raise SystemExit(0)
+
     def parseArgs(self, host: str | None = None, port: str | None = None) -> None:
         if self["connect"] is not None:
             if host is not None:
@@ -176,7 +162,9 @@ class Options(usage.Options):
                 self.trust_root = load_ca_file(self["ca-file"])
             except ValueError as e:
                 raise usage.UsageError(f"--ca-file: {e}") from None
-        if self.trust_root is not None or self["insecure"]:
+        if tls:
+            # The TLS endpoint is built here, not by Twisted's parser: what
+            # only building it can find wrong is a usage error too.
             from twisted.internet import reactor
 
             try:
@@ -209,163 +197,6 @@ class Options(usage.Options):
         return []
 
 
-@implementer(IHalfCloseableProtocol)
-class Terminal(Protocol):
-    """
-    Standard input and output: sends what is typed to the server.
-
-    @ivar ended: input has ended, or the user typed C{/quit}; the server
-        closing the connection is then expected.
-    @ivar closed: fires when standard output has been flushed and closed.
-    """
-
-    def __init__(self, server: Link) -> None:
-        self.server = server
-        self.ended = False
-        self.closed: Deferred[None] = Deferred()
-        self._partial = b""
-        self._input_ended = False
-
-    def dataReceived(self, data: bytes) -> None:
-        self.server.send(data)
-        lines = (self._partial + data).split(b"\n")
-        self._partial = lines.pop()[-64:]
-        for line in lines:
-            if is_quit(line):
-                self.ended = True
-
-    def readConnectionLost(self) -> None:
-        self.ended = True
-        if not self._input_ended:
-            self._input_ended = True
-            self.server.end_input()
-
-    def writeConnectionLost(self) -> None:
-        # Nobody is reading our output any more (as with `| head`). Standard
-        # output is gone, so there is nothing left to flush or close.
-        self.ended = True
-        self.server.close()
-        self._closed()
-
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self._closed()
-
-    def _closed(self) -> None:
-        if not self.closed.called:
-            self.closed.callback(None)
-
-
-class InteractiveTerminal(Terminal):
-    """
-    A terminal with a person at it: keys are edited into lines here (the
-    terminal's own editing is off), and each finished line is sent whole.
-    """
-
-    def __init__(self, server: Link, display: Display) -> None:
-        super().__init__(server)
-        self.display = display
-        self.editor = LineEditor()
-
-    def dataReceived(self, data: bytes) -> None:
-        for line in self.editor.feed(data):
-            self.display.enter(line)
-            encoded = line.encode("utf-8") + b"\n"
-            self.server.send(encoded)
-            if is_quit(encoded):
-                self.ended = True
-        if self.editor.redraw:
-            self.editor.redraw = False
-            self.display.redraw()
-        self.display.show_input(self.editor.text)
-        if self.editor.ended:
-            # Ctrl-D on an empty line.
-            self.readConnectionLost()
-
-
-class Console:
-    """
-    Standard input and output for a session: a plain L{Terminal} on pipes,
-    or, when both are a terminal, an L{InteractiveTerminal} with its
-    L{Display} and L{TerminalMode}, put back as it was however the client
-    ends.
-
-    @ivar output: where what the server sends is written.
-    """
-
-    def __init__(
-        self,
-        reactor: IReactorCore,
-        link: Link,
-        interactive: bool,
-        stdio_factory: Callable[..., StandardIO] = StandardIO,
-    ) -> None:
-        self.display: Display | None = None
-        self.mode: TerminalMode | None = None
-        self.terminal: Terminal
-        if interactive:
-            self.mode = TerminalMode(0)
-            self.mode.enter()
-            self.display = Display(lambda data: self._stdio.write(data), _columns)
-            self.terminal = InteractiveTerminal(link, self.display)
-            self.output: Callable[[bytes], None] = self.display.output
-            display = self.display
-
-            def resumed() -> None:
-                # Called in a signal handler: leave the writing to the reactor.
-                threads = cast(IReactorFromThreads, reactor)
-                threads.callFromThread(display.show_again)
-
-            self.mode.resumed = resumed
-            self.mode.handle_suspend()
-        else:
-            self.terminal = Terminal(link)
-        self._stdio = stdio_factory(self.terminal, reactor=reactor)
-        if self.display is None:
-            self.output = self._stdio.write
-
-    def complain(self, message: str) -> None:
-        """
-        Say C{message} on standard error; above the typed line if standard
-        error is the terminal too.
-        """
-        if self.display is not None and os.isatty(2):
-            self.display.interject(f"chat-client: {message}\n".encode())
-        else:
-            _complain(message)
-
-    async def close(self) -> None:
-        """
-        Flush and close standard output, and put the terminal back.
-        """
-        try:
-            if self.display is not None:
-                self.display.finish()
-            self._stdio.loseConnection()
-            await self.terminal.closed
-        finally:
-            self._restore()
-
-    def abandon(self) -> None:
-        """
-        The client is being stopped (Ctrl-C): put the terminal back now,
-        with the cursor on a line of its own. Output still buffered will
-        not be written.
-        """
-        if self.display is not None:
-            if self.display.showing_input:
-                try:
-                    os.write(1, b"\n")
-                except OSError:
-                    pass
-            self.display.forget()
-        self._restore()
-
-    def _restore(self) -> None:
-        if self.mode is not None:
-            self.mode.unhandle_suspend()
-            self.mode.restore()
-
-
 class _Interruption:
     """
     The reactor stopping under a session (Ctrl-C, SIGTERM): the session ends
@@ -396,18 +227,6 @@ class _Interruption:
             self._reactor.removeSystemEventTrigger(self._trigger)
 
 
-def _columns() -> int:
-    try:
-        return os.get_terminal_size(1).columns or 80
-    except OSError:
-        return 80
-
-
-def _complain(message: str) -> None:
-    sys.stderr.write(f"chat-client: {message}\n")
-    sys.stderr.flush()
-
-
 def _interactive() -> bool:
     """
     Whether a person is typing at a terminal that shows the output.
@@ -425,7 +244,7 @@ async def run(
     Connect, relay until the session ends, and return the exit status.
     """
     for warning in options.warnings():
-        _complain(warning)
+        complain(warning)
     endpoint = options.make_endpoint(reactor)
     if interactive is None:
         interactive = _interactive()
@@ -452,7 +271,7 @@ async def _run_once(
         await endpoints.connectProtocol(endpoint, server)
     except Exception as e:
         if not interruption.happened:
-            _complain(f"cannot connect to {options.endpoint}: {e}")
+            complain(f"cannot connect to {options.endpoint}: {e}")
         return 1
     console = Console(reactor, server, interactive)
     interruption.on_interrupt(console.abandon)
@@ -482,7 +301,7 @@ async def _run_reconnecting(
     link = ReconnectingLink(
         endpoint,
         options.endpoint,
-        _complain,
+        complain,
         reactor,  # type: ignore[arg-type]
         tls_server=options.tls_server,
         retry_policy=retry_policy,
@@ -509,7 +328,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         options.parseOptions(sys.argv[1:] if argv is None else argv)
     except usage.UsageError as e:
-        _complain(f"{e}\n{options}")
+        complain(f"{e}\n{options}")
         raise SystemExit(2) from None
 
     async def _main(reactor: IReactorCore) -> None:

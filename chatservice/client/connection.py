@@ -1,9 +1,12 @@
 """
 One connection of C{chat-client} to the server, and what its end means.
 
-L{ServerConnection} prints what arrives and sends what is typed;
-L{describe_end} turns the way a connection ended into the client's exit
-status and the one line it says about it.
+L{ServerConnection} prints what arrives (with the server's CRLF turned into
+the local newline) and sends what is typed; L{Link} is what the console
+sends to, one connection or a
+L{chatservice.client.reconnect.ReconnectingLink}; L{describe_end} turns the
+way a connection ended into the client's exit status and the one line it
+says about it.
 """
 
 from __future__ import annotations
@@ -19,14 +22,16 @@ from twisted.python.failure import Failure
 
 from chatservice.client.tls import describe_tls_failure
 
-# The server's reply to /quit and to the end of input; its last line then.
+# The server's reply to /quit and to the end of input, its last line then,
+# as printed (tests/client/test_line_format.py checks it against the server's
+# own rendering).
 GOODBYE = b"*** Goodbye.\n"
 
 
 class Link(TypingProtocol):
     """
-    Where the terminal sends what is typed: one L{ServerConnection}, or a
-    L{chatservice.client.session.ReconnectingLink} that outlives many.
+    Where the console sends what is typed: one L{ServerConnection}, or a
+    L{chatservice.client.reconnect.ReconnectingLink} that outlives many.
     """
 
     def send(self, data: bytes) -> None:

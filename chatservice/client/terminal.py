@@ -8,6 +8,7 @@ editing and echo (L{TerminalMode}), edits the line itself (L{LineEditor}),
 and shows it at the bottom (L{Display}): incoming output erases the typed
 line, is written, and the typed line is written again after it. No curses:
 only carriage return, erase-line and cursor-up, which every terminal has.
+L{chatservice.client.console.Console} puts these together.
 """
 
 from __future__ import annotations

@@ -3,19 +3,22 @@ TLS for C{chat-client}: endpoints that check the server's certificate, and a
 failed handshake told in one line.
 
 C{--tls HOST PORT} is spelt as the endpoint string C{tls:host=HOST:port=PORT},
-so it and C{--connect tls:...} take the same path: Twisted's own C{tls:}
-parser, which verifies the certificate against the platform's trust store and
-the host name (or IP address) with C{service_identity}. Only C{--ca-file} and
-C{--insecure} need an endpoint built here, because the C{tls:} syntax can name
-a directory of CA files (C{trustRoots=DIR}) but not a single file, and cannot
-turn verification off.
+so it and C{--connect tls:...} take the same path, L{client_endpoint}, which
+reads the C{tls:} parameters as Twisted's own parser does and verifies the
+certificate against the platform's trust store (or C{trustRoots=DIR}, or
+C{--ca-file}) and the host name or IP address with C{service_identity}. The
+endpoint is built here rather than by Twisted's parser for three reasons:
+C{--ca-file} names a single file, which the C{tls:} syntax cannot;
+C{--insecure} turns verification off, which it cannot either; and the
+endpoint is a L{chatservice.client.tls_endpoint.TLSClientEndpoint}, so that a
+plain-text port's explanation reaches the user (L{describe_tls_failure}).
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from OpenSSL import SSL, crypto
 from service_identity import VerificationError
@@ -24,11 +27,14 @@ from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.interfaces import (
     IOpenSSLClientConnectionCreator,
     IReactorCore,
+    IReactorTime,
     IStreamClientEndpoint,
 )
 from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
+
+from chatservice.client.tls_endpoint import PlainTextReply, TLSClientEndpoint
 
 if TYPE_CHECKING:
     # Not exported by twisted.internet.ssl, whose functions take it.
@@ -158,15 +164,85 @@ def load_ca_file(path: str) -> IOpenSSLTrustRoot:
         data = Path(path).read_bytes()
     except OSError as e:
         raise ValueError(f"cannot read {path}: {e.strerror or e}") from None
-    blocks = _PEM_CERTIFICATE.findall(data)
-    if not blocks:
+    certificates = _certificates(data)
+    if certificates is None:
+        raise ValueError(f"{path} holds a certificate that cannot be read")
+    if not certificates:
         raise ValueError(f"{path} holds no PEM certificate")
-    try:
-        certificates = [ssl.Certificate.loadPEM(block) for block in blocks]
-    except (crypto.Error, SSL.Error):
-        raise ValueError(f"{path} holds a certificate that cannot be read") from None
     trust_root: IOpenSSLTrustRoot = ssl.trustRootFromCertificates(certificates)
     return trust_root
+
+
+def load_ca_directory(path: str) -> IOpenSSLTrustRoot:
+    """
+    The certificates in the C{*.pem} files of the directory C{path}, as a
+    trust root: what C{trustRoots=DIR} means to Twisted's C{tls:} parser,
+    which passes over files that cannot be read or hold no certificate.
+
+    @raise ValueError: the directory cannot be listed.
+    """
+    try:
+        files = sorted(Path(path).iterdir())
+    except OSError as e:
+        raise ValueError(f"cannot read {path}: {e.strerror or e}") from None
+    certificates: dict[str, ssl.Certificate] = {}
+    for file in files:
+        if file.suffix.lower() != ".pem":
+            continue
+        try:
+            data = file.read_bytes()
+        except OSError:
+            continue
+        for certificate in _certificates(data) or []:
+            certificates[certificate.digest()] = certificate
+    trust_root: IOpenSSLTrustRoot = ssl.trustRootFromCertificates(
+        list(certificates.values())
+    )
+    return trust_root
+
+
+def _certificates(data: bytes) -> list[ssl.Certificate] | None:
+    """
+    Every PEM certificate in C{data}; L{None} if one cannot be read.
+    """
+    try:
+        return [
+            ssl.Certificate.loadPEM(block) for block in _PEM_CERTIFICATE.findall(data)
+        ]
+    except (crypto.Error, SSL.Error):
+        return None
+
+
+def load_client_certificate(
+    certificate: str, private_key: str | None
+) -> ssl.PrivateCertificate:
+    """
+    The certificate (with its key) that C{certificate=} and C{privateKey=}
+    name, as Twisted's C{tls:} parser reads them: the key is in the
+    certificate's file unless a file of its own is given.
+
+    @raise ValueError: a file cannot be read, or holds no usable
+        certificate or key.
+    """
+    try:
+        certificate_data = Path(certificate).read_bytes()
+        key_data = None if private_key is None else Path(private_key).read_bytes()
+    except OSError as e:
+        raise ValueError(f"cannot read {e.filename}: {e.strerror or e}") from None
+    loaded: ssl.PrivateCertificate
+    try:
+        if key_data is None:
+            loaded = ssl.PrivateCertificate.loadPEM(certificate_data)
+        else:
+            loaded = ssl.PrivateCertificate.fromCertificateAndKeyPair(
+                ssl.Certificate.loadPEM(certificate_data),
+                ssl.KeyPair.load(key_data, crypto.FILETYPE_PEM),
+            )
+    except (crypto.Error, SSL.Error, ValueError):
+        raise ValueError(
+            f"{certificate} and its key cannot be read as a client certificate"
+        ) from None
+    return loaded
 
 
 @implementer(IOpenSSLClientConnectionCreator)
@@ -198,35 +274,45 @@ def client_endpoint(
     insecure: bool = False,
 ) -> IStreamClientEndpoint:
     """
-    The endpoint for C{description}. With C{trust_root} (from C{--ca-file})
-    or C{insecure}, C{description} must be a C{tls:} string, and the
-    endpoint is what Twisted would build for it with that trust root, or
-    without any verification.
+    The endpoint for C{description}. A C{tls:} one is what Twisted would
+    build for it, as a L{TLSClientEndpoint}, with C{trust_root} (from
+    C{--ca-file}) if given, or without any verification if C{insecure};
+    any other is Twisted's own.
 
     @raise ValueError: the string cannot be used that way.
     """
-    if trust_root is None and not insecure:
+    if endpoint_type(description) != "tls":
         endpoint: IStreamClientEndpoint = endpoints.clientFromString(
             reactor, description
         )
         return endpoint
     parameters = tls_parameters(description)
-    for unsupported in ("trustRoots", "certificate", "privateKey"):
-        if unsupported in parameters:
-            raise ValueError(
-                f"{unsupported}= cannot be used with --ca-file or --insecure"
-            )
+    if trust_root is not None or insecure:
+        for unsupported in ("trustRoots", "certificate", "privateKey"):
+            if unsupported in parameters:
+                raise ValueError(
+                    f"{unsupported}= cannot be used with --ca-file or --insecure"
+                )
     unknown = set(parameters) - set(_TLS_PARAMETERS)
     if unknown:
         raise ValueError(f"unknown parameter {sorted(unknown)[0]}")
     if "host" not in parameters or "port" not in parameters:
         raise ValueError("a tls: endpoint needs host= and port=")
     host = parameters["host"]
-    creator: IOpenSSLClientConnectionCreator = (
-        UnverifiedClientTLS(host)
-        if insecure
-        else ssl.optionsForClientTLS(host, trustRoot=trust_root)
-    )
+    creator: IOpenSSLClientConnectionCreator
+    if insecure:
+        creator = UnverifiedClientTLS(host)
+    else:
+        if "trustRoots" in parameters:
+            trust_root = load_ca_directory(parameters["trustRoots"])
+        client_certificate = None
+        if "certificate" in parameters:
+            client_certificate = load_client_certificate(
+                parameters["certificate"], parameters.get("privateKey")
+            )
+        creator = ssl.optionsForClientTLS(
+            host, trustRoot=trust_root, clientCertificate=client_certificate
+        )
     if "endpoint" in parameters:
         inner = endpoints.clientFromString(reactor, parameters["endpoint"])
     else:
@@ -238,7 +324,7 @@ def client_endpoint(
             timeout=float(parameters.get("timeout", "30")),
             bindAddress=None if bind is None else (bind, 0),
         )
-    return endpoints.wrapClientTLS(creator, inner)
+    return TLSClientEndpoint(creator, inner, cast(IReactorTime, reactor))
 
 
 def describe_tls_failure(reason: Failure, server: str) -> str | None:
@@ -249,9 +335,12 @@ def describe_tls_failure(reason: Failure, server: str) -> str | None:
     Twisted reports an OpenSSL error as an L{SSL.Error} only while the
     handshake is under way (later ones become L{ConnectionLost}), and a
     certificate for other names than the one asked for as a
-    L{VerificationError}.
+    L{VerificationError}; a server that answered in plain text ends the
+    connection with L{PlainTextReply}, which says what it said.
     """
-    if reason.check(VerificationError):
+    if reason.check(PlainTextReply):
+        why = str(reason.value)
+    elif reason.check(VerificationError):
         host = server.rsplit(":", 1)[0].strip("[]")
         why = f"the server's certificate is not valid for {host}"
     elif reason.check(SSL.SysCallError):

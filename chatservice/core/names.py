@@ -14,6 +14,10 @@ import unicodedata
 NICK_MAX = 24
 ROOM_MAX = 32
 
+# Newcomers are called guest1, guest2, ...: a shape the server hands out and
+# the client recognises (a guest's nickname is not worth restoring).
+GUEST = "guest"
+
 # Names that would let a user pass as the server or as staff.
 RESERVED = frozenset(
     {
@@ -58,6 +62,15 @@ def fold(name: str) -> str:
     again (case folding can produce non-normalized text).
     """
     return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
+
+
+def is_guest_nick(nick: str) -> bool:
+    """
+    Whether C{nick} has the shape of the names handed to newcomers:
+    L{GUEST} and digits, as names are compared (L{fold}).
+    """
+    key = fold(nick)
+    return key.startswith(GUEST) and key[len(GUEST) :].isdigit()
 
 
 def _check(name: str, what: str, limit: int) -> str:

@@ -46,8 +46,7 @@ from chatservice.core.stats import Stats
 from chatservice.frontends.line import wire
 
 DEFAULT_ROOM = "lobby"
-# Newcomers are called guest1, guest2, ...
-GUEST = "guest"
+GUEST = names.GUEST
 WHO_LIMIT = 200
 
 # Events, not I/O: whoever observes the log decides where they go.
@@ -213,8 +212,7 @@ class Registry:
         """
         Whether C{nick} has the shape of the names handed to newcomers.
         """
-        key = names.fold(nick)
-        return key.startswith(GUEST) and key[len(GUEST) :].isdigit()
+        return names.is_guest_nick(nick)
 
     def disconnect(self, member: Member, reason: str) -> None:
         """

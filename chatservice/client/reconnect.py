@@ -1,23 +1,19 @@
 """
 C{chat-client --reconnect}: stay in the chat across lost connections.
 
-L{SessionState} follows the session (nickname, login, rooms) from the
-server's own replies. Lines starting C{*** } come only from the server (other
-people's lines always start with C{[ROOM]} or C{*NICK*}), so nobody else can
-make the client believe it is in a room or logged in. L{ReconnectingLink}
-keeps one connection at a time with L{ClientService}, and after a loss
-reconnects with growing delays, restores the session with the commands a
-user would type, then sends what was typed meanwhile.
+L{ReconnectingLink} keeps one connection at a time with L{ClientService}.
+After a loss it reconnects with growing delays and, once the server has
+welcomed the new connection, restores the session (followed by
+L{chatservice.client.session_state.SessionState}) with the commands a user
+would type, then sends what was typed meanwhile. It gives up only on what
+would fail again the same way: a TLS handshake that failed.
 """
 
 from __future__ import annotations
 
 import random
-import re
-import unicodedata
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet.defer import Deferred
@@ -39,6 +35,13 @@ from chatservice.client.connection import (
     describe_end,
     is_quit,
 )
+from chatservice.client.session_state import (
+    SESSION_COMMANDS,
+    SHUTTING_DOWN,
+    SessionSnapshot,
+    SessionState,
+    is_welcome,
+)
 from chatservice.client.tls import describe_tls_failure
 
 # Lines typed while disconnected that are kept to be sent on reconnecting.
@@ -50,31 +53,6 @@ QUEUE_LIMIT = 80
 # A typed line longer than this is sent as it stands, unfinished, rather
 # than held whole: the server refuses lines much shorter anyway.
 PARTIAL_LIMIT = 65536
-
-GUEST = re.compile(r"guest\d+", re.IGNORECASE)
-
-_WELCOME = re.compile(r"\*\*\* Welcome to chatservice, ([^\s!]+)! You are in (\S+?)\.")
-_KNOWN_AS = re.compile(r"\*\*\* You are now known as (\S+)\.")
-_TALKING = re.compile(r"\*\*\* Now talking in (\S+?)(?: \(\d+ members?\))?\.")
-_LEFT = re.compile(
-    r"\*\*\* You left (\S+?); (?:now talking in (\S+?)\.|you are in no room now;.*)"
-)
-_REGISTERED = re.compile(r"\*\*\* (\S+) is registered to you, and you are logged in\.")
-_LOGGED_IN = re.compile(r"\*\*\* You are logged in as (\S+)\.")
-_LOGGED_OUT = "*** You are logged out."
-_DISPLACED = re.compile(r"\*\*\* (\S+) has logged in from elsewhere; you are renamed\.")
-_PASSWORD_CHANGED = "*** Your password is changed."
-_SHUTTING_DOWN = "*** The server is shutting down. Goodbye."
-
-# Commands that change what a reconnection restores.
-_SESSION_COMMANDS = {"/nick", "/join", "/part", "/login", "/logout", "/register"}
-
-
-def fold(name: str) -> str:
-    """
-    A name as the server compares names: NFKC-normalized and case-folded.
-    """
-    return unicodedata.normalize("NFKC", name).casefold()
 
 
 def default_policy() -> Callable[[int], float]:
@@ -89,172 +67,6 @@ def default_policy() -> Callable[[int], float]:
         factor=2.0,
         jitter=lambda: random.random() * 0.5,
     )
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """
-    The session as it stood when a connection was lost: what to restore.
-    """
-
-    nick: str | None = None
-    rooms: tuple[str, ...] = ()
-    current: str | None = None
-    account: str | None = None
-    password: str | None = None
-    start_room: str = "lobby"
-
-    @property
-    def restores_nick(self) -> bool:
-        return self.nick is not None and not GUEST.fullmatch(self.nick)
-
-    @property
-    def logs_in(self) -> bool:
-        return self.account is not None and self.password is not None
-
-    def commands(self) -> list[str]:
-        """
-        The lines that bring a new connection (a guest in C{start_room}) back
-        to this session; none for a session the server never welcomed
-        (one refused as full, say), which has nothing to restore.
-        """
-        if self.nick is None:
-            return []
-        commands = []
-        if self.logs_in:
-            commands.append(f"/login {self.account} {self.password}")
-        if self.restores_nick and not (
-            self.logs_in and fold(self.nick or "") == fold(self.account or "")
-        ):
-            commands.append(f"/nick {self.nick}")
-        start = fold(self.start_room)
-        others = [room for room in self.rooms if fold(room) != start]
-        commands += [f"/join {room}" for room in others]
-        # The server's current room after these: the last one joined.
-        current: str | None = others[-1] if others else self.start_room
-        if len(others) == len(self.rooms):
-            commands.append(f"/part {self.start_room}")
-            if current is not None and fold(current) == start:
-                current = None
-        if self.current is not None and (
-            current is None or fold(current) != fold(self.current)
-        ):
-            commands.append(f"/join {self.current}")
-        return commands
-
-    def reached_by(self, state: Snapshot) -> bool:
-        """
-        Whether C{state} is this session restored: same rooms, current room
-        and login, and the same nickname if this one was not a guest's.
-        """
-        return (
-            {fold(room) for room in state.rooms} == {fold(room) for room in self.rooms}
-            and fold(state.current or "") == fold(self.current or "")
-            and fold(state.account or "") == fold(self.account or "")
-            and (
-                not self.restores_nick
-                or fold(state.nick or "") == fold(self.nick or "")
-            )
-        )
-
-    def describe(self) -> str:
-        """
-        What is being restored, for the user.
-        """
-        parts = []
-        if self.restores_nick or self.logs_in:
-            nick = self.nick if self.restores_nick else self.account
-            parts.append(f"nickname {nick}" + (" (logging in)" if self.logs_in else ""))
-        parts.append(f"rooms {', '.join(self.rooms)}" if self.rooms else "no rooms")
-        return ", ".join(parts)
-
-
-class SessionState:
-    """
-    The session as the server has described it: nickname, rooms (in the
-    order joined), current room, and the account logged in to.
-
-    The password of the account is remembered, in memory only, from the
-    user's own C{/login}, C{/register} or C{/password} line, and kept only
-    once the server has confirmed it; so a mistyped password is never
-    replayed.
-    """
-
-    def __init__(self) -> None:
-        self.nick: str | None = None
-        self.rooms: list[str] = []
-        self.current: str | None = None
-        self.account: str | None = None
-        self.password: str | None = None
-        self.start_room = "lobby"
-        self._login_passwords: dict[str, str] = {}
-        self._register_password: str | None = None
-        self._new_password: str | None = None
-
-    def snapshot(self) -> Snapshot:
-        return Snapshot(
-            nick=self.nick,
-            rooms=tuple(self.rooms),
-            current=self.current,
-            account=self.account,
-            password=self.password if self.account is not None else None,
-            start_room=self.start_room,
-        )
-
-    def user_line(self, line: str) -> None:
-        """
-        The user typed C{line}: note a password it proposes.
-        """
-        words = line.split()
-        if not words:
-            return
-        command = words[0].lower()
-        if command == "/login" and len(words) == 3:
-            self._login_passwords[fold(words[1])] = words[2]
-        elif command == "/register" and len(words) == 2:
-            self._register_password = words[1]
-        elif command == "/password" and len(words) == 3:
-            self._new_password = words[2]
-
-    def server_line(self, line: str) -> None:
-        """
-        The server sent C{line} (without its line ending).
-        """
-        if not line.startswith("*** "):
-            return
-        if match := _WELCOME.match(line):
-            self.nick, room = match.groups()
-            self.start_room = room
-            self.rooms = [room]
-            self.current = room
-            self.account = None
-        elif match := _KNOWN_AS.fullmatch(line):
-            self.nick = match.group(1)
-        elif match := _TALKING.fullmatch(line):
-            room = match.group(1)
-            if not self._in(room):
-                self.rooms.append(room)
-            self.current = room
-        elif match := _LEFT.fullmatch(line):
-            left, now = match.groups()
-            self.rooms = [room for room in self.rooms if fold(room) != fold(left)]
-            self.current = now
-        elif match := _REGISTERED.fullmatch(line):
-            self.account = match.group(1)
-            self.password, self._register_password = self._register_password, None
-        elif match := _LOGGED_IN.fullmatch(line):
-            self.account = match.group(1)
-            self.password = self._login_passwords.pop(fold(self.account), None)
-        elif line == _PASSWORD_CHANGED and self._new_password is not None:
-            self.password, self._new_password = self._new_password, None
-        elif line == _LOGGED_OUT or _DISPLACED.fullmatch(line):
-            # Displaced by another login as our name: logging in again on
-            # reconnecting would displace that session in turn.
-            self.account = None
-            self.password = None
-
-    def _in(self, room: str) -> bool:
-        return any(fold(room) == fold(joined) for joined in self.rooms)
 
 
 @implementer(IStreamClientEndpoint)
@@ -341,7 +153,7 @@ class ReconnectingLink:
         self._connection: ServerConnection | None = None
         self._reconnecting = False
         # The session being restored, until the server's replies show it is.
-        self._target: Snapshot | None = None
+        self._target: SessionSnapshot | None = None
         self._last_line = ""
         self._ended = False
         self._finished = False
@@ -416,7 +228,7 @@ class ReconnectingLink:
         text = line.decode("utf-8", "replace")
         self.state.user_line(text)
         words = text.split(None, 1)
-        if words and words[0].lower() in _SESSION_COMMANDS:
+        if words and words[0].lower() in SESSION_COMMANDS:
             # The user changes the session: what the server makes of that
             # is the session to keep, not the one being restored.
             self._target = None
@@ -454,7 +266,7 @@ class ReconnectingLink:
         self._output_partial = lines.pop()[-PARTIAL_LIMIT:]
         for line in lines:
             text = self._last_line = line.decode("utf-8", "replace")
-            if not _WELCOME.match(text):
+            if not is_welcome(text):
                 self.state.server_line(text)
                 continue
             # Only a welcome shows the server took us in (a full server
@@ -481,7 +293,7 @@ class ReconnectingLink:
         if not self.connected_once.called:
             self.connected_once.callback(True)
 
-    def _restore(self, snapshot: Snapshot) -> None:
+    def _restore(self, snapshot: SessionSnapshot) -> None:
         """
         Bring the new connection back to C{snapshot}: what was being
         restored when the last connection was lost, if it was, rather than
@@ -526,7 +338,7 @@ class ReconnectingLink:
                 self.complain(message)
             self._finish(status)
             return
-        if self._last_line == _SHUTTING_DOWN:
+        if self._last_line == SHUTTING_DOWN:
             why = "the server is shutting down"
         elif reason.check(ConnectionDone):
             why = "the server closed the connection"
