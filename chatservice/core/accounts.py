@@ -29,10 +29,10 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from twisted.internet.defer import Deferred, DeferredSemaphore
 from twisted.logger import Logger
 
-from chatservice.core import names
+from chatservice.core import errors, events, names
+from chatservice.core.chat import Chat
 from chatservice.core.flood import TokenBucket
-from chatservice.core.registry import ChatError, Member, Registry
-from chatservice.frontends.line import wire
+from chatservice.core.rooms import Member
 
 log = Logger()
 
@@ -66,10 +66,7 @@ class Runner(Protocol):
 
 def check_password(password: str) -> None:
     if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
-        raise ChatError(
-            f"A password must be {PASSWORD_MIN} to {PASSWORD_MAX} characters, "
-            "with no spaces."
-        )
+        raise errors.BadPassword(PASSWORD_MIN, PASSWORD_MAX)
 
 
 class Accounts:
@@ -85,14 +82,14 @@ class Accounts:
 
     def __init__(
         self,
-        registry: Registry,
+        chat: Chat,
         in_thread: Runner,
         save: Saver,
         clock: Callable[[], float],
         accounts: dict[str, Account] | None = None,
         hasher: PasswordHasher | None = None,
     ) -> None:
-        self.registry = registry
+        self.chat = chat
         self.in_thread = in_thread
         self.save = save
         self.clock = clock
@@ -104,24 +101,21 @@ class Accounts:
         )
         self._by_account: dict[str, TokenBucket] = {}
         self._busy: weakref.WeakSet[Member] = weakref.WeakSet()
-        registry.registered = self.accounts
 
     # Commands
 
     async def register(self, member: Member, password: str) -> None:
         check_password(password)
-        key = member.key
+        key = member.folded
         if key in self.accounts:
-            raise ChatError(f"{member.nick} is registered already.")
-        if self.registry.is_guest_nick(member.nick):
-            raise ChatError(
-                "Guest nicknames cannot be registered: choose one with /nick first."
-            )
+            raise errors.AlreadyRegistered(member.nick)
+        if names.is_guest_nick(member.nick):
+            raise errors.GuestNick()
         nick = member.nick
         async with self._task(member):
             password_hash = await self._hash(password)
             if key in self.accounts:
-                raise ChatError(f"{nick} was registered by someone else meanwhile.")
+                raise errors.RegisteredMeanwhile(nick)
             # Held from now on, so nobody can take the name while it is
             # being written.
             self.accounts[key] = Account(nick, password_hash)
@@ -130,22 +124,19 @@ class Accounts:
             except Exception:
                 del self.accounts[key]
                 log.failure("Saving the account {account} failed", account=nick)
-                raise ChatError("Registration failed; try again later.") from None
+                raise errors.NotSaved("register") from None
         log.info("{account} registered", account=nick)
         if member.connected:
-            self.registry.log_in(member, nick)
-            self.registry.tell(
-                member,
-                wire.notice(f"{nick} is registered to you, and you are logged in."),
-            )
+            self.chat.log_in(member, nick)
+            self.chat.tell(member, events.Registered(nick))
 
     async def login(self, member: Member, nick: str, password: str) -> None:
         key = names.fold(nick)
         account = self.accounts.get(key)
         if account is None:
-            raise ChatError(f"{nick} is not registered.")
+            raise errors.NotRegistered(nick)
         if member.account == key:
-            raise ChatError(f"You are logged in as {account.nick} already.")
+            raise errors.AlreadyLoggedIn(account.nick)
         self._check_limits(member, key)
         async with self._task(member):
             ok = await self._verify(account, password)
@@ -154,42 +145,38 @@ class Accounts:
                 log.info(
                     "Failed login as {account}", account=account.nick, reason="password"
                 )
-                raise ChatError(f"Wrong password for {account.nick}.")
+                raise errors.WrongPassword(account.nick)
             log.info("{account} logged in", account=account.nick)
             if member.connected:
-                self.registry.log_in(member, account.nick)
-                self.registry.tell(
-                    member, wire.notice(f"You are logged in as {account.nick}.")
-                )
+                self.chat.log_in(member, account.nick)
+                self.chat.tell(member, events.LoggedIn(account.nick))
 
     def logout(self, member: Member) -> None:
         if member.account is None:
-            raise ChatError("You are not logged in.")
-        self.registry.log_out(member)
+            raise errors.NotLoggedIn("logout")
+        self.chat.log_out(member)
 
     async def change_password(self, member: Member, old: str, new: str) -> None:
         key = member.account
         if key is None:
-            raise ChatError("Log in first: /login NICK PASSWORD.")
+            raise errors.NotLoggedIn("password")
         check_password(new)
         account = self.accounts[key]
         self._check_limits(member, key)
         async with self._task(member):
             if not await self._verify(account, old):
                 self._failed(member, key)
-                raise ChatError("Wrong password; the password is unchanged.")
+                raise errors.WrongPassword(None)
             password_hash = await self._hash(new)
             try:
                 await self.save(key, account.nick, password_hash, self.clock())
             except Exception:
                 log.failure("Saving the account {account} failed", account=account.nick)
-                raise ChatError(
-                    "Changing the password failed; try again later."
-                ) from None
+                raise errors.NotSaved("password") from None
             self.accounts[key] = Account(account.nick, password_hash)
         log.info("{account} changed password", account=account.nick)
         if member.connected:
-            self.registry.tell(member, wire.notice("Your password is changed."))
+            self.chat.tell(member, events.PasswordChanged())
 
     # Guessing limits
 
@@ -199,9 +186,7 @@ class Accounts:
         # Waiting as long as told must be enough: the longest wait counts.
         wait = max((b.wait(now) for b in buckets if b is not None), default=0.0)
         if wait > 0:
-            raise ChatError(
-                f"Too many failed logins; try again in {math.ceil(wait)} s."
-            )
+            raise errors.TooManyFailures(math.ceil(wait))
 
     def _failed(self, member: Member, key: str) -> None:
         now = self.clock()
@@ -251,7 +236,7 @@ class _Task:
 
     async def __aenter__(self) -> None:
         if self.member in self.accounts._busy:
-            raise ChatError("Your last account command is still being worked on.")
+            raise errors.Busy()
         self.accounts._busy.add(self.member)
 
     async def __aexit__(self, *exc: object) -> None:

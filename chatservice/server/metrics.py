@@ -30,7 +30,7 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import Site
 
 from chatservice.core.stats import Histogram
-from chatservice.frontends.line.protocol import ChatFactory
+from chatservice.frontends.line.protocol import LineFactory as ChatFactory
 
 # Refusal reasons, so that each series exists (at 0) before the first one.
 REFUSALS = ("max clients", "max per ip")
@@ -63,8 +63,8 @@ def snapshot(factory: ChatFactory) -> Snapshot:
     refused = dict.fromkeys(REFUSALS, 0)
     refused.update(stats.refused)
     return Snapshot(
-        clients=len(factory.registry.members),
-        rooms=len(factory.registry.rooms),
+        clients=len(factory.chat.members),
+        rooms=len(factory.chat.rooms),
         lines_received=stats.lines_received,
         deliveries=stats.deliveries,
         bytes_in=stats.bytes_in,

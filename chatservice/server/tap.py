@@ -27,11 +27,12 @@ from twisted.python import usage
 from twisted.python.components import Componentized
 
 from chatservice.core.accounts import Account, Accounts
+from chatservice.core.chat import Chat
 from chatservice.core.history import DEFAULT_REPLAY, HISTORY_MAX, History
 from chatservice.core.stats import Stats
+from chatservice.frontends.admission import Admission
 from chatservice.frontends.limits import Limits
-from chatservice.frontends.line.commands import Chat
-from chatservice.frontends.line.protocol import ChatFactory
+from chatservice.frontends.line.protocol import LineFactory
 from chatservice.server.logs import json_observer_for
 from chatservice.server.motd import MotdError, read_motd
 from chatservice.server.tls import ReloadableCertificate
@@ -336,7 +337,8 @@ class ChatService(MultiService):
     the message of the day.
     """
 
-    factory: ChatFactory | None = None
+    chat: Chat | None = None
+    admission: Admission | None = None
     database: Database | None = None
     grace: float = DEFAULT_SHUTDOWN_GRACE
     handle_signals = False
@@ -431,8 +433,8 @@ class ChatService(MultiService):
 
     def _reload_motd(self, path: str) -> Deferred[None]:
         def loaded(lines: list[str]) -> None:
-            if self.factory is not None:
-                self.factory.registry.motd = lines
+            if self.chat is not None:
+                self.chat.motd = lines
             log.info("Reloaded the MOTD from {path}", path=path)
 
         def failed(failure: Any) -> None:
@@ -453,8 +455,8 @@ class ChatService(MultiService):
     async def _stop(self) -> None:
         others = [s for s in self if s is not self.database]
         await gatherResults([maybeDeferred(s.stopService) for s in others])
-        if self.factory is not None:
-            await self.factory.shut_down(self.grace)
+        if self.chat is not None and self.admission is not None:
+            await self.admission.shut_down(self.chat, self.grace)
         if self.database is not None:
             await self.database.stopService()
         self._restore_signal_handlers()
@@ -476,7 +478,8 @@ def limits_from(options: Options) -> Limits:
 
 def makeService(options: Options) -> IService:
     """
-    One factory, and so one set of rooms, behind every listening endpoint.
+    The composition root: one chat core (rooms, accounts, history), handed to
+    every front end's factory, behind every listening endpoint.
     """
     from twisted.internet import reactor
 
@@ -492,38 +495,40 @@ def makeService(options: Options) -> IService:
         raise SystemExit(f"twistd chat: {e}") from None
     history = None if options["no-history"] else History(persist=True)
     stats = Stats()
-    factory = ChatFactory(
-        reactor,
-        limits_from(options),
+    # Filled from the database when it starts; the chat and the accounts
+    # share it.
+    registered: dict[str, Account] = {}
+    chat = Chat(
+        schedule=lambda flush: reactor.callLater(0, flush),
         history=history,
         replay=options["history-replay"],
         stats=stats,
+        registered=registered,
+        motd=options.get("motd-lines", ()),
     )
     if options["motd"] is not None:
         service.motd_path = options["motd"]
-        factory.registry.motd = options["motd-lines"]
-    accounts: dict[str, Account] = {}
     database = Database(
         path,
         history if history is not None else History(),
-        accounts,
+        registered,
         reactor,
         max_per_room=options["history-max-per-room"],
         days=options["history-days"],
         stats=stats,
     )
     database.setServiceParent(service)
-    factory.chat = Chat(
-        factory.registry,
-        Accounts(
-            factory.registry,
-            in_thread=lambda f, *args: deferToThread(f, *args),
-            save=lambda *account: database.run(database.store.save_account, *account),
-            clock=reactor.seconds,
-            accounts=accounts,
-        ),
+    accounts = Accounts(
+        chat,
+        in_thread=lambda f, *args: deferToThread(f, *args),
+        save=lambda *account: database.run(database.store.save_account, *account),
+        clock=reactor.seconds,
+        accounts=registered,
     )
-    service.factory = factory
+    admission = Admission(limits_from(options), stats, reactor)
+    factory = LineFactory(chat, admission, accounts)
+    service.chat = chat
+    service.admission = admission
     service.database = database
     for description in options["port"]:
         endpoint = endpoints.serverFromString(reactor, description)

@@ -28,7 +28,6 @@ from twisted.internet.task import deferLater
 from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial import unittest
-from zope.interface import implementer
 
 from chatservice.core import names
 from chatservice.core.accounts import (
@@ -40,8 +39,9 @@ from chatservice.core.accounts import (
     Account,
     Accounts,
 )
-from chatservice.core.registry import IRecipient, Member, Registry
-from chatservice.frontends.line.commands import Chat
+from chatservice.core.chat import Chat
+from chatservice.core.rooms import Member
+from chatservice.frontends.line.protocol import LineFactory
 from chatservice.server import tap
 from tests.support.helpers import (
     TIMEOUT,
@@ -165,17 +165,20 @@ class AccountsTestCase(unittest.SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        self.harness = Harness()
         self.hashing = Hashing()
         self.saves = Saves()
-        self.accounts = Accounts(
-            self.harness.registry,
-            in_thread=self.hashing,
-            save=self.saves,
-            clock=self.harness.clock.seconds,
-            hasher=HASHER,
+        self.harness = Harness(
+            accounts=lambda chat, registered: Accounts(
+                chat,
+                in_thread=self.hashing,
+                save=self.saves,
+                clock=lambda: self.harness.clock.seconds(),
+                accounts=registered,
+                hasher=HASHER,
+            )
         )
-        self.harness.factory.chat = Chat(self.harness.registry, self.accounts)
+        assert self.harness.accounts is not None
+        self.accounts = self.harness.accounts
 
     def clients(self, n: int) -> list[Connection]:
         return self.harness.clients(n)
@@ -908,8 +911,22 @@ class SecrecyTests(AccountsTestCase):
                 self.assertNotIn(secret, repr(call))
 
 
-@implementer(IRecipient)
+def served_accounts(service: tap.ChatService) -> Accounts:
+    """
+    The accounts the line front end of C{service} serves.
+    """
+    [factory] = {
+        child.factory
+        for child in service
+        if isinstance(getattr(child, "factory", None), LineFactory)
+    }
+    assert factory.accounts is not None
+    return factory.accounts
+
+
 class Recorder:
+    renderer = LineFactory.renderer
+
     def __init__(self) -> None:
         self.data = b""
 
@@ -960,17 +977,14 @@ class WiringTests(unittest.TestCase):
         argon2-cffi's recommended parameters, as the server does.
         """
         recommended = PasswordHasher()
-        registry = Registry()
         built = Accounts(
-            registry,
+            Chat(),
             in_thread=Hashing(),
             save=Saves(),
             clock=lambda: 0.0,
         )
         service = make_service()
-        assert service.factory is not None
-        served = service.factory.chat.accounts
-        assert served is not None
+        served = served_accounts(service)
         for accounts in (built, served):
             hasher = accounts.hasher
             self.assertEqual(hasher.type, Type.ID)
@@ -991,16 +1005,16 @@ class WiringTests(unittest.TestCase):
         """
         service = make_service()
         database = service.database
-        assert service.factory is not None and database is not None
-        accounts = service.factory.chat.accounts
-        assert accounts is not None
+        assert database is not None
+        accounts = served_accounts(service)
         hasher = accounts.hasher = RecordingHasher()
         database.startService()
         self.addCleanup(database.stopService)
 
-        registry = service.factory.registry
-        owner = registry.connect(Recorder())
-        registry.rename(owner, "bob")
+        chat = service.chat
+        assert chat is not None
+        owner = chat.connect(Recorder(), chat.guest_nick())
+        chat.rename(owner, "bob")
         here = threading.current_thread()
 
         register = Deferred.fromCoroutine(accounts.register(owner, PASSWORD))
@@ -1015,7 +1029,7 @@ class WiringTests(unittest.TestCase):
         self.assertEqual(list(saved), ["bob"])
         self.assertTrue(saved["bob"].password_hash.startswith("$argon2id$"))
 
-        client = registry.connect(Recorder())
+        client = chat.connect(Recorder(), chat.guest_nick())
         login = Deferred.fromCoroutine(accounts.login(client, "bob", PASSWORD))
         await login.addTimeout(TIMEOUT, reactor)
         self.assertEqual(client.nick, "bob")

@@ -39,13 +39,13 @@ from twisted.python import log as legacy_log
 from twisted.python import threadable
 from twisted.python.failure import Failure
 from twisted.trial import unittest
-from zope.interface import implementer
 
+from chatservice.core.events import Closing
 from chatservice.core.history import History
-from chatservice.core.registry import IRecipient, Member, Registry
+from chatservice.core.rooms import Member
 from chatservice.core.stats import FANOUT_BUCKETS, WRITE_BUCKETS, Histogram, Stats
 from chatservice.frontends.limits import Limits
-from chatservice.frontends.line import wire
+from chatservice.frontends.line.wire import Notice
 from chatservice.server import logs
 from chatservice.server.metrics import (
     REFUSALS,
@@ -55,6 +55,7 @@ from chatservice.server.metrics import (
     snapshot,
 )
 from tests.support.helpers import TIMEOUT, capture_events, deferred_test, with_format
+from tests.support.lines import RENDERER, LineChat
 from tests.support.memory import Harness, ManualScheduler
 
 # One token every quarter of a second, three at once, five held at most.
@@ -67,11 +68,12 @@ SECRET = "xylophone7quokka"
 # Helpers
 
 
-@implementer(IRecipient)
 class Recorder:
     """
     A recipient that keeps what it is sent.
     """
+
+    renderer = RENDERER
 
     def __init__(self) -> None:
         self.data = b""
@@ -239,7 +241,7 @@ class RegistryStatsTests(unittest.SynchronousTestCase):
     def setUp(self) -> None:
         self.turns = ManualScheduler()
         self.ticker = Ticker(0.003)
-        self.registry = Registry(
+        self.registry = LineChat(
             schedule=self.turns, history=History(), timer=self.ticker
         )
         self.recorders: list[Recorder] = []
@@ -290,7 +292,7 @@ class RegistryStatsTests(unittest.SynchronousTestCase):
     def test_tellCountsOne(self) -> None:
         a, b = self.members(2)
         before = self.stats.deliveries
-        self.registry.tell(a, wire.notice("for a"))
+        self.registry.tell(a, Notice("for a"))
         self.registry.whisper(a, b.nick, "psst")
         self.turns.run()
         self.assertEqual(self.stats.deliveries - before, 2)
@@ -341,7 +343,7 @@ class RegistryStatsTests(unittest.SynchronousTestCase):
     def test_noRoomLinesNoObservation(self) -> None:
         a, _ = self.members(2)
         count = self.stats.fanout.count
-        self.registry.tell(a, wire.notice("only for a"))
+        self.registry.tell(a, Notice("only for a"))
         self.turns.run()
         self.assertEqual(self.stats.fanout.count, count)
 
@@ -358,7 +360,7 @@ class RegistryStatsTests(unittest.SynchronousTestCase):
                 ticker.now += 0.5
                 recorder.deliver(data)
 
-        b.recipient = Slow()
+        b.session = Slow()
         count = self.stats.fanout.count
         self.registry.say(a, "slowly")
         self.turns.run()
@@ -376,7 +378,7 @@ class RegistryStatsTests(unittest.SynchronousTestCase):
         a, _, _ = self.members(3)
         before = self.stats.deliveries
         self.registry.say(a, "last words")
-        self.registry.close_all(wire.shutting_down())
+        self.registry.close_all(Closing())
         self.assertEqual(self.stats.deliveries - before, 2 + 3)
         self.assertEqual(self.delivered(), 5)
 
@@ -997,7 +999,7 @@ class EventTests(unittest.SynchronousTestCase):
         a.say("/nick alice")
         [renamed] = with_format(self.events, "{old} is now known as {nick}")
         self.assertEqual((renamed["old"], renamed["nick"]), (old, "alice"))
-        self.assertEqual(renamed["log_namespace"], "chatservice.core.registry")
+        self.assertEqual(renamed["log_namespace"], "chatservice.core.chat")
         self.assertEqual(formatEvent(renamed), f"{old} is now known as alice")
 
     def test_joinAndPart(self) -> None:

@@ -924,7 +924,7 @@ class JSONLogTests(unittest.SynchronousTestCase):
         self.assertEqual(
             (connected["namespace"], connected["level"], connected["text"]),
             (
-                "chatservice.frontends.line.protocol",
+                "chatservice.frontends.stream",
                 "info",
                 f"{alice_peer} connected as guest1",
             ),

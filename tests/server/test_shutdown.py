@@ -1,6 +1,6 @@
 """
 Tests for stopping and reloading the server: L{Registry.close_all},
-L{ChatFactory.shut_down}, the order in which L{tap.ChatService} stops,
+L{LineFactory.shut_down}, the order in which L{tap.ChatService} stops,
 its signal handlers, SIGHUP's reload of the TLS certificates and the message
 of the day, L{chatservice.server.motd}, and the options that set all of this up.
 
@@ -33,21 +33,21 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.error import ConnectionAborted
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
-from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.internet.threads import deferToThread
 from twisted.logger import ILogObserver, LogEvent, LogLevel
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 from twisted.web.server import Site
-from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
+from chatservice.core.chat import Chat
+from chatservice.core.events import Closing
 from chatservice.core.history import History
-from chatservice.core.registry import IRecipient, Member, Registry
+from chatservice.core.rooms import Member
+from chatservice.frontends.admission import Admission
 from chatservice.frontends.limits import Limits
 from chatservice.frontends.line import wire
-from chatservice.frontends.line.protocol import ChatFactory
 from chatservice.server import motd, tap
 from chatservice.server.tls import ReloadableCertificate
 from tests.server.test_tap import parse
@@ -59,6 +59,7 @@ from tests.support.helpers import (
     deferred_test,
     with_format,
 )
+from tests.support.lines import RENDERER, LineChat
 from tests.support.memory import Connection, Harness, ManualScheduler, discard
 
 SHUTTING_DOWN = wire.shutting_down()
@@ -88,11 +89,12 @@ def directory(testcase: unittest.SynchronousTestCase) -> Path:
     return path
 
 
-@implementer(IRecipient)
 class Recorder:
     """
     A recipient that keeps what it is sent, and whether it was closed.
     """
+
+    renderer = RENDERER
 
     def __init__(self, on_close: Callable[[], None] | None = None) -> None:
         self.data = b""
@@ -139,7 +141,7 @@ class CloseAllTests(unittest.SynchronousTestCase):
     def setUp(self) -> None:
         self.turns = ManualScheduler()
         self.history = History()
-        self.registry = Registry(schedule=self.turns, history=self.history)
+        self.registry = LineChat(schedule=self.turns, history=self.history)
         self.recorders: list[Recorder] = []
 
     def members(self, n: int) -> list[Member]:
@@ -168,7 +170,7 @@ class CloseAllTests(unittest.SynchronousTestCase):
         self.registry.whisper(a, b.nick, "psst")
         self.registry.say(b, "three")
         self.registry.say(c, "in python")
-        self.registry.close_all(SHUTTING_DOWN)
+        self.registry.close_all(Closing())
         ra, rb, rc = self.recorders
         lobby = "[lobby] <{}> {}".format
         self.assertEqual(ra.take(), [lobby(b.nick, "three"), SHUTTING_DOWN])
@@ -193,7 +195,7 @@ class CloseAllTests(unittest.SynchronousTestCase):
 
     def test_everyoneClosedOnce(self) -> None:
         self.members(3)
-        self.registry.close_all(SHUTTING_DOWN)
+        self.registry.close_all(Closing())
         self.assertEqual([r.closed for r in self.recorders], [1, 1, 1])
 
     def test_nothingAfterwards(self) -> None:
@@ -203,7 +205,7 @@ class CloseAllTests(unittest.SynchronousTestCase):
         """
         a, _ = self.members(2)
         self.registry.say(a, "late")
-        self.registry.close_all(SHUTTING_DOWN)
+        self.registry.close_all(Closing())
         for recorder in self.recorders:
             self.assertEqual(recorder.take()[-1], SHUTTING_DOWN)
         self.turns.run()
@@ -212,18 +214,18 @@ class CloseAllTests(unittest.SynchronousTestCase):
     def test_membersAndRoomsEmptied(self) -> None:
         members = self.members(3)
         self.registry.join(members[0], "python")
-        self.registry.close_all(SHUTTING_DOWN)
+        self.registry.close_all(Closing())
         self.assertEqual(self.registry.members, {})
         self.assertEqual(self.registry.rooms, {})
         for member in members:
             self.assertFalse(member.connected)
             self.assertEqual(member.rooms, {})
-            self.assertIsNone(member.current)
+            self.assertIsNone(self.registry.current(member))
 
     def test_historyOfTheTurnRecorded(self) -> None:
         a, _ = self.members(2)
         self.registry.say(a, "saved before the end")
-        self.registry.close_all(SHUTTING_DOWN)
+        self.registry.close_all(Closing())
         self.assertEqual(
             [entry.text for entry in self.history.recent("lobby", 10)],
             ["saved before the end"],
@@ -236,7 +238,7 @@ class CloseAllTests(unittest.SynchronousTestCase):
         """
         a, b = self.members(2)
         self.recorders[0].on_close = lambda: self.registry.disconnect(a, "gone")
-        self.registry.close_all(SHUTTING_DOWN)
+        self.registry.close_all(Closing())
         self.turns.run()
         self.assertEqual(self.recorders[1].take(), [SHUTTING_DOWN])
         self.assertFalse(b.connected)
@@ -249,18 +251,18 @@ class CloseAllTests(unittest.SynchronousTestCase):
         """
         a, b, c = self.members(3)
         self.recorders[1].on_deliver = lambda: self.registry.disconnect(b, "SendQ")
-        self.registry.close_all(SHUTTING_DOWN)
+        self.registry.close_all(Closing())
         self.assertEqual(self.recorders[2].take(), [SHUTTING_DOWN])
         self.assertEqual([r.closed for r in self.recorders], [1, 1, 1])
         self.assertFalse(c.connected)
         self.assertFalse(a.connected)
 
     def test_nobodyConnected(self) -> None:
-        self.registry.close_all(SHUTTING_DOWN)
+        self.registry.close_all(Closing())
         self.assertEqual(self.registry.members, {})
 
 
-# ChatFactory.shut_down
+# LineFactory.shut_down
 
 
 class ShutDownTests(unittest.SynchronousTestCase):
@@ -277,7 +279,7 @@ class ShutDownTests(unittest.SynchronousTestCase):
         return connection, transport
 
     def test_noConnectionsFiresAtOnce(self) -> None:
-        d = self.harness.factory.shut_down(5)
+        d = self.harness.shut_down(5)
         self.assertIsNone(self.successResultOf(d))
         self.assertEqual(self.harness.clock.getDelayedCalls(), [])
 
@@ -285,7 +287,7 @@ class ShutDownTests(unittest.SynchronousTestCase):
         a, b = self.harness.clients(2)
         # Said, but not yet delivered, when the stop comes.
         a.proto.dataReceived(b"last words\n")
-        self.harness.factory.shut_down(5)
+        self.harness.shut_down(5)
         self.assertEqual(b.take(), [f"[lobby] <{a.nick}> last words", SHUTTING_DOWN])
         self.assertEqual(a.take(), [SHUTTING_DOWN])
         self.assertTrue(a.transport.disconnecting)
@@ -293,14 +295,14 @@ class ShutDownTests(unittest.SynchronousTestCase):
 
     def test_inputIgnoredAfterwards(self) -> None:
         a, b = self.harness.clients(2)
-        self.harness.factory.shut_down(5)
+        self.harness.shut_down(5)
         discard(a, b)
         received = self.harness.factory.stats.lines_received
         a.lines("too late", "/nick latecomer")
         self.assertEqual(b.take(), [])
         self.assertEqual(a.take(), [])
         self.assertEqual(self.harness.factory.stats.lines_received, received)
-        self.assertFalse(self.harness.factory.accepting_input)
+        self.assertFalse(self.harness.admission.accepting_input)
 
     def test_firesWhenAllClosed(self) -> None:
         """
@@ -308,19 +310,19 @@ class ShutDownTests(unittest.SynchronousTestCase):
         no timer behind.
         """
         (a, _), (b, _) = self.connect(), self.connect()
-        d = self.harness.factory.shut_down(5)
+        d = self.harness.shut_down(5)
         self.assertNoResult(d)
         a.lost()
         self.assertNoResult(d)
         b.lost()
         self.assertIsNone(self.successResultOf(d))
-        self.assertEqual(self.harness.factory.open, set())
+        self.assertEqual(self.harness.admission.open, {})
         self.assertEqual(self.harness.clock.getDelayedCalls(), [])
 
     def test_waitLogged(self) -> None:
         self.connect()
         self.connect()
-        self.harness.factory.shut_down(3)
+        self.harness.shut_down(3)
         [waiting] = [e for e in self.events if e.get("count") == 2 and "grace" in e]
         self.assertEqual(waiting["grace"], 3)
 
@@ -330,7 +332,7 @@ class ShutDownTests(unittest.SynchronousTestCase):
         before; those that closed are left alone.
         """
         (a, closes), (_, stays) = self.connect(), self.connect()
-        d = self.harness.factory.shut_down(2)
+        d = self.harness.shut_down(2)
         # Whatever it fires with is for test_graceThenFires to check.
         d.addErrback(lambda _: None)
         a.lost()
@@ -347,10 +349,10 @@ class ShutDownTests(unittest.SynchronousTestCase):
         that the service can go on to stop the database.
         """
         self.connect()
-        d = self.harness.factory.shut_down(2)
+        d = self.harness.shut_down(2)
         self.harness.advance(2)
         self.assertIsNone(self.successResultOf(d))
-        self.assertEqual(self.harness.factory.open, set())
+        self.assertEqual(self.harness.admission.open, {})
 
 
 # ChatService: the order of a stop
@@ -373,13 +375,13 @@ class Step(Service):
         return self.stopping
 
 
-class FakeFactory:
+class FakeAdmission:
     def __init__(self, journal: list[str]) -> None:
         self.journal = journal
         self.grace: float | None = None
         self.done: Deferred[None] = Deferred()
 
-    def shut_down(self, grace: float) -> Deferred[None]:
+    def shut_down(self, chat: Chat, grace: float) -> Deferred[None]:
         self.journal.append("shut down")
         self.grace = grace
         return self.done
@@ -407,8 +409,9 @@ class StopOrderTests(unittest.SynchronousTestCase):
         The listeners stop first (together), then the chat shuts down, then
         the database stops; the service has stopped when it has.
         """
-        factory = FakeFactory(self.journal)
-        self.service.factory = cast(ChatFactory, factory)
+        factory = FakeAdmission(self.journal)
+        self.service.chat = Chat()
+        self.service.admission = cast(Admission, factory)
         d = self.service.stopService()
         self.assertEqual(self.journal, ["stop port 1", "stop port 2"])
         one, two = (listener.stopping for listener in self.listeners)
@@ -443,7 +446,8 @@ class StopOrderTests(unittest.SynchronousTestCase):
         """
         harness = Harness()
         harness.clients(1)
-        self.service.factory = harness.factory
+        self.service.chat = harness.chat
+        self.service.admission = harness.admission
         self.service.grace = 2
         results: list[object] = []
         self.service.stopService().addBoth(results.append)
@@ -496,14 +500,14 @@ class WholeStopTests(unittest.TestCase):
                 return d.addCallback(lambda _: journal.append("listener stopped"))
 
             self.patch(child, "stopService", stop_listener)
-        factory = service.factory
+        factory = service.admission
         database = service.database
         assert factory is not None and database is not None
         shut_down, stop_database = factory.shut_down, database.stopService
 
-        def record_shut_down(grace: float) -> Deferred[None]:
+        def record_shut_down(chat: Chat, grace: float) -> Deferred[None]:
             journal.append(f"shut down, {factory.connections} open, grace {grace}")
-            return shut_down(grace).addCallback(
+            return shut_down(chat, grace).addCallback(
                 lambda _: journal.append(f"shut down, {factory.connections} open")
             )
 
@@ -694,23 +698,25 @@ class MotdReloadTests(unittest.TestCase):
         self.events = capture_events(self)
         self.path = directory(self) / "motd.txt"
         self.path.write_text("Old news.\n")
-        self.factory = ChatFactory(reactor=Clock())
-        self.factory.registry.motd = ["Old news."]
+        self.harness = Harness()
+        self.harness.chat.motd = ["Old news."]
         self.service = tap.ChatService()
-        self.service.factory = self.factory
+        self.service.chat = self.harness.chat
         self.service.motd_path = str(self.path)
 
     @deferred_test
     async def test_changed(self) -> None:
         self.path.write_text("Fresh news.\n\nBe kind.\n")
         await self.service.reload()
-        self.assertEqual(self.factory.registry.motd, ["Fresh news.", "", "Be kind."])
+        self.assertEqual(self.harness.chat.motd, ["Fresh news.", "", "Be kind."])
         [reloaded] = with_format(self.events, "Reloaded the MOTD from {path}")
         self.assertEqual(reloaded["path"], str(self.path))
         # New connections see it.
         transport = StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.1", 1))
-        self.factory.buildProtocol(transport.getPeer()).makeConnection(transport)
-        self.factory.registry.flush()
+        self.harness.factory.buildProtocol(transport.getPeer()).makeConnection(
+            transport
+        )
+        self.harness.chat.flush()
         lines = transport.value().decode("utf-8").split("\r\n")
         self.assertEqual(
             lines[1:5],
@@ -721,7 +727,7 @@ class MotdReloadTests(unittest.TestCase):
     async def test_missingKeepsOld(self) -> None:
         self.path.unlink()
         await self.service.reload()
-        self.assertEqual(self.factory.registry.motd, ["Old news."])
+        self.assertEqual(self.harness.chat.motd, ["Old news."])
         [error] = errors(self.events)
         self.assertIn("the old one stays", error["log_format"])
         self.assertIn(str(self.path), error["error"])
@@ -731,7 +737,7 @@ class MotdReloadTests(unittest.TestCase):
     async def test_tooBigKeepsOld(self) -> None:
         self.path.write_bytes(b"x" * (motd.MAX_BYTES + 1))
         await self.service.reload()
-        self.assertEqual(self.factory.registry.motd, ["Old news."])
+        self.assertEqual(self.harness.chat.motd, ["Old news."])
         [error] = errors(self.events)
         self.assertIn(f"over {motd.MAX_BYTES} bytes", error["error"])
 
@@ -739,7 +745,7 @@ class MotdReloadTests(unittest.TestCase):
     async def test_nothingToReload(self) -> None:
         self.service.motd_path = None
         await self.service.reload()
-        self.assertEqual(self.factory.registry.motd, ["Old news."])
+        self.assertEqual(self.harness.chat.motd, ["Old news."])
         self.assertEqual(
             [e["log_format"] for e in chat_events(self.events)],
             ["Received SIGHUP; reloading certificates and the MOTD"],
@@ -976,13 +982,12 @@ class ReadMotdTests(unittest.SynchronousTestCase):
 
 class MotdShownTests(unittest.SynchronousTestCase):
     def setUp(self) -> None:
-        self.harness = Harness()
-        self.harness.registry.history = History()
+        self.harness = Harness(history=History())
 
     def test_afterWelcomeBeforeHistory(self) -> None:
         [a] = self.harness.clients(1)
         a.say("earlier")
-        self.harness.registry.motd = ["Hello.", "", "Be kind."]
+        self.harness.chat.motd = ["Hello.", "", "Be kind."]
         b = self.harness.connect()
         lines = b.take()
         self.assertTrue(lines[0].startswith("*** Welcome to chatservice, "))
@@ -1003,7 +1008,7 @@ class MotdShownTests(unittest.SynchronousTestCase):
         """
         The message is for newcomers: joining a room does not repeat it.
         """
-        self.harness.registry.motd = ["Hello."]
+        self.harness.chat.motd = ["Hello."]
         [a] = self.harness.clients(1)
         a.say("/join python")
         self.assertNotIn("*** - Hello.", a.take())
@@ -1075,12 +1080,12 @@ class ServiceOptionsTests(unittest.SynchronousTestCase):
         service = tap.makeService(parse("--motd", str(path)))
         assert isinstance(service, tap.ChatService)
         self.assertEqual(service.motd_path, str(path))
-        assert service.factory is not None
-        self.assertEqual(list(service.factory.registry.motd), ["Welcome all."])
+        assert service.chat is not None
+        self.assertEqual(list(service.chat.motd), ["Welcome all."])
 
     def test_noMotd(self) -> None:
         service = tap.makeService(parse())
         assert isinstance(service, tap.ChatService)
         self.assertIsNone(service.motd_path)
-        assert service.factory is not None
-        self.assertEqual(list(service.factory.registry.motd), [])
+        assert service.chat is not None
+        self.assertEqual(list(service.chat.motd), [])

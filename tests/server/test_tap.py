@@ -21,6 +21,7 @@ from twisted.application.service import IServiceMaker
 from twisted.internet import defer, endpoints, reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import CannotListenError
+from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import capturedLogs
 from twisted.plugin import getPlugins
 from twisted.protocols.basic import LineReceiver
@@ -28,7 +29,7 @@ from twisted.python import usage
 from twisted.trial import unittest
 
 from chatservice.frontends.limits import Limits
-from chatservice.frontends.line.protocol import ChatFactory
+from chatservice.frontends.line.protocol import LineFactory
 from chatservice.server import tap
 from chatservice.storage.database import Database
 
@@ -134,7 +135,7 @@ class OptionsTests(unittest.SynchronousTestCase):
 class MakeServiceTests(unittest.SynchronousTestCase):
     def listeners(
         self, service: object
-    ) -> tuple[list[StreamServerEndpointService], ChatFactory]:
+    ) -> tuple[list[StreamServerEndpointService], LineFactory]:
         assert isinstance(service, tap.ChatService)
         listeners = [child for child in service if child is not service.database]
         self.assertIsInstance(service.database, Database)
@@ -144,7 +145,7 @@ class MakeServiceTests(unittest.SynchronousTestCase):
         factories = {id(listener.factory) for listener in listeners}
         self.assertEqual(len(factories), 1)
         factory = listeners[0].factory
-        self.assertIsInstance(factory, ChatFactory)
+        self.assertIsInstance(factory, LineFactory)
         return listeners, factory
 
     def test_default(self) -> None:
@@ -177,7 +178,7 @@ class MakeServiceTests(unittest.SynchronousTestCase):
         )
         self.assertEqual(factory.limits.max_line, 77)
         # One factory, so one registry: every port shares the rooms.
-        self.assertIs(factory.registry, listeners[2].factory.registry)
+        self.assertIs(factory.chat, listeners[2].factory.chat)
 
 
 class ListeningTests(unittest.TestCase):
@@ -236,7 +237,9 @@ class ListeningTests(unittest.TestCase):
         A port that cannot be bound stops startup with an error rather than
         leaving the server running without it.
         """
-        taken = reactor.listenTCP(0, ChatFactory(reactor), interface="127.0.0.1")
+        taken = reactor.listenTCP(
+            0, Factory.forProtocol(Protocol), interface="127.0.0.1"
+        )
         self.addCleanup(taken.stopListening)
         address = taken.getHost()
         assert isinstance(address, IPv4Address)

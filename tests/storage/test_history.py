@@ -9,6 +9,7 @@ from typing import get_args
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from twisted.internet.task import Clock
 from twisted.trial import unittest
 
 from chatservice.core.history import (
@@ -27,7 +28,6 @@ from chatservice.core.history import (
 )
 from chatservice.frontends.limits import Limits
 from chatservice.frontends.line import wire
-from chatservice.frontends.line.protocol import ChatFactory
 from tests.storage.helpers import AWKWARD_TEXTS, T0, Ticker, acted, batch, record, said
 from tests.support.memory import Harness, discard
 
@@ -353,15 +353,17 @@ class ReplayTests(unittest.SynchronousTestCase):
         keep: int = HISTORY_MAX,
         history: bool = True,
     ) -> Harness:
-        harness = Harness(Limits(flood_rate=0))
-        harness.advance_to(T0)
-        self.history = History(keep=keep, clock=harness.clock.seconds, persist=True)
-        harness.factory = ChatFactory(
-            reactor=harness.clock,
-            limits=harness.factory.limits,
-            history=self.history if history else None,
-            replay=replay,
+        made: list[History] = []
+
+        def make(clock: Clock) -> History:
+            made.append(History(keep=keep, clock=clock.seconds, persist=True))
+            return made[0]
+
+        harness = Harness(
+            Limits(flood_rate=0), history=make if history else None, replay=replay
         )
+        harness.advance_to(T0)
+        self.history = made[0] if made else History(keep=keep, persist=True)
         return harness
 
     def block(self, room: str, *lines: str) -> list[str]:
@@ -514,7 +516,7 @@ class ReplayTests(unittest.SynchronousTestCase):
         a.say("before")
         a.say("/part Python")
         discard(a)
-        self.assertNotIn("python", harness.registry.rooms)
+        self.assertNotIn("python", harness.chat.rooms)
         a.say("/join PYTHON")
         self.assertEqual(
             a.take(),

@@ -20,7 +20,6 @@ from chatservice.core.history import (
     decode_record,
 )
 from chatservice.frontends.limits import Limits
-from chatservice.frontends.line.protocol import ChatFactory
 from chatservice.storage.schema import SCHEMA_VERSION, DatabaseError
 from chatservice.storage.store import Store, open_store
 from tests.storage.helpers import (
@@ -341,11 +340,12 @@ class StoreTests(unittest.SynchronousTestCase):
         clients send, so no stored line holds one.
         """
         self.assertEqual(sanitize.clean(b"nul\x00here"), "nulhere")
-        harness = Harness(Limits(flood_rate=0))
-        history = History(clock=harness.clock.seconds, persist=True)
-        harness.factory = ChatFactory(
-            reactor=harness.clock, limits=harness.factory.limits, history=history
+        harness = Harness(
+            Limits(flood_rate=0),
+            history=lambda clock: History(clock=clock.seconds, persist=True),
         )
+        history = harness.chat.history
+        assert history is not None
         a = harness.connect()
         a.send(b"nul\x00here\n/me also\x00nul\n")
         unwritten = history.take()

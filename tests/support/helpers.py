@@ -1,7 +1,7 @@
 """
 Shared helpers for the integration, end-to-end and client tests.
 
-  - L{LineClient} and L{LoopbackChat}: a real L{ChatFactory} on a loopback
+  - L{LineClient} and L{LoopbackChat}: a real L{LineFactory} on a loopback
     TCP port in this process, with raw line clients, for trial tests on the
     real reactor.
   - L{ServerProcess} and L{SocketClient}: the installed C{twistd chat} as a
@@ -34,8 +34,11 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from chatservice.core.chat import Chat
+from chatservice.core.stats import Stats
+from chatservice.frontends.admission import Admission
 from chatservice.frontends.limits import Limits
-from chatservice.frontends.line.protocol import ChatFactory, ChatProtocol
+from chatservice.frontends.line.protocol import LineFactory, LineProtocol
 
 # How long any single wait in these tests may take before it is a failure.
 TIMEOUT = 5.0
@@ -171,13 +174,13 @@ class LineClient(LineReceiver):
         return d
 
 
-class TrackedChatProtocol(ChatProtocol):
+class TrackedLineProtocol(LineProtocol):
     """
     The real protocol; it only tells its factory when its connection ends,
     so that a test can wait for the server side to be gone too.
     """
 
-    factory: TrackedChatFactory
+    factory: TrackedLineFactory
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         try:
@@ -186,23 +189,26 @@ class TrackedChatProtocol(ChatProtocol):
             self.factory.lost(self)
 
 
-class TrackedChatFactory(ChatFactory):
-    protocol = TrackedChatProtocol
+class TrackedLineFactory(LineFactory):
+    protocol = TrackedLineProtocol
 
     def __init__(self, limits: Limits | None = None) -> None:
-        super().__init__(reactor, limits)
-        self.tracked: set[ChatProtocol] = set()
-        self._lost_waiters: dict[ChatProtocol, Deferred[None]] = {}
+        stats = Stats()
+        chat = Chat(schedule=lambda flush: reactor.callLater(0, flush), stats=stats)
+        limits = Limits() if limits is None else limits
+        super().__init__(chat, Admission(limits, stats, reactor))
+        self.tracked: set[LineProtocol] = set()
+        self._lost_waiters: dict[LineProtocol, Deferred[None]] = {}
 
     def buildProtocol(self, addr: object) -> Protocol:
         protocol = super().buildProtocol(addr)  # type: ignore[arg-type]
         assert protocol is not None
         # Refused connections are not chat connections; they report nothing.
-        if isinstance(protocol, ChatProtocol):
+        if isinstance(protocol, LineProtocol):
             self.tracked.add(protocol)
         return protocol
 
-    def lost(self, protocol: ChatProtocol) -> None:
+    def lost(self, protocol: LineProtocol) -> None:
         self.tracked.discard(protocol)
         d = self._lost_waiters.pop(protocol, None)
         if d is not None:
@@ -227,7 +233,7 @@ class LoopbackChat:
         self, testcase: SynchronousTestCase, limits: Limits | None = None
     ) -> None:
         self.testcase = testcase
-        self.factory = TrackedChatFactory(limits)
+        self.factory = TrackedLineFactory(limits)
         self.clients: list[LineClient] = []
         self.port: Any = None
 
@@ -263,7 +269,7 @@ class LoopbackChat:
         await self.factory.all_closed()
         # A member leaving schedules a delivery for the next reactor turn;
         # let it run so that no delayed call outlives the test.
-        flush = self.factory.registry.flush
+        flush = self.factory.chat.fanout.flush
         for _ in range(10):
             if not any(call.func == flush for call in reactor.getDelayedCalls()):
                 break

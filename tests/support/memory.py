@@ -1,5 +1,5 @@
 """
-An in-memory harness for L{ChatFactory} and L{ChatProtocol}: every
+An in-memory harness for L{LineFactory} and L{LineProtocol}: every
 connection on a L{StringTransport}, the reactor a L{GuardedClock}, nothing
 on the network.
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IAddress, IDelayedCall
 from twisted.internet.protocol import Protocol
@@ -21,9 +22,13 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
-from chatservice.core.registry import Registry
+from chatservice.core.accounts import Account, Accounts
+from chatservice.core.chat import Chat
+from chatservice.core.history import DEFAULT_REPLAY, History
+from chatservice.core.stats import Stats
+from chatservice.frontends.admission import Admission
 from chatservice.frontends.limits import Limits
-from chatservice.frontends.line.protocol import ChatFactory, ChatProtocol
+from chatservice.frontends.line.protocol import LineFactory, LineProtocol
 
 # A check of the raw output of one connection: what is wrong with it, or None.
 OutputCheck = Callable[[bytes], str | None]
@@ -81,7 +86,7 @@ class Connection:
     """
 
     def __init__(
-        self, harness: Harness, proto: ChatProtocol, transport: StringTransport
+        self, harness: Harness, proto: LineProtocol, transport: StringTransport
     ) -> None:
         self.harness = harness
         self.proto = proto
@@ -167,6 +172,32 @@ def discard(*connections: Connection) -> None:
         connection.take()
 
 
+def line_factory(
+    reactor: Clock,
+    limits: Limits | None = None,
+    history: History | None = None,
+    accounts: Callable[[Chat, dict[str, Account]], Accounts] | None = None,
+    replay: int = DEFAULT_REPLAY,
+) -> LineFactory:
+    """
+    A line front end's factory on C{reactor}, with a chat and an admission
+    of its own, as the server builds them.
+    """
+    stats = Stats()
+    registered: dict[str, Account] = {}
+    chat = Chat(
+        schedule=lambda flush: reactor.callLater(0, flush),
+        history=history,
+        replay=replay,
+        stats=stats,
+        registered=registered,
+    )
+    admission = Admission(Limits() if limits is None else limits, stats, reactor)
+    return LineFactory(
+        chat, admission, None if accounts is None else accounts(chat, registered)
+    )
+
+
 class Harness:
     """
     A factory on a fake clock, and connections to it.
@@ -177,21 +208,43 @@ class Harness:
     """
 
     def __init__(
-        self, limits: Limits | None = None, check: OutputCheck | None = None
+        self,
+        limits: Limits | None = None,
+        check: OutputCheck | None = None,
+        history: History | Callable[[Clock], History] | None = None,
+        accounts: Callable[[Chat, dict[str, Account]], Accounts] | None = None,
+        replay: int = DEFAULT_REPLAY,
     ) -> None:
+        """
+        @param history: the history, or what makes it given the clock.
+        @param accounts: makes the accounts, given the chat and the dict of
+            accounts it consults; without it the server keeps none.
+        """
         self.clock = GuardedClock()
-        self.factory = ChatFactory(reactor=self.clock, limits=limits)
+        self.factory = line_factory(
+            self.clock,
+            limits,
+            history(self.clock) if callable(history) else history,
+            accounts,
+            replay,
+        )
+        self.chat = self.factory.chat
+        self.admission = self.factory.admission
+        self.accounts = self.factory.accounts
+        self.stats = self.factory.stats
         self.check = check
         self.connections: list[Connection] = []
         self._ports = iter(range(40000, 50000))
 
-    @property
-    def registry(self) -> Registry:
-        return self.factory.registry
+    def shut_down(self, grace: float) -> Deferred[None]:
+        """
+        Stop the chat as the server does, with C{grace} seconds to spare.
+        """
+        return self.admission.shut_down(self.chat, grace)
 
     def turn(self) -> None:
         """
-        Run what the registry scheduled for the end of this reactor turn.
+        Run what the chat scheduled for the end of this reactor turn.
         """
         self.clock.advance(0)
 
@@ -253,7 +306,7 @@ class Harness:
         must not be refused.
         """
         proto, transport = self.build(address or self.address(), transport)
-        assert isinstance(proto, ChatProtocol), f"refused: {transport.value()!r}"
+        assert isinstance(proto, LineProtocol), f"refused: {transport.value()!r}"
         connection = Connection(self, proto, transport)
         self.connections.append(connection)
         return connection

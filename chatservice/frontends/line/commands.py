@@ -1,10 +1,12 @@
 """
-The slash commands, in one table.
+The line protocol's slash commands, in one table, and the dispatch of each
+input line to a command or to the current room.
 
 C{/help} and C{docs/protocol.md} both come from L{COMMANDS} (a test keeps
 the doc in step), so a command added here is documented in the same change.
-Handlers talk only to the L{Registry}; the protocol that calls them only
-parses lines and dispatches.
+Handlers call the core's operations through the member's L{LineUser}; what
+they tell the user goes out as events, and a refusal as a typed error that
+the line renderer words.
 """
 
 from __future__ import annotations
@@ -16,28 +18,24 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
+from chatservice.core import errors, events
 from chatservice.core.accounts import Accounts
+from chatservice.core.errors import ChatError
 from chatservice.core.history import HISTORY_MAX
-from chatservice.core.registry import ChatError, Member, Registry
-from chatservice.frontends.line import wire
+from chatservice.frontends.line.user import LineUser
+from chatservice.frontends.line.wire import (
+    EmptyHistory,
+    NoSuchCommand,
+    Notice,
+    UnknownCommand,
+    Usage,
+)
 
 log = Logger()
 
-
-@dataclass(frozen=True)
-class Chat:
-    """
-    What a command may act on: the registry, and the accounts if the server
-    keeps them.
-    """
-
-    registry: Registry
-    accounts: Accounts | None = None
-
-
 # A handler acts at once, or returns a Deferred that fires when it is done;
 # the connection handles no further line of its until then.
-Handler = Callable[[Chat, Member, str], "Deferred[None] | None"]
+Handler = Callable[[LineUser, str], "Deferred[None] | None"]
 
 HISTORY_DEFAULT = 50
 
@@ -63,124 +61,118 @@ class Command:
         return f"/{self.name} {self.arguments}".rstrip()
 
 
+def _usage(command: str) -> Usage:
+    return Usage(COMMANDS[command].usage)
+
+
 def _required(argument: str, command: str) -> str:
     if not argument:
-        raise ChatError(f"Usage: {COMMANDS[command].usage}")
+        raise _usage(command)
     return argument
 
 
-def _nick(chat: Chat, member: Member, argument: str) -> None:
-    chat.registry.rename(member, _required(argument, "nick"))
+def _nick(user: LineUser, argument: str) -> None:
+    user.chat.rename(user.member, _required(argument, "nick"))
 
 
-def _join(chat: Chat, member: Member, argument: str) -> None:
-    chat.registry.join(member, _required(argument, "join"))
+def _join(user: LineUser, argument: str) -> None:
+    user.join(_required(argument, "join"))
 
 
-def _part(chat: Chat, member: Member, argument: str) -> None:
-    chat.registry.part(member, argument or None)
+def _part(user: LineUser, argument: str) -> None:
+    user.part(argument or None)
 
 
-def _rooms(chat: Chat, member: Member, argument: str) -> None:
-    registry = chat.registry
-    rooms = list(registry.listing())
-    if not rooms:
-        registry.tell(member, wire.notice("There are no rooms."))
-        return
-    registry.tell(member, wire.notice(f"{len(rooms)} room(s):"))
-    for room in rooms:
-        registry.tell(member, wire.notice(f"  {room.name} ({len(room.members)})"))
+def _rooms(user: LineUser, argument: str) -> None:
+    user.chat.list_rooms(user.member)
 
 
-def _who(chat: Chat, member: Member, argument: str) -> None:
-    registry = chat.registry
-    room = registry.room(argument) if argument else registry.room_of(member, None)
-    registry.tell(member, wire.notice(registry.who(room)))
+def _who(user: LineUser, argument: str) -> None:
+    chat = user.chat
+    chat.names(user.member, chat.room(argument) if argument else user.here())
 
 
-def _msg(chat: Chat, member: Member, argument: str) -> None:
+def _msg(user: LineUser, argument: str) -> None:
     nick, _, text = argument.partition(" ")
     text = text.strip()
     if not nick or not text:
-        raise ChatError(f"Usage: {COMMANDS['msg'].usage}")
-    chat.registry.whisper(member, nick, text)
+        raise _usage("msg")
+    user.chat.whisper(user.member, nick, text)
 
 
-def _me(chat: Chat, member: Member, argument: str) -> None:
-    chat.registry.act(member, _required(argument, "me"))
+def _me(user: LineUser, argument: str) -> None:
+    user.act(_required(argument, "me"))
 
 
-def _help(chat: Chat, member: Member, argument: str) -> None:
-    registry = chat.registry
+def _help(user: LineUser, argument: str) -> None:
+    tell = user.chat.tell
+    member = user.member
     if argument:
         command = COMMANDS.get(argument.removeprefix("/").lower())
         if command is None:
-            raise ChatError(f"No such command: {argument}. Type /help for the list.")
-        registry.tell(member, wire.notice(f"{command.usage}: {command.summary}"))
+            raise NoSuchCommand(argument)
+        tell(member, Notice(f"{command.usage}: {command.summary}"))
         return
-    registry.tell(member, wire.notice("Commands:"))
+    tell(member, Notice("Commands:"))
     for command in COMMANDS.values():
-        registry.tell(member, wire.notice(f"  {command.usage}: {command.summary}"))
-    registry.tell(
+        tell(member, Notice(f"  {command.usage}: {command.summary}"))
+    tell(
         member,
-        wire.notice(
+        Notice(
             "Other lines go to your current room; start a line with // to "
             "send one that begins with /."
         ),
     )
 
 
-def _history(chat: Chat, member: Member, argument: str) -> None:
-    registry = chat.registry
-    if registry.history is None:
-        raise ChatError("This server keeps no history.")
+def _history(user: LineUser, argument: str) -> None:
+    chat = user.chat
+    if chat.history is None:
+        raise errors.NoHistory()
     try:
         n = int(argument) if argument else HISTORY_DEFAULT
     except ValueError:
-        raise ChatError(f"Usage: {COMMANDS['history'].usage}") from None
+        raise _usage("history") from None
     if n < 1:
-        raise ChatError(f"Usage: {COMMANDS['history'].usage}")
-    room = registry.room_of(member, None)
-    n = min(n, HISTORY_MAX)
-    if not registry.replay_history(member, room, n):
-        registry.tell(member, wire.notice(f"No history in {room.name}."))
+        raise _usage("history")
+    room = user.here()
+    if not chat.replay_history(user.member, room, min(n, HISTORY_MAX)):
+        chat.tell(user.member, EmptyHistory(room.name))
 
 
-def _accounts(chat: Chat) -> Accounts:
-    if chat.accounts is None:
-        raise ChatError("This server keeps no accounts.")
-    return chat.accounts
+def _accounts(user: LineUser) -> Accounts:
+    if user.accounts is None:
+        raise errors.NoAccounts()
+    return user.accounts
 
 
 def _words(argument: str, command: str, count: int) -> list[str]:
     words = argument.split()
     if len(words) != count:
-        raise ChatError(f"Usage: {COMMANDS[command].usage}")
+        raise _usage(command)
     return words
 
 
-def _register(chat: Chat, member: Member, argument: str) -> Deferred[None]:
+def _register(user: LineUser, argument: str) -> Deferred[None]:
     (password,) = _words(argument, "register", 1)
-    return _started(member, chat, _accounts(chat).register(member, password))
+    return _started(user, _accounts(user).register(user.member, password))
 
 
-def _login(chat: Chat, member: Member, argument: str) -> Deferred[None]:
+def _login(user: LineUser, argument: str) -> Deferred[None]:
     nick, password = _words(argument, "login", 2)
-    return _started(member, chat, _accounts(chat).login(member, nick, password))
+    return _started(user, _accounts(user).login(user.member, nick, password))
 
 
-def _logout(chat: Chat, member: Member, argument: str) -> None:
-    _accounts(chat).logout(member)
+def _logout(user: LineUser, argument: str) -> None:
+    _accounts(user).logout(user.member)
 
 
-def _password(chat: Chat, member: Member, argument: str) -> Deferred[None]:
+def _password(user: LineUser, argument: str) -> Deferred[None]:
     old, new = _words(argument, "password", 2)
-    return _started(member, chat, _accounts(chat).change_password(member, old, new))
+    return _started(user, _accounts(user).change_password(user.member, old, new))
 
 
-def _started(
-    member: Member, chat: Chat, work: Coroutine[Any, Any, None]
-) -> Deferred[None]:
+def _started(user: LineUser, work: Coroutine[Any, Any, None]) -> Deferred[None]:
     """
     Run an account command to its end: a refusal becomes an error line, a
     bug a log line and a generic error line, never a password.
@@ -188,16 +180,16 @@ def _started(
 
     def failed(failure: Any) -> None:
         if failure.check(ChatError):
-            chat.registry.tell(member, wire.error(str(failure.value)))
+            user.chat.tell(user.member, events.Refused(failure.value))
         else:
             log.failure("An account command failed", failure)
-            chat.registry.tell(member, wire.error("That failed; try again later."))
+            user.chat.tell(user.member, events.Refused(errors.Failed()))
 
     return Deferred.fromCoroutine(work).addErrback(failed)
 
 
-def _quit(chat: Chat, member: Member, argument: str) -> None:
-    chat.registry.quit(member, argument)
+def _quit(user: LineUser, argument: str) -> None:
+    user.chat.quit(user.member, argument)
 
 
 COMMANDS: dict[str, Command] = {
@@ -258,10 +250,10 @@ COMMANDS: dict[str, Command] = {
 
 
 def dispatch(
-    chat: Chat, member: Member, line: str, as_typed: str | None = None
+    user: LineUser, line: str, as_typed: str | None = None
 ) -> Deferred[None] | None:
     """
-    Act on one input line from C{member}: a command, or chat. Returns a
+    Act on one input line from C{user}: a command, or chat. Returns a
     Deferred if the command goes on after this returns (a login hashes a
     password in a thread): the caller must hold the member's next lines
     until it fires, so that they are handled in the order they were sent.
@@ -273,17 +265,16 @@ def dispatch(
     Refusals come back to the member as error lines; nothing a user types
     can raise out of here as a L{ChatError}.
     """
-    registry = chat.registry
     try:
         if line.startswith("/") and not line.startswith("//"):
             name, _, argument = line[1:].partition(" ")
             command = COMMANDS.get(name.lower())
             if command is None:
-                raise ChatError(f"Unknown command: /{name}. Type /help for the list.")
+                raise UnknownCommand(name)
             if command.takes_name and as_typed is not None:
                 argument = as_typed.partition(" ")[2]
-            return command.handler(chat, member, argument.strip())
-        registry.say(member, line[1:] if line.startswith("//") else line)
+            return command.handler(user, argument.strip())
+        user.say(line[1:] if line.startswith("//") else line)
     except ChatError as e:
-        registry.tell(member, wire.error(str(e)))
+        user.chat.tell(user.member, events.Refused(e))
     return None

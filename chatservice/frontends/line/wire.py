@@ -1,14 +1,29 @@
 """
-Every kind of line the server sends, in one place.
+The line protocol's renderer: every line the server sends to C{nc}, telnet
+and C{chat-client}, in one place.
 
 C{docs/protocol.md} documents exactly these shapes; keep the two in step.
-Lines are built as text here and encoded once by L{encode}, so that a line
-fanned out to a thousand members is encoded a single time.
+The module-level functions build the text of each kind of line (the
+client's parser is tested against them); L{LineRenderer} turns the core's
+events (L{chatservice.core.events}) and typed errors
+(L{chatservice.core.errors}) into those lines, encoded once: a line fanned
+out to a thousand members is rendered a single time.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from chatservice.core import errors, events
+from chatservice.core.errors import ChatError
+from chatservice.core.events import Event
+
 NEWLINE = b"\r\n"
+# Names /who shows before it says how many more there are.
+WHO_LIMIT = 200
 
 
 def encode(line: str) -> bytes:
@@ -68,6 +83,13 @@ def history_end(room: str) -> str:
     return notice(f"End of history of {room}.")
 
 
+def stamp(when: float) -> str:
+    """
+    How a replayed line shows its time: UTC, to the second.
+    """
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(when))
+
+
 def history_line(room: str, when: str, kind: str, nick: str, text: str) -> str:
     """
     A stored line replayed: the time it was said, in parentheses, tells it
@@ -92,7 +114,264 @@ def shutting_down() -> str:
     return notice("The server is shutting down. Goodbye.")
 
 
+def goodbye() -> str:
+    """The last line a client that quits gets."""
+    return notice("Goodbye.")
+
+
 def welcome(nick: str, room: str) -> str:
     return notice(
         f"Welcome to chatservice, {nick}! You are in {room}. Type /help for commands."
     )
+
+
+def count_members(n: int) -> str:
+    return f"{n} member" if n == 1 else f"{n} members"
+
+
+# Events only the line front end has: its "current room", and its help.
+
+
+@dataclass(frozen=True, slots=True)
+class Switched(Event):
+    """The member's current room is now C{room}, which it was in already."""
+
+    room: str
+
+
+@dataclass(frozen=True, slots=True)
+class PartedSelf(Event):
+    """The member left C{room}; its current room is now C{now}, if any."""
+
+    room: str
+    now: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class EmptyHistory(Event):
+    room: str
+
+
+@dataclass(frozen=True, slots=True)
+class Notice(Event):
+    """A line of the line front end's own text, such as help."""
+
+    text: str
+
+
+# Errors only the line front end has: its slash syntax.
+
+
+@dataclass(eq=False)
+class Usage(ChatError):
+    code = "usage"
+    usage: str
+
+
+@dataclass(eq=False)
+class UnknownCommand(ChatError):
+    code = "unknown_command"
+    name: str
+
+
+@dataclass(eq=False)
+class NoSuchCommand(ChatError):
+    """C{/help} was asked about a command there is not."""
+
+    code = "no_such_command"
+    name: str
+
+
+E = TypeVar("E")
+
+
+def _password_rule(e: errors.BadPassword) -> str:
+    return f"A password must be {e.shortest} to {e.longest} characters, with no spaces."
+
+
+def _invalid_name(e: errors.InvalidName) -> str:
+    what = "nickname" if e.what == "nickname" else "room name"
+    return f"Invalid {what}: {e.reason}."
+
+
+# How each refusal reads, by its type.
+_REASONS: dict[type[Any], Callable[[Any], str]] = {
+    errors.InvalidName: _invalid_name,
+    errors.NickTaken: lambda e: f"The nickname {e.nick} is taken.",
+    errors.NickRegistered: lambda e: (
+        f"The nickname {e.nick} is registered; if it is yours, use "
+        f"/login {e.nick} PASSWORD."
+    ),
+    errors.NoSuchNick: lambda e: f"No such nickname: {e.nick}.",
+    errors.NoSuchRoom: lambda e: f"No such room: {e.room}.",
+    errors.NotInRoom: lambda e: f"You are not in {e.room}.",
+    errors.NoRoom: lambda e: "You are not in any room; /join one first.",
+    errors.NoHistory: lambda e: "This server keeps no history.",
+    errors.NoAccounts: lambda e: "This server keeps no accounts.",
+    errors.BadPassword: _password_rule,
+    errors.AlreadyRegistered: lambda e: f"{e.nick} is registered already.",
+    errors.RegisteredMeanwhile: lambda e: (
+        f"{e.nick} was registered by someone else meanwhile."
+    ),
+    errors.GuestNick: lambda e: (
+        "Guest nicknames cannot be registered: choose one with /nick first."
+    ),
+    errors.NotRegistered: lambda e: f"{e.nick} is not registered.",
+    errors.AlreadyLoggedIn: lambda e: f"You are logged in as {e.nick} already.",
+    errors.WrongPassword: lambda e: (
+        "Wrong password; the password is unchanged."
+        if e.nick is None
+        else f"Wrong password for {e.nick}."
+    ),
+    errors.NotLoggedIn: lambda e: (
+        "You are not logged in."
+        if e.to == "logout"
+        else "Log in first: /login NICK PASSWORD."
+    ),
+    errors.TooManyFailures: lambda e: (
+        f"Too many failed logins; try again in {e.wait} s."
+    ),
+    errors.Busy: lambda e: "Your last account command is still being worked on.",
+    errors.NotSaved: lambda e: (
+        "Registration failed; try again later."
+        if e.what == "register"
+        else "Changing the password failed; try again later."
+    ),
+    errors.Failed: lambda e: "That failed; try again later.",
+    errors.LineTooLong: lambda e: (
+        f"Line too long (the limit is {e.limit} bytes); it was dropped."
+    ),
+    errors.ExcessFlood: lambda e: (
+        f"Excess flood: more than {e.queue} lines waiting at {e.rate:g} lines "
+        "a second; disconnecting."
+    ),
+    errors.IdleTimeout: lambda e: f"No input for {e.seconds:g} seconds; disconnecting.",
+    errors.PlainPort: lambda e: (
+        "This port speaks plain text, not TLS; use the TLS port."
+    ),
+    errors.ServerFull: lambda e: (
+        f"The server is full ({e.limit} connections); try again later."
+    ),
+    errors.TooManyFromAddress: lambda e: (
+        f"Too many connections from your address (the limit is {e.limit}); "
+        "try again later."
+    ),
+    Usage: lambda e: f"Usage: {e.usage}",
+    UnknownCommand: lambda e: f"Unknown command: /{e.name}. Type /help for the list.",
+    NoSuchCommand: lambda e: f"No such command: {e.name}. Type /help for the list.",
+}
+
+
+def reason(e: ChatError) -> str:
+    """
+    What the line protocol says of the refusal C{e}, without the C{!!!}.
+    """
+    return _REASONS[type(e)](e)
+
+
+def _replay(e: events.Replay) -> list[str]:
+    return [
+        history_start(e.room, len(e.lines)),
+        *[
+            history_line(e.room, stamp(line.time), line.kind, line.nick, line.text)
+            for line in e.lines
+        ],
+        history_end(e.room),
+    ]
+
+
+def who(room: str, nicks: Sequence[str], limit: int = WHO_LIMIT) -> str:
+    """
+    The names in C{room}, at most C{limit} of them, as one line of text.
+    """
+    shown = ", ".join(nicks[:limit])
+    if len(nicks) > limit:
+        shown += f", and {len(nicks) - limit} more"
+    return f"{room} ({count_members(len(nicks))}): {shown}"
+
+
+def _names(e: events.Names) -> list[str]:
+    return [notice(who(e.room, e.nicks))]
+
+
+def _room_list(e: events.RoomList) -> list[str]:
+    if not e.rooms:
+        return [notice("There are no rooms.")]
+    return [
+        notice(f"{len(e.rooms)} room(s):"),
+        *[notice(f"  {name} ({count})") for name, count in e.rooms],
+    ]
+
+
+def _motd(e: events.Motd) -> list[str]:
+    return [motd_start(), *[motd_line(line) for line in e.lines]]
+
+
+def _parted(e: PartedSelf) -> list[str]:
+    if e.now is None:
+        after = "you are in no room now; /join one to talk"
+    else:
+        after = f"now talking in {e.now}"
+    return [notice(f"You left {e.room}; {after}.")]
+
+
+def _one(format: Callable[[E], str]) -> Callable[[E], Sequence[str]]:
+    return lambda event: [format(event)]
+
+
+# Events of more than one line, or of rarer kinds: formatted to a list of
+# lines. The room lines, which are most of the traffic, have their own fast
+# path in LineRenderer.render.
+_LINES: dict[type[Any], Callable[[Any], Sequence[str]]] = {
+    events.Private: _one(lambda e: private(e.sender, e.text)),
+    events.Welcome: _one(lambda e: welcome(e.nick, e.room)),
+    events.Motd: _motd,
+    events.Entered: _one(
+        lambda e: notice(f"Now talking in {e.room} ({count_members(e.count)}).")
+    ),
+    events.Replay: _replay,
+    events.Names: _names,
+    events.RoomList: _room_list,
+    events.NickChanged: _one(lambda e: notice(f"You are now known as {e.nick}.")),
+    events.SameNick: _one(lambda e: notice(f"You are already {e.nick}.")),
+    events.Displaced: _one(
+        lambda e: notice(f"{e.nick} has logged in from elsewhere; you are renamed.")
+    ),
+    events.Registered: _one(
+        lambda e: notice(f"{e.nick} is registered to you, and you are logged in.")
+    ),
+    events.LoggedIn: _one(lambda e: notice(f"You are logged in as {e.nick}.")),
+    events.LoggedOut: _one(lambda e: notice("You are logged out.")),
+    events.PasswordChanged: _one(lambda e: notice("Your password is changed.")),
+    events.Goodbye: _one(lambda e: goodbye()),
+    events.Closing: _one(lambda e: shutting_down()),
+    events.Refused: _one(lambda e: error(reason(e.error))),
+    events.Joined: _one(lambda e: joined(e.room, e.nick)),
+    events.Left: _one(lambda e: left(e.room, e.nick)),
+    events.Quit: _one(lambda e: quit(e.room, e.nick, e.reason)),
+    events.Renamed: _one(lambda e: renamed(e.room, e.old, e.new)),
+    Switched: _one(lambda e: notice(f"Now talking in {e.room}.")),
+    PartedSelf: _parted,
+    EmptyHistory: _one(lambda e: notice(f"No history in {e.room}.")),
+    Notice: _one(lambda e: notice(e.text)),
+}
+
+
+class LineRenderer:
+    """
+    Renders events as the line protocol's CRLF-ended UTF-8 lines. One
+    instance serves every line connection.
+    """
+
+    def render(self, event: Event) -> bytes:
+        kind = type(event)
+        # The lines said in rooms are most of what a server sends: format
+        # them without a table look-up or a list.
+        if kind is events.Said:
+            e: Any = event
+            return f"[{e.room}] <{e.nick}> {e.text}\r\n".encode()
+        if kind is events.Acted:
+            e = event
+            return f"[{e.room}] * {e.nick} {e.text}\r\n".encode()
+        lines = _LINES[kind](event)
+        return "".join([line + "\r\n" for line in lines]).encode()

@@ -27,7 +27,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from chatservice.core import names
-from chatservice.core.registry import Registry
+from chatservice.core.chat import Chat
 from chatservice.frontends.limits import Limits
 from tests.support.memory import Connection, Harness, discard
 
@@ -81,18 +81,16 @@ def feed(client: Connection, *chunks: bytes) -> None:
     client.harness.settle()
 
 
-def registry_problems(registry: Registry) -> list[str]:
+def registry_problems(registry: Chat) -> list[str]:
     """
-    Every way in which C{registry}'s members and rooms disagree.
+    Every way in which the chat's members and rooms disagree.
     """
     problems = []
     for key, member in registry.members.items():
         if not member.connected:
             problems.append(f"{member!r} is listed but not connected")
-        if key != member.key or key != names.fold(member.nick):
+        if key != member.folded or key != names.fold(member.nick):
             problems.append(f"{member!r} is listed under {key!r}")
-        if member.current is not None and member.current not in (member.rooms.values()):
-            problems.append(f"{member!r} talks in {member.current!r}, not one of its")
         for room_key, room in member.rooms.items():
             if registry.rooms.get(room_key) is not room:
                 problems.append(f"{member!r} is in unlisted {room!r}")
@@ -101,13 +99,17 @@ def registry_problems(registry: Registry) -> list[str]:
     for key, room in registry.rooms.items():
         if not room.members:
             problems.append(f"{room!r} is listed but empty")
-        if key != room.key or key != names.fold(room.name):
+        if key != room.folded or key != names.fold(room.name):
             problems.append(f"{room!r} is listed under {key!r}")
         for member in room.members:
-            if registry.members.get(member.key) is not member:
+            if registry.members.get(member.folded) is not member:
                 problems.append(f"{room!r} holds unlisted {member!r}")
-            if member.rooms.get(room.key) is not room:
+            if member.rooms.get(room.folded) is not room:
                 problems.append(f"{room!r} holds {member!r}, which is not in it")
+            if member not in room.by_renderer.get(member.renderer, {}):
+                problems.append(f"{room!r} does not render for {member!r}")
+        if sum(map(len, room.by_renderer.values())) != len(room.members):
+            problems.append(f"{room!r} renders for others than its members")
     return problems
 
 
@@ -642,7 +644,7 @@ class CatalogueTests(SynchronousTestCase):
             feed(attacker, f"/msg {observer.nick} still here\n".encode())
             self.assertEqual(observer.take(), [f"*{attacker.nick}* still here"])
         self.assertFalse(observer.transport.disconnecting)
-        self.assertEqual(registry_problems(harness.registry), [])
+        self.assertEqual(registry_problems(harness.chat), [])
         for client in harness.connections:
             problem = terminal_safety_problem(client.everything())
             self.assertIsNone(problem, problem)
@@ -709,14 +711,14 @@ class InvariantTests(SynchronousTestCase):
         harness = hostile_harness(Limits(flood_rate=0))
         client = harness.connect()
         harness.connect()
-        self.assertEqual(registry_problems(harness.registry), [])
+        self.assertEqual(registry_problems(harness.chat), [])
         member = client.proto.member
         assert member is not None
         member.connected = False
-        self.assertNotEqual(registry_problems(harness.registry), [])
+        self.assertNotEqual(registry_problems(harness.chat), [])
         member.connected = True
         member.rooms.clear()
-        self.assertNotEqual(registry_problems(harness.registry), [])
+        self.assertNotEqual(registry_problems(harness.chat), [])
 
 
 # Arbitrary input
@@ -874,7 +876,7 @@ class HostileStreamTests(SynchronousTestCase):
         feed(watchers[1], b"/join red\n")
         for chunk in chunks:
             attacker.send(chunk)
-            self.assertEqual(registry_problems(harness.registry), [])
+            self.assertEqual(registry_problems(harness.chat), [])
         if ending == "half-close":
             attacker.proto.readConnectionLost()
         elif ending == "lost":
@@ -882,7 +884,7 @@ class HostileStreamTests(SynchronousTestCase):
         # Release whatever the flood limiter holds.
         harness.settle(seconds=60)
 
-        self.assertEqual(registry_problems(harness.registry), [])
+        self.assertEqual(registry_problems(harness.chat), [])
         for client in harness.connections:
             problem = terminal_safety_problem(client.everything())
             self.assertIsNone(problem, problem)

@@ -272,10 +272,10 @@ class TLSCloseTests(unittest.TestCase):
         from twisted.internet.ssl import Certificate, optionsForClientTLS
 
         from tests.support.certs import make_certificate
-        from tests.support.helpers import TIMEOUT, TrackedChatFactory, make_temp_dir
+        from tests.support.helpers import TIMEOUT, TrackedLineFactory, make_temp_dir
 
         key, cert = make_certificate(make_temp_dir(self))
-        factory = TrackedChatFactory()
+        factory = TrackedLineFactory()
         server = endpoints.serverFromString(
             reactor, f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"
         )

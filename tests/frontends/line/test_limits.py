@@ -26,13 +26,14 @@ from twisted.logger import LogEvent, formatEvent
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
+from chatservice.frontends.admission import Refusal
 from chatservice.frontends.limits import Limits, address_key
-from chatservice.frontends.line.protocol import ChatFactory, ChatProtocol, Refusal
+from chatservice.frontends.line.protocol import LineFactory, LineProtocol
 from tests.support.helpers import (
     TIMEOUT,
     LineClient,
     LoopbackChat,
-    TrackedChatFactory,
+    TrackedLineFactory,
     capture_events,
     deferred_test,
 )
@@ -543,7 +544,7 @@ class SendQTests(unittest.SynchronousTestCase):
         [event] = with_reason(self.events, "sendq exceeded")
         self.assertEqual(event["peer"], b.transport.getPeer())
         b.lost()
-        self.assertEqual(harness.factory.connections, 2)
+        self.assertEqual(harness.admission.connections, 2)
 
     def test_quitWhilePaused(self) -> None:
         """
@@ -572,7 +573,7 @@ class ConnectionLimitTests(unittest.SynchronousTestCase):
         before = len(with_reason(self.events, reason))
         proto, transport = harness.build(address)
         self.assertIsInstance(proto, Refusal)
-        self.assertNotIsInstance(proto, ChatProtocol)
+        self.assertNotIsInstance(proto, LineProtocol)
         self.assertEqual(transport.value(), line.encode() + b"\r\n")
         self.assertTrue(transport.disconnecting)
         events = with_reason(self.events, reason)
@@ -608,7 +609,7 @@ class ConnectionLimitTests(unittest.SynchronousTestCase):
         harness.connect(harness.address("10.0.0.2"))
         for _ in range(3):
             self.full(harness)
-        self.assertEqual(len(harness.factory.registry.members), 2)
+        self.assertEqual(len(harness.factory.chat.members), 2)
         a.lost()
         harness.connect(harness.address("10.0.0.3"))
         self.full(harness)
@@ -656,7 +657,7 @@ class ConnectionLimitTests(unittest.SynchronousTestCase):
         harness = Harness(Limits(max_clients=0, max_per_ip=0))
         for _ in range(40):
             harness.connect(harness.address("10.0.0.1"))
-        self.assertEqual(harness.factory.connections, 40)
+        self.assertEqual(harness.admission.connections, 40)
 
     def test_refusedConnectionCostsNothing(self) -> None:
         """
@@ -665,11 +666,11 @@ class ConnectionLimitTests(unittest.SynchronousTestCase):
         harness = Harness(Limits(max_clients=2, max_per_ip=1))
         harness.connect(harness.address("10.0.0.1"))
         self.crowded(harness, "10.0.0.1", limit=1)
-        self.assertEqual(harness.factory.connections, 1)
-        self.assertEqual(dict(harness.factory.per_address), {"10.0.0.1": 1})
+        self.assertEqual(harness.admission.connections, 1)
+        self.assertEqual(dict(harness.admission.per_address), {"10.0.0.1": 1})
         harness.connect(harness.address("10.0.0.2"))
         self.full(harness)
-        self.assertEqual(harness.factory.connections, 2)
+        self.assertEqual(harness.admission.connections, 2)
 
 
 class AddressKeyTests(unittest.SynchronousTestCase):
@@ -739,7 +740,7 @@ class LogTests(unittest.SynchronousTestCase):
 # Over loopback
 
 
-class Server(TrackedChatFactory):
+class Server(TrackedLineFactory):
     """
     The real factory on the real reactor, keeping the chat protocols it has
     built and telling a test when one of them is gone.
@@ -747,23 +748,23 @@ class Server(TrackedChatFactory):
 
     def __init__(self, limits: Limits) -> None:
         super().__init__(limits)
-        self.built: list[ChatProtocol] = []
-        self._gone: dict[ChatProtocol, list[Deferred[None]]] = {}
+        self.built: list[LineProtocol] = []
+        self._gone: dict[LineProtocol, list[Deferred[None]]] = {}
 
     def buildProtocol(self, addr: Any) -> Any:
         # Refusals are not tracked: they do not report their loss.
-        protocol = ChatFactory.buildProtocol(self, addr)
-        if isinstance(protocol, ChatProtocol):
+        protocol = LineFactory.buildProtocol(self, addr)
+        if isinstance(protocol, LineProtocol):
             self.tracked.add(protocol)
             self.built.append(protocol)
         return protocol
 
-    def lost(self, protocol: ChatProtocol) -> None:
+    def lost(self, protocol: LineProtocol) -> None:
         super().lost(protocol)
         for d in self._gone.pop(protocol, []):
             d.callback(None)
 
-    def when_gone(self, protocol: ChatProtocol) -> Deferred[None]:
+    def when_gone(self, protocol: LineProtocol) -> Deferred[None]:
         if protocol not in self.tracked:
             return succeed(None)
         d: Deferred[None] = Deferred()
@@ -821,7 +822,7 @@ class LoopbackTests(unittest.TestCase):
 
     async def join_raw(
         self, chat: LoopbackChat, server: Server, watcher: LineClient
-    ) -> tuple[socket.socket, ChatProtocol]:
+    ) -> tuple[socket.socket, LineProtocol]:
         sock = raw_socket(self, chat.port_number)
         joined = await watcher.next_line(re.compile(r"^\[lobby\] --> guest\d+ joined$"))
         proto = server.built[-1]
@@ -973,7 +974,7 @@ class LoopbackTests(unittest.TestCase):
         self.assertEqual(
             refused.lines, ["!!! The server is full (2 connections); try again later."]
         )
-        self.assertEqual(len(server.registry.members), 2)
+        self.assertEqual(len(server.chat.members), 2)
         [event] = with_reason(events, "max clients")
         self.assertEqual(event["peer"].port, refused_port)
 
@@ -983,7 +984,7 @@ class LoopbackTests(unittest.TestCase):
         await server.when_gone(server.built[0])
         again = await chat.connect()
         self.assertRegex(again.lines[0], WELCOME)
-        self.assertEqual(len(server.registry.members), 2)
+        self.assertEqual(len(server.chat.members), 2)
 
     @deferred_test
     async def test_keepaliveAndNodelay(self) -> None:

@@ -21,8 +21,8 @@ from twisted.trial import unittest
 
 from chatservice.frontends.limits import Limits
 from chatservice.frontends.line.commands import COMMANDS
-from chatservice.frontends.line.protocol import ChatFactory, ChatProtocol
-from tests.support.memory import Connection, Harness, discard
+from chatservice.frontends.line.protocol import LineProtocol
+from tests.support.memory import Connection, Harness, discard, line_factory
 
 DEFAULT_MAX_LINE = Limits().max_line
 
@@ -940,7 +940,7 @@ class KillingTransport(StringTransport):
 
     def __init__(self, before: bool = False) -> None:
         super().__init__()
-        self.victims: list[ChatProtocol] = []
+        self.victims: list[LineProtocol] = []
         self.before = before
 
     def write(self, data: bytes) -> None:
@@ -1001,13 +1001,13 @@ class DisconnectDuringBroadcastTests(ChatTestCase):
                 self.assertLessEqual(set(lines), quits, client.nick)
             else:
                 self.assertEqual(set(lines), quits, client.nick)
-        members = self.harness.factory.registry.rooms["lobby"].members
+        members = self.harness.factory.chat.rooms["lobby"].members
         self.assertEqual(
             [m.nick for m in members],
             [c.nick for c in self.everyone if c not in gone],
         )
         for client in gone:
-            self.assertNotIn(client.nick, self.harness.factory.registry.members)
+            self.assertNotIn(client.nick, self.harness.factory.chat.members)
 
     def test_recipientDropsItself(self) -> None:
         a, b, c, d = self.killers(4)
@@ -1115,9 +1115,9 @@ class PumpedTests(unittest.SynchronousTestCase):
 
     def setUp(self) -> None:
         self.clock = Clock()
-        self.factory = ChatFactory(reactor=self.clock)
+        self.factory = line_factory(self.clock)
         self.pumps: list[iosim.IOPump] = []
-        self.servers: list[ChatProtocol] = []
+        self.servers: list[LineProtocol] = []
         self.ports = iter(range(40000, 50000))
 
     def connect(self) -> LineCollector:
@@ -1210,7 +1210,7 @@ class PumpedTests(unittest.SynchronousTestCase):
         aNick = self.nick(0)
         self.assertEqual(b.take(), [f"[lobby] <-- {aNick} quit (connection lost)"])
         self.assertEqual(
-            [m.nick for m in self.factory.registry.members.values()], [self.nick(1)]
+            [m.nick for m in self.factory.chat.members.values()], [self.nick(1)]
         )
         b.sendLine(b"/who")
         self.flush()

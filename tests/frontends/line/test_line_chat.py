@@ -1,5 +1,7 @@
 """
-Tests for L{chatservice.core.registry}: the I/O-free heart of the server.
+The chat core's rules as a line user meets them: delivery, ordering, names
+and rooms, through L{LineChat} (the core plus the line front end's policy)
+without a socket.
 """
 
 from __future__ import annotations
@@ -7,18 +9,20 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from twisted.trial.unittest import SynchronousTestCase
-from zope.interface import implementer
-from zope.interface.verify import verifyObject
 
-from chatservice.core.registry import ChatError, IRecipient, Member, Registry
+from chatservice.core.errors import ChatError
+from chatservice.core.rooms import Member
+from chatservice.frontends.line.wire import reason
+from tests.support.lines import RENDERER, LineChat
 from tests.support.memory import ManualScheduler
 
 
-@implementer(IRecipient)
 class Recorder:
     """
-    A recipient that keeps every delivery as it came.
+    A session that keeps every delivery as it came.
     """
+
+    renderer = RENDERER
 
     def __init__(self) -> None:
         self.writes: list[bytes] = []
@@ -45,7 +49,7 @@ class Recorder:
 class RegistryTestCase(SynchronousTestCase):
     def setUp(self) -> None:
         self.scheduler = ManualScheduler()
-        self.registry = Registry(schedule=self.scheduler)
+        self.registry = LineChat(schedule=self.scheduler)
         self.recorders: list[Recorder] = []
 
     def connect(self, nick: str | None = None) -> tuple[Member, Recorder]:
@@ -67,15 +71,12 @@ class RegistryTestCase(SynchronousTestCase):
 
 
 class ConnectTests(RegistryTestCase):
-    def test_recorder_provides_interface(self) -> None:
-        self.assertTrue(verifyObject(IRecipient, Recorder()))
-
     def test_guest_in_lobby(self) -> None:
         recorder = Recorder()
         member = self.registry.connect(recorder)
         self.deliver()
         self.assertEqual(member.nick, "guest1")
-        self.assertEqual(member.current, self.registry.rooms["lobby"])
+        self.assertEqual(self.registry.current(member), self.registry.rooms["lobby"])
         self.assertEqual(
             recorder.lines(),
             [
@@ -208,7 +209,7 @@ class DeliveryTests(RegistryTestCase):
     def test_private_to_unknown(self) -> None:
         alice, _ = self.connect("alice")
         e = self.assertRaises(ChatError, self.registry.whisper, alice, "zed", "x")
-        self.assertEqual(str(e), "No such nickname: zed.")
+        self.assertEqual(reason(e), "No such nickname: zed.")
 
     def test_action(self) -> None:
         alice, _ = self.connect("alice")
@@ -221,10 +222,10 @@ class DeliveryTests(RegistryTestCase):
         alice, _ = self.connect("alice")
         self.registry.part(alice)
         e = self.assertRaises(ChatError, self.registry.say, alice, "x")
-        self.assertIn("not in any room", str(e))
+        self.assertIn("not in any room", reason(e))
 
     def test_immediate_schedule_by_default(self) -> None:
-        registry = Registry()
+        registry = LineChat()
         a, b = Recorder(), Recorder()
         alice = registry.connect(a)
         registry.connect(b)
@@ -325,7 +326,7 @@ class NameTests(RegistryTestCase):
         for taken in ["alice", "ALICE", "Alice", "\uff41lice"]:
             with self.subTest(taken=taken):
                 e = self.assertRaises(ChatError, self.registry.rename, bob, taken)
-                self.assertIn("taken", str(e))
+                self.assertIn("taken", reason(e))
         self.assertEqual(bob.nick, "bob")
 
     def test_change_own_case(self) -> None:
@@ -337,9 +338,9 @@ class NameTests(RegistryTestCase):
     def test_invalid(self) -> None:
         alice, _ = self.connect("alice")
         e = self.assertRaises(ChatError, self.registry.rename, alice, "a b")
-        self.assertTrue(str(e).startswith("Invalid nickname: "))
+        self.assertTrue(reason(e).startswith("Invalid nickname: "))
         e = self.assertRaises(ChatError, self.registry.rename, alice, "Server")
-        self.assertIn("reserved", str(e))
+        self.assertIn("reserved", reason(e))
 
 
 class RoomTests(RegistryTestCase):
@@ -347,7 +348,7 @@ class RoomTests(RegistryTestCase):
         alice, a = self.connect("alice")
         self.registry.join(alice, "python")
         self.registry.join(alice, "#LOBBY")
-        self.assertEqual(alice.current, self.registry.rooms["lobby"])
+        self.assertEqual(self.registry.current(alice), self.registry.rooms["lobby"])
         self.deliver()
         self.assertEqual(a.lines()[-1], "*** Now talking in lobby.")
 
@@ -355,7 +356,7 @@ class RoomTests(RegistryTestCase):
         alice, _ = self.connect("alice")
         python = self.registry.join(alice, "python")
         self.registry.part(alice, "lobby")
-        self.assertIs(alice.current, python)
+        self.assertIs(self.registry.current(alice), python)
 
     def test_part_current_falls_back_to_latest(self) -> None:
         alice, _ = self.connect("alice")
@@ -363,12 +364,12 @@ class RoomTests(RegistryTestCase):
         b = self.registry.join(alice, "b")
         self.registry.join(alice, "c")
         self.registry.part(alice)
-        self.assertIs(alice.current, b)
+        self.assertIs(self.registry.current(alice), b)
 
     def test_part_room_not_in(self) -> None:
         alice, _ = self.connect("alice")
         e = self.assertRaises(ChatError, self.registry.part, alice, "nowhere")
-        self.assertEqual(str(e), "You are not in nowhere.")
+        self.assertEqual(reason(e), "You are not in nowhere.")
 
     def test_others_see_part(self) -> None:
         alice, _ = self.connect("alice")
@@ -393,4 +394,4 @@ class RoomTests(RegistryTestCase):
 
     def test_no_such_room(self) -> None:
         e = self.assertRaises(ChatError, self.registry.room, "nowhere")
-        self.assertEqual(str(e), "No such room: nowhere.")
+        self.assertEqual(reason(e), "No such room: nowhere.")

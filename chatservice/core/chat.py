@@ -1,0 +1,417 @@
+"""
+The chat's operations: connecting, naming, rooms and talking, for every
+front end alike.
+
+L{Chat} is the application facade front ends call. Each operation takes the
+member and, where it matters, the room or nickname explicitly: a front end
+that has a "current room" (the line protocol) keeps it itself. Operations
+check the rules and raise a typed L{ChatError} when one is broken; what they
+tell members goes out as events (L{chatservice.core.events}) through the
+L{Fanout}, never as text. Every text argument is made safe to show
+(L{sanitize.safe}) here, so no front end can forget to.
+
+No I/O: front ends supply sessions, and a scheduler that says when a turn's
+output is written.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Container, Iterator, Sequence
+from itertools import count
+
+from twisted.logger import Logger
+
+from chatservice.core import errors, events, names
+from chatservice.core.fanout import Fanout, Scheduler, immediately
+from chatservice.core.history import (
+    ACTION,
+    DEFAULT_REPLAY,
+    MESSAGE,
+    History,
+    Kind,
+    encode_record,
+)
+from chatservice.core.rooms import Member, Room
+from chatservice.core.sanitize import safe
+from chatservice.core.session import Session
+from chatservice.core.stats import Stats
+
+# Events, not I/O: whoever observes the log decides where they go.
+log = Logger()
+
+
+def _nickname(requested: str) -> str:
+    try:
+        return names.nickname(requested)
+    except names.InvalidName as e:
+        raise errors.InvalidName("nickname", requested, str(e)) from None
+
+
+def _room_name(requested: str) -> str:
+    try:
+        return names.room_name(requested)
+    except names.InvalidName as e:
+        raise errors.InvalidName("room", requested, str(e)) from None
+
+
+def _folded_room(requested: str) -> str:
+    return names.fold(requested.removeprefix("#"))
+
+
+class Chat:
+    """
+    Members, rooms, and what they may do.
+
+    @param schedule: when to write a turn's output (see L{Fanout}).
+    @param history: where room messages and actions are recorded, and
+        replayed from when a member enters a room; None keeps none.
+    @param replay: how many lines of history entering a room replays.
+    @param registered: the folded names of registered nicknames: only who
+        is logged in as one may use it. The accounts keep it up to date.
+    @param motd: the message of the day, lines of text a front end shows
+        newcomers.
+    @ivar members: every member, by folded nickname.
+    @ivar rooms: every room, by folded name.
+    """
+
+    def __init__(
+        self,
+        schedule: Scheduler = immediately,
+        history: History | None = None,
+        replay: int = DEFAULT_REPLAY,
+        stats: Stats | None = None,
+        timer: Callable[[], float] = time.perf_counter,
+        registered: Container[str] = frozenset(),
+        motd: Sequence[str] = (),
+    ) -> None:
+        self.stats = Stats() if stats is None else stats
+        self.fanout = Fanout(schedule, history, self.stats, timer)
+        self.history = history
+        self.replay = replay
+        self.registered = registered
+        self.motd = motd
+        self.members: dict[str, Member] = {}
+        self.rooms: dict[str, Room] = {}
+        self._guest_numbers = count(1)
+
+    # Connection life cycle
+
+    def connect(self, session: Session, nick: str) -> Member:
+        """
+        Add a member called C{nick}, in no room yet.
+        """
+        nick = self._available(None, nick)
+        member = Member(nick, session)
+        self.members[member.folded] = member
+        return member
+
+    def guest_nick(self) -> str:
+        """
+        A free nickname of the shape handed to newcomers who have not
+        chosen one: C{guest1}, C{guest2}, ...
+        """
+        while True:
+            nick = f"{names.GUEST}{next(self._guest_numbers)}"
+            if nick not in self.members and nick not in self.registered:
+                return nick
+
+    def disconnect(self, member: Member, reason: str) -> None:
+        """
+        Remove C{member} everywhere and tell its rooms why. Output still
+        waiting for it is dropped: its connection is gone. Calling this
+        again for the same member does nothing.
+        """
+        if not member.connected:
+            return
+        member.connected = False
+        member.outbox.clear()
+        del self.members[member.folded]
+        for room in list(member.rooms.values()):
+            self._remove(member, room)
+            self.fanout.post(room, None, events.Quit(room.name, member.nick, reason))
+
+    def quit(self, member: Member, message: str) -> None:
+        """
+        The member asked to leave: say goodbye, tell its rooms, and close its
+        connection after everything queued for it has been delivered.
+        """
+        self.dismiss(member, events.Goodbye(), safe(message) or "quit")
+
+    def dismiss(self, member: Member, last: events.Event, reason: str) -> None:
+        """
+        End C{member}'s session: deliver what is queued for it and then
+        C{last}, tell its rooms it quit for C{reason}, and ask its
+        connection to close once that has been sent.
+        """
+        if not member.connected:
+            return
+        self.fanout.flush_rooms_of(member)
+        self.fanout.tell(member, last)
+        self.fanout.deliver(member)
+        self.disconnect(member, reason)
+        member.session.close()
+
+    def close_all(self, last: events.Event) -> None:
+        """
+        The server is stopping: everyone gets what is queued for them, then
+        C{last}, and their connections are asked to close. Nobody is told of
+        anybody else leaving, as everybody is; that also keeps this linear in
+        the number of members.
+        """
+        self.fanout.flush()
+        members = list(self.members.values())
+        # Everyone is gone from the chat before anyone's connection is
+        # touched: a session that fails while taking its last output finds
+        # its member disconnected already, and everyone else still gets
+        # theirs.
+        for member in members:
+            member.connected = False
+            member.rooms.clear()
+        self.members.clear()
+        self.rooms.clear()
+        rendered: dict[object, bytes] = {}
+        for member in members:
+            data = rendered.get(member.renderer)
+            if data is None:
+                data = rendered[member.renderer] = member.renderer.render(last)
+            outbox = member.outbox
+            outbox.append(data)
+            out = b"".join(outbox)
+            outbox.clear()
+            member.session.deliver(out)
+            member.session.close()
+        self.stats.deliveries += len(members)
+
+    # Names
+
+    def _available(self, member: Member | None, requested: str) -> str:
+        """
+        The nickname C{requested}, checked: valid, and free for C{member}.
+        """
+        nick = _nickname(requested)
+        folded = names.fold(nick)
+        holder = self.members.get(folded)
+        if holder is not None and holder is not member:
+            raise errors.NickTaken(nick)
+        if folded in self.registered and (member is None or member.account != folded):
+            raise errors.NickRegistered(nick)
+        return nick
+
+    def rename(self, member: Member, requested: str) -> None:
+        """
+        Give C{member} the nickname C{requested}, refusing names that are
+        invalid or held by someone else (compared case-insensitively).
+        """
+        nick = self._available(member, requested)
+        if nick == member.nick:
+            self.fanout.tell(member, events.SameNick(nick))
+            return
+        self._set_nick(member, nick)
+
+    def _set_nick(self, member: Member, nick: str) -> None:
+        old = member.nick
+        log.info("{old} is now known as {nick}", old=old, nick=nick)
+        del self.members[member.folded]
+        member.nick, member.folded = nick, names.fold(nick)
+        self.members[member.folded] = member
+        self.fanout.tell(member, events.NickChanged(nick))
+        for room in member.rooms.values():
+            self.fanout.post(room, member, events.Renamed(room.name, old, nick))
+
+    def log_in(self, member: Member, nick: str) -> None:
+        """
+        C{member} has proved it owns the registered nickname C{nick}: give
+        it that name, renaming whoever else holds it (a guest who took it
+        while it was free, or an older session of the owner's) to a guest
+        name.
+        """
+        folded = names.fold(nick)
+        holder = self.members.get(folded)
+        if holder is not None and holder is not member:
+            holder.account = None
+            self.fanout.tell(holder, events.Displaced(nick))
+            self._set_nick(holder, self.guest_nick())
+        member.account = folded
+        if member.nick != nick:
+            self._set_nick(member, nick)
+
+    def log_out(self, member: Member) -> None:
+        """
+        C{member} gives up its account, and so its registered name.
+        """
+        member.account = None
+        self.fanout.tell(member, events.LoggedOut())
+        if member.folded in self.registered:
+            self._set_nick(member, self.guest_nick())
+
+    def find(self, nick: str) -> Member:
+        """
+        The member called C{nick}, in any case.
+        """
+        member = self.members.get(names.fold(nick))
+        if member is None:
+            raise errors.NoSuchNick(nick)
+        return member
+
+    # Rooms
+
+    def join(self, member: Member, requested: str, announce: bool = True) -> Room:
+        """
+        Put C{member} in the room C{requested}, creating it, and replay the
+        room's history to it. A member already in the room stays as it is.
+
+        @param announce: tell the member it entered, and how many are there.
+        """
+        name = _room_name(requested)
+        folded = names.fold(name)
+        room = member.rooms.get(folded)
+        if room is not None:
+            return room
+        room = self.rooms.get(folded)
+        if room is None:
+            room = self.rooms[folded] = Room(name)
+        # Lines said before the join are not the joiner's to see.
+        self.fanout.flush_room(room)
+        room.add(member)
+        member.rooms[folded] = room
+        log.info("{nick} joined {room}", nick=member.nick, room=room.name)
+        if announce:
+            self.fanout.tell(member, events.Entered(room.name, len(room.members)))
+        if self.history is not None:
+            self.replay_history(member, room, self.replay)
+        self.fanout.post(room, member, events.Joined(room.name, member.nick))
+        return room
+
+    def replay_history(self, member: Member, room: Room, n: int) -> int:
+        """
+        Tell C{member} the last C{n} lines said in C{room}. The history is
+        in memory, so nothing said after this can come first. Returns how
+        many lines were replayed.
+        """
+        if self.history is None:
+            raise errors.NoHistory()
+        # Lines said earlier this turn are history already.
+        self.fanout.flush_room(room)
+        lines = [
+            events.HistoryLine(entry.time, entry.kind, entry.sender, entry.text)
+            for entry in self.history.recent(room.folded, n)
+        ]
+        if lines:
+            self.fanout.tell(member, events.Replay(room.name, lines))
+        return len(lines)
+
+    def part(self, member: Member, room: Room) -> None:
+        """
+        Take C{member} out of C{room}.
+        """
+        if member.rooms.get(room.folded) is not room:
+            raise errors.NotInRoom(room.name)
+        self._remove(member, room)
+        log.info("{nick} left {room}", nick=member.nick, room=room.name)
+        self.fanout.post(room, None, events.Left(room.name, member.nick))
+
+    def room_of(self, member: Member, requested: str) -> Room:
+        """
+        The room called C{requested}, which C{member} must be in.
+        """
+        room = member.rooms.get(_folded_room(requested))
+        if room is None:
+            raise errors.NotInRoom(requested)
+        return room
+
+    def room(self, requested: str) -> Room:
+        """
+        The existing room called C{requested}.
+        """
+        room = self.rooms.get(_folded_room(requested))
+        if room is None:
+            raise errors.NoSuchRoom(requested)
+        return room
+
+    def _remove(self, member: Member, room: Room) -> None:
+        # The leaver sees every line said before it left.
+        self.fanout.flush_room(room)
+        room.remove(member)
+        del member.rooms[room.folded]
+        if not room.members:
+            del self.rooms[room.folded]
+
+    # Talking
+
+    def say(self, member: Member, room: Room, text: str) -> None:
+        """
+        Send C{text} from C{member} to everyone else in C{room}.
+        """
+        self._talk(member, room, text, MESSAGE, events.Said)
+
+    def act(self, member: Member, room: Room, text: str) -> None:
+        """
+        Send an action (C{/me}) from C{member} to everyone else in C{room}.
+        """
+        self._talk(member, room, text, ACTION, events.Acted)
+
+    def _talk(
+        self,
+        member: Member,
+        room: Room,
+        text: str,
+        kind: Kind,
+        event: type[events.Said] | type[events.Acted],
+    ) -> None:
+        if member.rooms.get(room.folded) is not room:
+            raise errors.NotInRoom(room.name)
+        text = safe(text)
+        self.fanout.post(room, member, event(room.name, member.nick, text))
+        if self.history is not None:
+            room.to_record.append(encode_record(kind, member.nick, text))
+
+    def whisper(self, member: Member, nick: str, text: str) -> None:
+        """
+        Send C{text} from C{member} to the member called C{nick} only.
+        """
+        target = self.find(nick)
+        # Whatever the sender said in its rooms reaches the target first.
+        self.fanout.flush_rooms_of(member)
+        self.fanout.tell(target, events.Private(member.nick, safe(text)))
+
+    def tell(self, member: Member, event: events.Event) -> None:
+        """
+        Queue C{event} for C{member} alone.
+        """
+        self.fanout.tell(member, event)
+
+    def flush(self) -> None:
+        """
+        Deliver everything queued now, rather than at the end of the turn.
+        """
+        self.fanout.flush()
+
+    # Listings
+
+    def listing(self) -> Iterator[Room]:
+        """
+        The rooms, largest first, then by name.
+        """
+        return iter(
+            sorted(self.rooms.values(), key=lambda r: (-len(r.members), r.folded))
+        )
+
+    def names(self, member: Member, room: Room) -> None:
+        """
+        Tell C{member} who is in C{room}.
+        """
+        self.fanout.tell(
+            member, events.Names(room.name, [m.nick for m in room.members])
+        )
+
+    def list_rooms(self, member: Member) -> None:
+        """
+        Tell C{member} every room and how many are in each.
+        """
+        self.fanout.tell(
+            member,
+            events.RoomList(
+                [(room.name, len(room.members)) for room in self.listing()]
+            ),
+        )

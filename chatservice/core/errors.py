@@ -1,0 +1,238 @@
+"""
+Why a request is refused: typed errors that carry what a front end needs to
+say so in its own words.
+
+Like Synapse's error codes, each error is data, not a sentence: the line
+front end writes C{!!! The nickname bob is taken.}, an IRC front end sends
+numeric 433, a web client gets C{{"type": "error", "code": "nick_taken"}}.
+Each class has a C{code}, a short stable name for machine clients.
+
+The core raises these from its operations; front ends raise the ones at the
+end of this module for the limits they enforce on a connection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+
+class ChatError(Exception):
+    """
+    A request that is refused. The subclass says why; its fields say what
+    about.
+    """
+
+    code: ClassVar[str] = "refused"
+
+
+# Names
+
+
+@dataclass(eq=False)
+class InvalidName(ChatError):
+    """
+    C{name} breaks the naming rules; C{reason} is the rule, as
+    L{chatservice.core.names} states it.
+    """
+
+    code = "invalid_name"
+    what: Literal["nickname", "room"]
+    name: str
+    reason: str
+
+
+@dataclass(eq=False)
+class NickTaken(ChatError):
+    code = "nick_taken"
+    nick: str
+
+
+@dataclass(eq=False)
+class NickRegistered(ChatError):
+    """C{nick} belongs to an account the member is not logged in as."""
+
+    code = "nick_registered"
+    nick: str
+
+
+@dataclass(eq=False)
+class NoSuchNick(ChatError):
+    code = "no_such_nick"
+    nick: str
+
+
+# Rooms
+
+
+@dataclass(eq=False)
+class NoSuchRoom(ChatError):
+    code = "no_such_room"
+    room: str
+
+
+@dataclass(eq=False)
+class NotInRoom(ChatError):
+    code = "not_in_room"
+    room: str
+
+
+@dataclass(eq=False)
+class NoRoom(ChatError):
+    """The member is in no room, and the request needs one."""
+
+    code = "no_room"
+
+
+@dataclass(eq=False)
+class NoHistory(ChatError):
+    """This server keeps no history."""
+
+    code = "no_history"
+
+
+# Accounts
+
+
+@dataclass(eq=False)
+class NoAccounts(ChatError):
+    """This server keeps no accounts."""
+
+    code = "no_accounts"
+
+
+@dataclass(eq=False)
+class BadPassword(ChatError):
+    """A new password breaks the length rule."""
+
+    code = "bad_password"
+    shortest: int
+    longest: int
+
+
+@dataclass(eq=False)
+class AlreadyRegistered(ChatError):
+    code = "already_registered"
+    nick: str
+
+
+@dataclass(eq=False)
+class RegisteredMeanwhile(ChatError):
+    """Someone else registered C{nick} while the password was hashed."""
+
+    code = "registered_meanwhile"
+    nick: str
+
+
+@dataclass(eq=False)
+class GuestNick(ChatError):
+    """Guest nicknames cannot be registered."""
+
+    code = "guest_nick"
+
+
+@dataclass(eq=False)
+class NotRegistered(ChatError):
+    code = "not_registered"
+    nick: str
+
+
+@dataclass(eq=False)
+class AlreadyLoggedIn(ChatError):
+    code = "already_logged_in"
+    nick: str
+
+
+@dataclass(eq=False)
+class WrongPassword(ChatError):
+    """
+    The password given for C{nick} is wrong; C{nick} is None when it was
+    the old password of a change, which is then left as it was.
+    """
+
+    code = "wrong_password"
+    nick: str | None
+
+
+@dataclass(eq=False)
+class NotLoggedIn(ChatError):
+    """
+    The request needs a logged-in member; C{to} says what for (C{"logout"}
+    or C{"password"}).
+    """
+
+    code = "not_logged_in"
+    to: Literal["logout", "password"]
+
+
+@dataclass(eq=False)
+class TooManyFailures(ChatError):
+    """Too many failed logins: try again in C{wait} seconds."""
+
+    code = "too_many_failures"
+    wait: int
+
+
+@dataclass(eq=False)
+class Busy(ChatError):
+    """The member's last account command is still being worked on."""
+
+    code = "busy"
+
+
+@dataclass(eq=False)
+class NotSaved(ChatError):
+    """Storing an account failed; C{what} was not done."""
+
+    code = "not_saved"
+    what: Literal["register", "password"]
+
+
+@dataclass(eq=False)
+class Failed(ChatError):
+    """Something went wrong that is not the member's doing."""
+
+    code = "failed"
+
+
+# Limits a front end enforces on a connection
+
+
+@dataclass(eq=False)
+class LineTooLong(ChatError):
+    code = "line_too_long"
+    limit: int
+
+
+@dataclass(eq=False)
+class ExcessFlood(ChatError):
+    """More than C{queue} lines were held at C{rate} lines a second."""
+
+    code = "excess_flood"
+    queue: int
+    rate: float
+
+
+@dataclass(eq=False)
+class IdleTimeout(ChatError):
+    code = "idle_timeout"
+    seconds: float
+
+
+@dataclass(eq=False)
+class PlainPort(ChatError):
+    """A TLS handshake came to a port that speaks plain text."""
+
+    code = "plain_port"
+
+
+@dataclass(eq=False)
+class ServerFull(ChatError):
+    code = "server_full"
+    limit: int
+
+
+@dataclass(eq=False)
+class TooManyFromAddress(ChatError):
+    code = "too_many_from_address"
+    limit: int

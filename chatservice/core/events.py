@@ -1,0 +1,221 @@
+"""
+What the chat core says happened: typed records that every front end renders
+in its own way.
+
+The core never writes a sentence for a user. It emits these events and each
+front end's renderer (L{chatservice.core.session.Renderer}) turns them into
+its own bytes: a line for C{nc}, a numeric for IRC, a JSON object for a
+browser. Events are frozen and slotted: they are shared, unchanged, by every
+recipient and every renderer, and one is made for each line said, so they
+must be small and cheap.
+
+Room events go to the members of a room; the others are replies or notices
+to one member.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from chatservice.core.errors import ChatError
+
+
+class Event:
+    """
+    Something to tell one or more members. Front ends may define events of
+    their own (a line front end's help text, say) for their own renderer.
+    """
+
+    __slots__ = ()
+
+
+class RoomEvent(Event):
+    """Something that happened in C{room}, told to its members."""
+
+    __slots__ = ()
+    room: str
+
+
+# Room events: what the members of a room see.
+
+
+@dataclass(frozen=True, slots=True)
+class Said(RoomEvent):
+    """C{nick} said C{text} in C{room}."""
+
+    room: str
+    nick: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Acted(RoomEvent):
+    """C{nick} described an action (C{/me}, CTCP ACTION) in C{room}."""
+
+    room: str
+    nick: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Joined(RoomEvent):
+    room: str
+    nick: str
+
+
+@dataclass(frozen=True, slots=True)
+class Left(RoomEvent):
+    room: str
+    nick: str
+
+
+@dataclass(frozen=True, slots=True)
+class Quit(RoomEvent):
+    """C{nick} left the chat altogether, for C{reason}."""
+
+    room: str
+    nick: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Renamed(RoomEvent):
+    room: str
+    old: str
+    new: str
+
+
+# Replies and notices: what one member is told.
+
+
+@dataclass(frozen=True, slots=True)
+class Private(Event):
+    """A private message from C{sender} to the member told."""
+
+    sender: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome(Event):
+    """
+    The first thing a newcomer is told: its nickname, and the room a front
+    end put it in, if any.
+    """
+
+    nick: str
+    room: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Motd(Event):
+    """The operator's message of the day, as lines of text."""
+
+    lines: Sequence[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Entered(Event):
+    """The member told has entered C{room}, which now has C{count} members."""
+
+    room: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryLine:
+    """One stored line of a room, as replayed."""
+
+    time: float
+    kind: Literal["message", "action"]
+    nick: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Replay(Event):
+    """The last lines said in C{room}, oldest first, never empty."""
+
+    room: str
+    lines: Sequence[HistoryLine]
+
+
+@dataclass(frozen=True, slots=True)
+class Names(Event):
+    """Who is in C{room}, in the order they entered it."""
+
+    room: str
+    nicks: Sequence[str]
+
+
+@dataclass(frozen=True, slots=True)
+class RoomList(Event):
+    """Every room with its member count, largest first, then by name."""
+
+    rooms: Sequence[tuple[str, int]]
+
+
+@dataclass(frozen=True, slots=True)
+class NickChanged(Event):
+    """The member told is now called C{nick}."""
+
+    nick: str
+
+
+@dataclass(frozen=True, slots=True)
+class SameNick(Event):
+    """The member asked for the nickname it has already."""
+
+    nick: str
+
+
+@dataclass(frozen=True, slots=True)
+class Displaced(Event):
+    """
+    The owner of the registered C{nick} logged in elsewhere, so the member
+    told, which held that name, is being given another.
+    """
+
+    nick: str
+
+
+@dataclass(frozen=True, slots=True)
+class Registered(Event):
+    """C{nick} is now registered to the member told, who is logged in."""
+
+    nick: str
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedIn(Event):
+    nick: str
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedOut(Event):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordChanged(Event):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Goodbye(Event):
+    """The member's own quit was carried out: the last thing it is told."""
+
+
+@dataclass(frozen=True, slots=True)
+class Closing(Event):
+    """The server is shutting down: the last thing everyone is told."""
+
+
+@dataclass(frozen=True, slots=True)
+class Refused(Event):
+    """A request of the member told was refused, for the reason C{error}."""
+
+    error: ChatError

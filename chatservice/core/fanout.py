@@ -1,0 +1,213 @@
+"""
+Delivery: events queued during a reactor turn, rendered once per kind of
+front end, and written once per member.
+
+An event in a room is appended to the room's pending list; when the front
+end's scheduler runs L{Fanout.flush} (once a turn), each room's pending
+events are rendered once for each renderer present among its members, and
+the same C{bytes} object is queued for every member of that kind who caused
+none of them. Each member then gets a single write for the turn. Per
+recipient, the work is an append; per line, one render per kind of front
+end, whatever the number of members.
+
+Ordering rules that follow, and that the tests pin down:
+
+  - A member receives output in the order it was queued for it, whether
+    room events, private messages or replies.
+  - Membership changes flush the room first (L{Fanout.flush_room}), so a
+    joiner never sees lines said before it joined and a leaver sees every
+    line said before it left.
+  - A private message flushes the sender's rooms first, so the addressee
+    never sees it before a room line the sender said earlier.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from chatservice.core.events import Event
+from chatservice.core.history import History
+from chatservice.core.rooms import Member, Room
+from chatservice.core.stats import Stats
+
+Scheduler = Callable[[Callable[[], None]], object]
+
+
+def immediately(flush: Callable[[], None]) -> None:
+    """A scheduler that flushes at once: for tests and tools."""
+    flush()
+
+
+class Fanout:
+    """
+    The per-turn queues of events and output.
+
+    @param schedule: called with L{flush} whenever output is waiting, at
+        most once until that flush has run. A reactor front end passes
+        C{lambda f: reactor.callLater(0, f)} so that everything queued in
+        one reactor turn goes out together.
+    @param history: where rooms' records are kept when they are flushed.
+    @param stats: where deliveries and fan-out times are counted.
+    @param timer: the clock fan-out is timed with.
+    """
+
+    def __init__(
+        self,
+        schedule: Scheduler = immediately,
+        history: History | None = None,
+        stats: Stats | None = None,
+        timer: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self._schedule = schedule
+        self.history = history
+        self.stats = Stats() if stats is None else stats
+        self._timer = timer
+        self._dirty_rooms: list[Room] = []
+        self._dirty_members: list[Member] = []
+        self._flush_scheduled = False
+        # Room events handed to members since the last flush.
+        self._room_lines = 0
+
+    def post(self, room: Room, sender: Member | None, event: Event) -> None:
+        """
+        Queue C{event} for every member of C{room} except C{sender}.
+        """
+        pending = room.pending
+        pending.append((sender, event))
+        if len(pending) == 1:
+            self._dirty_rooms.append(room)
+            self._request_flush()
+
+    def tell(self, member: Member, event: Event) -> None:
+        """
+        Queue C{event} for C{member} alone, rendered for it now.
+        """
+        self.stats.deliveries += 1
+        self.queue(member, member.renderer.render(event))
+
+    def queue(self, member: Member, data: bytes) -> None:
+        """
+        Queue bytes already rendered for C{member}.
+        """
+        if not member.connected:
+            return
+        outbox = member.outbox
+        outbox.append(data)
+        if len(outbox) == 1:
+            self._dirty_members.append(member)
+            self._request_flush()
+
+    def _request_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._schedule(self.flush)
+
+    def flush_room(self, room: Room) -> None:
+        """
+        Turn the room's pending events into queued output for its members:
+        rendered once per renderer, and shared by every member of that kind
+        who caused none of them.
+        """
+        pending = room.pending
+        if not pending:
+            return
+        room.pending = []
+        records = room.to_record
+        if records:
+            room.to_record = []
+            assert self.history is not None
+            self.history.record(room.folded, room.name, records)
+        members = room.members
+        if members:
+            self._room_lines += len(pending)
+            if len(pending) == 1:
+                self.stats.deliveries += len(members) - (pending[0][0] in members)
+                self._share_one(room, pending[0][0], pending[0][1])
+            else:
+                self.stats.deliveries += len(pending) * len(members) - sum(
+                    [sender in members for sender, _ in pending]
+                )
+                self._share_many(room, pending)
+
+    def _share_one(self, room: Room, sender: Member | None, event: Event) -> None:
+        # The common case, a single event this turn, without the joins.
+        dirty = self._dirty_members
+        for renderer, members in room.by_renderer.items():
+            data = renderer.render(event)
+            for member in members:
+                if member is sender:
+                    continue
+                outbox = member.outbox
+                if not outbox:
+                    dirty.append(member)
+                outbox.append(data)
+
+    def _share_many(
+        self, room: Room, pending: list[tuple[Member | None, Event]]
+    ) -> None:
+        dirty = self._dirty_members
+        senders = {sender for sender, _ in pending}
+        for renderer, members in room.by_renderer.items():
+            render = renderer.render
+            pieces = [render(event) for _, event in pending]
+            data = b"".join(pieces)
+            for member in members:
+                if member in senders:
+                    out = b"".join(
+                        [
+                            piece
+                            for (sender, _), piece in zip(pending, pieces, strict=True)
+                            if sender is not member
+                        ]
+                    )
+                    if not out:
+                        continue
+                else:
+                    out = data
+                outbox = member.outbox
+                if not outbox:
+                    dirty.append(member)
+                outbox.append(out)
+
+    def flush_rooms_of(self, member: Member) -> None:
+        """
+        Queue the events pending in C{member}'s rooms, for all their
+        members, ahead of whatever is queued next.
+        """
+        for room in member.rooms.values():
+            self.flush_room(room)
+
+    def flush(self) -> None:
+        """
+        Deliver everything queued: one write per member with output.
+
+        The time this takes is recorded once for each room event delivered:
+        it is how long fanning out that event took, from the start of the
+        turn's delivery to the last recipient's write.
+        """
+        started = self._timer()
+        rooms, self._dirty_rooms = self._dirty_rooms, []
+        for room in rooms:
+            self.flush_room(room)
+        members, self._dirty_members = self._dirty_members, []
+        for member in members:
+            self.deliver(member)
+        if self._room_lines:
+            self.stats.fanout.observe(self._timer() - started, self._room_lines)
+            self._room_lines = 0
+        self._flush_scheduled = False
+        if self._dirty_rooms or self._dirty_members:
+            # Delivery made more output (a recipient disconnected, say).
+            self._request_flush()
+
+    def deliver(self, member: Member) -> None:
+        """
+        Write what is queued for C{member} now, in one piece.
+        """
+        outbox = member.outbox
+        if not outbox or not member.connected:
+            return
+        data = outbox[0] if len(outbox) == 1 else b"".join(outbox)
+        outbox.clear()
+        member.session.deliver(data)

@@ -1,0 +1,93 @@
+"""
+Members and rooms: the state the chat core keeps of who is where.
+
+Plain records with slots; the rules live in L{chatservice.core.chat} and
+delivery in L{chatservice.core.fanout}.
+"""
+
+from __future__ import annotations
+
+from chatservice.core import names
+from chatservice.core.events import Event
+from chatservice.core.session import Renderer, Session
+
+
+class Member:
+    """
+    One connected user.
+
+    Members compare by identity: two connections are two members even if
+    one later takes the other's old nickname.
+
+    @ivar folded: the nickname's key (L{names.fold}), unique among members.
+    @ivar account: the folded name of the account it is logged in as.
+    @ivar outbox: rendered output queued for it this turn.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "account",
+        "connected",
+        "folded",
+        "nick",
+        "outbox",
+        "renderer",
+        "rooms",
+        "session",
+    )
+
+    def __init__(self, nick: str, session: Session) -> None:
+        self.nick = nick
+        self.folded = names.fold(nick)
+        self.session = session
+        self.renderer: Renderer = session.renderer
+        # Rooms the member is in, by key, in the order it joined them.
+        self.rooms: dict[str, Room] = {}
+        self.outbox: list[bytes] = []
+        self.connected = True
+        self.account: str | None = None
+
+    def __repr__(self) -> str:
+        return f"<Member {self.nick!r}>"
+
+
+class Room:
+    """
+    A named set of members. A room exists while it has members.
+
+    @ivar members: an insertion-ordered set: who entered first is listed
+        (and served) first.
+    @ivar by_renderer: the same members grouped by their renderer, so that
+        fan-out renders each event once per kind of front end without a
+        look-up per member.
+    @ivar pending: events this turn, with who caused them (None: the
+        server), not yet rendered.
+    @ivar to_record: of those, the history records to keep.
+    """
+
+    __slots__ = ("by_renderer", "folded", "members", "name", "pending", "to_record")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.folded = names.fold(name)
+        self.members: dict[Member, None] = {}
+        self.by_renderer: dict[Renderer, dict[Member, None]] = {}
+        self.pending: list[tuple[Member | None, Event]] = []
+        self.to_record: list[bytes] = []
+
+    def add(self, member: Member) -> None:
+        self.members[member] = None
+        group = self.by_renderer.get(member.renderer)
+        if group is None:
+            group = self.by_renderer[member.renderer] = {}
+        group[member] = None
+
+    def remove(self, member: Member) -> None:
+        del self.members[member]
+        group = self.by_renderer[member.renderer]
+        del group[member]
+        if not group:
+            del self.by_renderer[member.renderer]
+
+    def __repr__(self) -> str:
+        return f"<Room {self.name!r} ({len(self.members)} members)>"

@@ -1,0 +1,53 @@
+"""
+The seam between the chat core and its front ends.
+
+A front end supplies two things:
+
+  - a L{Renderer}, one per kind of front end, shared by all its sessions,
+    which turns events into that front end's bytes;
+  - a L{Session} per connection, which takes bytes the core has rendered
+    and delivers them.
+
+The core renders a room's events once per renderer present in the room and
+hands the same C{bytes} to every session of that kind (Ergo's message
+cache). Rendering per recipient would cost a format per member per line.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from chatservice.core.events import Event
+
+
+class Renderer(Protocol):
+    """
+    How one kind of front end writes events. Renderers are compared by
+    identity: sessions that share one share its output.
+    """
+
+    def render(self, event: Event) -> bytes:
+        """
+        The bytes that tell a member of this kind of front end C{event}:
+        whole protocol units (lines, frames), ready to send.
+        """
+
+
+class Session(Protocol):
+    """
+    One member's connection, as the core sees it.
+    """
+
+    @property
+    def renderer(self) -> Renderer:
+        """What renders this session's events."""
+
+    def deliver(self, data: bytes) -> None:
+        """
+        Send C{data}, already rendered by L{renderer}, to the member.
+        """
+
+    def close(self) -> None:
+        """
+        End the connection once what was delivered has been sent.
+        """
