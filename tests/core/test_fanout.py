@@ -1,0 +1,105 @@
+"""
+Fan-out renders a room's batch once per kind of front end, whatever the
+number of members, and hands every member of a kind the same bytes.
+"""
+
+from __future__ import annotations
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from chatservice.core.chat import Chat
+from chatservice.core.events import Event, Said
+from chatservice.core.rooms import Member
+from chatservice.frontends.line.wire import LineRenderer
+from tests.support.memory import ManualScheduler
+
+
+class CountingRenderer:
+    """
+    Wraps a renderer and counts the events it was asked to render.
+    """
+
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+        self.calls: list[Event] = []
+
+    def render(self, event: Event) -> bytes:
+        self.calls.append(event)
+        return self.inner.render(event)  # type: ignore[attr-defined, no-any-return]
+
+
+class ShoutingRenderer:
+    """
+    A second kind of front end, for tests only: everything in capitals.
+    """
+
+    def render(self, event: Event) -> bytes:
+        return (repr(event).upper() + "\n").encode()
+
+
+class Sink:
+    def __init__(self, renderer: object) -> None:
+        self.renderer = renderer
+        self.writes: list[bytes] = []
+
+    def deliver(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def close(self) -> None:
+        pass
+
+
+class TwoRenderersTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.turns = ManualScheduler()
+        self.chat = Chat(schedule=self.turns)
+        self.lines = CountingRenderer(LineRenderer())
+        self.shouts = CountingRenderer(ShoutingRenderer())
+
+    def members(self, renderer: CountingRenderer, n: int, prefix: str) -> list[Member]:
+        members = []
+        for i in range(n):
+            member = self.chat.connect(Sink(renderer), f"{prefix}{i}")
+            self.chat.join(member, "lobby", announce=False)
+            members.append(member)
+        self.turns.run()
+        for member in members:
+            member.session.writes.clear()  # type: ignore[attr-defined]
+        return members
+
+    def check(self, n: int) -> None:
+        lines = self.members(self.lines, n, "l")
+        shouts = self.members(self.shouts, n, "s")
+        for member in lines:
+            member.session.writes.clear()  # type: ignore[attr-defined]
+        self.lines.calls.clear()
+        self.shouts.calls.clear()
+        speaker = lines[0]
+        room = self.chat.room("lobby")
+        self.chat.say(speaker, room, "one")
+        self.chat.say(shouts[0], room, "two")
+        self.turns.run()
+        batch = [Said("lobby", "l0", "one"), Said("lobby", "s0", "two")]
+        # One render per event per kind of front end, for 2 or 200 members.
+        self.assertEqual(self.lines.calls, batch)
+        self.assertEqual(self.shouts.calls, batch)
+        line_writes = [m.session.writes for m in lines[1:]]  # type: ignore[attr-defined]
+        shout_writes = [m.session.writes for m in shouts[1:]]  # type: ignore[attr-defined]
+        self.assertEqual(line_writes[0], [b"[lobby] <l0> one\r\n[lobby] <s0> two\r\n"])
+        self.assertTrue(shout_writes[0][0].startswith(b"SAID(ROOM='LOBBY'"))
+        # The very same bytes object for every member of one kind.
+        for writes in line_writes:
+            self.assertIs(writes[0], line_writes[0][0])
+        for writes in shout_writes:
+            self.assertIs(writes[0], shout_writes[0][0])
+        # A sender gets the batch without its own line.
+        self.assertEqual(
+            speaker.session.writes,  # type: ignore[attr-defined]
+            [b"[lobby] <s0> two\r\n"],
+        )
+
+    def test_fewMembers(self) -> None:
+        self.check(2)
+
+    def test_manyMembers(self) -> None:
+        self.check(200)
