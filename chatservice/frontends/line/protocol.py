@@ -14,6 +14,8 @@ from twisted.internet.defer import Deferred
 from chatservice.core import sanitize
 from chatservice.core.accounts import Accounts
 from chatservice.core.chat import Chat
+from chatservice.core.errors import ChatError
+from chatservice.core.events import Refused
 from chatservice.core.rooms import Member
 from chatservice.frontends.admission import Admission
 from chatservice.frontends.limits import Limits
@@ -37,6 +39,23 @@ class LineProtocol(StreamSession):
         return self.user.member
 
     def lineReceived(self, line: bytes) -> Deferred[None] | None:
+        # Most lines are plain printable text said in the current room:
+        # they go there without the general decoding and the command
+        # parser. Anything else (telnet negotiation, invalid UTF-8,
+        # controls, a command, blank) takes the general path.
+        if b"\xff" not in line and not line.startswith(b"/"):
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError:
+                pass
+            else:
+                if text.isprintable() and not text.isspace() and text:
+                    user = self.user
+                    try:
+                        user.say(text)
+                    except ChatError as e:
+                        user.chat.tell(user.member, Refused(e))
+                    return None
         decoded = sanitize.decode(line)
         text = sanitize.safe(decoded)
         if not text.strip():
