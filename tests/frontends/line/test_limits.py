@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import reactor
@@ -1001,3 +1002,39 @@ class LoopbackTests(unittest.TestCase):
         self.assertNotEqual(
             handle.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY), 0
         )
+
+
+class DroppedOnceTests(unittest.SynchronousTestCase):
+    """
+    A connection the server drops is logged once, with its reason: not a
+    second time, as "Connection was closed cleanly", when it closes.
+    """
+
+    def dropped(
+        self, limits: Limits, act: Callable[[Harness, Connection], None]
+    ) -> None:
+        events = capture_events(self)
+        harness = Harness(limits)
+        client = harness.connect()
+        act(harness, client)
+        self.assertFalse(client.connected)
+        client.lost()
+        peer = client.transport.getPeer()
+        said = [
+            formatEvent(e)
+            for e in chat_events(events)
+            if e.get("peer") == peer and "disconnected" in e.get("log_format", "")
+        ]
+        self.assertEqual(len(said), 1, said)
+
+    def test_idle(self) -> None:
+        self.dropped(Limits(idle_timeout=10), lambda h, c: h.advance(10))
+
+    def test_flood(self) -> None:
+        self.dropped(FLOOD, lambda h, c: c.lines(*["x"] * 20))
+
+    def test_tls(self) -> None:
+        self.dropped(Limits(), lambda h, c: c.send(b"\x16\x03\x01\x02\x00"))
+
+    def test_quitIsLoggedOnce(self) -> None:
+        self.dropped(Limits(), lambda h, c: c.say("/quit"))
