@@ -27,6 +27,7 @@ from chatservice.client.session_state import (
     is_welcome,
 )
 from chatservice.client.tls_endpoint import ERROR_PREFIX
+from chatservice.core.events import Goodbye
 from chatservice.frontends.line import wire
 from tests.support.helpers import ServerProcess, SocketClient
 
@@ -205,12 +206,14 @@ class WireTests(unittest.SynchronousTestCase):
 
     def test_goodbye(self) -> None:
         """
-        The server's answer to C{/quit} (L{chatservice.core.registry}'s
-        C{quit}) is the goodbye the client waits for; the shutdown line
-        is not, though it ends in "Goodbye." too.
+        The server's answer to C{/quit} (the line renderer's rendering of
+        the core's L{Goodbye}) is the goodbye the client waits for; the
+        shutdown line is not, though it ends in "Goodbye." too.
         """
-        goodbye = wire.notice("Goodbye.")
-        self.assertEqual(wire.encode(goodbye).replace(b"\r\n", b"\n"), GOODBYE)
+        goodbye = wire.goodbye()
+        rendered = wire.LineRenderer().render(Goodbye())
+        self.assertEqual(rendered, wire.encode(goodbye))
+        self.assertEqual(rendered.replace(b"\r\n", b"\n"), GOODBYE)
         self.assertTrue(goodbye_seen(goodbye))
         self.assertTrue(goodbye_seen(wire.welcome("guest1", "lobby"), goodbye))
         self.assertFalse(goodbye_seen(goodbye, wire.joined("lobby", "bob")))
