@@ -16,7 +16,7 @@ to one member.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
@@ -219,3 +219,24 @@ class Refused(Event):
     """A request of the member told was refused, for the reason C{error}."""
 
     error: ChatError
+
+
+def _quick_init(cls: type) -> None:
+    """
+    Give the frozen dataclass C{cls} an C{__init__} that fills its slots
+    through their descriptors. The one C{dataclass} writes goes through
+    C{object.__setattr__} once a field, to get past the frozen
+    C{__setattr__}; this costs about a third less, and an event is made for
+    every line said. Instances are as frozen as before.
+    """
+    names = [field.name for field in fields(cls)]
+    setters = {f"_set_{name}": cls.__dict__[name].__set__ for name in names}
+    source = f"def __init__(self, {', '.join(names)}):\n" + "".join(
+        f"    _set_{name}(self, {name})\n" for name in names
+    )
+    exec(source, setters)
+    cls.__init__ = setters["__init__"]  # type: ignore[misc]
+
+
+for _cls in (Said, Acted, Joined, Left, Quit, Renamed, Private):
+    _quick_init(_cls)

@@ -345,8 +345,13 @@ class StreamSession(TimeoutMixin, Protocol):
             self._end_of_input()
 
     def _handle(self, lines: list[bytes | None]) -> None:
+        # Once a line for every line received: the checks are written out
+        # rather than called (what _reading and _too_long say).
+        member = self.member
+        admission = self.factory.admission
+        limit = self.limits.max_line
         for index, line in enumerate(lines):
-            if not self._reading:
+            if member is None or not member.connected or not admission.accepting_input:
                 return
             if self._waiting is not None:
                 # A command is still at work: the rest waits for it.
@@ -354,7 +359,7 @@ class StreamSession(TimeoutMixin, Protocol):
                 if len(self._after_wait) > self.limits.flood_queue:
                     self._excess_flood()
                 return
-            if line is _TOO_LONG or self._too_long(line):
+            if line is _TOO_LONG or (len(line) > limit and self._too_long(line)):
                 self._refuse_long_line()
                 continue
             if line.endswith(b"\r"):

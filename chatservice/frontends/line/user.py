@@ -100,7 +100,11 @@ class LineUser:
         return room
 
     def say(self, text: str) -> None:
-        self.chat.say(self.member, self.here(), text)
+        # What most lines do: here() written out for its common case.
+        current = self.current
+        if current is None or self.member.rooms.get(current.folded) is not current:
+            current = self.here()
+        self.chat.say(self.member, current, text)
 
     def act(self, text: str) -> None:
         self.chat.act(self.member, self.here(), text)

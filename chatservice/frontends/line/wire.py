@@ -357,6 +357,10 @@ _LINES: dict[type[Any], Callable[[Any], Sequence[str]]] = {
 }
 
 
+_SAID = events.Said
+_ACTED = events.Acted
+
+
 class LineRenderer:
     """
     Renders events as the line protocol's CRLF-ended UTF-8 lines. One
@@ -367,10 +371,10 @@ class LineRenderer:
         kind = type(event)
         # The lines said in rooms are most of what a server sends: format
         # them without a table look-up or a list.
-        if kind is events.Said:
+        if kind is _SAID:
             e: Any = event
             return f"[{e.room}] <{e.nick}> {e.text}\r\n".encode()
-        if kind is events.Acted:
+        if kind is _ACTED:
             e = event
             return f"[{e.room}] * {e.nick} {e.text}\r\n".encode()
         lines = _LINES[kind](event)
