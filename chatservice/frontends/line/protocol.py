@@ -39,23 +39,32 @@ class LineProtocol(StreamSession):
         return self.user.member
 
     def lineReceived(self, line: bytes) -> Deferred[None] | None:
-        # Most lines are plain printable text said in the current room:
-        # they go there without the general decoding and the command
-        # parser. Anything else (telnet negotiation, invalid UTF-8,
-        # controls, a command, blank) takes the general path.
-        if b"\xff" not in line and not line.startswith(b"/"):
+        # Most lines are text said in the current room. A line whose first
+        # byte is printable ASCII other than "/" is one whatever cleaning
+        # takes out of the rest (that first character stays, so the line is
+        # neither a command nor blank): it goes to the room at once, and the
+        # core cleans the text. Anything else (telnet negotiation, invalid
+        # UTF-8, a command, a blank line, a control first) takes the
+        # general path.
+        if line and 0x20 < line[0] < 0x7F and line[0] != 0x2F and b"\xff" not in line:
             try:
                 text = line.decode("utf-8")
             except UnicodeDecodeError:
                 pass
             else:
-                if text.isprintable() and not text.isspace() and text:
-                    user = self.user
-                    try:
-                        user.say(text)
-                    except ChatError as e:
-                        user.chat.tell(user.member, Refused(e))
-                    return None
+                user = self.user
+                try:
+                    user.say(text)
+                except ChatError as e:
+                    user.chat.tell(user.member, Refused(e))
+                return None
+        return self.handleLine(line)
+
+    def handleLine(self, line: bytes) -> Deferred[None] | None:
+        """
+        Any line: decoded (invalid UTF-8 replaced, telnet negotiation
+        dropped), cleaned for parsing, and handed to the commands.
+        """
         decoded = sanitize.decode(line)
         text = sanitize.safe(decoded)
         if not text.strip():

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
@@ -29,6 +30,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from chatservice.core import names
 from chatservice.core.chat import Chat
 from chatservice.frontends.limits import Limits
+from chatservice.frontends.line.protocol import LineProtocol
 from tests.support.memory import Connection, Harness, discard
 
 MAX_LINE = Limits().max_line
@@ -909,3 +911,49 @@ class HostileStreamTests(SynchronousTestCase):
     def test_defaultLimits(self, stream: tuple[list[bytes], str]) -> None:
         chunks, ending = stream
         self.run_stream(Limits(), chunks, ending)
+
+
+# The plain-line shortcut
+
+
+class GeneralPathOnly(LineProtocol):
+    """
+    The line protocol without its shortcut for plain lines.
+    """
+
+    def lineReceived(self, line: bytes) -> Deferred[None] | None:
+        return self.handleLine(line)
+
+
+class ShortcutTests(SynchronousTestCase):
+    """
+    Plain lines skip the general decoding and the command parser; whatever
+    the line, everyone sees exactly what the general path would show.
+    """
+
+    def outputs(
+        self, factory_protocol: type[LineProtocol], lines: list[bytes]
+    ) -> list[bytes]:
+        harness = Harness(Limits(flood_rate=0))
+        harness.factory.protocol = factory_protocol
+        speaker, listener = harness.clients(2)
+        speaker.send(b"".join(line + b"\n" for line in lines))
+        return [speaker.everything(), listener.everything()]
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        st.lists(
+            st.one_of(
+                st.binary(max_size=40),
+                st.text(max_size=40).map(lambda t: t.encode("utf-8")),
+                st.sampled_from(
+                    [b"\x1b[31m/nick bob", b"a\x1b[2J", b" x", b"/me waves", b"\xffhi"]
+                ),
+            ).map(lambda b: b.replace(b"\n", b"")),
+            max_size=8,
+        )
+    )
+    def test_sameAsGeneralPath(self, lines: list[bytes]) -> None:
+        self.assertEqual(
+            self.outputs(LineProtocol, lines), self.outputs(GeneralPathOnly, lines)
+        )
