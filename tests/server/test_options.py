@@ -5,18 +5,28 @@ each value is checked, and what an operator reads when one is wrong.
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
+from typing import Any, cast
 
 from twisted.python import usage
 from twisted.trial import unittest
 
+import chatservice
+from chatservice.core.history import HISTORY_MAX
 from chatservice.frontends.limits import Limits
 from chatservice.server.options import (
+    AMOUNT,
+    COUNT,
     DEFAULT_PORT,
     DEFAULT_SHUTDOWN_GRACE,
+    POSITIVE,
+    REPLAY,
+    Number,
     Options,
     limits_from,
 )
@@ -205,3 +215,177 @@ class OperationsOptionsTests(unittest.SynchronousTestCase):
         text = str(Options())
         for option in ("--metrics", "--log-format", "--shutdown-grace", "--motd"):
             self.assertIn(option, text)
+
+
+class NumberTests(unittest.SynchronousTestCase):
+    """
+    L{Number} reads every numeric option, and says why a value will not do.
+    """
+
+    def reason(self, kind: Number, value: str) -> str:
+        return str(self.assertRaises(ValueError, kind.read, value))
+
+    def test_whole(self) -> None:
+        self.assertEqual(COUNT.read("0"), 0)
+        self.assertIsInstance(COUNT.read("7"), int)
+        self.assertEqual(self.reason(COUNT, "1.5"), "not a whole number")
+        self.assertEqual(self.reason(COUNT, ""), "not a whole number")
+        self.assertEqual(self.reason(COUNT, "-1"), "must be at least 0")
+
+    def test_positive(self) -> None:
+        self.assertEqual(POSITIVE.read("1"), 1)
+        self.assertEqual(self.reason(POSITIVE, "0"), "must be at least 1")
+
+    def test_amount(self) -> None:
+        """
+        Rates, days and seconds: not only whole numbers, never negative,
+        never NaN or infinite.
+        """
+        self.assertEqual(AMOUNT.read("0.25"), 0.25)
+        self.assertEqual(AMOUNT.read("0"), 0)
+        self.assertEqual(self.reason(AMOUNT, "-1"), "must be at least 0")
+        self.assertEqual(self.reason(AMOUNT, "-0.5"), "must be at least 0")
+        self.assertEqual(self.reason(AMOUNT, "abc"), "not a number")
+        self.assertEqual(self.reason(AMOUNT, "nan"), "not a number")
+        self.assertEqual(self.reason(AMOUNT, "inf"), "must be finite")
+        self.assertEqual(self.reason(AMOUNT, "-inf"), "must be at least 0")
+
+    def test_replay(self) -> None:
+        self.assertEqual(REPLAY.read(str(HISTORY_MAX)), HISTORY_MAX)
+        self.assertEqual(
+            self.reason(REPLAY, str(HISTORY_MAX + 1)), f"must be at most {HISTORY_MAX}"
+        )
+
+
+class OptionMessageTests(unittest.SynchronousTestCase):
+    """
+    Every bad value is refused with a message that names the option and
+    the value as the operator typed them, and says why.
+    """
+
+    def message(self, *argv: str) -> str:
+        return str(self.assertRaises(usage.UsageError, parse, *argv))
+
+    def test_numbers(self) -> None:
+        cases = {
+            ("--flood-rate", "-1"): "--flood-rate -1: must be at least 0",
+            ("--history-days", "-1"): "--history-days -1: must be at least 0",
+            ("--shutdown-grace", "-1"): "--shutdown-grace -1: must be at least 0",
+            ("--idle-timeout", "soon"): "--idle-timeout soon: not a number",
+            ("--max-line", "abc"): "--max-line abc: not a whole number",
+            ("--max-line", "0"): "--max-line 0: must be at least 1",
+            ("--max-clients", "-3"): "--max-clients -3: must be at least 0",
+            ("--history-replay", "100000"): (
+                f"--history-replay 100000: must be at most {HISTORY_MAX}"
+            ),
+        }
+        for argv, expected in cases.items():
+            self.assertEqual(self.message(*argv), expected, argv)
+
+    def test_valueQuotedAsTyped(self) -> None:
+        """
+        A value that a shell would need quoted is shown quoted, so that an
+        empty one is visible.
+        """
+        self.assertEqual(self.message("--sendq", ""), "--sendq '': not a whole number")
+        self.assertEqual(
+            self.message("--flood-rate", "1 2"), "--flood-rate '1 2': not a number"
+        )
+
+    def test_portOutOfRange(self) -> None:
+        for description in ["tcp:99999", "tcp6:65536:interface=\\:\\:1", "tcp:-1"]:
+            message = self.message("--port", description)
+            self.assertTrue(message.startswith("--port "), message)
+            self.assertIn("is not between 0 and 65535", message)
+        self.assertEqual(
+            self.message("--metrics", "tcp:70000"),
+            "--metrics tcp:70000: port 70000 is not between 0 and 65535",
+        )
+
+    def test_portInRange(self) -> None:
+        options = parse("--port", "tcp:65535:interface=127.0.0.1", "--port", "tcp:0")
+        self.assertEqual(options["port"], ["tcp:65535:interface=127.0.0.1", "tcp:0"])
+
+    def test_unknownEndpointType(self) -> None:
+        self.assertEqual(
+            self.message("--port", "bogus:1"),
+            "--port bogus:1: unknown endpoint type: 'bogus'",
+        )
+
+    def test_missingCertificate(self) -> None:
+        path = os.path.join(tempfile.gettempdir(), "no-such-dir-chat", "key.pem")
+        self.assertEqual(
+            self.message("--port", f"ssl:0:privateKey={path}"),
+            f"--port ssl:0:privateKey={path}: {path}: no such file or directory",
+        )
+
+    def test_logFormat(self) -> None:
+        self.assertEqual(
+            self.message("--log-format", "xml"),
+            "--log-format xml: must be text or json",
+        )
+
+    def test_floodExempt(self) -> None:
+        self.assertEqual(
+            self.message("--flood-exempt", "nope"),
+            "--flood-exempt nope: 'nope' does not appear to be an IPv4 or IPv6 network",
+        )
+
+
+class UnderTwistdTests(unittest.SynchronousTestCase):
+    """
+    Parsed by twistd (which sets the options' parent first), a problem
+    stops twistd with one line on standard error: L{SystemExit} with the
+    message, not a L{usage.UsageError}, which twistd prints after its whole
+    usage text.
+    """
+
+    def parse(self, *argv: str) -> Options:
+        options = Options()
+        options.parent = cast(Any, {})
+        options.parseOptions(["--database", ":memory:", *argv])
+        return options
+
+    def exit_message(self, *argv: str) -> str:
+        error = self.assertRaises(SystemExit, self.parse, *argv)
+        return str(error.code)
+
+    def test_badValue(self) -> None:
+        self.assertEqual(
+            self.exit_message("--flood-rate", "-1"),
+            "twistd chat: --flood-rate -1: must be at least 0",
+        )
+
+    def test_unknownOption(self) -> None:
+        self.assertEqual(
+            self.exit_message("--bogus"), "twistd chat: option --bogus not recognized"
+        )
+
+    def test_missingArgument(self) -> None:
+        self.assertEqual(
+            self.exit_message("--max-line"),
+            "twistd chat: option --max-line requires argument",
+        )
+
+    def test_flagged(self) -> None:
+        """
+        The options remember that twistd parsed them, for C{makeService};
+        options parsed otherwise do not say so.
+        """
+        self.assertTrue(self.parse().under_twistd)
+        self.assertFalse(parse().under_twistd)
+
+    def test_elsewhereUsageError(self) -> None:
+        self.assertRaises(usage.UsageError, parse, "--flood-rate", "-1")
+
+
+class VersionTests(unittest.SynchronousTestCase):
+    def test_version(self) -> None:
+        """
+        C{twistd chat --version} is chatservice's version, not Twisted's.
+        """
+        out = io.StringIO()
+        self.patch(sys, "stdout", out)
+        error = self.assertRaises(SystemExit, parse, "--version")
+        self.assertEqual(error.code, 0)
+        self.assertEqual(out.getvalue(), f"chatservice {chatservice.__version__}\n")

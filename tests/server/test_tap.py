@@ -1,6 +1,7 @@
 """
-Tests for L{chatservice.server.tap} and the C{twistd chat} plugin, including how
-the plugin is packaged.
+Tests for L{chatservice.server.tap} and the C{twistd chat} plugin: the
+service it makes, how the plugin is packaged, and what an operator sees
+when the installed C{twistd chat} cannot start.
 """
 
 from __future__ import annotations
@@ -9,23 +10,30 @@ import importlib.metadata
 import os
 import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import sysconfig
 import tempfile
 from pathlib import Path
+from typing import Any, cast
 
 from twisted.application.service import IServiceMaker
 from twisted.internet import endpoints
+from twisted.internet.error import CannotListenError
 from twisted.plugin import getPlugins
 from twisted.trial import unittest
 
+import chatservice
 from chatservice.frontends.limits import Limits
 from chatservice.frontends.line.protocol import LineFactory
 from chatservice.server import tap
+from chatservice.server.options import Options
 from chatservice.server.service import ChatService, Listener
 from chatservice.storage.database import Database
 from tests.server.test_options import parse
+from tests.support.helpers import make_temp_dir
 
 DEFAULT_MAX_LINE = Limits().max_line
 
@@ -160,3 +168,165 @@ class TwistdTests(unittest.SynchronousTestCase):
         output = self.twistd("chat", "--help")
         self.assertIn("--port", output)
         self.assertIn("--max-line", output)
+
+
+def taken_port(testcase: unittest.SynchronousTestCase) -> int:
+    """
+    A loopback port that something else is listening on until the end of
+    C{testcase}.
+    """
+    holder = socket.socket()
+    testcase.addCleanup(holder.close)
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    return int(holder.getsockname()[1])
+
+
+class MakeServiceUnderTwistdTests(unittest.SynchronousTestCase):
+    """
+    Given options that twistd parsed, C{makeService} binds the listeners
+    before it returns: twistd starts the service only after it has
+    redirected standard error to its log and forked.
+    """
+
+    def test_portInUse(self) -> None:
+        port = taken_port(self)
+        options = Options()
+        options.parent = cast(Any, {})
+        description = f"tcp:{port}:interface=127.0.0.1"
+        options.parseOptions(["--database", ":memory:", "--port", description])
+        error = self.assertRaises(SystemExit, tap.makeService, options)
+        self.assertEqual(
+            error.code,
+            f"twistd chat: --port {description}: cannot listen: address already in use",
+        )
+
+    def test_notBoundOtherwise(self) -> None:
+        """
+        Made from options parsed anywhere else, the service listens when it
+        starts, as services do.
+        """
+        port = taken_port(self)
+        service = tap.makeService(parse("--port", f"tcp:{port}:interface=127.0.0.1"))
+        self.assertRaises(CannotListenError, service.privilegedStartService)
+
+
+class StartupErrorTests(unittest.SynchronousTestCase):
+    """
+    What an operator sees when the installed C{twistd chat} cannot start:
+    one line on standard error naming the option or the listener and the
+    reason, nothing on standard output, exit status 1, both in the
+    foreground (C{-n}) and as a daemon.
+    """
+
+    def run_twistd(self, *args: str) -> dict[str, tuple[int, str, str]]:
+        """
+        C{twistd chat ARGS} in both modes at once; the exit status, standard
+        output and standard error of each.
+        """
+        if not TWISTD.exists():
+            raise unittest.SkipTest(f"{TWISTD} not found")
+        directory = make_temp_dir(self)
+        pidfile = directory / "twistd.pid"
+        modes = {
+            "foreground": ["-n"],
+            "daemon": ["--pidfile", str(pidfile), "--logfile", "twistd.log"],
+        }
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        processes = {
+            mode: subprocess.Popen(
+                [str(TWISTD), *flags, "chat", "--database", ":memory:", *args],
+                cwd=directory,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for mode, flags in modes.items()
+        }
+        results = {}
+        for mode, process in processes.items():
+            try:
+                out, err = process.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                out, err = process.communicate()
+            results[mode] = (process.returncode, out, err)
+        if pidfile.exists():
+            # A daemon started after all: stop it, and fail.
+            os.kill(int(pidfile.read_text()), signal.SIGTERM)
+            self.fail(f"the daemon started: {results}")
+        return results
+
+    def assertRefused(self, expected: str, *args: str) -> None:
+        for mode, (status, out, err) in self.run_twistd(*args).items():
+            self.assertEqual((status, out, err.splitlines()), (1, "", [expected]), mode)
+
+    def test_portInUse(self) -> None:
+        """
+        Not 45 lines and two chained tracebacks in the foreground, nor
+        C{An error has occurred: b"...[Errno 98] Address a"} as a daemon.
+        """
+        description = f"tcp:{taken_port(self)}:interface=127.0.0.1"
+        self.assertRefused(
+            f"twistd chat: --port {description}: cannot listen: address already in use",
+            "--port",
+            description,
+        )
+
+    def test_metricsPortInUse(self) -> None:
+        description = f"tcp:{taken_port(self)}:interface=127.0.0.1"
+        self.assertRefused(
+            f"twistd chat: --metrics {description}: cannot listen: "
+            "address already in use",
+            "--port",
+            "tcp:0:interface=127.0.0.1",
+            "--metrics",
+            description,
+        )
+
+    def test_portOutOfRange(self) -> None:
+        """
+        Not an C{OverflowError} from C{bind()}.
+        """
+        self.assertRefused(
+            "twistd chat: --port tcp:99999: port 99999 is not between 0 and 65535",
+            "--port",
+            "tcp:99999",
+        )
+
+    def test_negativeFloodRate(self) -> None:
+        """
+        Not "is not a number of seconds": a rate is lines per second.
+        """
+        self.assertRefused(
+            "twistd chat: --flood-rate -1: must be at least 0", "--flood-rate", "-1"
+        )
+
+    def test_negativeHistoryDays(self) -> None:
+        self.assertRefused(
+            "twistd chat: --history-days -1: must be at least 0",
+            "--history-days",
+            "-1",
+        )
+
+    def test_noUsageText(self) -> None:
+        """
+        A bad value is not preceded by 63 lines of usage under C{Usage:
+        twistd [options]}, and names its option.
+        """
+        self.assertRefused(
+            "twistd chat: --max-line abc: not a whole number", "--max-line", "abc"
+        )
+
+    def test_unknownOption(self) -> None:
+        self.assertRefused("twistd chat: option --bogus not recognized", "--bogus")
+
+    def test_version(self) -> None:
+        """
+        C{twistd chat --version} is chatservice's version.
+        """
+        expected = (0, f"chatservice {chatservice.__version__}\n", "")
+        for mode, result in self.run_twistd("--version").items():
+            self.assertEqual(result, expected, mode)
