@@ -252,27 +252,3 @@ class ListenerTests(unittest.TestCase):
         self.assertEqual(
             with_format(events, "{what} server cannot listen: {source}"), []
         )
-
-
-class ListenersTests(unittest.SynchronousTestCase):
-    def test_listeners(self) -> None:
-        """
-        L{ChatService.listeners} are its L{Listener} children, in order,
-        not the database.
-        """
-        service = tap.makeService(
-            parse(
-                "--port",
-                "tcp:0:interface=127.0.0.1",
-                "--metrics",
-                "tcp:0:interface=127.0.0.1",
-            )
-        )
-        assert isinstance(service, ChatService)
-        self.assertEqual(
-            [(listener.what, listener.source) for listener in service.listeners()],
-            [
-                ("Chat", "--port tcp:0:interface=127.0.0.1"),
-                ("Metrics", "--metrics tcp:0:interface=127.0.0.1"),
-            ],
-        )

@@ -1056,6 +1056,15 @@ class ServiceOptionsTests(unittest.SynchronousTestCase):
                 "tcp:0:interface=127.0.0.1",
             )
         )
+        assert isinstance(service, ChatService)
+        # The listeners are the service's Listener children, in order.
+        self.assertEqual(
+            [(listener.what, listener.source) for listener in service.listeners()],
+            [
+                ("Chat", "--port tcp:0:interface=127.0.0.1"),
+                ("Metrics", "--metrics tcp:0:interface=127.0.0.1"),
+            ],
+        )
         [metrics] = [
             c for c in service if isinstance(c, Listener) and c.what == "Metrics"
         ]
