@@ -317,7 +317,7 @@ class Options(usage.Options):
         """
         Display chatservice's version and exit.
         """
-        print(f"chatservice {__version__}")
+        print(f"{PROGRAM} (chatservice) {__version__}")
         sys.exit(0)
 
     def opt_flood_exempt(self, network: str) -> None:

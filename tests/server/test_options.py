@@ -388,4 +388,6 @@ class VersionTests(unittest.SynchronousTestCase):
         self.patch(sys, "stdout", out)
         error = self.assertRaises(SystemExit, parse, "--version")
         self.assertEqual(error.code, 0)
-        self.assertEqual(out.getvalue(), f"chatservice {chatservice.__version__}\n")
+        self.assertEqual(
+            out.getvalue(), f"twistd chat (chatservice) {chatservice.__version__}\n"
+        )

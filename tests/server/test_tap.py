@@ -327,6 +327,6 @@ class StartupErrorTests(unittest.SynchronousTestCase):
         """
         C{twistd chat --version} is chatservice's version.
         """
-        expected = (0, f"chatservice {chatservice.__version__}\n", "")
+        expected = (0, f"twistd chat (chatservice) {chatservice.__version__}\n", "")
         for mode, result in self.run_twistd("--version").items():
             self.assertEqual(result, expected, mode)
