@@ -24,7 +24,7 @@ def raise_open_files_limit() -> int:
     the connections beyond it then fail with a message that says so.
 
     The server does the same for itself when it starts
-    (C{chatservice.server.tap.raise_open_files_limit}, which also logs); the
+    (C{chatservice.server.service.raise_open_files_limit}, which also logs); the
     benchmark keeps its own because it treats the server as a black box and
     imports none of it.
     """

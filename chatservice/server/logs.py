@@ -1,5 +1,7 @@
 """
-Log events as one JSON object per line, for log shippers.
+C{--log-format json}: log events as one JSON object per line, for log
+shippers, written where twistd would write its own log
+(L{json_observer_for}).
 
 Twisted's own L{jsonFileLogObserver} writes records for Twisted to read back
 (separated by RS characters, with objects it cannot serialize marked

@@ -2,15 +2,17 @@
 C{--metrics}: the server's counts in the Prometheus text format, served at
 C{/metrics} on a listener of its own.
 
-The counts live in L{chatservice.core.stats.Stats}; this module only reads them
-when Prometheus scrapes. C{prometheus_client}'s Twisted resource renders the
-page on a thread of the reactor's pool, so the collector copies the numbers
-on the reactor thread (which owns them) and formats the copy.
+The counts live in L{chatservice.core.stats.Stats}, and the number of
+clients and rooms comes from a callable that C{makeService} passes in, so
+that this module knows no front end; it only reads them when Prometheus
+scrapes. C{prometheus_client}'s Twisted resource renders the page on a
+thread of the reactor's pool, so the collector copies the numbers on the
+reactor thread (which owns them) and formats the copy.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,15 +31,17 @@ from twisted.web.pages import notFound
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Site
 
-from chatservice.core.stats import Histogram
-from chatservice.frontends.line.protocol import LineFactory as ChatFactory
+from chatservice.core.stats import Histogram, Stats
 
 # Refusal reasons, so that each series exists (at 0) before the first one.
 REFUSALS = ("max clients", "max per ip")
 
+# The clients connected and the rooms with anyone in them, now.
+Counts = Callable[[], tuple[int, int]]
 
-@dataclass(frozen=True)
-class Snapshot:
+
+@dataclass(frozen=True, slots=True)
+class MetricsSnapshot:
     clients: int
     rooms: int
     lines_received: int
@@ -55,16 +59,16 @@ def _histogram(histogram: Histogram) -> tuple[list[tuple[float, int]], float]:
     return histogram.cumulative(), histogram.sum
 
 
-def snapshot(factory: ChatFactory) -> Snapshot:
+def snapshot(stats: Stats, counts: Counts) -> MetricsSnapshot:
     """
     The numbers as they are now. Call on the reactor thread.
     """
-    stats = factory.stats
+    clients, rooms = counts()
     refused = dict.fromkeys(REFUSALS, 0)
     refused.update(stats.refused)
-    return Snapshot(
-        clients=len(factory.chat.members),
-        rooms=len(factory.chat.rooms),
+    return MetricsSnapshot(
+        clients=clients,
+        rooms=rooms,
         lines_received=stats.lines_received,
         deliveries=stats.deliveries,
         bytes_in=stats.bytes_in,
@@ -84,7 +88,7 @@ def _buckets(cumulative: list[tuple[float, int]]) -> list[tuple[str, float]]:
     ]
 
 
-def families(numbers: Snapshot) -> Iterator[Metric]:
+def families(numbers: MetricsSnapshot) -> Iterator[Metric]:
     """
     The Prometheus metric families for C{numbers}.
     """
@@ -147,15 +151,18 @@ class ChatCollector(Collector):
     Collects the chat's numbers for a L{CollectorRegistry}.
     """
 
-    def __init__(self, factory: ChatFactory, reactor: Any) -> None:
-        self.factory = factory
+    def __init__(self, stats: Stats, counts: Counts, reactor: Any) -> None:
+        self.stats = stats
+        self.counts = counts
         self.reactor = reactor
 
     def collect(self) -> Iterable[Metric]:
         if threadable.isInIOThread():
-            numbers = snapshot(self.factory)
+            numbers = snapshot(self.stats, self.counts)
         else:
-            numbers = blockingCallFromThread(self.reactor, snapshot, self.factory)
+            numbers = blockingCallFromThread(
+                self.reactor, snapshot, self.stats, self.counts
+            )
         return list(families(numbers))
 
     def describe(self) -> Iterable[Metric]:
@@ -187,13 +194,14 @@ class _QuietSite(Site):
         pass
 
 
-def metrics_site(factory: ChatFactory, reactor: Any) -> Site:
+def metrics_site(stats: Stats, counts: Counts, reactor: Any) -> Site:
     """
     A web site with the chat's metrics, and the process's own (CPU, memory,
-    open files), at C{/metrics}.
+    open files), at C{/metrics}: C{stats}, and the number of clients and
+    rooms that C{counts} returns.
     """
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(ChatCollector(factory, reactor))
+    registry.register(ChatCollector(stats, counts, reactor))
     ProcessCollector(registry=registry)
     root = _Root()
     root.putChild(b"metrics", MetricsResource(registry))

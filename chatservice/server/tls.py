@@ -1,11 +1,17 @@
 """
-TLS listeners whose certificate and key can be re-read without a restart.
+TLS listeners: a plain TCP port, TLS done by L{TLSMemoryBIOFactory} around
+the chat's factory, and a certificate and key that can be re-read without a
+restart.
 
 Certificates expire every few months (every few weeks with ACME), and
-restarting a chat server to renew one drops everybody. A listener made from
-an C{ssl:} endpoint string therefore gets a L{ReloadableCertificate} in place
-of the fixed L{CertificateOptions} Twisted builds: new connections use
-whatever certificate was loaded last, connections already open keep theirs.
+restarting a chat server to renew one drops everybody. An C{ssl:} endpoint
+string is therefore taken apart (L{chatservice.server.ports}): the port,
+interface and backlog make a C{tcp:} endpoint, and the certificate options
+go into a L{ReloadableCertificate}, which the TLS factory asks for a
+connection each time a client arrives. New connections use whatever
+certificate was loaded last; connections already open keep theirs. This is
+what Twisted's C{listenSSL} does itself, with the certificate held where
+SIGHUP can replace it.
 """
 
 from __future__ import annotations
@@ -18,24 +24,38 @@ from twisted.internet import endpoints
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
     IOpenSSLServerConnectionCreator,
-    IStreamServerEndpoint,
+    IProtocolFactory,
 )
 from twisted.internet.ssl import CertificateOptions
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
+
+from chatservice.server.ports import TCPPort, tcp_port
 
 log = Logger()
 
 
-def _load(reactor: Any, description: str) -> CertificateOptions:
+def _ssl_port(description: str) -> tuple[TCPPort, CertificateOptions]:
     """
-    Read the certificate and key that the endpoint string C{description}
-    names, and check that they make a usable TLS context (a key that does
-    not match its certificate fails here). Blocks: files are read.
+    The port and the certificate options of the C{ssl:} endpoint string
+    C{description}. Blocks: files are read.
     """
-    endpoint = endpoints.serverFromString(reactor, description)
-    options: CertificateOptions = endpoint._sslContextFactory
+    port = tcp_port(description)
+    if port is None or port.tls is None:
+        raise ValueError(f"{description} is not an ssl: endpoint")
+    return port, port.tls
+
+
+def _load(description: str) -> CertificateOptions:
+    """
+    Read the certificate and key that the C{ssl:} endpoint string
+    C{description} names, and check that they make a usable TLS context (a
+    key that does not match its certificate fails here). Blocks: files are
+    read.
+    """
+    _, options = _ssl_port(description)
     options.getContext()
     return options
 
@@ -72,27 +92,15 @@ class ReloadableCertificate:
         self.description = description
         self.current = current
 
-    @classmethod
-    def install(
-        cls, reactor: Any, endpoint: IStreamServerEndpoint, description: str
-    ) -> ReloadableCertificate | None:
-        """
-        Make the C{ssl:} listener C{endpoint}, parsed from C{description},
-        take its certificate from a new L{ReloadableCertificate}, and return
-        that; return None for an endpoint of any other kind.
-
-        L{SSL4ServerEndpoint} has no public way to change its certificate
-        options, so this sets the attribute that holds them; the tests check
-        that the attribute is still there.
-        """
-        if not isinstance(endpoint, endpoints.SSL4ServerEndpoint):
-            return None
-        reloadable = cls(reactor, description, endpoint._sslContextFactory)
-        endpoint._sslContextFactory = reloadable
-        return reloadable
-
     def serverConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
         return SSL.Connection(self.current.getContext(), None)
+
+    def wrap(self, factory: IProtocolFactory) -> TLSMemoryBIOFactory:
+        """
+        C{factory}, its connections encrypted with this certificate: the
+        current one when each connection is made.
+        """
+        return TLSMemoryBIOFactory(self, False, factory)
 
     def reload(self) -> Deferred[bool]:
         """
@@ -104,7 +112,6 @@ class ReloadableCertificate:
             self.reactor,
             self.reactor.getThreadPool(),
             _load,
-            self.reactor,
             self.description,
         )
 
@@ -127,3 +134,19 @@ class ReloadableCertificate:
             return False
 
         return d.addCallbacks(loaded, failed)
+
+
+def tls_listener(
+    reactor: Any, description: str
+) -> tuple[endpoints.TCP4ServerEndpoint, ReloadableCertificate]:
+    """
+    Take the C{ssl:} endpoint string C{description} apart: a TCP endpoint on
+    its port, interface and backlog, and its certificate, which
+    L{ReloadableCertificate.wrap} puts around a factory. Blocks: files are
+    read.
+    """
+    port, options = _ssl_port(description)
+    endpoint = endpoints.TCP4ServerEndpoint(
+        reactor, port.number, port.backlog, port.interface
+    )
+    return endpoint, ReloadableCertificate(reactor, description, options)

@@ -45,11 +45,13 @@ from chatservice.core.history import History
 from chatservice.core.rooms import Member
 from chatservice.core.stats import FANOUT_BUCKETS, WRITE_BUCKETS, Histogram, Stats
 from chatservice.frontends.limits import Limits
+from chatservice.frontends.line.protocol import LineFactory
 from chatservice.frontends.line.wire import Notice
 from chatservice.server import logs
 from chatservice.server.metrics import (
     REFUSALS,
     ChatCollector,
+    Counts,
     families,
     metrics_site,
     snapshot,
@@ -66,6 +68,15 @@ SECRET = "xylophone7quokka"
 
 
 # Helpers
+
+
+def chat_numbers(factory: LineFactory) -> tuple[Stats, Counts]:
+    """
+    What the metrics read of C{factory}, as C{makeService} passes it: the
+    stats, and a callable that counts clients and rooms.
+    """
+    chat = factory.chat
+    return factory.stats, lambda: (len(chat.members), len(chat.rooms))
 
 
 class Recorder:
@@ -504,14 +515,18 @@ class MetricsTests(unittest.SynchronousTestCase):
     def scrape(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         registry = CollectorRegistry(auto_describe=False)
         registry.register(
-            ChatCollector(self.harness.factory, CollectingReactor(allowed=False))
+            ChatCollector(
+                *chat_numbers(self.harness.factory), CollectingReactor(allowed=False)
+            )
         )
         return samples(generate_latest(registry).decode("utf-8"))
 
     def test_names(self) -> None:
         registry = CollectorRegistry(auto_describe=False)
         registry.register(
-            ChatCollector(self.harness.factory, CollectingReactor(allowed=False))
+            ChatCollector(
+                *chat_numbers(self.harness.factory), CollectingReactor(allowed=False)
+            )
         )
         text = generate_latest(registry).decode("utf-8")
         kinds = {f.name: f.type for f in text_string_to_metric_families(text)}
@@ -608,7 +623,7 @@ class MetricsTests(unittest.SynchronousTestCase):
         stats = self.harness.factory.stats
         stats.refused["max clients"] = 1
         stats.fanout.observe(0.1)
-        numbers = snapshot(self.harness.factory)
+        numbers = snapshot(*chat_numbers(self.harness.factory))
         stats.refused["max clients"] += 1
         stats.fanout.observe(0.1)
         stats.lines_received += 1
@@ -618,7 +633,10 @@ class MetricsTests(unittest.SynchronousTestCase):
         self.assertEqual(numbers.lines_received, 0)
 
     def test_familiesOfASnapshot(self) -> None:
-        names = [family.name for family in families(snapshot(self.harness.factory))]
+        names = [
+            family.name
+            for family in families(snapshot(*chat_numbers(self.harness.factory)))
+        ]
         self.assertEqual(len(names), len(set(names)))
         self.assertIn("chat_fanout_seconds", names)
 
@@ -627,7 +645,9 @@ class MetricsTests(unittest.SynchronousTestCase):
         On the reactor thread the numbers are read directly.
         """
         fake = CollectingReactor(allowed=False)
-        collected = list(ChatCollector(self.harness.factory, fake).collect())
+        collected = list(
+            ChatCollector(*chat_numbers(self.harness.factory), fake).collect()
+        )
         self.assertEqual(fake.calls, 0)
         self.assertIn("chat_clients", [family.name for family in collected])
 
@@ -639,7 +659,9 @@ class MetricsTests(unittest.SynchronousTestCase):
         self.patch(threadable, "ioThread", object())
         self.harness.clients(2)
         fake = CollectingReactor()
-        collected = list(ChatCollector(self.harness.factory, fake).collect())
+        collected = list(
+            ChatCollector(*chat_numbers(self.harness.factory), fake).collect()
+        )
         self.assertEqual(fake.calls, 1)
         [clients] = [family for family in collected if family.name == "chat_clients"]
         self.assertEqual(clients.samples[0].value, 2)
@@ -651,9 +673,12 @@ class MetricsTests(unittest.SynchronousTestCase):
         """
         self.patch(threadable, "ioThread", object())
         fake = CollectingReactor(allowed=False)
-        metrics_site(self.harness.factory, fake)
+        metrics_site(*chat_numbers(self.harness.factory), fake)
         self.assertEqual(fake.calls, 0)
-        self.assertEqual(list(ChatCollector(self.harness.factory, fake).describe()), [])
+        self.assertEqual(
+            list(ChatCollector(*chat_numbers(self.harness.factory), fake).describe()),
+            [],
+        )
 
 
 class HTTPClient(Protocol):
@@ -712,7 +737,9 @@ class ReactorMetricsTests(unittest.TestCase):
         self.harness = Harness()
         self.harness.clients(2)
         self.reactor = GuardedReactor()
-        self.collector = ChatCollector(self.harness.factory, self.reactor)
+        self.collector = ChatCollector(
+            *chat_numbers(self.harness.factory), self.reactor
+        )
 
     @deferred_test
     async def test_collectFromReactorThread(self) -> None:
@@ -753,7 +780,7 @@ class ReactorMetricsTests(unittest.TestCase):
         The site serves the Prometheus text format at C{/metrics}, chat and
         process metrics alike, logs no access line, and has nothing at C{/}.
         """
-        site = metrics_site(self.harness.factory, reactor)
+        site = metrics_site(*chat_numbers(self.harness.factory), reactor)
         port = reactor.listenTCP(0, site, interface="127.0.0.1")
         self.addCleanup(port.stopListening)
         number = port.getHost().port

@@ -978,7 +978,7 @@ class JSONLogTests(unittest.SynchronousTestCase):
         log = Log(process)
         match = log.wait_for(rb'.*"text": "Chat server listening on .*')
         event = json.loads(match.group())
-        self.assertEqual(event["namespace"], "chatservice.server.tap")
+        self.assertEqual(event["namespace"], "chatservice.server.service")
         host, port = event["address"].rsplit(":", 1)
         self.assertEqual(host, "127.0.0.1")
         self.assertIn(event["address"], event["text"])

@@ -1,6 +1,6 @@
 """
 Tests for stopping and reloading the server: L{Registry.close_all},
-L{LineFactory.shut_down}, the order in which L{tap.ChatService} stops,
+L{LineFactory.shut_down}, the order in which L{ChatService} stops,
 its signal handlers, SIGHUP's reload of the TLS certificates and the message
 of the day, L{chatservice.server.motd}, and the options that set all of this up.
 
@@ -33,9 +33,12 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.error import ConnectionAborted
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
-from twisted.internet.testing import StringTransport
+from twisted.internet.protocol import Factory
+from twisted.internet.ssl import CertificateOptions
+from twisted.internet.testing import MemoryReactor, StringTransport
 from twisted.internet.threads import deferToThread
 from twisted.logger import ILogObserver, LogEvent, LogLevel
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 from twisted.web.server import Site
@@ -48,9 +51,12 @@ from chatservice.core.rooms import Member
 from chatservice.frontends.admission import Admission
 from chatservice.frontends.limits import Limits
 from chatservice.frontends.line import wire
+from chatservice.frontends.line.protocol import LineFactory
 from chatservice.server import motd, tap
-from chatservice.server.tls import ReloadableCertificate
-from tests.server.test_tap import parse
+from chatservice.server.options import DEFAULT_SHUTDOWN_GRACE
+from chatservice.server.service import ChatService, Listener
+from chatservice.server.tls import tls_listener
+from tests.server.test_options import parse
 from tests.support.certs import common_name, make_certificate
 from tests.support.helpers import (
     TIMEOUT,
@@ -390,7 +396,7 @@ class FakeAdmission:
 class StopOrderTests(unittest.SynchronousTestCase):
     def setUp(self) -> None:
         self.journal: list[str] = []
-        self.service = tap.ChatService()
+        self.service = ChatService()
         self.service.grace = 3.5
         # As makeService does: the database is the first child.
         self.database = Step("database", self.journal)
@@ -473,7 +479,7 @@ class WholeStopTests(unittest.TestCase):
         service = tap.makeService(
             parse("--port", "tcp:0:interface=127.0.0.1", "--shutdown-grace", "2")
         )
-        assert isinstance(service, tap.ChatService)
+        assert isinstance(service, ChatService)
         service.handle_signals = False
         events = capture_events(self)
         service.privilegedStartService()
@@ -570,7 +576,7 @@ class SignalTests(unittest.SynchronousTestCase):
         self.reactor = SignalReactor()
         self.patch(twisted.internet, "reactor", self.reactor)
         self.events = capture_events(self)
-        self.service = tap.ChatService()
+        self.service = ChatService()
 
     def raise_signal(self, number: signal.Signals, handler: Any) -> None:
         """
@@ -682,7 +688,7 @@ class SignalTests(unittest.SynchronousTestCase):
         self.service.startService()
         self.assertEqual(self.reactor.when_running, [])
         self.service.stopService()
-        handled = tap.ChatService()
+        handled = ChatService()
         handled.handle_signals = True
         handled.startService()
         self.addCleanup(handled.stopService)
@@ -700,7 +706,7 @@ class MotdReloadTests(unittest.TestCase):
         self.path.write_text("Old news.\n")
         self.harness = Harness()
         self.harness.chat.motd = ["Old news."]
-        self.service = tap.ChatService()
+        self.service = ChatService()
         self.service.chat = self.harness.chat
         self.service.motd_path = str(self.path)
 
@@ -795,7 +801,7 @@ class CertificateReloadTests(unittest.TestCase):
             f"ssl:0:interface=127.0.0.1:privateKey={self.key}:certKey={self.cert}"
         )
         service = tap.makeService(parse("--port", description, "--shutdown-grace", "2"))
-        assert isinstance(service, tap.ChatService)
+        assert isinstance(service, ChatService)
         self.service = service
         service.handle_signals = False
         service.privilegedStartService()
@@ -855,26 +861,36 @@ class CertificateReloadTests(unittest.TestCase):
         )
 
 
-class CertificateInstallTests(unittest.SynchronousTestCase):
+class TLSListenerTests(unittest.SynchronousTestCase):
+    """
+    L{tls_listener} takes an C{ssl:} string apart into a TCP endpoint and a
+    certificate that can be reloaded; L{ReloadableCertificate.wrap} puts TLS
+    around a factory with it.
+    """
+
     def test_notSSL(self) -> None:
-        description = "tcp:0:interface=127.0.0.1"
-        endpoint = endpoints.serverFromString(reactor, description)
-        self.assertIsNone(ReloadableCertificate.install(reactor, endpoint, description))
+        self.assertRaises(
+            ValueError, tls_listener, reactor, "tcp:0:interface=127.0.0.1"
+        )
 
     def test_ssl(self) -> None:
         """
-        An C{ssl:} endpoint takes its certificate from the reloadable one,
-        which starts with the endpoint's own. This also checks that the
-        private attribute it replaces still exists in Twisted.
+        The TCP endpoint listens on the port, interface and backlog the
+        string gives; the reloadable certificate starts with the one the
+        string names.
         """
         key, cert = make_certificate(directory(self), "server", "installed")
-        description = f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"
-        endpoint = endpoints.serverFromString(reactor, description)
-        original = endpoint._sslContextFactory
-        reloadable = ReloadableCertificate.install(reactor, endpoint, description)
-        assert reloadable is not None
-        self.assertIs(endpoint._sslContextFactory, reloadable)
-        self.assertIs(reloadable.current, original)
+        description = (
+            f"ssl:6697:interface=127.0.0.1:backlog=7:privateKey={key}:certKey={cert}"
+        )
+        memory = MemoryReactor()
+        endpoint, reloadable = tls_listener(memory, description)
+        self.assertIsInstance(endpoint, endpoints.TCP4ServerEndpoint)
+        endpoint.listen(Factory())
+        [(port, _, backlog, interface)] = memory.tcpServers
+        self.assertEqual((port, backlog, interface), (6697, 7, "127.0.0.1"))
+        self.assertEqual(memory.sslServers, [])
+        self.assertIsInstance(reloadable.current, CertificateOptions)
         self.assertEqual(reloadable.description, description)
         verifyObject(IOpenSSLServerConnectionCreator, reloadable)
         connection = reloadable.serverConnectionForTLS(None)
@@ -884,7 +900,19 @@ class CertificateInstallTests(unittest.SynchronousTestCase):
         pem = certificate.to_cryptography().public_bytes(Encoding.PEM)
         self.assertEqual(common_name(pem), "installed")
 
+    def test_wrap(self) -> None:
+        key, cert = make_certificate(directory(self), "server", "installed")
+        _, reloadable = tls_listener(reactor, f"ssl:0:privateKey={key}:certKey={cert}")
+        chat = Factory()
+        wrapped = reloadable.wrap(chat)
+        self.assertIsInstance(wrapped, TLSMemoryBIOFactory)
+        self.assertIs(wrapped.wrappedFactory, chat)
+
     def test_makeServiceCollectsThem(self) -> None:
+        """
+        An C{ssl:} listener listens on TCP, with TLS around the one chat
+        factory and the certificate that SIGHUP reloads.
+        """
         key, cert = make_certificate(directory(self), "server", "installed")
         service = tap.makeService(
             parse(
@@ -894,16 +922,17 @@ class CertificateInstallTests(unittest.SynchronousTestCase):
                 f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}",
             )
         )
-        assert isinstance(service, tap.ChatService)
+        assert isinstance(service, ChatService)
         [certificate] = service.certificates
         self.assertIn(str(cert), certificate.description)
-        endpoints_ = [
-            child.endpoint for child in service if isinstance(child, tap.ChatListener)
-        ]
+        plain, tls = service.listeners()
         self.assertEqual(
-            [getattr(e, "_sslContextFactory", None) for e in endpoints_],
-            [None, certificate],
+            [type(plain.endpoint), type(tls.endpoint)],
+            [endpoints.TCP4ServerEndpoint, endpoints.TCP4ServerEndpoint],
         )
+        self.assertIsInstance(plain.factory, LineFactory)
+        assert isinstance(tls.factory, TLSMemoryBIOFactory)
+        self.assertIs(tls.factory.wrappedFactory, plain.factory)
 
 
 # The message of the day
@@ -1027,8 +1056,19 @@ class ServiceOptionsTests(unittest.SynchronousTestCase):
                 "tcp:0:interface=127.0.0.1",
             )
         )
-        [metrics] = [c for c in service if isinstance(c, tap.MetricsListener)]
-        chat = [c for c in service if type(c) is tap.ChatListener]
+        assert isinstance(service, ChatService)
+        # The listeners are the service's Listener children, in order.
+        self.assertEqual(
+            [(listener.what, listener.source) for listener in service.listeners()],
+            [
+                ("Chat", "--port tcp:0:interface=127.0.0.1"),
+                ("Metrics", "--metrics tcp:0:interface=127.0.0.1"),
+            ],
+        )
+        [metrics] = [
+            c for c in service if isinstance(c, Listener) and c.what == "Metrics"
+        ]
+        chat = [c for c in service if isinstance(c, Listener) and c.what == "Chat"]
         self.assertEqual(len(chat), 1)
         self.assertIsInstance(metrics.factory, Site)
         self.assertIsInstance(metrics.endpoint, endpoints.TCP4ServerEndpoint)
@@ -1036,7 +1076,9 @@ class ServiceOptionsTests(unittest.SynchronousTestCase):
 
     def test_noMetricsByDefault(self) -> None:
         service = tap.makeService(parse())
-        self.assertEqual([c for c in service if isinstance(c, tap.MetricsListener)], [])
+        self.assertEqual(
+            [c for c in service if isinstance(c, Listener) and c.what == "Metrics"], []
+        )
 
     def test_jsonLogObserver(self) -> None:
         """
@@ -1048,7 +1090,7 @@ class ServiceOptionsTests(unittest.SynchronousTestCase):
         options = parse("--log-format", "json")
         options.parent = {"nodaemon": True, "logfile": None}
         service = tap.makeService(options)
-        assert isinstance(service, tap.ChatService)
+        assert isinstance(service, ChatService)
         self.assertIsNotNone(service.log_observer)
         application = Application("chat")
         service.setServiceParent(application)
@@ -1059,7 +1101,7 @@ class ServiceOptionsTests(unittest.SynchronousTestCase):
 
     def test_textLogsLeftToTwistd(self) -> None:
         service = tap.makeService(parse())
-        assert isinstance(service, tap.ChatService)
+        assert isinstance(service, ChatService)
         self.assertIsNone(service.log_observer)
         application = Application("chat")
         service.setServiceParent(application)
@@ -1067,25 +1109,25 @@ class ServiceOptionsTests(unittest.SynchronousTestCase):
 
     def test_grace(self) -> None:
         service = tap.makeService(parse("--shutdown-grace", "2.5"))
-        assert isinstance(service, tap.ChatService)
+        assert isinstance(service, ChatService)
         self.assertEqual(service.grace, 2.5)
         self.assertTrue(service.handle_signals)
         default = tap.makeService(parse())
-        assert isinstance(default, tap.ChatService)
-        self.assertEqual(default.grace, tap.DEFAULT_SHUTDOWN_GRACE)
+        assert isinstance(default, ChatService)
+        self.assertEqual(default.grace, DEFAULT_SHUTDOWN_GRACE)
 
     def test_motd(self) -> None:
         path = directory(self) / "motd.txt"
         path.write_bytes(b"Welcome \x1b[1mall\x1b[0m.\n\n")
         service = tap.makeService(parse("--motd", str(path)))
-        assert isinstance(service, tap.ChatService)
+        assert isinstance(service, ChatService)
         self.assertEqual(service.motd_path, str(path))
         assert service.chat is not None
         self.assertEqual(list(service.chat.motd), ["Welcome all."])
 
     def test_noMotd(self) -> None:
         service = tap.makeService(parse())
-        assert isinstance(service, tap.ChatService)
+        assert isinstance(service, ChatService)
         self.assertIsNone(service.motd_path)
         assert service.chat is not None
         self.assertEqual(list(service.chat.motd), [])

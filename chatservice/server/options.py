@@ -1,0 +1,381 @@
+"""
+The C{twistd chat} command line: its options, how each value is checked,
+and how a problem with one reaches the operator.
+
+Run by twistd, a problem is one line on standard error that names the
+option and its value and says why, and twistd exits with status 1, in the
+foreground and as a daemon. twistd itself would print the whole usage text
+(over sixty lines, under C{Usage: twistd [options]}) before the error, so
+L{Options.parseOptions} reports it instead, with L{fatal}. Parsed by
+anything else (the tests), the options raise L{usage.UsageError} as usual.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import shlex
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from twisted.internet import endpoints
+from twisted.internet.error import CannotListenError
+from twisted.python import usage
+
+from chatservice import __version__
+from chatservice.core.history import DEFAULT_REPLAY, HISTORY_MAX
+from chatservice.frontends.limits import Limits
+from chatservice.server.motd import MotdError, read_motd
+from chatservice.server.ports import TCP_ENDPOINTS, port_problem
+
+PROGRAM = "twistd chat"
+DEFAULT_PORT = "tcp:12345:interface=127.0.0.1"
+DEFAULT_SHUTDOWN_GRACE = 5.0
+LOG_FORMATS = ("text", "json")
+
+
+def fatal(message: str) -> NoReturn:
+    """
+    Stop C{twistd chat} with C{message}, one line on standard error, and
+    exit status 1. Only before twistd starts logging: after that, standard
+    error is the log.
+    """
+    raise SystemExit(f"{PROGRAM}: {message}")
+
+
+def _uncapitalized(text: str) -> str:
+    return text[:1].lower() + text[1:]
+
+
+def reason(error: BaseException, *, file_name: bool = True) -> str:
+    """
+    What went wrong, to follow a colon: the system's words for an
+    C{OSError} (C{address already in use}), also inside a
+    L{CannotListenError}; else the exception's message. With C{file_name},
+    an C{OSError}'s file comes first; a listener leaves it out, since its
+    address is named already and the file would be a lock file's.
+    """
+    if isinstance(error, CannotListenError):
+        cause = error.socketError
+        if isinstance(cause, BaseException):
+            return reason(cause, file_name=False)
+        return _uncapitalized(str(cause))
+    if isinstance(error, OSError) and error.strerror:
+        why = _uncapitalized(error.strerror)
+        if file_name and error.filename is not None:
+            return f"{error.filename}: {why}"
+        return why
+    return _uncapitalized(str(error) or type(error).__name__)
+
+
+def given(option: str, value: str) -> str:
+    """
+    C{option} with C{value}, as the operator would type them.
+    """
+    return f"{option} {shlex.quote(value)}"
+
+
+class OptionError(usage.UsageError):
+    """
+    The value given to an option is not one it takes.
+    """
+
+    def __init__(self, option: str, value: str, why: str) -> None:
+        super().__init__(f"{given(option, value)}: {why}")
+
+
+@dataclass(frozen=True, slots=True)
+class Number:
+    """
+    The numbers an option takes: whole or not, and the range.
+    """
+
+    whole: bool
+    minimum: float = 0
+    maximum: float | None = None
+
+    def read(self, value: str) -> int | float:
+        """
+        C{value} as a number in range; raises L{ValueError} saying why not.
+        """
+        number: int | float
+        try:
+            number = int(value) if self.whole else float(value)
+        except ValueError:
+            raise ValueError(
+                "not a whole number" if self.whole else "not a number"
+            ) from None
+        if math.isnan(number):
+            raise ValueError("not a number")
+        if number < self.minimum:
+            raise ValueError(f"must be at least {self.minimum:g}")
+        if self.maximum is not None and number > self.maximum:
+            raise ValueError(f"must be at most {self.maximum:g}")
+        if math.isinf(number):
+            raise ValueError("must be finite")
+        return number
+
+
+COUNT = Number(whole=True)
+POSITIVE = Number(whole=True, minimum=1)
+AMOUNT = Number(whole=False)
+REPLAY = Number(whole=True, maximum=HISTORY_MAX)
+
+
+def _checked(name: str, read: Callable[[str], Any]) -> Callable[[str], Any]:
+    """
+    C{read}, for the option C{--name}: its L{ValueError} becomes an
+    L{OptionError} that names the option and the value.
+    """
+
+    def coerce(value: str) -> Any:
+        try:
+            return read(value)
+        except ValueError as e:
+            raise OptionError(f"--{name}", value, str(e)) from None
+
+    return coerce
+
+
+def _number(name: str, default: object, doc: str, kind: Number) -> list[Any]:
+    return [name, None, default, doc, _checked(name, kind.read)]
+
+
+def _log_format(value: str) -> str:
+    if value not in LOG_FORMATS:
+        raise ValueError(f"must be {' or '.join(LOG_FORMATS)}")
+    return value
+
+
+def endpoint(option: str, description: str) -> str:
+    """
+    C{description}, if it is a server endpoint string that names a port in
+    range; otherwise an L{OptionError} for C{option}.
+    """
+    from twisted.internet import reactor
+
+    try:
+        parsed = endpoints.serverFromString(reactor, description)
+        problem = (
+            port_problem(description) if isinstance(parsed, TCP_ENDPOINTS) else None
+        )
+    except Exception as e:
+        raise OptionError(option, description, reason(e)) from None
+    if problem is not None:
+        raise OptionError(option, description, problem)
+    return description
+
+
+_DEFAULTS = Limits()
+
+
+class Options(usage.Options):
+    synopsis = "[--port ENDPOINT]... [options]"
+    longdesc = (
+        "Run the chatservice chat server. Clients connect with nc, telnet or "
+        "chat-client. Listens on " + DEFAULT_PORT + " unless --port is given. "
+        "The wire protocol and every limit are documented in docs/protocol.md."
+    )
+    optParameters: list[Any] = [
+        _number(
+            "max-line",
+            _DEFAULTS.max_line,
+            "Longest line, in bytes, a client may send; longer lines are "
+            "refused with an error and the connection stays open.",
+            POSITIVE,
+        ),
+        _number(
+            "flood-rate",
+            _DEFAULTS.flood_rate,
+            "Lines per second one connection may send on average; faster "
+            "lines are delayed. 0 turns flood control off.",
+            AMOUNT,
+        ),
+        _number(
+            "flood-burst",
+            _DEFAULTS.flood_burst,
+            "Lines one connection may send at once before --flood-rate applies.",
+            POSITIVE,
+        ),
+        _number(
+            "flood-queue",
+            _DEFAULTS.flood_queue,
+            "Lines held back for a flooding connection before it is told and "
+            "disconnected.",
+            POSITIVE,
+        ),
+        _number(
+            "sendq",
+            _DEFAULTS.sendq,
+            "Bytes that may wait for a client that does not read (beyond the "
+            "socket's buffer) before it is disconnected.",
+            POSITIVE,
+        ),
+        _number(
+            "max-clients",
+            _DEFAULTS.max_clients,
+            "Most connections in all; 0 for no limit.",
+            COUNT,
+        ),
+        _number(
+            "max-per-ip",
+            _DEFAULTS.max_per_ip,
+            "Most connections from one IP address (an IPv6 /64 counts as one); "
+            "0 for no limit.",
+            COUNT,
+        ),
+        [
+            "database",
+            None,
+            "chat.sqlite3",
+            "SQLite file for room history and accounts, created if missing; "
+            ":memory: keeps them only while the server runs.",
+        ],
+        _number(
+            "history-replay",
+            DEFAULT_REPLAY,
+            f"Lines of history replayed to whoever enters a room (at most "
+            f"{HISTORY_MAX}).",
+            REPLAY,
+        ),
+        _number(
+            "history-max-per-room",
+            0,
+            "Keep at most this many lines per room on disk; 0 keeps all.",
+            COUNT,
+        ),
+        _number(
+            "history-days",
+            0,
+            "Keep history for this many days; 0 keeps it for ever.",
+            AMOUNT,
+        ),
+        [
+            "log-format",
+            None,
+            "text",
+            "text, or json for one JSON object per line (for log shippers), "
+            "written where twistd logs.",
+            _checked("log-format", _log_format),
+        ],
+        _number(
+            "shutdown-grace",
+            DEFAULT_SHUTDOWN_GRACE,
+            "On SIGTERM or SIGINT, seconds clients have to take their last "
+            "lines before their connections are aborted.",
+            AMOUNT,
+        ),
+        [
+            "motd",
+            None,
+            None,
+            "Show the text FILE (the message of the day) to every client after "
+            "the welcome; re-read on SIGHUP.",
+        ],
+        _number(
+            "idle-timeout",
+            _DEFAULTS.idle_timeout,
+            "Close connections that send nothing for this many seconds; 0 "
+            "(the default) never does.",
+            AMOUNT,
+        ),
+    ]
+
+    optFlags = [
+        [
+            "no-history",
+            None,
+            "Record no room history at all: nothing is replayed, stored or "
+            "shown by /history. Accounts are still kept in the database.",
+        ],
+    ]
+
+    # Whether twistd parsed these options from its command line: then
+    # problems are reported to the operator here, and the listeners are
+    # bound before twistd daemonizes (see chatservice.server.tap).
+    under_twistd = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["port"] = []
+        self["flood-exempt"] = []
+        self["metrics"] = None
+
+    def parseOptions(self, options: Sequence[str] | None = None) -> None:
+        # twistd sets the parent, its own options, before it parses these.
+        self.under_twistd = self.parent is not None
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            if not self.under_twistd:
+                raise
+            fatal(_uncapitalized(str(e)))
+
+    def opt_version(self) -> NoReturn:
+        """
+        Display chatservice's version and exit.
+        """
+        print(f"{PROGRAM} (chatservice) {__version__}")
+        sys.exit(0)
+
+    def opt_flood_exempt(self, network: str) -> None:
+        try:
+            self["flood-exempt"].append(ipaddress.ip_network(network, strict=False))
+        except ValueError as e:
+            raise OptionError("--flood-exempt", network, reason(e)) from None
+
+    opt_flood_exempt.__doc__ = (
+        "Leave connections from NETWORK (an address or CIDR block, such as "
+        "127.0.0.1 or 2001:db8::/32) out of flood control: trusted bots, "
+        "bridges, a benchmark's senders. May be given several times."
+    )
+
+    def opt_port(self, description: str) -> None:
+        self["port"].append(endpoint("--port", description))
+
+    opt_port.__doc__ = (
+        "Listen on ENDPOINT, a Twisted server endpoint string such as "
+        "tcp:12345:interface=0.0.0.0, tcp6:12345:interface=\\:\\:1, "
+        "unix:/tmp/chat.sock or ssl:6697:privateKey=key.pem:certKey=cert.pem. "
+        "May be given several times. [default: " + DEFAULT_PORT + "]"
+    )
+    opt_p = opt_port
+
+    def opt_metrics(self, description: str) -> None:
+        self["metrics"] = endpoint("--metrics", description)
+
+    opt_metrics.__doc__ = (
+        "Serve Prometheus metrics at /metrics on ENDPOINT, a server endpoint "
+        "string such as tcp:9122:interface=127.0.0.1; off unless given. Keep "
+        "it away from the public: it is plain HTTP."
+    )
+
+    def postOptions(self) -> None:
+        if not self["port"]:
+            self["port"] = [DEFAULT_PORT]
+        if self["motd"] is not None:
+            # Like the database, a bad file stops the server with one line,
+            # not the whole usage text.
+            try:
+                self["motd-lines"] = read_motd(self["motd"])
+            except MotdError as e:
+                fatal(f"--motd: {e}")
+
+
+def limits_from(options: Options) -> Limits:
+    """
+    The connection limits the options set.
+    """
+    return Limits(
+        max_line=options["max-line"],
+        flood_rate=options["flood-rate"],
+        flood_burst=options["flood-burst"],
+        flood_queue=options["flood-queue"],
+        sendq=options["sendq"],
+        max_clients=options["max-clients"],
+        max_per_ip=options["max-per-ip"],
+        idle_timeout=options["idle-timeout"],
+        flood_exempt=tuple(options["flood-exempt"]),
+    )
