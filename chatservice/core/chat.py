@@ -17,7 +17,7 @@ output is written.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Container, Iterator, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from itertools import count
 
 from twisted.logger import Logger
@@ -27,6 +27,7 @@ from chatservice.core.fanout import Fanout, Scheduler, immediately
 from chatservice.core.history import (
     ACTION,
     DEFAULT_REPLAY,
+    FORMATS,
     MESSAGE,
     History,
     encode_record,
@@ -35,6 +36,10 @@ from chatservice.core.rooms import Member, Room
 from chatservice.core.sanitize import safe
 from chatservice.core.session import Session
 from chatservice.core.stats import Stats
+
+# Bound once: what say_all does for every line.
+_Said = events.Said
+_message_record = FORMATS[MESSAGE].format
 
 # Events, not I/O: whoever observes the log decides where they go.
 log = Logger()
@@ -342,15 +347,30 @@ class Chat:
         """
         Send C{text} from C{member} to everyone else in C{room}.
         """
-        # The busiest operation of all: kept flat, and written out again
-        # for act() rather than shared through a helper call.
+        self.say_all(member, room, (text,))
+
+    def say_all(self, member: Member, room: Room, texts: Iterable[str]) -> None:
+        """
+        Send each of C{texts}, in order, from C{member} to everyone else in
+        C{room}: what L{say} does for each, checked once. A front end that
+        has read several lines for one room at once hands them over in one
+        call, and the busiest path of all costs no call per line.
+        """
         if member.rooms.get(room.folded) is not room:
             raise errors.NotInRoom(room.name)
-        if not text.isprintable():
-            text = safe(text)
-        self.fanout.post(room, member, events.Said(room.name, member.nick, text))
-        if self.history is not None:
-            room.to_record.append(encode_record(MESSAGE, member.nick, text))
+        name = room.name
+        nick = member.nick
+        pending = room.pending
+        first = not pending
+        record = room.to_record.append if self.history is not None else None
+        for text in texts:
+            if not text.isprintable():
+                text = safe(text)
+            pending.append((member, _Said(name, nick, text)))
+            if record is not None:
+                record(_message_record(nick, text).encode())
+        if first and pending:
+            self.fanout.dirty(room)
 
     def act(self, member: Member, room: Room, text: str) -> None:
         """

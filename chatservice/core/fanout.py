@@ -76,8 +76,14 @@ class Fanout:
         pending = room.pending
         pending.append((sender, event))
         if len(pending) == 1:
-            self._dirty_rooms.append(room)
-            self._request_flush()
+            self.dirty(room)
+
+    def dirty(self, room: Room) -> None:
+        """
+        C{room} has its first pending events of the turn: flush it.
+        """
+        self._dirty_rooms.append(room)
+        self._request_flush()
 
     def tell(self, member: Member, event: Event) -> None:
         """

@@ -39,6 +39,12 @@ ACTION: Final = "action"
 # reused, since stored records keep theirs.
 CODES: Final[dict[Kind, str]] = {MESSAGE: "m", ACTION: "a"}
 KINDS: Final[dict[str, Kind]] = {code: kind for kind, code in CODES.items()}
+# Each kind's record as a format of (sender, text), so that the broadcast
+# path can bind one (C{FORMATS[MESSAGE].format}) and encode a record with
+# no Python call.
+FORMATS: Final[dict[Kind, str]] = {
+    kind: code + "{} {}\n" for kind, code in CODES.items()
+}
 
 
 class Unwritten:
@@ -88,7 +94,7 @@ def encode_record(kind: Kind, sender: str, text: str) -> bytes:
     encoding (JSON, say) would cost several times as much per line, for
     fields this one already keeps apart.
     """
-    return f"{CODES[kind]}{sender} {text}\n".encode()
+    return FORMATS[kind].format(sender, text).encode()
 
 
 def decode_record(when: float, record: bytes) -> Entry:

@@ -194,6 +194,16 @@ class StreamSession(TimeoutMixin, Protocol):
         """
         raise NotImplementedError()
 
+    def linesReceived(self, lines: list[bytes | None], start: int) -> int:
+        """
+        Act at once on as many lines from C{lines[start]} on as the front
+        end can take together (a run of plain lines, say), and return the
+        index of the first line left; C{start} leaves every line to
+        L{lineReceived}. The lines still have their C{\\r}, and a line
+        refused as too long is C{None}.
+        """
+        return start
+
     # The session the core sees
 
     @property
@@ -350,7 +360,8 @@ class StreamSession(TimeoutMixin, Protocol):
         member = self.member
         admission = self.factory.admission
         limit = self.limits.max_line
-        for index, line in enumerate(lines):
+        index = 0
+        while index < len(lines):
             if member is None or not member.connected or not admission.accepting_input:
                 return
             if self._waiting is not None:
@@ -359,6 +370,12 @@ class StreamSession(TimeoutMixin, Protocol):
                 if len(self._after_wait) > self.limits.flood_queue:
                     self._excess_flood()
                 return
+            handled = self.linesReceived(lines, index)
+            if handled > index:
+                index = handled
+                continue
+            line = lines[index]
+            index += 1
             if line is _TOO_LONG or (len(line) > limit and self._too_long(line)):
                 self._refuse_long_line()
                 continue

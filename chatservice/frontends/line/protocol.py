@@ -38,26 +38,42 @@ class LineProtocol(StreamSession):
         self.user = LineUser.connect(factory.chat, self, factory.accounts)
         return self.user.member
 
-    def lineReceived(self, line: bytes) -> Deferred[None] | None:
+    def linesReceived(self, lines: list[bytes | None], start: int) -> int:
         # Most lines are text said in the current room. A line whose first
-        # byte is printable ASCII other than "/" is one whatever cleaning
-        # takes out of the rest (that first character stays, so the line is
-        # neither a command nor blank): it goes to the room at once, and the
-        # core cleans the text. Anything else (telnet negotiation, invalid
-        # UTF-8, a command, a blank line, a control first) takes the
-        # general path.
-        if line and 0x20 < line[0] < 0x7F and line[0] != 0x2F and b"\xff" not in line:
+        # byte is printable ASCII other than "/" is that, whatever cleaning
+        # takes out of the rest (its first character stays, so it is
+        # neither a command nor blank): a run of them goes to the room in
+        # one call, and the core cleans each text. Anything else (telnet
+        # negotiation, invalid UTF-8, a command, a blank line, a control
+        # first, a line too long) is left to lineReceived.
+        limit = self.limits.max_line
+        texts = []
+        for index in range(start, len(lines)):
+            line = lines[index]
+            if (
+                not line
+                or not 0x20 < line[0] < 0x7F
+                or line[0] == 0x2F
+                or len(line) > limit
+                or b"\xff" in line
+            ):
+                break
             try:
                 text = line.decode("utf-8")
             except UnicodeDecodeError:
-                pass
-            else:
-                user = self.user
-                try:
-                    user.say(text)
-                except ChatError as e:
+                break
+            texts.append(text[:-1] if text.endswith("\r") else text)
+        if texts:
+            user = self.user
+            try:
+                user.say_all(texts)
+            except ChatError as e:
+                # One refusal for each line, as each would have had.
+                for _ in texts:
                     user.chat.tell(user.member, Refused(e))
-                return None
+        return start + len(texts)
+
+    def lineReceived(self, line: bytes) -> Deferred[None] | None:
         return self.handleLine(line)
 
     def handleLine(self, line: bytes) -> Deferred[None] | None:

@@ -10,6 +10,8 @@ the day, and the lobby.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from chatservice.core import errors, events
 from chatservice.core.accounts import Accounts
 from chatservice.core.chat import Chat
@@ -100,11 +102,17 @@ class LineUser:
         return room
 
     def say(self, text: str) -> None:
+        self.say_all((text,))
+
+    def say_all(self, texts: Sequence[str]) -> None:
+        """
+        Say each of C{texts} in the current room.
+        """
         # What most lines do: here() written out for its common case.
         current = self.current
         if current is None or self.member.rooms.get(current.folded) is not current:
             current = self.here()
-        self.chat.say(self.member, current, text)
+        self.chat.say_all(self.member, current, texts)
 
     def act(self, text: str) -> None:
         self.chat.act(self.member, self.here(), text)

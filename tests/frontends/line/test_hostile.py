@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
@@ -921,8 +920,8 @@ class GeneralPathOnly(LineProtocol):
     The line protocol without its shortcut for plain lines.
     """
 
-    def lineReceived(self, line: bytes) -> Deferred[None] | None:
-        return self.handleLine(line)
+    def linesReceived(self, lines: list[bytes | None], start: int) -> int:
+        return start
 
 
 class ShortcutTests(SynchronousTestCase):
@@ -934,7 +933,7 @@ class ShortcutTests(SynchronousTestCase):
     def outputs(
         self, factory_protocol: type[LineProtocol], lines: list[bytes]
     ) -> list[bytes]:
-        harness = Harness(Limits(flood_rate=0))
+        harness = Harness(Limits(flood_rate=0, max_line=30))
         harness.factory.protocol = factory_protocol
         speaker, listener = harness.clients(2)
         speaker.send(b"".join(line + b"\n" for line in lines))
@@ -947,7 +946,18 @@ class ShortcutTests(SynchronousTestCase):
                 st.binary(max_size=40),
                 st.text(max_size=40).map(lambda t: t.encode("utf-8")),
                 st.sampled_from(
-                    [b"\x1b[31m/nick bob", b"a\x1b[2J", b" x", b"/me waves", b"\xffhi"]
+                    [
+                        b"\x1b[31m/nick bob",
+                        b"a\x1b[2J",
+                        b" x",
+                        b"/me waves",
+                        b"\xffhi",
+                        b"/part",
+                        b"/join lobby",
+                        b"hello\r",
+                        b"x" * 30 + b"\r",
+                        b"x" * 31,
+                    ]
                 ),
             ).map(lambda b: b.replace(b"\n", b"")),
             max_size=8,
