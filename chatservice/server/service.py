@@ -188,8 +188,36 @@ class ChatService(MultiService):
     # Replaces twistd's log observer (--log-format json).
     log_observer: Callable[[Any], None] | None = None
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        chat: Chat | None = None,
+        admission: Admission | None = None,
+        database: Database | None = None,
+        grace: float = DEFAULT_SHUTDOWN_GRACE,
+        handle_signals: bool = False,
+        motd_path: str | None = None,
+        log_observer: Callable[[Any], None] | None = None,
+    ) -> None:
+        """
+        @param chat: the chat that stopping closes and SIGHUP gives a new
+            MOTD; none for a service without one (in tests).
+        @param admission: every front end's connections, which stopping
+            waits for.
+        @param database: stopped last, once the chat has said its last.
+        @param grace: seconds clients have to take their last lines.
+        @param handle_signals: take SIGTERM, SIGINT and SIGHUP.
+        @param motd_path: the file SIGHUP re-reads the MOTD from.
+        @param log_observer: replaces twistd's (C{--log-format json}).
+        """
         super().__init__()
+        self.chat = chat
+        self.admission = admission
+        self.database = database
+        self.grace = grace
+        self.handle_signals = handle_signals
+        self.motd_path = motd_path
+        self.log_observer = log_observer
         self.certificates = []
         self._previous_handlers: dict[int, Any] = {}
         self._stopping = False

@@ -39,11 +39,6 @@ def makeService(options: Options) -> IService:
     """
     from twisted.internet import reactor
 
-    service = ChatService()
-    service.handle_signals = True
-    service.grace = options["shutdown-grace"]
-    if options["log-format"] == "json":
-        service.log_observer = json_observer_for(options.parent or {})
     path = options["database"]
     try:
         check(path)
@@ -62,8 +57,6 @@ def makeService(options: Options) -> IService:
         registered=registered,
         motd=options.get("motd-lines", ()),
     )
-    if options["motd"] is not None:
-        service.motd_path = options["motd"]
     database = Database(
         path,
         history if history is not None else History(),
@@ -73,7 +66,6 @@ def makeService(options: Options) -> IService:
         days=options["history-days"],
         stats=stats,
     )
-    database.setServiceParent(service)
     accounts = Accounts(
         chat,
         in_thread=lambda f, *args: deferToThread(f, *args),
@@ -83,9 +75,21 @@ def makeService(options: Options) -> IService:
     )
     admission = Admission(limits_from(options), stats, reactor)
     factory = LineFactory(chat, admission, accounts)
-    service.chat = chat
-    service.admission = admission
-    service.database = database
+    service = ChatService(
+        chat=chat,
+        admission=admission,
+        database=database,
+        grace=options["shutdown-grace"],
+        handle_signals=True,
+        motd_path=options["motd"],
+        log_observer=(
+            json_observer_for(options.parent or {})
+            if options["log-format"] == "json"
+            else None
+        ),
+    )
+    # The first child, so that it starts before the listeners.
+    database.setServiceParent(service)
     for description in options["port"]:
         listen(service, "Chat", "--port", description, factory)
     if options["metrics"] is not None:
