@@ -10,7 +10,7 @@ L{twisted.protocols.basic.LineOnlyReceiver}'s subclasses override
 C{lineReceived}; its factory subclasses L{StreamFactory} and names its
 renderer.
 
-The module is longer than most (about 550 lines) for one reason: a
+The module is longer than most (about 600 lines) for one reason: a
 connection's input side (framing, the flood bucket, lines held for a
 command), its output side (the sendq, writing through) and its timers share
 one connection's state, and splitting L{StreamSession} into mixins would
