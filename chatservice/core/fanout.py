@@ -26,12 +26,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from twisted.logger import Logger
+
 from chatservice.core.events import Event
 from chatservice.core.history import History
 from chatservice.core.rooms import Member, Room
 from chatservice.core.stats import Stats
 
 Scheduler = Callable[[Callable[[], None]], object]
+
+log = Logger()
 
 
 def immediately(flush: Callable[[], None]) -> None:
@@ -89,8 +93,11 @@ class Fanout:
         """
         Queue C{event} for C{member} alone, rendered for it now.
         """
-        self.stats.deliveries += 1
-        self.queue(member, member.renderer.render(event))
+        data = member.renderer.render(event)
+        # A delivery is a line queued for a recipient, and one event may be
+        # several (a replay, a listing).
+        self.stats.deliveries += data.count(b"\n") or 1
+        self.queue(member, data)
 
     def queue(self, member: Member, data: bytes) -> None:
         """
@@ -198,7 +205,12 @@ class Fanout:
             self.flush_room(room)
         members, self._dirty_members = self._dirty_members, []
         for member in members:
-            self.deliver(member)
+            try:
+                self.deliver(member)
+            except Exception:
+                # A session that fails must not cost everyone after it
+                # their output, nor stop every flush to come.
+                log.failure("Delivering to {member!r} failed", member=member)
         if self._room_lines:
             self.stats.fanout.observe(self._timer() - started, self._room_lines)
             self._room_lines = 0

@@ -5,12 +5,14 @@ number of members, and hands every member of a kind the same bytes.
 
 from __future__ import annotations
 
+from twisted.logger import formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from chatservice.core.chat import Chat
-from chatservice.core.events import Event, Said
+from chatservice.core.events import Event, RoomList, Said
 from chatservice.core.rooms import Member
 from chatservice.frontends.line.wire import LineRenderer
+from tests.support.helpers import capture_events
 from tests.support.memory import ManualScheduler
 
 
@@ -103,3 +105,53 @@ class TwoRenderersTests(SynchronousTestCase):
 
     def test_manyMembers(self) -> None:
         self.check(200)
+
+
+class FailingSink(Sink):
+    def deliver(self, data: bytes) -> None:
+        raise RuntimeError("a broken session")
+
+
+class DeliveryTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.turns = ManualScheduler()
+        self.chat = Chat(schedule=self.turns)
+        self.renderer = LineRenderer()
+
+    def test_deliveriesCountLines(self) -> None:
+        """
+        A reply of several lines counts as that many deliveries, as
+        C{chat_deliveries_total} documents: lines queued for a recipient.
+        """
+        member = self.chat.connect(Sink(self.renderer), "alice")
+        before = self.chat.stats.deliveries
+        self.chat.tell(member, RoomList([("lobby", 3), ("python", 1)]))
+        self.assertEqual(self.chat.stats.deliveries - before, 3)
+
+    def test_failingSessionHarmsNobody(self) -> None:
+        """
+        A session whose delivery raises is logged; the members after it
+        still get their output, and later turns are still flushed.
+        """
+        events = capture_events(self)
+        broken = self.chat.connect(FailingSink(self.renderer), "broken")
+        alice = self.chat.connect(Sink(self.renderer), "alice")
+        room = self.chat.join(broken, "lobby", announce=False)
+        self.chat.join(alice, "lobby", announce=False)
+        self.turns.run()
+        alice.session.writes.clear()  # type: ignore[attr-defined]
+        self.chat.say(broken, room, "one")
+        self.chat.tell(broken, RoomList([]))
+        self.turns.run()
+        self.chat.say(broken, room, "two")
+        self.turns.run()
+        self.assertEqual(
+            alice.session.writes,  # type: ignore[attr-defined]
+            [b"[lobby] <broken> one\r\n", b"[lobby] <broken> two\r\n"],
+        )
+        # Its own output failed twice: alice joining, and the listing.
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 2)
+        failed = [e for e in events if e.get("log_failure") is not None]
+        self.assertEqual(len(failed), 2)
+        for event in failed:
+            self.assertIn("broken", formatEvent(event))

@@ -119,10 +119,9 @@ def goodbye() -> str:
     return notice("Goodbye.")
 
 
-def welcome(nick: str, room: str) -> str:
-    return notice(
-        f"Welcome to chatservice, {nick}! You are in {room}. Type /help for commands."
-    )
+def welcome(nick: str, room: str | None) -> str:
+    where = "" if room is None else f" You are in {room}."
+    return notice(f"Welcome to chatservice, {nick}!{where} Type /help for commands.")
 
 
 def count_members(n: int) -> str:
