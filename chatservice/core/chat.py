@@ -219,7 +219,7 @@ class Chat:
         del self.members[member.folded]
         member.nick, member.folded = nick, names.fold(nick)
         self.members[member.folded] = member
-        self.fanout.tell(member, events.NickChanged(nick))
+        self.fanout.tell(member, events.NickChanged(nick, old))
         for room in member.rooms.values():
             self.fanout.post(room, member, events.Renamed(room.name, old, nick))
 
@@ -383,14 +383,29 @@ class Chat:
         if self.history is not None:
             room.to_record.append(encode_record(ACTION, member.nick, text))
 
-    def whisper(self, member: Member, nick: str, text: str) -> None:
+    def notice(self, member: Member, room: Room, text: str) -> None:
         """
-        Send C{text} from C{member} to the member called C{nick} only.
+        Send a notice (IRC's C{NOTICE}) from C{member} to everyone else in
+        C{room}. It is kept in the history as a message.
+        """
+        if member.rooms.get(room.folded) is not room:
+            raise errors.NotInRoom(room.name)
+        text = safe(text)
+        self.fanout.post(room, member, events.Noticed(room.name, member.nick, text))
+        if self.history is not None:
+            room.to_record.append(encode_record(MESSAGE, member.nick, text))
+
+    def whisper(
+        self, member: Member, nick: str, text: str, notice: bool = False
+    ) -> None:
+        """
+        Send C{text} from C{member} to the member called C{nick} only; as a
+        notice if C{notice}.
         """
         target = self.find(nick)
         # Whatever the sender said in its rooms reaches the target first.
         self.fanout.flush_rooms_of(member)
-        self.fanout.tell(target, events.Private(member.nick, safe(text)))
+        self.fanout.tell(target, events.Private(member.nick, safe(text), notice))
 
     def tell(self, member: Member, event: events.Event) -> None:
         """

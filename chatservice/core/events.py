@@ -61,6 +61,18 @@ class Acted(RoomEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class Noticed(RoomEvent):
+    """
+    C{nick} sent a notice to C{room}: said, but not to be answered by
+    machines (IRC's C{NOTICE}).
+    """
+
+    room: str
+    nick: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class Joined(RoomEvent):
     room: str
     nick: str
@@ -93,10 +105,14 @@ class Renamed(RoomEvent):
 
 @dataclass(frozen=True, slots=True)
 class Private(Event):
-    """A private message from C{sender} to the member told."""
+    """
+    A private message from C{sender} to the member told; a notice (IRC's
+    C{NOTICE}) if C{notice}.
+    """
 
     sender: str
     text: str
+    notice: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,9 +176,10 @@ class RoomList(Event):
 
 @dataclass(frozen=True, slots=True)
 class NickChanged(Event):
-    """The member told is now called C{nick}."""
+    """The member told is now called C{nick}; it was called C{old}."""
 
     nick: str
+    old: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,5 +255,5 @@ def _quick_init(cls: type) -> None:
     cls.__init__ = setters["__init__"]  # type: ignore[misc]
 
 
-for _cls in (Said, Acted, Joined, Left, Quit, Renamed, Private):
+for _cls in (Said, Acted, Noticed, Joined, Left, Quit, Renamed):
     _quick_init(_cls)

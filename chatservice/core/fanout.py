@@ -93,7 +93,7 @@ class Fanout:
         """
         Queue C{event} for C{member} alone, rendered for it now.
         """
-        data = member.renderer.render(event)
+        data = member.renderer.render_to(member.nick, event)
         # A delivery is a line queued for a recipient, and one event may be
         # several (a replay, a listing).
         self.stats.deliveries += data.count(b"\n") or 1

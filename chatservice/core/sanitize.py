@@ -23,11 +23,14 @@ _TELNET = re.compile(
     rb"\xff(?:[\xfb-\xfe][\x00-\xff]?|\xfa[\x00-\xff]*?(?:\xff\xf0|\Z)|[\x00-\xff]?)"
 )
 
-# Terminal escape sequences, in their 7-bit (ESC ...) and 8-bit (C1) forms:
+# IRC's colour codes, and terminal escape sequences in their 7-bit (ESC ...)
+# and 8-bit (C1) forms:
 # CSI (colours, cursor moves), OSC (titles, clipboard, hyperlinks), the
 # string commands DCS, SOS, PM and APC, and two-character escapes.
 _ESCAPES = re.compile(
-    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?"
+    # mIRC colours, with their digits: \x0304red is "red", not "04red".
+    r"\x03(?:[0-9]{1,2}(?:,[0-9]{1,2})?)?"
+    r"|(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?"
     r"|(?:\x1b[\]P X^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
     r"|\x1b[ -/]*[0-~]?"
 )

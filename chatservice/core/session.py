@@ -28,8 +28,16 @@ class Renderer(Protocol):
 
     def render(self, event: Event) -> bytes:
         """
-        The bytes that tell a member of this kind of front end C{event}:
-        whole protocol units (lines, frames), ready to send.
+        The bytes that tell any member of this kind of front end C{event}
+        (a room's events, shared by all its members of this kind): whole
+        protocol units (lines, frames), ready to send.
+        """
+
+    def render_to(self, nick: str, event: Event) -> bytes:
+        """
+        The bytes that tell the member called C{nick} C{event}, a reply or
+        notice for it alone: some protocols name the recipient (IRC's
+        numerics and private messages do).
         """
 
 

@@ -20,7 +20,7 @@ trade that for attributes declared in three places.
 from __future__ import annotations
 
 import socket
-from typing import ClassVar, cast
+from typing import cast
 
 from twisted.internet import tcp
 from twisted.internet.defer import Deferred
@@ -110,7 +110,7 @@ class StreamFactory(ServerFactory["StreamSession"]):
     @param limits: this front end's limits, if not the admission's.
     """
 
-    renderer: ClassVar[Renderer]
+    renderer: Renderer
 
     def __init__(
         self,
@@ -174,6 +174,8 @@ class StreamSession(TimeoutMixin, Protocol):
     _first_data = True
     # Why the server dropped the connection, once it has logged it.
     _dropped: str | None = None
+    # The connection is being closed: input means nothing any more.
+    _closing = False
     # The command this connection waits for, and the lines that came
     # meanwhile.
     _waiting: Deferred[None] | None = None
@@ -181,9 +183,11 @@ class StreamSession(TimeoutMixin, Protocol):
 
     # What a front end overrides
 
-    def start(self) -> Member:
+    def start(self) -> Member | None:
         """
-        Join the chat, once the connection is made; return the member.
+        Join the chat, once the connection is made, and return the member;
+        or return None, for a front end whose clients register first (IRC),
+        and set L{member} when they have.
         """
         raise NotImplementedError()
 
@@ -223,16 +227,31 @@ class StreamSession(TimeoutMixin, Protocol):
         return self.transport.getPeer()  # type: ignore[union-attr]
 
     @property
+    def nick(self) -> str:
+        """
+        The member's nickname, or C{*} before it has one.
+        """
+        return "*" if self.member is None else self.member.nick
+
+    @property
     def _reading(self) -> bool:
         """
-        Whether input still means anything: not after the member has left,
-        nor once the server is stopping.
+        Whether input still means anything: not after the member has left
+        or the connection is closing, nor once the server is stopping.
         """
+        member = self.member
         return (
-            self.member is not None
-            and self.member.connected
-            and self.factory.admission.accepting_input
-        )
+            member.connected if member is not None else not self._closing
+        ) and self.factory.admission.accepting_input
+
+    def tell(self, event: events.Event) -> None:
+        """
+        Tell the client C{event}, whether or not it is a member yet.
+        """
+        if self.member is not None:
+            self.chat.tell(self.member, event)
+        else:
+            self.deliver(self.renderer.render_to("*", event))
 
     def connectionMade(self) -> None:
         transport = self.transport
@@ -260,7 +279,14 @@ class StreamSession(TimeoutMixin, Protocol):
         self.member = self.start()
         if limits.idle_timeout > 0:
             self.setTimeout(limits.idle_timeout)
-        log.info("{peer} connected as {nick}", peer=self.peer, nick=self.member.nick)
+        if self.member is not None:
+            self.joined()
+
+    def joined(self) -> None:
+        """
+        The connection is now the member L{member}: log it.
+        """
+        log.info("{peer} connected as {nick}", peer=self.peer, nick=self.nick)
 
     # Input
 
@@ -357,12 +383,16 @@ class StreamSession(TimeoutMixin, Protocol):
     def _handle(self, lines: list[bytes | None]) -> None:
         # Once a line for every line received: the checks are written out
         # rather than called (what _reading and _too_long say).
-        member = self.member
         admission = self.factory.admission
         limit = self.limits.max_line
         index = 0
         while index < len(lines):
-            if member is None or not member.connected or not admission.accepting_input:
+            # Read again each line: registering (IRC) makes the member.
+            member = self.member
+            if (
+                not (member.connected if member is not None else not self._closing)
+                or not admission.accepting_input
+            ):
                 return
             if self._waiting is not None:
                 # A command is still at work: the rest waits for it.
@@ -396,16 +426,15 @@ class StreamSession(TimeoutMixin, Protocol):
     # Refusals
 
     def _refuse_long_line(self) -> None:
-        assert self.member is not None
         limit = self.limits.max_line
         log.info(
             "{peer} ({nick}) sent a line over {limit} bytes; dropped",
             peer=self.peer,
-            nick=self.member.nick,
+            nick=self.nick,
             limit=limit,
             reason="line too long",
         )
-        self.chat.tell(self.member, events.Refused(errors.LineTooLong(limit)))
+        self.tell(events.Refused(errors.LineTooLong(limit)))
 
     def drop(
         self,
@@ -421,17 +450,20 @@ class StreamSession(TimeoutMixin, Protocol):
         know.
         """
         member = self.member
-        assert member is not None
         self._dropped = reason
         emit = log.warn if warn else log.info
         emit(
             "{peer} ({nick}) disconnected: " + why,
             peer=self.peer,
-            nick=member.nick,
+            nick=self.nick,
             reason=reason,
             **fields,
         )
-        self.chat.dismiss(member, events.Refused(error), reason)
+        if member is None:
+            self.tell(events.Refused(error))
+            self.close()
+        else:
+            self.chat.dismiss(member, events.Refused(error), reason)
 
     def _excess_flood(self) -> None:
         held = len(self._held)
@@ -463,18 +495,18 @@ class StreamSession(TimeoutMixin, Protocol):
         )
 
     def _sendq_exceeded(self) -> None:
-        assert self.member is not None
         self._dropped = "sendq exceeded"
         log.warn(
             "{peer} ({nick}) disconnected: SendQ exceeded, {size} bytes waiting",
             peer=self.peer,
-            nick=self.member.nick,
+            nick=self.nick,
             size=self._backlog.size,
             reason="sendq exceeded",
         )
         self._backlog.stopProducing()
         self._stats.sendq_disconnects += 1
-        self.chat.disconnect(self.member, "SendQ exceeded")
+        if self.member is not None:
+            self.chat.disconnect(self.member, "SendQ exceeded")
         self.abort()
 
     # Output: the core's Session
@@ -526,6 +558,7 @@ class StreamSession(TimeoutMixin, Protocol):
     def close(self) -> None:
         transport = self.transport
         assert transport is not None
+        self._closing = True
         # Hand the transport whatever is still held, and stop producing:
         # TLS sends its close_notify only once no producer is registered,
         # and would otherwise hold the connection open until it is aborted.
@@ -581,14 +614,12 @@ class StreamSession(TimeoutMixin, Protocol):
         if self._abort_call is not None and self._abort_call.active():
             self._abort_call.cancel()
         self.factory.admission.release(self)
-        if self.member is None:
-            return
-        if self.member.connected:
+        if self.member is not None and self.member.connected:
             self.chat.disconnect(self.member, "connection lost")
         if self._dropped is None:
             log.info(
                 "{peer} ({nick}) disconnected: {reason}",
                 peer=self.peer,
-                nick=self.member.nick,
+                nick=self.nick,
                 reason=reason.getErrorMessage(),
             )

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import shlex
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -300,6 +301,8 @@ class Options(usage.Options):
     def __init__(self) -> None:
         super().__init__()
         self["port"] = []
+        self["irc-port"] = []
+        self["irc-server-name"] = socket.gethostname()
         self["flood-exempt"] = []
         self["metrics"] = None
 
@@ -342,6 +345,25 @@ class Options(usage.Options):
         "May be given several times. [default: " + DEFAULT_PORT + "]"
     )
     opt_p = opt_port
+
+    def opt_irc_port(self, description: str) -> None:
+        self["irc-port"].append(endpoint("--irc-port", description))
+
+    opt_irc_port.__doc__ = (
+        "Serve IRC clients on ENDPOINT, a server endpoint string such as "
+        "tcp:6667:interface=127.0.0.1 (ssl:6697:... for IRC over TLS); in the "
+        "same rooms as every other client. May be given several times; off "
+        "unless given."
+    )
+
+    def opt_irc_server_name(self, name: str) -> None:
+        if not name or any(c.isspace() or c in ":!@," for c in name):
+            raise OptionError("--irc-server-name", name, "not a server name")
+        self["irc-server-name"] = name
+
+    opt_irc_server_name.__doc__ = (
+        "The server's name in IRC prefixes and numerics. [default: the host name]"
+    )
 
     def opt_metrics(self, description: str) -> None:
         self["metrics"] = endpoint("--metrics", description)

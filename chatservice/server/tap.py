@@ -21,6 +21,7 @@ from chatservice.core.chat import Chat
 from chatservice.core.history import History
 from chatservice.core.stats import Stats
 from chatservice.frontends.admission import Admission
+from chatservice.frontends.irc.protocol import IRCFactory
 from chatservice.frontends.line.protocol import LineFactory
 from chatservice.server import tls
 from chatservice.server.logs import json_observer_for
@@ -92,6 +93,10 @@ def makeService(options: Options) -> IService:
     database.setServiceParent(service)
     for description in options["port"]:
         listen(service, "Chat", "--port", description, factory)
+    if options["irc-port"]:
+        irc = IRCFactory(chat, admission, options["irc-server-name"], accounts)
+        for description in options["irc-port"]:
+            listen(service, "IRC", "--irc-port", description, irc)
     if options["metrics"] is not None:
         from chatservice.server.metrics import metrics_site
 

@@ -28,6 +28,9 @@ class EventRenderer:
         self.rendered.append(event)
         return f"{len(self.rendered) - 1}\n".encode()
 
+    def render_to(self, nick: str, event: Event) -> bytes:
+        return self.render(event)
+
 
 class EventSession:
     """
@@ -239,7 +242,7 @@ class NameTests(ChatTestCase):
         self.take(alice)
         self.take(bob)
         self.chat.rename(alice, "alicia")
-        self.assertEqual(self.take(alice), [events.NickChanged("alicia")])
+        self.assertEqual(self.take(alice), [events.NickChanged("alicia", "alice")])
         self.assertEqual(self.take(bob), [events.Renamed("python", "alice", "alicia")])
         self.chat.rename(alice, "alicia")
         self.assertEqual(self.take(alice), [events.SameNick("alicia")])
@@ -256,7 +259,8 @@ class NameTests(ChatTestCase):
         chat.log_in(owner, "bob")
         self.turns.run()
         self.assertEqual(
-            session.take(), [events.Displaced("bob"), events.NickChanged("guest1")]
+            session.take(),
+            [events.Displaced("bob"), events.NickChanged("guest1", "bob")],
         )
         self.assertEqual((owner.nick, owner.account), ("bob", "bob"))
 

@@ -29,6 +29,9 @@ class CountingRenderer:
         self.calls.append(event)
         return self.inner.render(event)  # type: ignore[attr-defined, no-any-return]
 
+    def render_to(self, nick: str, event: Event) -> bytes:
+        return self.render(event)
+
 
 class ShoutingRenderer:
     """
@@ -37,6 +40,9 @@ class ShoutingRenderer:
 
     def render(self, event: Event) -> bytes:
         return (repr(event).upper() + "\n").encode()
+
+    def render_to(self, nick: str, event: Event) -> bytes:
+        return self.render(event)
 
 
 class Sink:

@@ -27,6 +27,7 @@ from chatservice.core.chat import Chat
 from chatservice.core.history import DEFAULT_REPLAY, History
 from chatservice.core.stats import Stats
 from chatservice.frontends.admission import Admission
+from chatservice.frontends.irc.protocol import IRCFactory, IRCProtocol
 from chatservice.frontends.limits import Limits
 from chatservice.frontends.line.protocol import LineFactory, LineProtocol
 
@@ -86,7 +87,10 @@ class Connection:
     """
 
     def __init__(
-        self, harness: Harness, proto: LineProtocol, transport: StringTransport
+        self,
+        harness: Harness,
+        proto: LineProtocol | IRCProtocol,
+        transport: StringTransport,
     ) -> None:
         self.harness = harness
         self.proto = proto
@@ -233,6 +237,7 @@ class Harness:
         self.accounts = self.factory.accounts
         self.stats = self.factory.stats
         self.check = check
+        self.irc: IRCFactory | None = None
         self.connections: list[Connection] = []
         self._ports = iter(range(40000, 50000))
 
@@ -295,6 +300,23 @@ class Harness:
         proto.makeConnection(transport)
         self.turn()
         return proto, transport
+
+    def connect_irc(self, address: IAddress | None = None) -> Connection:
+        """
+        A new IRC connection, to an IRC front end on the same chat, from
+        C{address}; not yet registered.
+        """
+        if self.irc is None:
+            self.irc = IRCFactory(self.chat, self.admission, "My.Little.Server")
+        address = address or self.address()
+        proto = self.irc.buildProtocol(address)
+        assert isinstance(proto, IRCProtocol), "refused"
+        transport = StringTransport(peerAddress=address)
+        proto.makeConnection(transport)
+        self.turn()
+        connection = Connection(self, proto, transport)
+        self.connections.append(connection)
+        return connection
 
     def connect(
         self,

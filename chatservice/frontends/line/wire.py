@@ -358,6 +358,7 @@ _LINES: dict[type[Any], Callable[[Any], Sequence[str]]] = {
 
 _SAID = events.Said
 _ACTED = events.Acted
+_NOTICED = events.Noticed
 
 
 class LineRenderer:
@@ -376,5 +377,13 @@ class LineRenderer:
         if kind is _ACTED:
             e = event
             return f"[{e.room}] * {e.nick} {e.text}\r\n".encode()
+        if kind is _NOTICED:
+            # A notice reads as a line said: the line protocol has no other.
+            e = event
+            return f"[{e.room}] <{e.nick}> {e.text}\r\n".encode()
         lines = _LINES[kind](event)
         return "".join([line + "\r\n" for line in lines]).encode()
+
+    def render_to(self, nick: str, event: Event) -> bytes:
+        # A line client is told the same whoever it is.
+        return self.render(event)

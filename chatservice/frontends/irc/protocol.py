@@ -1,0 +1,601 @@
+"""
+The IRC protocol: registration and the commands of RFC 2812 and the modern
+client protocol document that the chat can carry.
+
+Framing, limits and output are L{chatservice.frontends.stream}'s, on bytes,
+as for every front end (not L{twisted.words.protocols.irc.IRC}'s
+C{dataReceived}, which decodes each TCP chunk before splitting lines and
+drops the connection on a character split across reads). A client is not a
+member of the chat until it has registered (C{NICK} and C{USER}, after
+C{CAP END} if it began capability negotiation); what it sends before that
+is answered from here. Every refusal is the core's typed error or
+L{IRCError}, which the renderer turns into a numeric.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall
+from twisted.logger import Logger
+
+from chatservice import __version__
+from chatservice.core import errors, names
+from chatservice.core.accounts import Accounts
+from chatservice.core.chat import Chat
+from chatservice.core.errors import ChatError
+from chatservice.core.events import Event, Motd, Refused
+from chatservice.core.rooms import Member, Room
+from chatservice.frontends.admission import Admission
+from chatservice.frontends.irc import renderer as r
+from chatservice.frontends.irc.renderer import IRCError, IRCRenderer, Raw, Reply
+from chatservice.frontends.limits import Limits
+from chatservice.frontends.stream import StreamFactory, StreamSession
+
+log = Logger()
+
+# Seconds a client has to register before it is disconnected.
+REGISTRATION_TIMEOUT = 60.0
+# Bytes of an IRC line before its CRLF.
+IRC_MAX_LINE = 510
+# Lines a client may send at once: clients burst MODE and WHO on joining.
+IRC_FLOOD_BURST = 40
+NETWORK = "chatservice"
+TARGMAX = {"PRIVMSG": 4, "NOTICE": 4, "JOIN": 10, "PART": 10, "NAMES": 1, "WHOIS": 1}
+
+
+def parse(text: str) -> tuple[str, list[str]] | None:
+    """
+    The command and parameters of one IRC line (tags and a source, if a
+    client sends them, are ignored); None for an empty line.
+    """
+    if text.startswith("@"):
+        text = text.partition(" ")[2]
+    text = text.lstrip(" ")
+    if text.startswith(":"):
+        text = text.partition(" ")[2]
+    trailing: str | None = None
+    if " :" in text:
+        text, _, trailing = text.partition(" :")
+    elif text.startswith(":"):
+        return None
+    words = text.split()
+    if not words:
+        return None
+    params = words[1:]
+    if trailing is not None:
+        params.append(trailing)
+    return words[0].upper(), params
+
+
+def _ctcp(text: str) -> tuple[str, str] | None:
+    """
+    The command and argument of a CTCP message, if C{text} is one.
+    """
+    if not text.startswith("\x01"):
+        return None
+    body = text[1:].removesuffix("\x01")
+    command, _, argument = body.partition(" ")
+    return command.upper(), argument
+
+
+class IRCProtocol(StreamSession):
+    """
+    One IRC client's connection.
+    """
+
+    factory: IRCFactory
+    _nick: str | None = None
+    _user: str | None = None
+    _negotiating = False
+    _password: str | None = None
+    _registration: IDelayedCall | None = None
+    _pinged = False
+    away: str | None = None
+
+    # The connection
+
+    def start(self) -> Member | None:
+        self._registration = self.factory.reactor.callLater(
+            REGISTRATION_TIMEOUT, self._registration_timeout
+        )
+        return None
+
+    def _registration_timeout(self) -> None:
+        self._registration = None
+        if self.member is None and self._reading:
+            self.drop(
+                IRCError("ERROR", ("Registration timed out",)),
+                "registration timeout",
+            )
+
+    def connectionLost(self, reason: Any = None) -> None:
+        if self._registration is not None and self._registration.active():
+            self._registration.cancel()
+        self._registration = None
+        super().connectionLost(
+            reason
+        ) if reason is not None else super().connectionLost()
+
+    def timeoutConnection(self) -> None:
+        # A quiet client is asked first; one that does not answer goes.
+        if self._reading and not self._pinged and not self._held:
+            self._pinged = True
+            self.send(Raw("PING", (self.factory.server,)))
+            self.setTimeout(self.limits.idle_timeout)
+            return
+        super().timeoutConnection()
+
+    def resetTimeout(self) -> None:
+        self._pinged = False
+        super().resetTimeout()
+
+    def send(self, event: Event) -> None:
+        self.tell(event)
+
+    def numeric(self, code: str, *params: str) -> None:
+        self.tell(Reply(code, params))
+
+    # Input
+
+    def lineReceived(self, line: bytes) -> Deferred[None] | None:
+        parsed = parse(line.decode("utf-8", "replace"))
+        if parsed is None:
+            return None
+        command, params = parsed
+        handler: Callable[[list[str]], None] | None = getattr(
+            self, f"irc_{command}", None
+        )
+        try:
+            if handler is None:
+                if self.member is None:
+                    raise r.not_registered()
+                raise r.unknown_command(command)
+            if self.member is None and command not in _BEFORE_REGISTRATION:
+                raise r.not_registered()
+            handler(params)
+        except ChatError as e:
+            self.tell(Refused(e))
+        return None
+
+    # Registration
+
+    def irc_CAP(self, params: list[str]) -> None:
+        sub = params[0].upper() if params else ""
+        me = self.nick
+        if sub == "LS":
+            if self.member is None:
+                self._negotiating = True
+            self.send(Raw("CAP", (me, "LS", "")))
+        elif sub == "LIST":
+            self.send(Raw("CAP", (me, "LIST", "")))
+        elif sub == "REQ":
+            if self.member is None:
+                self._negotiating = True
+            self.send(Raw("CAP", (me, "NAK", params[1] if len(params) > 1 else "")))
+        elif sub == "END":
+            self._negotiating = False
+            self._register()
+        else:
+            raise IRCError("410", (sub or "*", "Invalid CAP command"))
+
+    def irc_PASS(self, params: list[str]) -> None:
+        if self.member is not None:
+            raise r.already_registered()
+        if not params:
+            raise r.need_more_params("PASS")
+        self._password = params[0]
+
+    def irc_NICK(self, params: list[str]) -> None:
+        if not params or not params[0]:
+            raise r.no_nickname()
+        requested = params[0]
+        if self.member is not None:
+            self.chat.rename(self.member, requested)
+            return
+        try:
+            nick = names.nickname(requested)
+        except names.InvalidName as e:
+            raise errors.InvalidName("nickname", requested, str(e)) from None
+        if names.fold(nick) in self.chat.members:
+            raise errors.NickTaken(nick)
+        self._nick = nick
+        self._register()
+
+    def irc_USER(self, params: list[str]) -> None:
+        if self.member is not None or self._user is not None:
+            raise r.already_registered()
+        if len(params) < 4 or not params[0]:
+            raise r.need_more_params("USER")
+        self._user = params[0]
+        self._register()
+
+    def _register(self) -> None:
+        nick = self._nick
+        if nick is None or self._user is None or self._negotiating:
+            return
+        if self.member is not None:
+            return
+        try:
+            member = self.chat.connect(self, nick)
+        except ChatError:
+            self._nick = None
+            raise
+        self.member = member
+        if self._registration is not None and self._registration.active():
+            self._registration.cancel()
+        self._registration = None
+        self.joined()
+        self._welcome()
+
+    def _welcome(self) -> None:
+        factory = self.factory
+        server = factory.server
+        nick = self.nick
+        version = f"chatservice-{__version__}"
+        self.numeric("001", f"Welcome to the {NETWORK} IRC Network {r.user(nick)}")
+        self.numeric("002", f"Your host is {server}, running version {version}")
+        self.numeric("003", f"This server was created {factory.created}")
+        self.numeric("004", server, version, "i", "ov", "o")
+        self._isupport()
+        self.irc_LUSERS([])
+        self.irc_MOTD([])
+
+    def _isupport(self) -> None:
+        tokens = self.factory.isupport()
+        for start in range(0, len(tokens), 12):
+            self.numeric(
+                "005", *tokens[start : start + 12], "are supported by this server"
+            )
+
+    # Connection upkeep
+
+    def irc_PING(self, params: list[str]) -> None:
+        if not params:
+            raise IRCError("409", ("No origin specified",))
+        self.send(Raw("PONG", (self.factory.server, params[0])))
+
+    def irc_PONG(self, params: list[str]) -> None:
+        pass
+
+    def irc_QUIT(self, params: list[str]) -> None:
+        message = params[0] if params else ""
+        if self.member is None:
+            closing = f"Closing link: {message or 'Client quit'}"
+            self.tell(Raw("ERROR", (closing,), "none"))
+            self.close()
+            return
+        self.chat.quit(self.member, message)
+
+    # Channels
+
+    def _member(self) -> Member:
+        member = self.member
+        assert member is not None
+        return member
+
+    def irc_JOIN(self, params: list[str]) -> None:
+        if not params:
+            raise r.need_more_params("JOIN")
+        member = self._member()
+        if params[0] == "0":
+            for room in list(member.rooms.values()):
+                self.chat.part(member, room)
+            return
+        for target in params[0].split(",")[: TARGMAX["JOIN"]]:
+            try:
+                if not target.startswith("#"):
+                    raise IRCError("403", (target, "No such channel"))
+                if names.fold(target[1:]) in member.rooms:
+                    continue
+                room = self.chat.join(member, target)
+                self.chat.names(member, room)
+            except ChatError as e:
+                self.tell(Refused(e))
+
+    def irc_PART(self, params: list[str]) -> None:
+        if not params:
+            raise r.need_more_params("PART")
+        member = self._member()
+        for target in params[0].split(",")[: TARGMAX["PART"]]:
+            try:
+                room = self._room_of(target)
+                self.chat.part(member, room)
+                # The leaver sees its own PART, as IRC clients expect.
+                self.send(Raw("PART", (r.channel(room.name),), "you"))
+            except ChatError as e:
+                self.tell(Refused(e))
+
+    def _room(self, target: str) -> Room:
+        if not target.startswith("#"):
+            raise IRCError("403", (target, "No such channel"))
+        return self.chat.room(target)
+
+    def _room_of(self, target: str) -> Room:
+        room = self._room(target)
+        if room not in self._member().rooms.values():
+            raise errors.NotInRoom(target)
+        return room
+
+    def irc_NAMES(self, params: list[str]) -> None:
+        member = self._member()
+        if not params:
+            self.numeric("366", "*", "End of /NAMES list.")
+            return
+        for target in params[0].split(","):
+            try:
+                room = self._room(target)
+            except ChatError:
+                self.numeric("366", target, "End of /NAMES list.")
+                continue
+            self.chat.names(member, room)
+
+    def irc_LIST(self, params: list[str]) -> None:
+        self.chat.list_rooms(self._member())
+
+    def irc_TOPIC(self, params: list[str]) -> None:
+        if not params:
+            raise r.need_more_params("TOPIC")
+        room = self._room_of(params[0])
+        if len(params) == 1:
+            self.numeric("331", r.channel(room.name), "No topic is set")
+            return
+        raise IRCError("482", (r.channel(room.name), "You're not channel operator"))
+
+    def irc_KICK(self, params: list[str]) -> None:
+        if len(params) < 2:
+            raise r.need_more_params("KICK")
+        room = self._room_of(params[0])
+        raise IRCError("482", (r.channel(room.name), "You're not channel operator"))
+
+    def irc_MODE(self, params: list[str]) -> None:
+        if not params:
+            raise r.need_more_params("MODE")
+        target = params[0]
+        if target.startswith("#"):
+            room = self._room(target)
+            name = r.channel(room.name)
+            if len(params) == 1:
+                self.numeric("324", name, "+")
+            elif params[1].lstrip("+") == "b":
+                self.numeric("368", name, "End of channel ban list")
+            else:
+                raise IRCError("482", (name, "You're not channel operator"))
+            return
+        if names.fold(target) != self._member().folded:
+            raise IRCError("502", ("Can't change mode for other users",))
+        if len(params) == 1:
+            self.numeric("221", "+")
+
+    # Talking
+
+    def irc_PRIVMSG(self, params: list[str]) -> None:
+        self._talk(params, notice=False)
+
+    def irc_NOTICE(self, params: list[str]) -> None:
+        # A NOTICE never draws an error reply.
+        try:
+            self._talk(params, notice=True)
+        except ChatError:
+            pass
+
+    def _talk(self, params: list[str], notice: bool) -> None:
+        command = "NOTICE" if notice else "PRIVMSG"
+        if not params or not params[0]:
+            raise r.no_recipient(command)
+        if len(params) < 2 or not params[1]:
+            raise r.no_text()
+        member = self._member()
+        text = params[1]
+        ctcp = _ctcp(text)
+        for target in params[0].split(",")[: TARGMAX[command]]:
+            try:
+                if target.startswith("#"):
+                    room = self._room(target)
+                    if room not in member.rooms.values():
+                        raise IRCError("404", (target, "Cannot send to channel"))
+                    if ctcp is not None:
+                        if ctcp[0] == "ACTION":
+                            self.chat.act(member, room, ctcp[1])
+                    elif notice:
+                        self.chat.notice(member, room, text)
+                    else:
+                        self.chat.say(member, room, text)
+                elif ctcp is None:
+                    self.chat.whisper(member, target, text, notice)
+                    away = self._away_of(target)
+                    if away is not None and not notice:
+                        self.numeric("301", target, away)
+            except ChatError as e:
+                if not notice:
+                    self.tell(Refused(e))
+
+    def _away_of(self, nick: str) -> str | None:
+        target = self.chat.members.get(names.fold(nick))
+        session = None if target is None else target.session
+        return session.away if isinstance(session, IRCProtocol) else None
+
+    # Who is who
+
+    def irc_WHO(self, params: list[str]) -> None:
+        mask = params[0] if params else "*"
+        members: Sequence[Member]
+        if mask.startswith("#"):
+            try:
+                members = list(self._room(mask).members)
+            except ChatError:
+                members = []
+        else:
+            found = self.chat.members.get(names.fold(mask))
+            members = [] if found is None else [found]
+        for each in members:
+            room = (
+                r.channel(next(iter(each.rooms.values())).name) if each.rooms else "*"
+            )
+            where = mask if mask.startswith("#") else room
+            away = self._away(each)
+            self.numeric(
+                "352",
+                where,
+                each.nick,
+                r.CLOAK,
+                self.factory.server,
+                each.nick,
+                "G" if away else "H",
+                f"0 {each.nick}",
+            )
+        self.numeric("315", mask, "End of /WHO list.")
+
+    def _away(self, member: Member) -> str | None:
+        session = member.session
+        return session.away if isinstance(session, IRCProtocol) else None
+
+    def irc_WHOIS(self, params: list[str]) -> None:
+        if not params:
+            raise r.no_nickname()
+        nick = params[-1]
+        target = self.chat.members.get(names.fold(nick))
+        if target is None:
+            self.numeric("401", nick, "No such nick/channel")
+        else:
+            self.numeric("311", target.nick, target.nick, r.CLOAK, "*", target.nick)
+            rooms = " ".join(r.channel(room.name) for room in target.rooms.values())
+            if rooms:
+                self.numeric("319", target.nick, rooms)
+            self.numeric("312", target.nick, self.factory.server, NETWORK)
+            away = self._away(target)
+            if away is not None:
+                self.numeric("301", target.nick, away)
+            if target.account is not None:
+                self.numeric("330", target.nick, target.account, "is logged in as")
+        self.numeric("318", nick, "End of /WHOIS list.")
+
+    def irc_AWAY(self, params: list[str]) -> None:
+        if params and params[0]:
+            self.away = params[0]
+            self.numeric("306", "You have been marked as being away")
+        else:
+            self.away = None
+            self.numeric("305", "You are no longer marked as being away")
+
+    def irc_USERHOST(self, params: list[str]) -> None:
+        if not params:
+            raise r.need_more_params("USERHOST")
+        found = []
+        for nick in params[:5]:
+            each = self.chat.members.get(names.fold(nick))
+            if each is not None:
+                mark = "-" if self._away(each) else "+"
+                found.append(f"{each.nick}={mark}{each.nick}@{r.CLOAK}")
+        self.numeric("302", " ".join(found))
+
+    def irc_ISON(self, params: list[str]) -> None:
+        if not params:
+            raise r.need_more_params("ISON")
+        wanted = " ".join(params).split()
+        online = [
+            self.chat.members[names.fold(n)].nick
+            for n in wanted
+            if names.fold(n) in self.chat.members
+        ]
+        self.numeric("303", " ".join(online))
+
+    # The server
+
+    def irc_MOTD(self, params: list[str]) -> None:
+        self.tell(Motd(self.chat.motd))
+
+    def irc_LUSERS(self, params: list[str]) -> None:
+        users = len(self.chat.members)
+        self.numeric("251", f"There are {users} users and 0 invisible on 1 servers")
+        self.numeric("252", "0", "operator(s) online")
+        self.numeric("254", str(len(self.chat.rooms)), "channels formed")
+        self.numeric("255", f"I have {users} clients and 0 servers")
+
+    def irc_VERSION(self, params: list[str]) -> None:
+        self.numeric("351", f"chatservice-{__version__}.", self.factory.server, "")
+        self._isupport()
+
+    def irc_TIME(self, params: list[str]) -> None:
+        now = time.strftime("%a %b %d %Y %H:%M:%S UTC", time.gmtime())
+        self.numeric("391", self.factory.server, now)
+
+    # Output
+
+    def deliver(self, data: bytes) -> None:
+        # A user who quits or is renamed is told of once by each room this
+        # client shares with it; IRC says it once.
+        if b" QUIT " in data or b" NICK " in data:
+            data = _once(data)
+        super().deliver(data)
+
+
+def _once(data: bytes) -> bytes:
+    seen: set[bytes] = set()
+    kept = []
+    for each in data.split(b"\r\n")[:-1]:
+        parts = each.split(b" ", 2)
+        if len(parts) > 1 and parts[1] in (b"QUIT", b"NICK"):
+            if each in seen:
+                continue
+            seen.add(each)
+        kept.append(each + b"\r\n")
+    return b"".join(kept)
+
+
+# What a client may send before it has registered.
+_BEFORE_REGISTRATION = frozenset(
+    {"CAP", "PASS", "NICK", "USER", "PING", "PONG", "QUIT"}
+)
+
+
+class IRCFactory(StreamFactory):
+    """
+    Builds L{IRCProtocol}s for the one chat.
+
+    @param server: the server's name in prefixes and numerics.
+    """
+
+    protocol = IRCProtocol
+
+    def __init__(
+        self,
+        chat: Chat,
+        admission: Admission,
+        server: str,
+        accounts: Accounts | None = None,
+        limits: Limits | None = None,
+    ) -> None:
+        base = admission.limits if limits is None else limits
+        super().__init__(
+            chat,
+            admission,
+            dataclasses.replace(
+                base,
+                max_line=IRC_MAX_LINE,
+                flood_burst=max(base.flood_burst, IRC_FLOOD_BURST),
+            ),
+        )
+        self.server = server
+        self.accounts = accounts
+        self.renderer = IRCRenderer(server)
+        self.created = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+
+    def isupport(self) -> list[str]:
+        targmax = ",".join(f"{k}:{v}" for k, v in TARGMAX.items())
+        return [
+            "CASEMAPPING=rfc8265",
+            "CHANTYPES=#",
+            "PREFIX=(ov)@+",
+            f"NICKLEN={names.NICK_MAX}",
+            f"CHANNELLEN={names.ROOM_MAX + 1}",
+            "TOPICLEN=390",
+            f"TARGMAX={targmax}",
+            "CHANMODES=b,k,l,imnst",
+            f"NETWORK={NETWORK}",
+            "UTF8ONLY",
+        ]

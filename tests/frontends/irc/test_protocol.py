@@ -1,0 +1,293 @@
+"""
+The IRC front end in memory: registration, commands, numerics, and IRC and
+line users in the same rooms.
+"""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.trial.unittest import SynchronousTestCase
+
+from chatservice.frontends.irc.protocol import parse
+from chatservice.frontends.irc.split import split
+from chatservice.frontends.limits import Limits
+from tests.support.memory import Connection, Harness, discard
+
+SERVER = ":My.Little.Server"
+
+
+def register(client: Connection, nick: str) -> list[str]:
+    client.send(f"NICK {nick}\r\nUSER {nick} 0 * :{nick}\r\n")
+    return client.take()
+
+
+def codes(lines: list[str]) -> list[str]:
+    return [line.split(" ")[1] for line in lines if line.startswith(SERVER)]
+
+
+class ParseTests(SynchronousTestCase):
+    def test_parse(self) -> None:
+        self.assertEqual(parse("privmsg #a :hi there"), ("PRIVMSG", ["#a", "hi there"]))
+        self.assertEqual(parse(":src NICK bob"), ("NICK", ["bob"]))
+        self.assertEqual(parse("@a=b PING x"), ("PING", ["x"]))
+        self.assertEqual(parse("PRIVMSG #a ::)"), ("PRIVMSG", ["#a", ":)"]))
+        self.assertEqual(parse("PRIVMSG #a :"), ("PRIVMSG", ["#a", ""]))
+        self.assertIsNone(parse(""))
+        self.assertIsNone(parse("   "))
+        self.assertIsNone(parse(":only-a-source"))
+
+
+class SplitTests(SynchronousTestCase):
+    def test_short(self) -> None:
+        self.assertEqual(split("hello", 10), ["hello"])
+
+    def test_utf8Boundaries(self) -> None:
+        text = "é" * 300
+        pieces = split(text, 101)
+        self.assertEqual("".join(pieces), text)
+        for piece in pieces:
+            self.assertLessEqual(len(piece.encode()), 101)
+
+    def test_graphemes(self) -> None:
+        family = "\U0001f468\u200d\U0001f469\u200d\U0001f467"
+        text = ("ab" + family) * 40
+        pieces = split(text, 30)
+        self.assertEqual("".join(pieces), text)
+        for piece in pieces:
+            self.assertLessEqual(len(piece.encode()), 30)
+            self.assertFalse(piece.endswith("\u200d"))
+            self.assertFalse(piece.startswith("\u200d"))
+
+    @given(st.text(max_size=300), st.integers(min_value=8, max_value=120))
+    def test_anyText(self, text: str, limit: int) -> None:
+        pieces = split(text, limit)
+        self.assertEqual("".join(pieces), text)
+        for piece in pieces:
+            self.assertLessEqual(len(piece.encode("utf-8", "surrogatepass")), limit)
+
+
+class RegistrationTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.harness = Harness(Limits(flood_rate=0))
+
+    def test_welcome(self) -> None:
+        client = self.harness.connect_irc()
+        lines = register(client, "alice")
+        self.assertEqual(
+            codes(lines),
+            ["001", "002", "003", "004", "005", "251", "252", "254", "255", "422"],
+        )
+        self.assertEqual(
+            lines[0],
+            ":My.Little.Server 001 alice :Welcome to the chatservice IRC Network "
+            "alice!alice@chatservice",
+        )
+        [isupport] = [line for line in lines if " 005 " in line]
+        for token in ["CASEMAPPING=", "CHANTYPES=#", "PREFIX=(ov)@+", "NETWORK="]:
+            self.assertIn(token, isupport)
+        self.assertIn("alice", self.harness.chat.members)
+
+    def test_capHoldsRegistration(self) -> None:
+        client = self.harness.connect_irc()
+        client.send("CAP LS 302\r\nNICK alice\r\nUSER a 0 * :A\r\n")
+        self.assertEqual(client.take(), [":My.Little.Server CAP * LS :"])
+        client.send("CAP REQ :sasl\r\n")
+        self.assertEqual(client.take(), [":My.Little.Server CAP * NAK sasl"])
+        client.send("CAP END\r\n")
+        self.assertEqual(codes(client.take())[0], "001")
+
+    def test_beforeRegistration(self) -> None:
+        client = self.harness.connect_irc()
+        client.send("JOIN #a\r\nPING tok\r\n")
+        self.assertEqual(
+            client.take(),
+            [
+                ":My.Little.Server 451 * :You have not registered",
+                ":My.Little.Server PONG My.Little.Server tok",
+            ],
+        )
+
+    def test_nickProblems(self) -> None:
+        register(self.harness.connect_irc(), "alice")
+        client = self.harness.connect_irc()
+        client.send("NICK ALICE\r\nNICK a[b]\r\nNICK\r\n")
+        self.assertEqual(codes(client.take()), ["433", "432", "431"])
+        self.assertEqual(codes(register(client, "bob"))[0], "001")
+
+    def test_registrationTimesOut(self) -> None:
+        client = self.harness.connect_irc()
+        self.harness.advance(60)
+        self.assertEqual(client.take(), ["ERROR :Closing link: Registration timed out"])
+        self.assertTrue(client.transport.disconnecting)
+
+    def test_quitBeforeRegistering(self) -> None:
+        client = self.harness.connect_irc()
+        client.send("QUIT :bye\r\n")
+        self.assertEqual(client.take(), ["ERROR :Closing link: bye"])
+
+
+class CommandTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.harness = Harness(Limits(flood_rate=0))
+        self.alice = self.harness.connect_irc()
+        register(self.alice, "alice")
+
+    def test_unknownCommand(self) -> None:
+        self.alice.send("FROB x\r\n")
+        self.assertEqual(
+            self.alice.take(), [":My.Little.Server 421 alice FROB :Unknown command"]
+        )
+
+    def test_needMoreParams(self) -> None:
+        self.alice.send("JOIN\r\nPRIVMSG\r\nPRIVMSG #a\r\n")
+        self.assertEqual(codes(self.alice.take()), ["461", "411", "412"])
+
+    def test_joinNamesPart(self) -> None:
+        self.alice.send("JOIN #python,#rust\r\n")
+        self.assertEqual(
+            self.alice.take(),
+            [
+                ":alice!alice@chatservice JOIN #python",
+                ":My.Little.Server 353 alice = #python alice",
+                ":My.Little.Server 366 alice #python :End of /NAMES list.",
+                ":alice!alice@chatservice JOIN #rust",
+                ":My.Little.Server 353 alice = #rust alice",
+                ":My.Little.Server 366 alice #rust :End of /NAMES list.",
+            ],
+        )
+        self.alice.send("PART #rust\r\nPART #nowhere\r\nJOIN 0\r\n")
+        self.assertEqual(
+            self.alice.take(),
+            [
+                ":alice!alice@chatservice PART #rust",
+                ":My.Little.Server 403 alice #nowhere :No such channel",
+            ],
+        )
+        self.assertEqual(self.harness.chat.rooms, {})
+
+    def test_errors(self) -> None:
+        self.alice.send("PRIVMSG zed :hi\r\nPRIVMSG #nowhere :hi\r\nNOTICE zed :hi\r\n")
+        self.assertEqual(codes(self.alice.take()), ["401", "403"])
+
+    def test_overlongLine(self) -> None:
+        self.alice.send("PRIVMSG #a :" + "x" * 600 + "\r\nPING ok\r\n")
+        self.assertEqual(
+            self.alice.take(),
+            [
+                ":My.Little.Server 417 alice :Input line was too long",
+                ":My.Little.Server PONG My.Little.Server ok",
+            ],
+        )
+
+    def test_queries(self) -> None:
+        bob = self.harness.connect_irc()
+        register(bob, "bob")
+        self.alice.send("ISON bob zed\r\nUSERHOST bob\r\nAWAY :gone\r\n")
+        self.assertEqual(
+            self.alice.take(),
+            [
+                ":My.Little.Server 303 alice bob",
+                ":My.Little.Server 302 alice bob=+bob@chatservice",
+                ":My.Little.Server 306 alice :You have been marked as being away",
+            ],
+        )
+        bob.send("PRIVMSG alice :hi\r\nWHOIS alice\r\n")
+        self.assertEqual(codes(bob.take()), ["301", "311", "312", "301", "318"])
+
+    def test_quit(self) -> None:
+        bob = self.harness.connect_irc()
+        register(bob, "bob")
+        for client in (self.alice, bob):
+            client.send("JOIN #a,#b\r\n")
+        discard(self.alice, bob)
+        bob.send("QUIT :later\r\n")
+        self.assertEqual(bob.take(), ["ERROR :Closing link: bob"])
+        # Once, though they shared two channels.
+        self.assertEqual(self.alice.take(), [":bob!bob@chatservice QUIT :Quit: later"])
+
+    def test_idlePing(self) -> None:
+        harness = Harness(Limits(flood_rate=0, idle_timeout=30))
+        client = harness.connect_irc()
+        register(client, "carol")
+        harness.advance(30)
+        self.assertEqual(client.take(), [":My.Little.Server PING My.Little.Server"])
+        client.send("PONG My.Little.Server\r\n")
+        harness.advance(30)
+        self.assertEqual(client.take(), [":My.Little.Server PING My.Little.Server"])
+        harness.advance(30)
+        self.assertEqual(
+            client.take()[0], "ERROR :Closing link: Ping timeout: 30 seconds"
+        )
+
+
+class MixedTests(SynchronousTestCase):
+    """
+    A line user and an IRC user in one room.
+    """
+
+    def setUp(self) -> None:
+        self.harness = Harness(Limits(flood_rate=0))
+        self.line = self.harness.connect()
+        self.line.say("/nick bob")
+        self.irc = self.harness.connect_irc()
+        register(self.irc, "alice")
+        self.irc.send("JOIN #lobby\r\n")
+        discard(self.line, self.irc)
+
+    def test_talk(self) -> None:
+        self.line.say("hello")
+        self.line.say("/me waves")
+        self.irc.send(
+            "PRIVMSG #lobby :hi bob\r\nPRIVMSG #lobby :\x01ACTION nods\x01\r\n"
+        )
+        self.assertEqual(
+            self.irc.take(),
+            [
+                ":bob!bob@chatservice PRIVMSG #lobby :hello",
+                ":bob!bob@chatservice PRIVMSG #lobby :\x01ACTION waves\x01",
+            ],
+        )
+        self.assertEqual(
+            self.line.take(), ["[lobby] <alice> hi bob", "[lobby] * alice nods"]
+        )
+
+    def test_private(self) -> None:
+        self.line.say("/msg alice psst")
+        self.irc.send("PRIVMSG bob :back\r\n")
+        self.assertEqual(self.irc.take(), [":bob!bob@chatservice PRIVMSG alice :psst"])
+        self.assertEqual(self.line.take(), ["*alice* back"])
+
+    def test_renameAndJoin(self) -> None:
+        self.line.say("/nick robert")
+        self.irc.send("NICK alicia\r\n")
+        self.assertEqual(self.irc.take()[0], ":bob!bob@chatservice NICK robert")
+        self.assertIn("[lobby] --- alice is now known as alicia", self.line.take())
+
+    def test_formattingStripped(self) -> None:
+        self.irc.send("PRIVMSG #lobby :\x0304red\x03 and \x02bold\x02\r\n")
+        self.assertEqual(self.line.take(), ["[lobby] <alice> red and bold"])
+
+    def test_longLineSplit(self) -> None:
+        text = "ü" * 2000
+        self.line.say(text)
+        lines = self.irc.take()
+        self.assertGreater(len(lines), 1)
+        prefix = ":bob!bob@chatservice PRIVMSG #lobby :"
+        for line in lines:
+            self.assertTrue(line.startswith(prefix))
+            self.assertLessEqual(len(line.encode()) + 2, 512)
+        self.assertEqual("".join(line[len(prefix) :] for line in lines), text)
+
+
+class HostileTests(SynchronousTestCase):
+    @settings(max_examples=200, deadline=None)
+    @given(st.lists(st.binary(max_size=80), max_size=10))
+    def test_nothingRaises(self, chunks: list[bytes]) -> None:
+        harness = Harness(Limits(flood_rate=0))
+        client = harness.connect_irc()
+        for chunk in chunks:
+            client.send(chunk)
+        client.send(b"\r\nPING end\r\n")
+        raw = client.transport.value()
+        self.assertTrue(raw.endswith(b"\r\n") or raw == b"")
