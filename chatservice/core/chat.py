@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Container, Iterable, Iterator, Sequence
+from dataclasses import replace
 from itertools import count
 
 from twisted.logger import Logger
@@ -32,6 +33,7 @@ from chatservice.core.history import (
     History,
     encode_record,
 )
+from chatservice.core.operators import RoomOperators
 from chatservice.core.rooms import Member, Room
 from chatservice.core.sanitize import safe
 from chatservice.core.session import Session
@@ -63,9 +65,10 @@ def _folded_room(requested: str) -> str:
     return names.fold(requested.removeprefix("#"))
 
 
-class Chat:
+class Chat(RoomOperators):
     """
-    Members, rooms, and what they may do.
+    Members, rooms, and what they may do. What a room's operators may do
+    (topics, kicks, operator status) is L{RoomOperators}'.
 
     @param schedule: when to write a turn's output (see L{Fanout}).
     @param history: where room messages and actions are recorded, and
@@ -75,6 +78,8 @@ class Chat:
         is logged in as one may use it. The accounts keep it up to date.
     @param motd: the message of the day, lines of text a front end shows
         newcomers.
+    @param clock: the wall clock topics are dated by; by default the
+        history's, or C{time.time}.
     @ivar members: every member, by folded nickname.
     @ivar rooms: every room, by folded name.
     """
@@ -88,6 +93,7 @@ class Chat:
         timer: Callable[[], float] = time.perf_counter,
         registered: Container[str] = frozenset(),
         motd: Sequence[str] = (),
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.stats = Stats() if stats is None else stats
         self.fanout = Fanout(schedule, history, self.stats, timer)
@@ -95,6 +101,9 @@ class Chat:
         self.replay = replay
         self.registered = registered
         self.motd = motd
+        if clock is None:
+            clock = time.time if history is None else history.clock
+        self.clock = clock
         self.members: dict[str, Member] = {}
         self.rooms: dict[str, Room] = {}
         self._guest_numbers = count(1)
@@ -262,8 +271,10 @@ class Chat:
 
     def join(self, member: Member, requested: str, announce: bool = True) -> Room:
         """
-        Put C{member} in the room C{requested}, creating it, and replay the
-        room's history to it. A member already in the room stays as it is.
+        Put C{member} in the room C{requested}, creating it, and tell it the
+        room's topic, if it has one, and replay the room's history to it. A
+        member already in the room stays as it is. Whoever enters a room
+        empty is its operator.
 
         @param announce: tell the member it entered, and how many are there.
         """
@@ -275,13 +286,21 @@ class Chat:
         room = self.rooms.get(folded)
         if room is None:
             room = self.rooms[folded] = Room(name)
+            topic = None if self.history is None else self.history.topics.get(folded)
+            if topic is not None:
+                # The room may be spelt otherwise this time.
+                room.topic = replace(topic, room=name)
         # Lines said before the join are not the joiner's to see.
         self.fanout.flush_room(room)
+        if not room.members:
+            room.operators.add(member)
         room.add(member)
         member.rooms[folded] = room
         log.info("{nick} joined {room}", nick=member.nick, room=room.name)
         if announce:
             self.fanout.tell(member, events.Entered(room.name, len(room.members)))
+        if room.topic is not None:
+            self.fanout.tell(member, room.topic)
         if self.history is not None:
             self.replay_history(member, room, self.replay)
         self.fanout.post(room, member, events.Joined(room.name, member.nick))
@@ -431,10 +450,15 @@ class Chat:
 
     def names(self, member: Member, room: Room) -> None:
         """
-        Tell C{member} who is in C{room}.
+        Tell C{member} who is in C{room}, and who of them are operators.
         """
         self.fanout.tell(
-            member, events.Names(room.name, [m.nick for m in room.members])
+            member,
+            events.Names(
+                room.name,
+                [m.nick for m in room.members],
+                frozenset([m.nick for m in room.operators]),
+            ),
         )
 
     def list_rooms(self, member: Member) -> None:

@@ -78,6 +78,31 @@ class NotInRoom(ChatError):
 
 
 @dataclass(eq=False)
+class NotOperator(ChatError):
+    """The request needs operator status in C{room}, which the member lacks."""
+
+    code = "not_operator"
+    room: str
+
+
+@dataclass(eq=False)
+class TargetNotInRoom(ChatError):
+    """C{nick}, whom the request is about, is not in C{room}."""
+
+    code = "target_not_in_room"
+    room: str
+    nick: str
+
+
+@dataclass(eq=False)
+class TopicTooLong(ChatError):
+    """A topic is at most C{limit} characters."""
+
+    code = "topic_too_long"
+    limit: int
+
+
+@dataclass(eq=False)
 class NoRoom(ChatError):
     """The member is in no room, and the request needs one."""
 

@@ -100,6 +100,62 @@ class Renamed(RoomEvent):
     new: str
 
 
+@dataclass(frozen=True, slots=True)
+class TopicSet(RoomEvent):
+    """
+    C{nick} set the topic of C{room} to C{text}; an empty C{text} cleared
+    it. The setter is told too: it is the confirmation.
+    """
+
+    room: str
+    nick: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class TopicLocked(RoomEvent):
+    """
+    C{nick} let only operators (C{locked}) or anyone in C{room} set its
+    topic: IRC's channel mode C{+t}.
+    """
+
+    room: str
+    nick: str
+    locked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Kicked(RoomEvent):
+    """
+    C{by} put C{nick} out of C{room}, giving C{reason} (empty: none given;
+    each front end says what it shows then). Told to the room with C{nick}
+    still in it, so that the one kicked sees its own kick.
+    """
+
+    room: str
+    nick: str
+    by: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Opped(RoomEvent):
+    """C{by} made C{nick} an operator of C{room}."""
+
+    room: str
+    nick: str
+    by: str
+
+
+@dataclass(frozen=True, slots=True)
+class Deopped(RoomEvent):
+    """C{by} took operator status in C{room} from C{nick}."""
+
+    room: str
+    nick: str
+    by: str
+
+
 # Replies and notices: what one member is told.
 
 
@@ -142,6 +198,41 @@ class Entered(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class Topic(Event):
+    """
+    The topic of C{room}: C{text}, set by C{nick} at C{time} (seconds since
+    the epoch). Told on entering a room that has one (after L{Entered},
+    before the L{Replay}) and on asking for it. The same record is what the
+    history keeps of a room's topic.
+    """
+
+    room: str
+    text: str
+    nick: str
+    time: float
+
+
+@dataclass(frozen=True, slots=True)
+class NoTopic(Event):
+    """The member asked for the topic of C{room}, which has none."""
+
+    room: str
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorUnchanged(Event):
+    """
+    The member asked to give (C{operator} true) or take operator status of
+    C{room} to or from C{nick}, who already has (or lacks) it: nothing was
+    done, and the room is not told.
+    """
+
+    room: str
+    nick: str
+    operator: bool
+
+
+@dataclass(frozen=True, slots=True)
 class HistoryLine:
     """One stored line of a room, as replayed."""
 
@@ -161,10 +252,14 @@ class Replay(Event):
 
 @dataclass(frozen=True, slots=True)
 class Names(Event):
-    """Who is in C{room}, in the order they entered it."""
+    """
+    Who is in C{room}, in the order they entered it, and which of them are
+    its operators.
+    """
 
     room: str
     nicks: Sequence[str]
+    operators: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

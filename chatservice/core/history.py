@@ -12,6 +12,15 @@ they are replayed; the database stores them as they are.
 
 Replay on entering a room and C{/history} read only this tail, so they never
 wait for the disk and a live line can never overtake them. No I/O here.
+
+Each room's topic is kept here too, apart from its lines: the latest one
+only, as an L{events.Topic}, by room key. It outlives the room (rooms exist
+while they have members; a topic lasts as long as the history does) and, on
+a server that stores history, rides to the database in the room's
+L{Unwritten} batch, written in the same transaction as its lines. It is not
+a record of the tail: a topic set before the last L{HISTORY_MAX} lines, or
+before what retention prunes, must still be the room's topic after a
+restart.
 """
 
 from __future__ import annotations
@@ -21,6 +30,8 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from itertools import repeat
 from typing import Final, Literal, NamedTuple
+
+from chatservice.core.events import Topic
 
 # Most lines /history may ask for, and so how many of each room are kept in
 # memory.
@@ -53,15 +64,19 @@ class Unwritten:
     that the writer has one buffer a room to store rather than a list of
     records to walk, and spends the GIL the reactor thread needs only once a
     room per flush.
+
+    @ivar topic: the room's topic, if it was set (or cleared: an empty
+        text) since the last write; None if it was not.
     """
 
-    __slots__ = ("count", "data", "room", "time")
+    __slots__ = ("count", "data", "room", "time", "topic")
 
     def __init__(self, time: float, room: str) -> None:
         self.time = time
         self.room = room
         self.data = bytearray()
         self.count = 0
+        self.topic: Topic | None = None
 
 
 class Entry(NamedTuple):
@@ -127,6 +142,7 @@ class History:
         key; None when nothing persists them.
     @ivar wake: called when lines are recorded and L{unwritten} was empty,
         so that the writer can schedule a flush without polling.
+    @ivar topics: every room's topic, by room key.
     """
 
     def __init__(
@@ -140,6 +156,7 @@ class History:
         self.tails: dict[str, Tail] = {}
         self.unwritten: dict[str, Unwritten] | None = {} if persist else None
         self.wake: Callable[[], None] | None = None
+        self.topics: dict[str, Topic] = {}
 
     def record(self, room_key: str, room: str, records: list[bytes]) -> None:
         """
@@ -154,13 +171,39 @@ class History:
         tail.times.extend(repeat(now, len(records)))
         unwritten = self.unwritten
         if unwritten is not None:
-            pending = unwritten.get(room_key)
-            if pending is None:
-                if not unwritten and self.wake is not None:
-                    self.wake()
-                pending = unwritten[room_key] = Unwritten(now, room)
+            pending = self._unwritten(unwritten, room_key, room, now)
             pending.data += b"".join(records)
             pending.count += len(records)
+
+    def _unwritten(
+        self, unwritten: dict[str, Unwritten], room_key: str, room: str, now: float
+    ) -> Unwritten:
+        pending = unwritten.get(room_key)
+        if pending is None:
+            if not unwritten and self.wake is not None:
+                self.wake()
+            pending = unwritten[room_key] = Unwritten(now, room)
+        return pending
+
+    def set_topic(self, room_key: str, topic: Topic) -> None:
+        """
+        Keep C{topic} as the topic of a room, or clear it if its text is
+        empty, and queue the change for the writer.
+        """
+        if topic.text:
+            self.topics[room_key] = topic
+        else:
+            self.topics.pop(room_key, None)
+        if self.unwritten is not None:
+            self._unwritten(
+                self.unwritten, room_key, topic.room, topic.time
+            ).topic = topic
+
+    def load_topics(self, topics: Iterable[tuple[str, Topic]]) -> None:
+        """
+        Put topics read back from the database (room key, topic) in memory.
+        """
+        self.topics.update(topics)
 
     def take(self) -> dict[str, Unwritten]:
         """
@@ -188,6 +231,8 @@ class History:
             if newer is not None:
                 older.data = older.data + newer.data
                 older.count += newer.count
+                if newer.topic is not None:
+                    older.topic = newer.topic
             else:
                 older.data = bytearray(older.data)
             unwritten[room_key] = older

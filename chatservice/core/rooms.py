@@ -8,7 +8,7 @@ delivery in L{chatservice.core.fanout}.
 from __future__ import annotations
 
 from chatservice.core import names
-from chatservice.core.events import Event
+from chatservice.core.events import Event, Topic
 from chatservice.core.session import Renderer, Session
 
 
@@ -63,9 +63,27 @@ class Room:
     @ivar pending: events this turn, with who caused them (None: the
         server), not yet rendered.
     @ivar to_record: of those, the history records to keep.
+    @ivar operators: the members who may set the topic, kick, and give or
+        take operator status: whoever entered the room empty, and whom an
+        operator made one. Status belongs to the membership: leaving drops
+        it, a new nickname keeps it. A room whose operators all left has
+        none until it is empty and made anew.
+    @ivar topic: the room's topic, if it has one.
+    @ivar topic_locked: only operators may set the topic (IRC's C{+t}, on
+        by default).
     """
 
-    __slots__ = ("by_renderer", "folded", "members", "name", "pending", "to_record")
+    __slots__ = (
+        "by_renderer",
+        "folded",
+        "members",
+        "name",
+        "operators",
+        "pending",
+        "to_record",
+        "topic",
+        "topic_locked",
+    )
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -74,6 +92,9 @@ class Room:
         self.by_renderer: dict[Renderer, dict[Member, None]] = {}
         self.pending: list[tuple[Member | None, Event]] = []
         self.to_record: list[bytes] = []
+        self.operators: set[Member] = set()
+        self.topic: Topic | None = None
+        self.topic_locked = True
 
     def add(self, member: Member) -> None:
         self.members[member] = None
@@ -84,6 +105,7 @@ class Room:
 
     def remove(self, member: Member) -> None:
         del self.members[member]
+        self.operators.discard(member)
         group = self.by_renderer[member.renderer]
         del group[member]
         if not group:

@@ -1,5 +1,5 @@
 """
-The database service: room history and accounts in SQLite, on one
+The database service: room history, topics and accounts in SQLite, on one
 connection used by one thread of its own. The file's shape is
 L{chatservice.storage.schema}'s and the queries are
 L{chatservice.storage.store}'s; this module runs them in order, off the
@@ -89,7 +89,7 @@ class Database(Service):
     query the server runs, all in order.
 
     Starting opens the file and loads what the server keeps in memory: the
-    tail of every room's history, and the accounts.
+    tail of every room's history, every room's topic, and the accounts.
     """
 
     store: Store
@@ -123,6 +123,7 @@ class Database(Service):
         self.store = open_store(self.path)
         if self.history.unwritten is not None:
             self.history.load(self.store.tails(self.history.keep))
+            self.history.load_topics(self.store.topics())
         self.accounts.update(self.store.accounts())
         log.info("Using database {path}", path=self.path)
         super().startService()

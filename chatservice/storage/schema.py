@@ -19,6 +19,8 @@ Versions:
  2. Accounts.
  3. History in the records of L{chatservice.core.history}, which no front
     end's rendering is part of; existing chunks are re-encoded.
+ 4. Room topics: the latest of each room, one row a room. Not history
+    records: retention prunes lines, and a topic must outlive them.
 """
 
 from __future__ import annotations
@@ -96,7 +98,7 @@ One step of a migration: an SQL statement, or a function that runs its own
 on the connection (inside the migration's transaction).
 """
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # MIGRATIONS[n] takes a database from version n to n + 1. Never edit one
 # that has shipped: add the next.
 MIGRATIONS: dict[int, list[Step]] = {
@@ -177,6 +179,18 @@ MIGRATIONS: dict[int, list[Step]] = {
                substr(record, instr(record, ' ') + 1)
         FROM split WHERE record IS NOT NULL
         ORDER BY chunk, line
+        """,
+    ],
+    3: [
+        # A cleared topic is a deleted row.
+        """
+        CREATE TABLE topics (
+            room_key TEXT PRIMARY KEY,
+            room TEXT NOT NULL,
+            topic TEXT NOT NULL,
+            nick TEXT NOT NULL,
+            time REAL NOT NULL
+        )
         """,
     ],
 }

@@ -1,6 +1,6 @@
 """
 The queries on the SQLite file, run synchronously: room history in chunks,
-and accounts. Opening a file here also locks and migrates it.
+room topics, and accounts. Opening a file here also locks and migrates it.
 
 A L{Store} belongs to one thread at a time: the main thread at start-up,
 then only the database thread of L{chatservice.storage.database.Database},
@@ -12,6 +12,7 @@ from __future__ import annotations
 import sqlite3
 
 from chatservice.core.accounts import Account
+from chatservice.core.events import Topic
 from chatservice.core.history import Unwritten
 from chatservice.storage.schema import DatabaseError, migrate
 
@@ -89,12 +90,36 @@ class Store:
                 records.extend((when, key, r) for r in split_records(blob))
         return records
 
+    def topics(self) -> list[tuple[str, Topic]]:
+        """
+        Every room's topic, by room key.
+        """
+        return [
+            (key, Topic(room, text, nick, when))
+            for key, room, text, nick, when in self.connection.execute(
+                "SELECT room_key, room, topic, nick, time FROM topics"
+            )
+        ]
+
     def insert(self, taken: dict[str, Unwritten]) -> None:
         """
         Store each room's unwritten records, in one transaction: a chunk per
         room (and per L{CHUNK_BYTES}), dated by its first line, so that the
-        time a line shows is off by at most one flush interval.
+        time a line shows is off by at most one flush interval; and each
+        topic set (or cleared) since the last write.
         """
+        set_topics = []
+        cleared = []
+        for room_key, unwritten in taken.items():
+            topic = unwritten.topic
+            if topic is None:
+                continue
+            if topic.text:
+                set_topics.append(
+                    (room_key, topic.room, topic.text, topic.nick, topic.time)
+                )
+            else:
+                cleared.append((room_key,))
         rows = []
         for room_key, unwritten in taken.items():
             data = unwritten.data
@@ -116,6 +141,16 @@ class Store:
                 " VALUES (?, ?, ?, ?, ?)",
                 rows,
             )
+            if set_topics:
+                self.connection.executemany(
+                    "INSERT OR REPLACE INTO topics (room_key, room, topic, nick, time)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    set_topics,
+                )
+            if cleared:
+                self.connection.executemany(
+                    "DELETE FROM topics WHERE room_key = ?", cleared
+                )
 
     def prune(self, max_per_room: int, before: float) -> int:
         """
@@ -257,6 +292,7 @@ def check(path: str) -> None:
     store = open_store(path)
     try:
         store.tails(1)
+        store.topics()
         store.accounts()
     except sqlite3.Error as e:
         raise DatabaseError(f"cannot read {path}: {e}") from None

@@ -153,7 +153,7 @@ class RoomTests(ChatTestCase):
         self.assertEqual(
             self.take(alice),
             [
-                events.Names("python", ["alice", "bob"]),
+                events.Names("python", ["alice", "bob"], frozenset({"alice"})),
                 events.RoomList([("python", 2)]),
             ],
         )

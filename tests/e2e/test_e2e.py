@@ -107,7 +107,7 @@ class RawSocketTests(unittest.SynchronousTestCase):
         self.assertEqual(
             client.read_to_end(),
             b"*** You are now known as erin.\r\n"
-            b"*** lobby (1 member): erin\r\n"
+            b"*** lobby (1 member): @erin\r\n"
             b"*** Goodbye.\r\n",
         )
 

@@ -352,7 +352,7 @@ class TLSTests(unittest.SynchronousTestCase):
         secure.expect(f"[lobby] <{plain_nick}> over plain TCP")
 
         secure.send(b"/who\n")
-        secure.expect(f"*** lobby (2 members): {secure_nick}, {plain_nick}")
+        secure.expect(f"*** lobby (2 members): @{secure_nick}, {plain_nick}")
 
         self.assertNotIn(b"Metrics server listening", self.log.data)
         assert_listening(self, self.server, {self.plain_port, self.tls_port})
@@ -492,7 +492,7 @@ class IPv6Tests(unittest.SynchronousTestCase):
         )
         # The refused connection disturbed nobody.
         first.send(b"/who\n")
-        first.expect(f"*** lobby (2 members): {first_nick}, {second_nick}")
+        first.expect(f"*** lobby (2 members): @{first_nick}, {second_nick}")
 
 
 # Metrics

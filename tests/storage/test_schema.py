@@ -85,6 +85,7 @@ class MigrationTests(unittest.SynchronousTestCase):
             0: "30ba32ad4062807b",
             1: "0bdbea6d211f6576",
             2: "73a44a94cdc68a69",
+            3: "a2a8b1f14f8d347e",
         }
         found = {}
         for version in shipped:
@@ -153,9 +154,9 @@ class VersionTwoTests(unittest.SynchronousTestCase):
         """
         chunks = read_file(self.path, CHUNKS)
         store, events = self.open()
-        self.assertEqual([e["version"] for e in events if "version" in e], [3])
+        self.assertEqual([e["version"] for e in events if "version" in e], [3, 4])
         self.assertEqual(
-            store.connection.execute("PRAGMA user_version").fetchone(), (3,)
+            store.connection.execute("PRAGMA user_version").fetchone(), (4,)
         )
         self.assertEqual(store.connection.execute(CHUNKS).fetchall(), chunks)
         self.assertEqual(

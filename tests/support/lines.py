@@ -62,4 +62,9 @@ class LineChat:
         """
         What C{/who} shows of C{room}, without the C{***}.
         """
-        return wire.who(room.name, [m.nick for m in room.members], limit)
+        return wire.who(
+            room.name,
+            [m.nick for m in room.members],
+            limit,
+            {m.nick for m in room.operators},
+        )

@@ -92,6 +92,34 @@ def _who(user: LineUser, argument: str) -> None:
     chat.names(user.member, chat.room(argument) if argument else user.here())
 
 
+# What /topic takes to clear the topic: a topic of one dash says nothing.
+CLEAR_TOPIC = "-"
+
+
+def _topic(user: LineUser, argument: str) -> None:
+    chat = user.chat
+    room = user.here()
+    if not argument:
+        chat.topic(user.member, room)
+    else:
+        chat.set_topic(user.member, room, "" if argument == CLEAR_TOPIC else argument)
+
+
+def _kick(user: LineUser, argument: str) -> None:
+    nick, _, reason = argument.partition(" ")
+    user.chat.kick(user.member, user.here(), _required(nick, "kick"), reason)
+
+
+def _op(user: LineUser, argument: str) -> None:
+    (nick,) = _words(argument, "op", 1)
+    user.chat.op(user.member, user.here(), nick)
+
+
+def _deop(user: LineUser, argument: str) -> None:
+    (nick,) = _words(argument, "deop", 1)
+    user.chat.deop(user.member, user.here(), nick)
+
+
 def _msg(user: LineUser, argument: str) -> None:
     nick, _, text = argument.partition(" ")
     text = text.strip()
@@ -217,6 +245,31 @@ COMMANDS: dict[str, Command] = {
         ),
         Command("rooms", "", "List the rooms and how many are in each.", _rooms),
         Command("who", "[ROOM]", "List who is in ROOM, or in your current room.", _who),
+        Command(
+            "topic",
+            "[TEXT]",
+            "Show the topic of your current room, or (as its operator) set "
+            f"it to TEXT; '/topic {CLEAR_TOPIC}' clears it.",
+            _topic,
+        ),
+        Command(
+            "kick",
+            "NICK [REASON]",
+            "Put NICK out of your current room (operators only).",
+            _kick,
+        ),
+        Command(
+            "op",
+            "NICK",
+            "Make NICK an operator of your current room (operators only).",
+            _op,
+        ),
+        Command(
+            "deop",
+            "NICK",
+            "Take operator status in your current room from NICK (operators only).",
+            _deop,
+        ),
         Command("msg", "NICK TEXT", "Send TEXT privately to NICK only.", _msg),
         Command("me", "ACTION", "Describe an action: '* you ACTION'.", _me),
         Command(

@@ -59,13 +59,20 @@ class LineUser:
     def here(self) -> Room:
         """
         The current room: where plain lines go.
+
+        If the member is no longer in it, through no command of its own (an
+        operator kicked it, say), the room it joined most recently among
+        the others takes its place, as after C{/part}, and it is told so
+        before the line that asked goes there.
         """
         current = self.current
         if current is None or self.member.rooms.get(current.folded) is not current:
-            # Left without this front end's doing (the server stopping, say).
-            current = self.current = self._latest()
-            if current is None:
+            latest = self.current = self._latest()
+            if latest is None:
                 raise errors.NoRoom()
+            if current is not None:
+                self.chat.tell(self.member, Switched(latest.name))
+            current = latest
         return current
 
     def _latest(self) -> Room | None:

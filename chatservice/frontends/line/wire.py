@@ -13,7 +13,7 @@ out to a thousand members is rendered a single time.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -68,6 +68,35 @@ def quit(room: str, nick: str, reason: str) -> str:
 
 def renamed(room: str, old: str, new: str) -> str:
     return f"[{room}] --- {old} is now known as {new}"
+
+
+def topic_set(room: str, nick: str, text: str) -> str:
+    if not text:
+        return f"[{room}] --- {nick} cleared the topic"
+    return f"[{room}] --- {nick} set the topic: {text}"
+
+
+def topic_locked(room: str, nick: str, locked: bool) -> str:
+    who = "only operators" if locked else "anyone"
+    return f"[{room}] --- {nick} let {who} set the topic"
+
+
+def kicked(room: str, nick: str, by: str, reason: str) -> str:
+    because = f" ({reason})" if reason else ""
+    return f"[{room}] <-- {nick} was kicked by {by}{because}"
+
+
+def opped(room: str, nick: str, by: str) -> str:
+    return f"[{room}] --- {by} made {nick} an operator"
+
+
+def deopped(room: str, nick: str, by: str) -> str:
+    return f"[{room}] --- {by} took operator status from {nick}"
+
+
+def topic(room: str, text: str, nick: str, when: float) -> str:
+    """The topic of C{room}, on entering it or on asking."""
+    return notice(f"Topic of {room}: {text} (set by {nick} at {stamp(when)})")
 
 
 def private(nick: str, text: str) -> str:
@@ -205,6 +234,11 @@ _REASONS: dict[type[Any], Callable[[Any], str]] = {
     errors.NoSuchRoom: lambda e: f"No such room: {e.room}.",
     errors.NotInRoom: lambda e: f"You are not in {e.room}.",
     errors.NoRoom: lambda e: "You are not in any room; /join one first.",
+    errors.NotOperator: lambda e: f"You are not an operator of {e.room}.",
+    errors.TargetNotInRoom: lambda e: f"{e.nick} is not in {e.room}.",
+    errors.TopicTooLong: lambda e: (
+        f"Topic too long (the limit is {e.limit} characters); it was not set."
+    ),
     errors.NoHistory: lambda e: "This server keeps no history.",
     errors.NoAccounts: lambda e: "This server keeps no accounts.",
     errors.BadPassword: _password_rule,
@@ -279,18 +313,26 @@ def _replay(e: events.Replay) -> list[str]:
     ]
 
 
-def who(room: str, nicks: Sequence[str], limit: int = WHO_LIMIT) -> str:
+def who(
+    room: str,
+    nicks: Sequence[str],
+    limit: int = WHO_LIMIT,
+    operators: Container[str] = (),
+) -> str:
     """
-    The names in C{room}, at most C{limit} of them, as one line of text.
+    The names in C{room}, at most C{limit} of them, as one line of text;
+    an operator's with an C{@} before it (nicknames cannot start with one).
     """
-    shown = ", ".join(nicks[:limit])
+    shown = ", ".join(
+        [f"@{nick}" if nick in operators else nick for nick in nicks[:limit]]
+    )
     if len(nicks) > limit:
         shown += f", and {len(nicks) - limit} more"
     return f"{room} ({count_members(len(nicks))}): {shown}"
 
 
 def _names(e: events.Names) -> list[str]:
-    return [notice(who(e.room, e.nicks))]
+    return [notice(who(e.room, e.nicks, operators=e.operators))]
 
 
 def _room_list(e: events.RoomList) -> list[str]:
@@ -349,6 +391,20 @@ _LINES: dict[type[Any], Callable[[Any], Sequence[str]]] = {
     events.Left: _one(lambda e: left(e.room, e.nick)),
     events.Quit: _one(lambda e: quit(e.room, e.nick, e.reason)),
     events.Renamed: _one(lambda e: renamed(e.room, e.old, e.new)),
+    events.Topic: _one(lambda e: topic(e.room, e.text, e.nick, e.time)),
+    events.NoTopic: _one(lambda e: notice(f"{e.room} has no topic.")),
+    events.TopicSet: _one(lambda e: topic_set(e.room, e.nick, e.text)),
+    events.TopicLocked: _one(lambda e: topic_locked(e.room, e.nick, e.locked)),
+    events.Kicked: _one(lambda e: kicked(e.room, e.nick, e.by, e.reason)),
+    events.Opped: _one(lambda e: opped(e.room, e.nick, e.by)),
+    events.Deopped: _one(lambda e: deopped(e.room, e.nick, e.by)),
+    events.OperatorUnchanged: _one(
+        lambda e: notice(
+            f"{e.nick} is an operator of {e.room} already."
+            if e.operator
+            else f"{e.nick} is not an operator of {e.room}."
+        )
+    ),
     Switched: _one(lambda e: notice(f"Now talking in {e.room}.")),
     PartedSelf: _parted,
     EmptyHistory: _one(lambda e: notice(f"No history in {e.room}.")),

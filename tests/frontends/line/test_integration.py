@@ -49,7 +49,7 @@ class IntegrationTests(unittest.TestCase):
         await first.next_line("[lobby] --> guest3 joined")
         await second.next_line("[lobby] --> guest3 joined")
         third.send("/who")
-        await third.next_line("*** lobby (3 members): guest1, guest2, guest3")
+        await third.next_line("*** lobby (3 members): @guest1, guest2, guest3")
 
     @deferred_test
     async def test_broadcast_reaches_all_others_not_the_sender(self) -> None:
@@ -143,7 +143,7 @@ class IntegrationTests(unittest.TestCase):
         third.send("yes")
         await first.next_line("[lobby] <guest3> yes")
         first.send("/who")
-        await first.next_line("*** lobby (2 members): guest1, guest3")
+        await first.next_line("*** lobby (2 members): @guest1, guest3")
 
         # The nickname is free again.
         third.send("/nick guest2")
@@ -214,7 +214,7 @@ class IntegrationTests(unittest.TestCase):
             [
                 "[lobby] --> guest2 joined",
                 "*** You are now known as carol.",
-                "*** lobby (2 members): carol, guest2",
+                "*** lobby (2 members): @carol, guest2",
                 "*** Goodbye.",
             ],
         )

@@ -387,9 +387,9 @@ class RoomTests(RegistryTestCase):
             [("lobby", 2), ("python", 1)],
         )
         lobby = self.registry.room("lobby")
-        self.assertEqual(self.registry.who(lobby), "lobby (2 members): alice, bob")
+        self.assertEqual(self.registry.who(lobby), "lobby (2 members): @alice, bob")
         self.assertEqual(
-            self.registry.who(lobby, limit=1), "lobby (2 members): alice, and 1 more"
+            self.registry.who(lobby, limit=1), "lobby (2 members): @alice, and 1 more"
         )
 
     def test_no_such_room(self) -> None:

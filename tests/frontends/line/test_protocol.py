@@ -619,12 +619,12 @@ class RoomTests(ChatTestCase):
         c.take()
         a.say("/who")
         self.assertEqual(
-            a.take(), [f"*** lobby (3 members): {a.nick}, {b.nick}, {c.nick}"]
+            a.take(), [f"*** lobby (3 members): @{a.nick}, {b.nick}, {c.nick}"]
         )
         self.assertNothing(b, c)
         a.say("/who python")
         a.say("/who #PYTHON")
-        self.assertEqual(a.take(), [f"*** python (1 member): {c.nick}"] * 2)
+        self.assertEqual(a.take(), [f"*** python (1 member): @{c.nick}"] * 2)
         a.say("/who nowhere")
         self.assertEqual(a.take(), ["!!! No such room: nowhere."])
 
@@ -633,7 +633,7 @@ class RoomTests(ChatTestCase):
         b.say("/nick bob")
         a.take()
         a.say("/who")
-        self.assertEqual(a.take(), [f"*** lobby (2 members): {a.nick}, bob"])
+        self.assertEqual(a.take(), [f"*** lobby (2 members): @{a.nick}, bob"])
 
     def test_joinersDoNotSeeEarlierLines(self) -> None:
         """
