@@ -269,6 +269,43 @@ class RestartTests(unittest.SynchronousTestCase):
         )
         self.stop(again)
 
+    def test_topicSurvivesRestart(self) -> None:
+        """
+        A topic set on the installed server is the room's topic after a
+        restart, shown on entering the room before its history, and stored
+        one row a room.
+        """
+        server = self.server()
+        assert server.tcp_port is not None
+        alice = SocketClient(self, server.tcp_port)
+        alice.welcome()
+        alice.send(b"/nick alice\n/join python\n")
+        expect(alice, "*** Now talking in python (1 member).")
+        alice.send("/topic Tout sur Python 🐍\nhello\n".encode())
+        expect(alice, "[python] --- alice set the topic: Tout sur Python 🐍")
+        alice.send(b"/topic\n")
+        shown = alice.read_line()
+        self.stop(server)
+        self.assertEqual(
+            [row[:4] for row in read_file(self.path, "SELECT * FROM topics")],
+            [("python", "python", "Tout sur Python 🐍", "alice")],
+        )
+
+        again = self.server()
+        assert again.tcp_port is not None
+        bob = SocketClient(self, again.tcp_port)
+        bob.welcome()
+        bob.send(b"/join python\n")
+        expect(bob, "*** Now talking in python (1 member).")
+        self.assertEqual(bob.read_line(), shown)
+        self.assertRegex(
+            shown.decode(),
+            r"^\*\*\* Topic of python: Tout sur Python 🐍 \(set by alice at "
+            r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\)\r\n$",
+        )
+        self.assertEqual(bob.read_line(), b"*** Last 1 line(s) of python:\r\n")
+        self.stop(again)
+
     def test_versionTwoFile(self) -> None:
         """
         A file written by today's main (schema version 2) is migrated when
