@@ -40,6 +40,16 @@ class OperatorTestCase(unittest.SynchronousTestCase):
     def assertNothingElse(self) -> None:
         self.assertEqual(self.everyone(), [[], [], []])
 
+    def assertRefused(self, cases: list[tuple[Connection, str, str]]) -> None:
+        """
+        Each (client, line, refusal): the line gets the refusal, told to
+        who sent it only.
+        """
+        for client, line, refusal in cases:
+            client.say(line)
+            self.assertEqual(client.take(), [refusal], line)
+            self.assertNothingElse()
+
     def who(self, client: Connection) -> str:
         client.say("/who python")
         [line] = client.take()
@@ -190,10 +200,7 @@ class KickTests(OperatorTestCase):
             (self.alice, "/kick carol", "!!! carol is not in python."),
             (self.alice, "/kick", "!!! Usage: /kick NICK [REASON]"),
         ]
-        for client, line, refusal in cases:
-            client.say(line)
-            self.assertEqual(client.take(), [refusal], line)
-            self.assertNothingElse()
+        self.assertRefused(cases)
         self.assertEqual(self.who(self.carol), "*** python (2 members): @alice, bob")
 
 
@@ -243,10 +250,7 @@ class OpTests(OperatorTestCase):
             (self.alice, "/op bob carol", "!!! Usage: /op NICK"),
             (self.alice, "/deop", "!!! Usage: /deop NICK"),
         ]
-        for client, line, refusal in cases:
-            client.say(line)
-            self.assertEqual(client.take(), [refusal], line)
-            self.assertNothingElse()
+        self.assertRefused(cases)
         self.assertEqual(self.who(self.carol), "*** python (2 members): @alice, bob")
 
 
