@@ -29,6 +29,7 @@ from chatservice.core.accounts import Accounts
 from chatservice.core.chat import Chat
 from chatservice.core.errors import ChatError
 from chatservice.core.events import Event, Motd, Refused
+from chatservice.core.operators import TOPIC_MAX
 from chatservice.core.rooms import Member, Room
 from chatservice.frontends.admission import Admission
 from chatservice.frontends.irc import renderer as r
@@ -340,36 +341,68 @@ class IRCProtocol(StreamSession):
     def irc_TOPIC(self, params: list[str]) -> None:
         if not params:
             raise r.need_more_params("TOPIC")
-        room = self._room_of(params[0])
+        member = self._member()
+        room = self._room(params[0])
         if len(params) == 1:
-            self.numeric("331", r.channel(room.name), "No topic is set")
+            self.chat.topic(member, room)
             return
-        raise IRCError("482", (r.channel(room.name), "You're not channel operator"))
+        self.chat.set_topic(member, room, params[1])
 
     def irc_KICK(self, params: list[str]) -> None:
         if len(params) < 2:
             raise r.need_more_params("KICK")
-        room = self._room_of(params[0])
-        raise IRCError("482", (r.channel(room.name), "You're not channel operator"))
+        member = self._member()
+        room = self._room(params[0])
+        reason = params[2] if len(params) > 2 else ""
+        for nick in params[1].split(","):
+            try:
+                self.chat.kick(member, room, nick, reason)
+            except ChatError as e:
+                self.tell(Refused(e))
 
     def irc_MODE(self, params: list[str]) -> None:
         if not params:
             raise r.need_more_params("MODE")
         target = params[0]
-        if target.startswith("#"):
-            room = self._room(target)
-            name = r.channel(room.name)
+        if not target.startswith("#"):
+            if names.fold(target) != self._member().folded:
+                raise IRCError("502", ("Can't change mode for other users",))
             if len(params) == 1:
-                self.numeric("324", name, "+")
-            elif params[1].lstrip("+") == "b":
+                self.numeric("221", "+")
+            return
+        member = self._member()
+        room = self._room(target)
+        name = r.channel(room.name)
+        if len(params) == 1:
+            self.numeric("324", name, "+t" if room.topic_locked else "+")
+            return
+        self._channel_modes(member, room, params[1], params[2:])
+
+    def _channel_modes(
+        self, member: Member, room: Room, modes: str, arguments: list[str]
+    ) -> None:
+        """
+        Carry out a channel mode string: C{+o}/C{-o} with nicknames, C{+t}
+        and C{-t}; C{b} with no argument lists the (empty) ban list. Any
+        other mode is refused with C{472}.
+        """
+        name = r.channel(room.name)
+        adding = True
+        given = iter(arguments)
+        for letter in modes:
+            if letter in "+-":
+                adding = letter == "+"
+            elif letter == "o":
+                nick = next(given, None)
+                if nick is None:
+                    raise r.need_more_params("MODE")
+                (self.chat.op if adding else self.chat.deop)(member, room, nick)
+            elif letter == "t":
+                self.chat.lock_topic(member, room, adding)
+            elif letter == "b" and not arguments:
                 self.numeric("368", name, "End of channel ban list")
             else:
-                raise IRCError("482", (name, "You're not channel operator"))
-            return
-        if names.fold(target) != self._member().folded:
-            raise IRCError("502", ("Can't change mode for other users",))
-        if len(params) == 1:
-            self.numeric("221", "+")
+                raise IRCError("472", (letter, "is unknown mode char to me"))
 
     # Talking
 
@@ -593,7 +626,7 @@ class IRCFactory(StreamFactory):
             "PREFIX=(ov)@+",
             f"NICKLEN={names.NICK_MAX}",
             f"CHANNELLEN={names.ROOM_MAX + 1}",
-            "TOPICLEN=390",
+            f"TOPICLEN={TOPIC_MAX}",
             f"TARGMAX={targmax}",
             "CHANMODES=b,k,l,imnst",
             f"NETWORK={NETWORK}",

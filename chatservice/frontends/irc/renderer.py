@@ -139,6 +139,12 @@ def _refusal(e: ChatError) -> tuple[str, tuple[str, ...]]:
         return "403", (_as_channel(e.room), "No such channel")
     if isinstance(e, errors.NotInRoom):
         return "442", (_as_channel(e.room), "You're not on that channel")
+    if isinstance(e, errors.NotOperator):
+        return "482", (_as_channel(e.room), "You're not channel operator")
+    if isinstance(e, errors.TargetNotInRoom):
+        return "441", (e.nick, _as_channel(e.room), "They aren't on that channel")
+    if isinstance(e, errors.TopicTooLong):
+        return "NOTICE", (f"The topic is too long (the limit is {e.limit})",)
     if isinstance(e, errors.LineTooLong):
         return "417", ("Input line was too long",)
     if isinstance(e, errors.WrongPassword):
@@ -214,8 +220,24 @@ class IRCRenderer:
             return _lines([line(user(e.nick), "QUIT", f"Quit: {e.reason}")])
         if kind is events.Renamed:
             return _lines([line(user(e.old), "NICK", e.new)])
+        if kind is events.Kicked:
+            return _lines(
+                [line(user(e.by), "KICK", channel(e.room), e.nick, e.reason or e.by)]
+            )
+        if kind is events.TopicSet:
+            return _lines([line(user(e.nick), "TOPIC", channel(e.room), e.text)])
+        if kind is events.Opped or kind is events.Deopped:
+            sign = "+o" if kind is events.Opped else "-o"
+            return _lines([line(user(e.by), "MODE", channel(e.room), sign, e.nick)])
+        if kind is events.TopicLocked:
+            sign = "+t" if e.locked else "-t"
+            return _lines([line(user(e.nick), "MODE", channel(e.room), sign)])
         if kind is events.Closing:
             return _lines([f"ERROR :Closing link: {self.server} is shutting down"])
+        if isinstance(event, events.RoomEvent):
+            # A room event this renderer does not know: IRC clients are
+            # told nothing of it, rather than something wrong.
+            return b""
         return self.render_to("*", event)
 
     def _talk(
@@ -268,7 +290,18 @@ class IRCRenderer:
             # The joiner's own JOIN; the names follow as their own event.
             return [line(user(nick), "JOIN", channel(e.room))]
         if kind is events.Names:
-            return self.names(nick, channel(e.room), e.nicks)
+            marked = [("@" if each in e.operators else "") + each for each in e.nicks]
+            return self.names(nick, channel(e.room), marked)
+        if kind is events.Topic:
+            target = channel(e.room)
+            return [
+                self.numeric(nick, "332", target, e.text),
+                self.numeric(nick, "333", target, user(e.nick), str(int(e.time))),
+            ]
+        if kind is events.NoTopic:
+            return [self.numeric(nick, "331", channel(e.room), "No topic is set")]
+        if kind is events.OperatorUnchanged:
+            return []
         if kind is events.RoomList:
             return [
                 self.numeric(nick, "321", "Channel", "Users  Name"),

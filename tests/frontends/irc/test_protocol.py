@@ -149,10 +149,10 @@ class CommandTests(SynchronousTestCase):
             self.alice.take(),
             [
                 ":alice!alice@chatservice JOIN #python",
-                ":My.Little.Server 353 alice = #python alice",
+                ":My.Little.Server 353 alice = #python @alice",
                 ":My.Little.Server 366 alice #python :End of /NAMES list.",
                 ":alice!alice@chatservice JOIN #rust",
-                ":My.Little.Server 353 alice = #rust alice",
+                ":My.Little.Server 353 alice = #rust @alice",
                 ":My.Little.Server 366 alice #rust :End of /NAMES list.",
             ],
         )
@@ -291,3 +291,87 @@ class HostileTests(SynchronousTestCase):
         client.send(b"\r\nPING end\r\n")
         raw = client.transport.value()
         self.assertTrue(raw.endswith(b"\r\n") or raw == b"")
+
+
+class OperatorTests(SynchronousTestCase):
+    """
+    Channel operators, topics and kicks, between IRC and line users.
+    """
+
+    def setUp(self) -> None:
+        self.harness = Harness(Limits(flood_rate=0))
+        self.alice = self.harness.connect_irc()
+        register(self.alice, "alice")
+        self.alice.send("JOIN #python\r\n")
+        self.bob = self.harness.connect_irc()
+        register(self.bob, "bob")
+        self.bob.send("JOIN #python\r\n")
+        self.line = self.harness.connect()
+        self.line.say("/nick carol")
+        self.line.say("/join python")
+        discard(self.alice, self.bob, self.line)
+
+    def test_creatorIsOperator(self) -> None:
+        self.bob.send("NAMES #python\r\n")
+        self.assertEqual(
+            self.bob.take()[0], ":My.Little.Server 353 bob = #python :@alice bob carol"
+        )
+
+    def test_topic(self) -> None:
+        self.bob.send("TOPIC #python :mine\r\n")
+        self.assertEqual(codes(self.bob.take()), ["482"])
+        self.alice.send("TOPIC #python :Snakes only\r\n")
+        self.assertEqual(
+            self.bob.take(), [":alice!alice@chatservice TOPIC #python :Snakes only"]
+        )
+        self.assertEqual(
+            self.line.take(), ["[python] --- alice set the topic: Snakes only"]
+        )
+        self.bob.send("TOPIC #python\r\n")
+        topic, when = self.bob.take()
+        self.assertEqual(topic, ":My.Little.Server 332 bob #python :Snakes only")
+        self.assertTrue(when.startswith(":My.Little.Server 333 bob #python alice!"))
+
+    def test_kickAndOp(self) -> None:
+        self.bob.send("KICK #python carol\r\n")
+        self.assertEqual(codes(self.bob.take()), ["482"])
+        self.alice.send("MODE #python +o bob\r\n")
+        self.assertEqual(
+            self.bob.take(), [":alice!alice@chatservice MODE #python +o bob"]
+        )
+        self.bob.send("KICK #python carol :be nice\r\n")
+        self.assertEqual(
+            self.alice.take()[-1],
+            ":bob!bob@chatservice KICK #python carol :be nice",
+        )
+        self.assertIn(
+            "[python] <-- carol was kicked by bob (be nice)", self.line.take()
+        )
+
+    def test_lineOperatorKicksIRCUser(self) -> None:
+        self.alice.send("MODE #python +o carol\r\n")
+        discard(self.alice, self.bob, self.line)
+        self.line.say("/kick bob")
+        self.line.say("/topic From the line")
+        self.assertEqual(
+            self.bob.take(), [":carol!carol@chatservice KICK #python bob carol"]
+        )
+        self.assertEqual(
+            self.alice.take(),
+            [
+                ":carol!carol@chatservice KICK #python bob carol",
+                ":carol!carol@chatservice TOPIC #python :From the line",
+            ],
+        )
+
+    def test_modes(self) -> None:
+        self.alice.send("MODE #python\r\nMODE #python -t\r\nMODE #python +x\r\n")
+        self.assertEqual(
+            self.alice.take(),
+            [
+                ":My.Little.Server 324 alice #python +t",
+                # Replies go out at once, room events at the end of the turn.
+                ":My.Little.Server 472 alice x :is unknown mode char to me",
+                ":alice!alice@chatservice MODE #python -t",
+            ],
+        )
