@@ -24,12 +24,15 @@ from chatservice.bench.launch import (
     HOST,
     MINIMAL_PEER,
     NO_HISTORY,
+    PORT_PATTERN,
     Server,
     label_for,
     launched,
     ours_command,
     peer_command,
+    port_pattern,
 )
+from chatservice.bench.lineup import Contender, format_lineups, run_lineup
 from chatservice.bench.options import Options
 from chatservice.bench.payload import MIN_SIZE
 from chatservice.bench.point import run_point
@@ -222,19 +225,64 @@ def parser() -> argparse.ArgumentParser:
         "generator takes to get round to reading it is not blamed on the "
         "server), or when the generator read it",
     )
+    p.add_argument(
+        "--protocol",
+        choices=["line", "irc"],
+        default="line",
+        help="how the connections speak: the chat's line protocol (the "
+        "default), or IRC (register, join #bench, PRIVMSG); ours then also "
+        "listens for IRC and is measured there",
+    )
+    p.add_argument(
+        "--irc-send",
+        action="append",
+        default=[],
+        metavar="LINE",
+        help="with --protocol irc: a line each sender says after 001 and "
+        "before its JOIN ({nick} is its nickname); repeatable, e.g. "
+        "--irc-send 'OPER bench bench' --irc-send 'MODE {nick} +F' to lift "
+        "ngircd's throttling",
+    )
+    p.add_argument(
+        "--server",
+        action="append",
+        default=[],
+        type=_named_server,
+        metavar="NAME=CMD",
+        dest="servers",
+        help="run this server too (a command as for --server-command), "
+        "alternately with ours (or --server-command's) at every point, "
+        "--rounds times; repeatable",
+    )
+    p.add_argument(
+        "--also-line",
+        action="store_true",
+        help="with --server and --protocol irc: also run ours over the line "
+        "protocol in the same alternation, to compare its fan-out",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     return p
 
 
+def _named_server(text: str) -> tuple[str, list[str]]:
+    name, sep, command = text.partition("=")
+    if not sep or not name.strip() or not command.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=COMMAND")
+    return name.strip(), shlex.split(command)
+
+
 @contextlib.contextmanager
 def _server(
-    args: argparse.Namespace, command: list[str] | None, label: str
+    args: argparse.Namespace,
+    command: list[str] | None,
+    label: str,
+    pattern: re.Pattern[bytes] = PORT_PATTERN,
 ) -> Iterator[Server]:
     if args.target is not None:
         host, port = args.target
         yield Server(label, host, port, args.server_pid)
         return
-    with launched(command or ours_command(), label) as server:
+    with launched(command or ours_command(), label, pattern=pattern) as server:
         yield server
 
 
@@ -245,6 +293,7 @@ def compare(
     rate: float | None,
     options: Options,
     progress: Progress,
+    pattern: re.Pattern[bytes] = PORT_PATTERN,
 ) -> list[Comparison]:
     """
     Run two servers, each a fresh one for every run, alternately at every
@@ -260,7 +309,7 @@ def compare(
                 (comparison.ours, command, label),
                 (comparison.peer, other, other_label),
             ):
-                with launched(cmd, name) as server:
+                with launched(cmd, name, pattern=pattern) as server:
                     runs.append(
                         run_point(server, receivers, senders, options, progress)
                     )
@@ -282,20 +331,45 @@ def main(argv: Sequence[str] | None = None) -> int:
         checksum=args.checksum,
         kernel_time=args.latency == "kernel",
         slow=args.slow,
+        protocol=args.protocol,
+        irc_send=tuple(args.irc_send),
     )
     progress = Progress(sys.stderr.isatty() and not args.json)
     points = args.points or [(args.receivers, args.senders)]
+    pattern = PORT_PATTERN
     if args.server_command:
         command = shlex.split(args.server_command)
         label = label_for(command)
     else:
-        command, label = ours_command(), "ours"
+        command, label = ours_command(args.protocol), "ours"
+        pattern = port_pattern(args.protocol)
     if args.target is not None:
         label = "target"
     output: dict[str, Any]
     try:
-        if args.idle is not None:
-            with _server(args, command, label) as server:
+        if args.protocol == "irc" and args.idle is not None:
+            raise BenchError("--idle speaks the line protocol only")
+        if args.servers:
+            if args.target is not None or args.compare or args.history:
+                raise BenchError(
+                    "--server starts every server; it takes no --target, "
+                    "--compare or --history"
+                )
+            contenders = [Contender(label, command, args.protocol, pattern)]
+            if args.also_line:
+                contenders.append(Contender("ours-line", ours_command(), "line"))
+            labels = {label, *(c.label for c in contenders)}
+            for name, other in args.servers:
+                if name in labels:
+                    raise BenchError(f"two servers are named {name!r}")
+                labels.add(name)
+                contenders.append(Contender(name, other, args.protocol))
+            lineups = run_lineup(points, contenders, args.rounds, options, progress)
+            output = {"mode": "lineup", "points": [x.summary() for x in lineups]}
+            text = format_lineups(lineups)
+            ok = all(x.ok for x in lineups)
+        elif args.idle is not None:
+            with _server(args, command, label, pattern) as server:
                 idle = run_idle(server, args.idle, options, progress)
             output = {"mode": "idle", "result": dump(idle)}
             text = format_idle(idle)
@@ -303,6 +377,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.compare or args.history:
             if args.target is not None:
                 raise BenchError("--compare starts both servers; it takes no --target")
+            if args.compare and args.protocol == "irc":
+                raise BenchError("the peer of --compare speaks the line protocol only")
             if args.history:
                 other, other_label = [*command, NO_HISTORY], "no-history"
                 names = ("history", "no-history")
@@ -319,6 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.rate,
                 options,
                 progress,
+                pattern,
             )
             output = {
                 "mode": "compare",
@@ -329,7 +406,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             results = []
             for receivers, senders in points:
-                with _server(args, command, label) as server:
+                with _server(args, command, label, pattern) as server:
                     results.append(
                         run_point(server, receivers, senders, options, progress)
                     )

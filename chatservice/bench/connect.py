@@ -13,6 +13,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 
+from chatservice.bench import irc
 from chatservice.bench.errors import BenchError
 from chatservice.bench.latency import SO_TIMESTAMPNS
 from chatservice.bench.messages import WorkerSpec
@@ -74,7 +75,9 @@ def slow_readers(spec: WorkerSpec) -> list[socket.socket]:
     """
     Connect the C{--slow} readers: in the room like any receiver, with a
     small receive buffer, and never read. They are not counted; they are
-    there so that the others are measured with them present.
+    there so that the others are measured with them present. With
+    C{--protocol irc} they say their registration and C{JOIN} without
+    waiting for the replies.
     """
     readers: list[socket.socket] = []
     for n in range(spec.slow):
@@ -83,6 +86,9 @@ def slow_readers(spec: WorkerSpec) -> list[socket.socket]:
         sock.settimeout(10)
         try:
             sock.connect((spec.host, spec.port))
+            if spec.irc:
+                name = b"s%d" % n
+                sock.sendall(irc.registration(name) + irc.after_welcome(name, ()))
         except OSError as e:
             sock.close()
             raise BenchError(f"slow reader {n + 1} failed to connect: {e}") from None

@@ -11,8 +11,9 @@ NOBODY = 1 << 62
 
 # What a connection does with what it reads: waits for its socket; learns
 # the server's framing from the calibration lines; counts and samples; or,
-# for --idle, only counts bytes.
-CONNECTING, CALIBRATING, COUNTING, DISCARDING = range(4)
+# for --idle, only counts bytes; or, with --protocol irc, registers and
+# joins the channel first.
+CONNECTING, CALIBRATING, COUNTING, DISCARDING, REGISTERING = range(5)
 
 
 class Client:
@@ -36,6 +37,7 @@ class Client:
         "max_len",
         "min_len",
         "mode",
+        "nick",
         "pending",
         "prefix",
         "reordered",
@@ -52,6 +54,8 @@ class Client:
         self.fd = sock.fileno()
         self.sid = sid
         self.mode = CONNECTING
+        # With --protocol irc: its nickname.
+        self.nick = b""
         self.tail = b""
         self.closed = False
         self.lines = 0

@@ -57,6 +57,16 @@ MINIMAL_PEER = Path(__file__).parent / "peers" / "minimal.py"
 # "port=NNNN", "port NNNN" or "listening on NNNN" in what a server prints.
 PORT_PATTERN = re.compile(rb"(?:\bport[= ]|listening on )(\d{1,5})\b", re.IGNORECASE)
 
+# With --protocol irc, ours also listens for IRC, and logs that port after
+# the chat port: "IRC server listening on IPv4Address(..., port=N)".
+IRC_ARGS = ["--irc-port", "tcp:0:interface=127.0.0.1"]
+IRC_PORT_PATTERN = re.compile(rb"IRC server listening on [^\n]*?\bport=(\d{1,5})\b")
+
+
+def port_pattern(protocol: str) -> re.Pattern[bytes]:
+    """How to find the port to measure in what a server of ours prints."""
+    return IRC_PORT_PATTERN if protocol == "irc" else PORT_PATTERN
+
 
 @dataclass
 class Server:
@@ -95,8 +105,13 @@ def twistd_path() -> Path:
     return Path(sys.executable).with_name("twistd")
 
 
-def ours_command() -> list[str]:
-    return [str(twistd_path()), *OURS_ARGS]
+def ours_command(protocol: str = "line") -> list[str]:
+    """
+    Ours, as measured: with C{protocol} C{"irc"}, with an IRC listener too
+    (whose port L{IRC_PORT_PATTERN} finds).
+    """
+    irc = IRC_ARGS if protocol == "irc" else []
+    return [str(twistd_path()), *OURS_ARGS, *irc]
 
 
 def peer_command(peer: Path) -> list[str]:
@@ -133,14 +148,18 @@ def _can_connect(host: str, port: int) -> bool:
 
 @contextlib.contextmanager
 def launched(
-    command: Sequence[str], label: str, timeout: float = 30.0
+    command: Sequence[str],
+    label: str,
+    timeout: float = 30.0,
+    pattern: re.Pattern[bytes] = PORT_PATTERN,
 ) -> Iterator[Server]:
     """
     Start C{command} (C{{port}} in it replaced by a free port, C{{workdir}}
     by a temporary directory of its own; C{python} as its program meaning
     this interpreter), wait until it says which port it
-    listens on (or, with C{{port}}, accepts a connection there), and kill it
-    afterwards: SIGTERM to its process group, then SIGKILL.
+    listens on (the first group of C{pattern}, or, with C{{port}}, accepts
+    a connection there), and kill it afterwards: SIGTERM to its process
+    group, then SIGKILL.
     """
     argv = list(command)
     port: int | None = None
@@ -158,7 +177,7 @@ def launched(
         raise BenchError(f"cannot start the server {argv[0]}: {e}") from None
     server = Server(label, HOST, 0, None, process, log_path, argv)
     try:
-        found = wait_for_port(process, log_path, timeout, port=port)
+        found = wait_for_port(process, log_path, timeout, pattern, port)
         if found is None:
             server.check_alive()
             raise BenchError(

@@ -45,6 +45,9 @@ class WorkerSpec:
     idle: bool = False
     kernel_time: bool = True
     slow: int = 0
+    # --protocol irc, and the lines its senders say before joining.
+    irc: bool = False
+    irc_send: tuple[str, ...] = ()
 
 
 @dataclass

@@ -23,6 +23,10 @@ class Options:
     checksum: bool = False
     kernel_time: bool = True
     slow: int = 0
+    # "line", or "irc" (see chatservice.bench.irc), and with "irc" the
+    # lines each sender says before it joins.
+    protocol: str = "line"
+    irc_send: tuple[str, ...] = ()
 
     def deadline(self, connections: int) -> float:
         """Seconds a whole run may take, set-up included."""

@@ -34,20 +34,30 @@ def payload(sid: int, seq: int, ts: int, fills: list[bytes]) -> bytes:
     return head + b"%04x" % (zlib.crc32(head) & 0xFFFF) + fills[seq & 15]
 
 
-def lines(sid: int, first: int, last: int, ts: int, fills: list[bytes]) -> bytes:
+def lines(
+    sid: int,
+    first: int,
+    last: int,
+    ts: int,
+    fills: list[bytes],
+    before: bytes = b"",
+    eol: bytes = b"\n",
+) -> bytes:
     """
     The lines sender C{sid} says with sequence numbers C{first} up to (not
-    including) C{last}, all sent at C{ts}: each L{payload} and a newline.
-    This is the senders' hot loop, so L{payload} is unrolled in it.
+    including) C{last}, all sent at C{ts}: each C{before}, L{payload} and
+    C{eol} (a newline, or for IRC a C{PRIVMSG} and CRLF). This is the
+    senders' hot loop, so L{payload} is unrolled in it.
     """
     crc32 = zlib.crc32
     who = b"%04x" % sid
     when = b"%012x" % ts
     parts: list[bytes] = []
     add = parts.append
+    ends = [fill + eol for fill in fills]
     for seq in range(first, last):
         head = b"%s%08x%s" % (who, seq, when)
-        add(b"%s%04x%s\n" % (head, crc32(head) & 0xFFFF, fills[seq & 15]))
+        add(b"%s%s%04x%s" % (before, head, crc32(head) & 0xFFFF, ends[seq & 15]))
     return b"".join(parts)
 
 

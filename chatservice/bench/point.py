@@ -112,6 +112,8 @@ def run_point(
             checksum=options.checksum,
             kernel_time=options.kernel_time,
             slow=options.slow if w == 0 else 0,
+            irc=options.protocol == "irc",
+            irc_send=options.irc_send,
         )
         for w in range(workers)
     ]

@@ -7,6 +7,9 @@ a read costs a C{count(b"\\n")} and the parse of its last complete line
 only (its latency, its order among that sender's lines, and whether it is
 exactly what that sender sent, framed as calibrated); with C{--checksum},
 also a count of the C{|} markers and a byte sum over everything read.
+With C{--protocol irc}, a connection first registers and joins (every line
+parsed, see L{chatservice.bench.irc}), and a read while counting also
+costs a search for a server's C{PING}, which is answered and not counted.
 """
 
 from __future__ import annotations
@@ -14,8 +17,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from chatservice.bench import payload
-from chatservice.bench.connection import COUNTING, DISCARDING, Client
+from chatservice.bench import irc, payload
+from chatservice.bench.connection import (
+    CALIBRATING,
+    COUNTING,
+    DISCARDING,
+    REGISTERING,
+    Client,
+)
+from chatservice.bench.errors import BenchError
 from chatservice.bench.latency import (
     ANCILLARY_SIZE,
     BUCKETS,
@@ -36,10 +46,20 @@ class Reader:
     """
 
     def __init__(
-        self, spec: WorkerSpec, window: Window, close: Callable[[Client], None]
+        self,
+        spec: WorkerSpec,
+        window: Window,
+        close: Callable[[Client], None],
+        say: Callable[[Client, bytes], None],
     ) -> None:
         self.window = window
         self.close = close
+        self.say = say
+        self.irc = spec.irc
+        self.irc_send = spec.irc_send
+        # With --protocol irc: connections in the room, and PINGs answered.
+        self.joined = 0
+        self.pings = 0
         self.senders = spec.senders
         self.checksum = spec.checksum
         self.kernel_time = spec.kernel_time
@@ -87,6 +107,9 @@ class Reader:
             client.bytes += n
             before = client.lines
             client.lines = before + buf.count(b"\n", t, end)
+            ping = -1
+            if self.irc and buf.find(irc.PING, 0, end) >= 0:
+                ping = self.answer_pings(client, t, end)
             window = self.window
             if before == window.low and client.sid < 0 and client.lines > before:
                 window.passed()
@@ -97,8 +120,9 @@ class Reader:
             if p < 0:
                 client.tail = bytes(buf[:end])
                 return
-            q = buf.rfind(b"\n", 0, p)
-            self.sample(client, bytes(buf[q + 1 : p + 1]))
+            if p != ping:
+                q = buf.rfind(b"\n", 0, p)
+                self.sample(client, bytes(buf[q + 1 : p + 1]))
             client.tail = bytes(buf[p + 1 : end])
         elif mode == DISCARDING:
             if not client.bytes:
@@ -111,10 +135,57 @@ class Reader:
             if p < 0:
                 client.tail = bytes(buf[:end])
                 return
-            if buf.find(b"|", 0, p) >= 0:
-                for line in bytes(buf[:p]).split(b"\n"):
-                    self.calibrate(client, line + b"\n")
             client.tail = bytes(buf[p + 1 : end])
+            if mode == REGISTERING:
+                self.register(client, bytes(buf[: p + 1]))
+            elif buf.find(b"|", 0, p) >= 0 or (
+                self.irc and buf.find(irc.PING, 0, p) >= 0
+            ):
+                for line in bytes(buf[:p]).split(b"\n"):
+                    if self.irc and line.startswith(irc.PING):
+                        self.say(client, irc.pong(irc.command(line)[1]))
+                    else:
+                        self.calibrate(client, line + b"\n")
+
+    def answer_pings(self, client: Client, start: int, end: int) -> int:
+        """
+        While counting: answer the server's C{PING}s that this read (from
+        C{start} to C{end} of the buffer) completed, and take them out of
+        C{client}'s counts; return where the last one's newline is (-1 if
+        there was none).
+        """
+        found, size, lines, last = irc.take_pings(self.buf, start, end)
+        client.lines -= found
+        client.bytes -= size
+        for line in lines:
+            self.pings += 1
+            if self.checksum:
+                client.sum -= payload.byte_sum(line)
+            self.say(client, irc.pong(irc.command(line)[1]))
+        return last
+
+    def register(self, client: Client, data: bytes) -> None:
+        """
+        With C{--protocol irc}, before calibration: answer C{PING}s, join
+        the channel on C{001}, and be in the room on C{366}; give up on a
+        reply that says the connection cannot get in.
+        """
+        for line in data.split(b"\n")[:-1]:
+            name, rest = irc.command(line)
+            if name == b"PING":
+                self.say(client, irc.pong(rest))
+            elif name == b"001":
+                extra = self.irc_send if client.sid >= 0 else ()
+                self.say(client, irc.after_welcome(client.nick, extra))
+            elif name == b"366":
+                client.mode = CALIBRATING
+                self.joined += 1
+                return
+            elif name in irc.FATAL or name == b"ERROR":
+                raise BenchError(
+                    f"{client.nick.decode()} could not get into "
+                    f"{irc.CHANNEL.decode()}: {line.decode('utf-8', 'replace')}"
+                )
 
     def calibrate(self, client: Client, line: bytes) -> None:
         """

@@ -8,7 +8,7 @@ from __future__ import annotations
 import select
 from collections.abc import Callable
 
-from chatservice.bench import payload
+from chatservice.bench import irc, payload
 from chatservice.bench.connection import Client
 from chatservice.bench.latency import now_us
 from chatservice.bench.messages import WorkerSpec
@@ -35,6 +35,12 @@ class Sender:
         self.epoll = epoll
         self.close = close
         self.fills = payload.fills_for(spec.size)
+        # What goes around a payload, and what that adds to a line's byte
+        # sum beyond the newline the checks count (see tally.expect).
+        self.before, self.eol = (irc.PRIVMSG, irc.EOL) if spec.irc else (b"", b"\n")
+        self.extra_sum = payload.byte_sum(self.before + self.eol) - payload.byte_sum(
+            b"\n"
+        )
         # The fewest lines counted, when the senders last looked, and
         # whether a sender then waited for the receivers to move on.
         self.fewest = 0
@@ -43,8 +49,8 @@ class Sender:
     def calibrate(self, senders: list[Client], number: int) -> None:
         """Every sender says the calibration line of round C{number}."""
         for client in senders:
-            line = payload.payload(client.sid, 0, number, self.fills) + b"\n"
-            self.queue(client, line)
+            line = payload.payload(client.sid, 0, number, self.fills)
+            self.queue(client, self.before + line + self.eol)
 
     def send(self, senders: list[Client], now: int, t0: int) -> None:
         """
@@ -70,9 +76,11 @@ class Sender:
                 continue
             first = client.sent + 1
             last = first + min(allowed, MAX_BATCH)
-            data = payload.lines(client.sid, first, last, now_us(), self.fills)
+            data = payload.lines(
+                client.sid, first, last, now_us(), self.fills, self.before, self.eol
+            )
             client.sent = last - 1
-            client.sent_sum += payload.byte_sum(data)
+            client.sent_sum += payload.byte_sum(data) - (last - first) * self.extra_sum
             self.window.sent(client.sid, client.sent)
             self.queue(client, data)
 

@@ -20,8 +20,15 @@ import traceback
 from multiprocessing.connection import Connection
 from typing import Any
 
+from chatservice.bench import irc
 from chatservice.bench.connect import connections, slow_readers
-from chatservice.bench.connection import CALIBRATING, COUNTING, DISCARDING, Client
+from chatservice.bench.connection import (
+    CALIBRATING,
+    COUNTING,
+    DISCARDING,
+    REGISTERING,
+    Client,
+)
 from chatservice.bench.errors import BenchError
 from chatservice.bench.messages import WorkerResult, WorkerSpec
 from chatservice.bench.proc import cpu_times, raise_open_files_limit
@@ -57,8 +64,8 @@ class Worker:
         self.window = Window(
             index, spec.senders, spec.workers, shared, wakers, self.receivers
         )
-        self.reader = Reader(spec, self.window, self.close)
         self.sender = Sender(spec, self.window, self.epoll, self.close)
+        self.reader = Reader(spec, self.window, self.close, self.sender.queue)
         self.result = WorkerResult()
         self.cal_reported = (-2, 0)
         self.t0 = 0
@@ -102,9 +109,31 @@ class Worker:
             self.clients.append(client)
             self.by_fd[client.fd] = client
             self.epoll.register(client.fd, select.EPOLLIN)
+            if spec.irc:
+                client.mode = REGISTERING
+                client.nick = irc.nick(self.index, len(self.clients))
+                self.sender.queue(client, irc.registration(client.nick))
             self.window.opened()
             self.poll(0)
         self.result.clients = len(self.clients)
+        if spec.irc:
+            self.await_joined()
+
+    def await_joined(self) -> None:
+        """With C{--protocol irc}: wait until every connection is in the room."""
+        while self.reader.joined < len(self.clients):
+            closed = [c.nick.decode() for c in self.clients if c.closed]
+            if closed:
+                raise BenchError(
+                    f"the server closed {len(closed)} connections before they "
+                    f"were in {irc.CHANNEL.decode()} ({', '.join(closed[:3])}, ...)"
+                )
+            if time.monotonic_ns() > self.spec.deadline_ns:
+                raise BenchError(
+                    f"deadline passed with {self.reader.joined} of "
+                    f"{len(self.clients)} connections in {irc.CHANNEL.decode()}"
+                )
+            self.poll(0.05)
 
     # The loop
 
