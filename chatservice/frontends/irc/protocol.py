@@ -101,6 +101,7 @@ class IRCProtocol(StreamSession):
     # The connection
 
     def start(self) -> Member | None:
+        self._targets: dict[str, Room] = {}
         self._registration = self.factory.reactor.callLater(
             REGISTRATION_TIMEOUT, self._registration_timeout
         )
@@ -428,9 +429,7 @@ class IRCProtocol(StreamSession):
         for target in params[0].split(",")[: TARGMAX[command]]:
             try:
                 if target.startswith("#"):
-                    room = self._room(target)
-                    if room not in member.rooms.values():
-                        raise IRCError("404", (target, "Cannot send to channel"))
+                    room = self._channel(member, target)
                     if ctcp is not None:
                         if ctcp[0] == "ACTION":
                             self.chat.act(member, room, ctcp[1])
@@ -446,6 +445,23 @@ class IRCProtocol(StreamSession):
             except ChatError as e:
                 if not notice:
                     self.tell(Refused(e))
+
+    def _channel(self, member: Member, target: str) -> Room:
+        """
+        The room C{member} talks to as C{target}, which it must be in.
+        Clients name the same channel line after line, and folding a name
+        costs more than the rest of a line: the answer is kept while the
+        member stays in the room.
+        """
+        room = self._targets.get(target)
+        if room is None or member.rooms.get(room.folded) is not room:
+            room = self._room(target)
+            if member.rooms.get(room.folded) is not room:
+                raise IRCError("404", (target, "Cannot send to channel"))
+            if len(self._targets) > 64:
+                self._targets.clear()
+            self._targets[target] = room
+        return room
 
     def _away_of(self, nick: str) -> str | None:
         target = self.chat.members.get(names.fold(nick))
@@ -561,10 +577,25 @@ class IRCProtocol(StreamSession):
 
     def deliver(self, data: bytes) -> None:
         # A user who quits or is renamed is told of once by each room this
-        # client shares with it; IRC says it once.
-        if b" QUIT " in data or b" NICK " in data:
+        # client shares with it; IRC says it once. Every IRC member of a
+        # room is handed the same bytes, so the search is made once a flush.
+        if _needs_once(data):
             data = _once(data)
         super().deliver(data)
+
+
+_last: list[object] = [None, False]
+
+
+def _needs_once(data: bytes) -> bool:
+    """
+    Whether C{data} may say a quit or a rename twice; remembered for the
+    last C{data} asked about.
+    """
+    if data is not _last[0]:
+        _last[0] = data
+        _last[1] = b" QUIT " in data or b" NICK " in data
+    return bool(_last[1])
 
 
 def _once(data: bytes) -> bytes:

@@ -191,6 +191,9 @@ def stamp(when: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(when))
 
 
+_SAID = events.Said
+
+
 class IRCRenderer:
     """
     Renders events as IRC lines from C{server} (the server's name).
@@ -204,8 +207,17 @@ class IRCRenderer:
     def render(self, event: Event) -> bytes:
         kind = type(event)
         e: Any = event
-        if kind is events.Said:
-            return self._talk(user(e.nick), "PRIVMSG", channel(e.room), e.text)
+        if kind is _SAID:
+            text = e.text
+            nick = e.nick
+            # Most lines said fit one IRC line whatever their characters
+            # (4 bytes each at most, with the prefix's fixed 26 bytes and
+            # room to spare): one format, without measuring or cutting.
+            if (2 * len(nick) + len(e.room) + len(text)) * 4 + 40 <= LINE_MAX - 2:
+                return (
+                    f":{nick}!{nick}@{CLOAK} PRIVMSG #{e.room} :{text}\r\n"
+                ).encode()
+            return self._talk(user(e.nick), "PRIVMSG", channel(e.room), text)
         if kind is events.Acted:
             return self._talk(
                 user(e.nick), "PRIVMSG", channel(e.room), e.text, action=True
