@@ -144,6 +144,46 @@ class IRCProtocol(StreamSession):
 
     # Input
 
+    def linesReceived(self, lines: list[bytes | None], start: int) -> int:
+        # Most lines are PRIVMSGs to the channel the previous line went to.
+        # A run of plain ones (one channel, no CTCP, valid UTF-8, not empty)
+        # is said in one call; anything else is left to lineReceived, which
+        # answers it line by line.
+        member = self.member
+        if member is None:
+            return start
+        limit = self.limits.max_line
+        texts = []
+        target = b""
+        for index in range(start, len(lines)):
+            line = lines[index]
+            if not line or len(line) > limit or not line.startswith(b"PRIVMSG #"):
+                break
+            head, sep, body = line.partition(b" :")
+            name = head[8:]
+            if not sep or b"," in name or b" " in name or body.startswith(b"\x01"):
+                break
+            if target and name != target:
+                break
+            target = name
+            if body.endswith(b"\r"):
+                body = body[:-1]
+            try:
+                text = body.decode("utf-8")
+            except UnicodeDecodeError:
+                break
+            if not text:
+                break
+            texts.append(text)
+        if not texts:
+            return start
+        try:
+            room = self._channel(member, target.decode("utf-8"))
+        except ChatError:
+            return start
+        self.chat.say_all(member, room, texts)
+        return start + len(texts)
+
     def lineReceived(self, line: bytes) -> Deferred[None] | None:
         parsed = parse(line.decode("utf-8", "replace"))
         if parsed is None:

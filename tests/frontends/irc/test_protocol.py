@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from chatservice.frontends.irc.protocol import parse
+from chatservice.frontends.irc.protocol import IRCProtocol, parse
 from chatservice.frontends.irc.split import split
 from chatservice.frontends.limits import Limits
 from tests.support.memory import Connection, Harness, discard
@@ -374,4 +374,63 @@ class OperatorTests(SynchronousTestCase):
                 ":My.Little.Server 472 alice x :is unknown mode char to me",
                 ":alice!alice@chatservice MODE #python -t",
             ],
+        )
+
+
+class GeneralPathOnly(IRCProtocol):
+    """
+    The IRC protocol without its shortcut for runs of PRIVMSGs.
+    """
+
+    def linesReceived(self, lines: list[bytes | None], start: int) -> int:
+        return start
+
+
+class ShortcutTests(SynchronousTestCase):
+    """
+    Runs of PRIVMSGs to one channel skip the parser; whatever the lines,
+    every client sees exactly what the general path would show.
+    """
+
+    def outputs(self, protocol: type[IRCProtocol], lines: list[bytes]) -> list[bytes]:
+        harness = Harness(Limits(flood_rate=0))
+        listener = harness.connect_irc()
+        assert harness.irc is not None
+        harness.irc.protocol = protocol
+        speaker = harness.connect_irc()
+        assert type(speaker.proto) is protocol
+        register(speaker, "alice")
+        register(listener, "bob")
+        speaker.send("JOIN #a,#b\r\n")
+        listener.send("JOIN #a,#b\r\n")
+        speaker.send(b"".join(line + b"\r\n" for line in lines))
+        return [speaker.everything(), listener.everything()]
+
+    @settings(max_examples=200, deadline=None)
+    @given(
+        st.lists(
+            st.one_of(
+                st.binary(max_size=30).map(lambda b: b"PRIVMSG #a :" + b),
+                st.sampled_from(
+                    [
+                        b"PRIVMSG #a :hi",
+                        b"PRIVMSG #b :there",
+                        b"PRIVMSG #c :nobody",
+                        b"PRIVMSG #a,#b :both",
+                        b"PRIVMSG #a :\x01ACTION waves\x01",
+                        b"PRIVMSG #a :",
+                        b"PRIVMSG #a extra :x",
+                        b"PRIVMSG #a :\xff\xfe",
+                        b"PRIVMSG #a :" + b"x" * 600,
+                        b"PART #b",
+                        b"privmsg #a :lower",
+                    ]
+                ),
+            ).map(lambda b: b.replace(b"\n", b"").replace(b"\r", b"")),
+            max_size=8,
+        )
+    )
+    def test_sameAsGeneralPath(self, lines: list[bytes]) -> None:
+        self.assertEqual(
+            self.outputs(IRCProtocol, lines), self.outputs(GeneralPathOnly, lines)
         )
