@@ -28,14 +28,11 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tests.support.helpers import (
     TIMEOUT,
-    ServerProcess,
     SocketClient,
+    irc_server,
     make_temp_dir,
-    read_until,
     stop_process,
 )
-
-_IRC_LISTENING = re.compile(rb"IRC server listening on .*port=(\d+)")
 
 # What the IRC front end does not do yet for these tests to pass; a test is
 # skipped while its entry says why, and the entry goes when the server does.
@@ -44,29 +41,6 @@ PENDING_NICK = (
     "change only with the new nick as a trailing parameter (':old!u@h NICK "
     ":new', as ngircd sends it)"
 )
-
-
-def irc_server(testcase: SynchronousTestCase) -> tuple[ServerProcess, int]:
-    """
-    The installed server with an IRC listener too; returns it and the IRC
-    port.
-    """
-    server = ServerProcess(
-        testcase,
-        options=[
-            "--irc-port",
-            "tcp:0:interface=127.0.0.1",
-            "--irc-server-name",
-            "My.Little.Server",
-            "--database",
-            ":memory:",
-        ],
-    )
-    found = _IRC_LISTENING.search(server.output)
-    if found is None:
-        assert server.process.stdout is not None
-        [found], _ = read_until(server.process.stdout, _IRC_LISTENING)
-    return server, int(found.group(1))
 
 
 def find_ii() -> str:
