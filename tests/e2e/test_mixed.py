@@ -5,34 +5,16 @@ over real loopback sockets, as people would use it.
 
 from __future__ import annotations
 
-import re
-
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.support.helpers import ServerProcess, SocketClient, read_until
-
-_IRC_LISTENING = re.compile(rb"IRC server listening on .*port=(\d+)")
+from tests.support.helpers import SocketClient, irc_server
 
 
 class MixedTests(SynchronousTestCase):
     def test_lineAndIRCInOneRoom(self) -> None:
-        server = ServerProcess(
-            self,
-            options=[
-                "--irc-port",
-                "tcp:0:interface=127.0.0.1",
-                "--irc-server-name",
-                "My.Little.Server",
-                "--database",
-                ":memory:",
-            ],
-        )
-        found = _IRC_LISTENING.search(server.output)
-        if found is None:
-            assert server.process.stdout is not None
-            [found], _ = read_until(server.process.stdout, _IRC_LISTENING)
+        server, irc_port = irc_server(self)
         assert server.tcp_port is not None
-        irc = SocketClient(self, int(found.group(1)))
+        irc = SocketClient(self, irc_port)
         irc.send(b"NICK alice\r\nUSER alice 0 * :Alice\r\nJOIN #lobby\r\n")
         irc.read_until(lambda line: b" 366 alice #lobby " in line)
         line = SocketClient(self, server.tcp_port)

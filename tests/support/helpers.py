@@ -5,7 +5,8 @@ Shared helpers for the integration, end-to-end and client tests.
     TCP port in this process, with raw line clients, for trial tests on the
     real reactor.
   - L{ServerProcess} and L{SocketClient}: the installed C{twistd chat} as a
-    subprocess, driven by blocking sockets, for the end-to-end tests.
+    subprocess, driven by blocking sockets, for the end-to-end tests;
+    L{irc_server} starts it with an IRC listener too.
 """
 
 from __future__ import annotations
@@ -286,6 +287,7 @@ CHAT_CLIENT = BIN / "chat-client"
 
 _LISTENING = re.compile(rb"Chat server listening on (\w+Address\(.*\))")
 _TCP_PORT = re.compile(rb"IPv4Address\(type='TCP', host='127\.0\.0\.1', port=(\d+)\)")
+_IRC_LISTENING = re.compile(rb"IRC server listening on .*port=(\d+)")
 
 
 def read_until(
@@ -386,6 +388,29 @@ class ServerProcess:
         self.process.send_signal(signal.SIGTERM)
         out, _ = self.process.communicate(timeout=10)
         return out
+
+
+def irc_server(testcase: SynchronousTestCase) -> tuple[ServerProcess, int]:
+    """
+    The installed server with an IRC listener too, named C{My.Little.Server}
+    and keeping nothing on disk; returns it and the IRC port.
+    """
+    server = ServerProcess(
+        testcase,
+        options=[
+            "--irc-port",
+            "tcp:0:interface=127.0.0.1",
+            "--irc-server-name",
+            "My.Little.Server",
+            "--database",
+            ":memory:",
+        ],
+    )
+    found = _IRC_LISTENING.search(server.output)
+    if found is None:
+        assert server.process.stdout is not None
+        [found], _ = read_until(server.process.stdout, _IRC_LISTENING)
+    return server, int(found.group(1))
 
 
 class SocketClient:
