@@ -34,14 +34,6 @@ from tests.support.helpers import (
     stop_process,
 )
 
-# What the IRC front end does not do yet for these tests to pass; a test is
-# skipped while its entry says why, and the entry goes when the server does.
-PENDING_NICK = (
-    "issue 12: the server sends ':old!u@h NICK new', and ii 1.8 shows a nick "
-    "change only with the new nick as a trailing parameter (':old!u@h NICK "
-    ":new', as ngircd sends it)"
-)
-
 
 def find_ii() -> str:
     """
@@ -201,7 +193,6 @@ class IIAndLineUserTests(SynchronousTestCase):
         self.ii.send("/j bob back at you")
         self.line_shows(b"*alice* back at you\r\n")
 
-    @unittest.skipIf(PENDING_NICK, PENDING_NICK)
     def test_nickChangesSeenByBoth(self) -> None:
         """
         A nick change on either side is shown on the other, and ii shows its

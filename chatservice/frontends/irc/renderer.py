@@ -231,7 +231,7 @@ class IRCRenderer:
         if kind is events.Quit:
             return _lines([line(user(e.nick), "QUIT", f"Quit: {e.reason}")])
         if kind is events.Renamed:
-            return _lines([line(user(e.old), "NICK", e.new)])
+            return _lines([f":{user(e.old)} NICK :{e.new}"])
         if kind is events.Kicked:
             return _lines(
                 [line(user(e.by), "KICK", channel(e.room), e.nick, e.reason or e.by)]
@@ -348,7 +348,9 @@ class IRCRenderer:
         if kind is events.Motd:
             return self.motd(nick, e.lines)
         if kind is events.NickChanged:
-            return [line(user(e.old), "NICK", e.nick)]
+            # The new nickname as trailing, as most servers send it: some
+            # clients (ii) read it only there.
+            return [f":{user(e.old)} NICK :{e.nick}"]
         if kind is events.SameNick:
             return []
         if kind is events.Displaced:

@@ -261,7 +261,7 @@ class MixedTests(SynchronousTestCase):
     def test_renameAndJoin(self) -> None:
         self.line.say("/nick robert")
         self.irc.send("NICK alicia\r\n")
-        self.assertEqual(self.irc.take()[0], ":bob!bob@chatservice NICK robert")
+        self.assertEqual(self.irc.take()[0], ":bob!bob@chatservice NICK :robert")
         self.assertIn("[lobby] --- alice is now known as alicia", self.line.take())
 
     def test_formattingStripped(self) -> None:
