@@ -324,15 +324,15 @@ class Chat(RoomOperators):
             self.fanout.tell(member, events.Replay(room.name, lines))
         return len(lines)
 
-    def part(self, member: Member, room: Room) -> None:
+    def part(self, member: Member, room: Room, reason: str = "") -> None:
         """
-        Take C{member} out of C{room}.
+        Take C{member} out of C{room}, saying C{reason} if it gives one.
         """
         if member.rooms.get(room.folded) is not room:
             raise errors.NotInRoom(room.name)
         self._remove(member, room)
         log.info("{nick} left {room}", nick=member.nick, room=room.name)
-        self.fanout.post(room, None, events.Left(room.name, member.nick))
+        self.fanout.post(room, None, events.Left(room.name, member.nick, safe(reason)))
 
     def room_of(self, member: Member, requested: str) -> Room:
         """

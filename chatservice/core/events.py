@@ -80,8 +80,11 @@ class Joined(RoomEvent):
 
 @dataclass(frozen=True, slots=True)
 class Left(RoomEvent):
+    """C{nick} left C{room}, saying C{reason} (empty: nothing)."""
+
     room: str
     nick: str
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -130,7 +130,7 @@ class RoomTests(ChatTestCase):
         self.chat.join(bob, "python")
         self.take(alice)
         self.chat.part(bob, room)
-        self.assertEqual(self.take(alice), [events.Left("python", "bob")])
+        self.assertEqual(self.take(alice), [events.Left("python", "bob", "")])
         e = self.assertRaises(errors.NotInRoom, self.chat.part, bob, room)
         self.assertEqual(e.room, "python")
 

@@ -251,7 +251,7 @@ class IRCProtocol(StreamSession):
     def irc_USER(self, params: list[str]) -> None:
         if self.member is not None or self._user is not None:
             raise r.already_registered()
-        if len(params) < 4 or not params[0]:
+        if len(params) < 4 or not params[0] or not params[3]:
             raise r.need_more_params("USER")
         self._user = params[0]
         self._register()
@@ -343,12 +343,14 @@ class IRCProtocol(StreamSession):
         if not params:
             raise r.need_more_params("PART")
         member = self._member()
+        reason = params[1] if len(params) > 1 else ""
         for target in params[0].split(",")[: TARGMAX["PART"]]:
             try:
                 room = self._room_of(target)
-                self.chat.part(member, room)
+                self.chat.part(member, room, reason)
                 # The leaver sees its own PART, as IRC clients expect.
-                self.send(Raw("PART", (r.channel(room.name),), "you"))
+                said = (reason,) if reason else ()
+                self.send(Raw("PART", (r.channel(room.name), *said), "you"))
             except ChatError as e:
                 self.tell(Refused(e))
 
@@ -366,7 +368,11 @@ class IRCProtocol(StreamSession):
     def irc_NAMES(self, params: list[str]) -> None:
         member = self._member()
         if not params:
-            self.numeric("366", "*", "End of /NAMES list.")
+            # The names of every channel one is in; none: just the end.
+            for room in member.rooms.values():
+                self.chat.names(member, room)
+            if not member.rooms:
+                self.numeric("366", "*", "End of /NAMES list.")
             return
         for target in params[0].split(","):
             try:

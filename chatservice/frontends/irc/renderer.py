@@ -227,7 +227,8 @@ class IRCRenderer:
         if kind is events.Joined:
             return _lines([line(user(e.nick), "JOIN", channel(e.room))])
         if kind is events.Left:
-            return _lines([line(user(e.nick), "PART", channel(e.room))])
+            params = (channel(e.room), e.reason) if e.reason else (channel(e.room),)
+            return _lines([line(user(e.nick), "PART", *params)])
         if kind is events.Quit:
             return _lines([line(user(e.nick), "QUIT", f"Quit: {e.reason}")])
         if kind is events.Renamed:

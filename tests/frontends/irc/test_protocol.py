@@ -437,3 +437,39 @@ class ShortcutTests(SynchronousTestCase):
         self.assertEqual(
             self.outputs(IRCProtocol, lines), self.outputs(GeneralPathOnly, lines)
         )
+
+
+class RFCDetailTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.harness = Harness(Limits(flood_rate=0))
+        self.alice = self.harness.connect_irc()
+        register(self.alice, "alice")
+        self.bob = self.harness.connect_irc()
+        register(self.bob, "bob")
+        for client in (self.alice, self.bob):
+            client.send("JOIN #chan\r\n")
+        discard(self.alice, self.bob)
+
+    def test_partMessage(self) -> None:
+        self.bob.send("PART #chan :bye everyone\r\n")
+        self.assertEqual(
+            self.bob.take(), [":bob!bob@chatservice PART #chan :bye everyone"]
+        )
+        self.assertEqual(
+            self.alice.take(), [":bob!bob@chatservice PART #chan :bye everyone"]
+        )
+
+    def test_namesWithoutArguments(self) -> None:
+        self.alice.send("NAMES\r\n")
+        self.assertEqual(
+            self.alice.take(),
+            [
+                ":My.Little.Server 353 alice = #chan :@alice bob",
+                ":My.Little.Server 366 alice #chan :End of /NAMES list.",
+            ],
+        )
+
+    def test_emptyRealname(self) -> None:
+        client = self.harness.connect_irc()
+        client.send("NICK carol\r\nUSER carol 0 * :\r\n")
+        self.assertEqual(codes(client.take()), ["461"])
