@@ -361,7 +361,7 @@ class IRCProtocol(StreamSession):
 
     def _room_of(self, target: str) -> Room:
         room = self._room(target)
-        if room not in self._member().rooms.values():
+        if self._member().rooms.get(room.folded) is not room:
             raise errors.NotInRoom(target)
         return room
 
@@ -485,7 +485,7 @@ class IRCProtocol(StreamSession):
                         self.chat.say(member, room, text)
                 elif ctcp is None:
                     self.chat.whisper(member, target, text, notice)
-                    away = self._away_of(target)
+                    away = self._away(self.chat.find(target))
                     if away is not None and not notice:
                         self.numeric("301", target, away)
             except ChatError as e:
@@ -508,11 +508,6 @@ class IRCProtocol(StreamSession):
                 self._targets.clear()
             self._targets[target] = room
         return room
-
-    def _away_of(self, nick: str) -> str | None:
-        target = self.chat.members.get(names.fold(nick))
-        session = None if target is None else target.session
-        return session.away if isinstance(session, IRCProtocol) else None
 
     # Who is who
 

@@ -269,6 +269,11 @@ class IRCRenderer:
     # Replies: to one member, by name.
 
     def render_to(self, nick: str, event: Event) -> bytes:
+        if type(event) is events.Private:
+            # Already bytes, cut to IRC's lines: not through lines_to.
+            e: Any = event
+            command = "NOTICE" if e.notice else "PRIVMSG"
+            return self._talk(user(e.sender), command, nick, e.text)
         return _lines(self.lines_to(nick, event))
 
     def numeric(self, nick: str, code: str, *params: str) -> str:
@@ -290,14 +295,6 @@ class IRCRenderer:
                 line(
                     server if e.source == "server" else user(nick), e.command, *e.params
                 )
-            ]
-        if kind is events.Private:
-            command = "NOTICE" if e.notice else "PRIVMSG"
-            return [
-                piece.decode("utf-8")
-                for piece in self._talk(user(e.sender), command, nick, e.text).split(
-                    b"\r\n"
-                )[:-1]
             ]
         if kind is events.Entered:
             # The joiner's own JOIN; the names follow as their own event.
