@@ -569,11 +569,19 @@ class StreamSession(TimeoutMixin, Protocol):
         if self._producing:
             self._producing = False
             cast(IConsumer, transport).unregisterProducer()
-        transport.loseConnection()
+        self.hang_up()
         if self._abort_call is None:
             # A peer that never reads would keep a closing connection open
             # for ever; it gets a bounded time to take its last output.
             self._abort_call = self.factory.reactor.callLater(CLOSE_GRACE, self.abort)
+
+    def hang_up(self) -> None:
+        """
+        Close the transport once what was written has been sent: a
+        protocol that says goodbye on the wire first (a WebSocket's close
+        frame) overrides this.
+        """
+        self.transport.loseConnection()  # type: ignore[union-attr]
 
     def abort(self) -> None:
         """

@@ -305,6 +305,8 @@ class Options(usage.Options):
         self["irc-server-name"] = socket.gethostname()
         self["flood-exempt"] = []
         self["metrics"] = None
+        self["web"] = []
+        self["web-origin"] = []
 
     def parseOptions(self, options: Sequence[str] | None = None) -> None:
         # twistd sets the parent, its own options, before it parses these.
@@ -372,6 +374,32 @@ class Options(usage.Options):
         "Serve Prometheus metrics at /metrics on ENDPOINT, a server endpoint "
         "string such as tcp:9122:interface=127.0.0.1; off unless given. Keep "
         "it away from the public: it is plain HTTP."
+    )
+
+    def opt_web(self, description: str) -> None:
+        self["web"].append(endpoint("--web", description))
+
+    opt_web.__doc__ = (
+        "Serve the web client at / and its WebSocket at /ws on ENDPOINT, a "
+        "server endpoint string such as tcp:8080:interface=127.0.0.1 "
+        "(ssl:8443:... for HTTPS and wss://); in the same rooms as every other "
+        "client. May be given several times; off unless given."
+    )
+
+    def opt_web_origin(self, origin: str) -> None:
+        from chatservice.frontends.web.site import origin_of
+
+        normalized = origin_of(origin)
+        if normalized is None:
+            raise OptionError(
+                "--web-origin", origin, "not an origin such as https://chat.example.org"
+            )
+        self["web-origin"].append(normalized)
+
+    opt_web_origin.__doc__ = (
+        "Let web pages from ORIGIN (such as https://chat.example.org) open the "
+        "WebSocket; may be given several times. [default: the host the "
+        "browser asked for]"
     )
 
     def postOptions(self) -> None:

@@ -97,6 +97,13 @@ def makeService(options: Options) -> IService:
         irc = IRCFactory(chat, admission, options["irc-server-name"], accounts)
         for description in options["irc-port"]:
             listen(service, "IRC", "--irc-port", description, irc)
+    if options["web"]:
+        from chatservice.frontends.web.session import WebFactory
+        from chatservice.frontends.web.site import web_site
+
+        web = web_site(WebFactory(chat, admission, accounts), options["web-origin"])
+        for description in options["web"]:
+            listen(service, "Web", "--web", description, web)
     if options["metrics"] is not None:
         from chatservice.server.metrics import metrics_site
 

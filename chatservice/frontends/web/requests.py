@@ -1,0 +1,348 @@
+"""
+What a web client may ask: JSON requests, checked, and carried out through
+the core's operations.
+
+A request is one JSON object per WebSocket text message, with a string
+C{type} naming one of L{REQUESTS}, the fields that request takes, and an
+optional C{id} (a string or an integer). Fields a request does not take are
+ignored, so that a newer client can talk to an older server. A request
+with an C{id} is answered, once what it did has been told, by
+C{{"type": "ok", "id": ...}} or by an C{error} with that C{id}.
+
+The web client turns the slash commands its user types into these
+requests; the server speaks only JSON, so that a bot needs no command
+parser.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from twisted.internet.defer import Deferred
+
+from chatservice.core import errors, events
+from chatservice.core.accounts import Accounts
+from chatservice.core.chat import Chat
+from chatservice.core.errors import ChatError
+from chatservice.core.history import HISTORY_MAX
+from chatservice.core.rooms import Member
+from chatservice.frontends.web.renderer import EmptyHistory, RequestId
+
+# The longest request id, in characters, given back.
+ID_MAX = 64
+# How many lines a history request gives when it does not say.
+HISTORY_DEFAULT = 50
+
+
+# Why a request is refused before it is carried out.
+
+
+@dataclass(eq=False)
+class InvalidJSON(ChatError):
+    """The message is not a JSON object; C{reason} says what is wrong."""
+
+    code = "invalid_json"
+    reason: str
+
+
+@dataclass(eq=False)
+class UnknownType(ChatError):
+    """No request has the C{type} given, C{given}."""
+
+    code = "unknown_type"
+    given: str
+
+
+@dataclass(eq=False)
+class BadField(ChatError):
+    """The field C{field} is missing or not C{expected}."""
+
+    code = "bad_field"
+    field: str
+    expected: str
+
+
+@dataclass(eq=False)
+class BinaryMessage(ChatError):
+    """A binary message came: requests are text."""
+
+    code = "binary_message"
+
+
+class Requester(Protocol):
+    """Who asks: a web connection's member, and what it may use."""
+
+    @property
+    def chat(self) -> Chat: ...
+
+    @property
+    def accounts(self) -> Accounts | None: ...
+
+    def me(self) -> Member: ...
+
+
+Handler = Callable[[Requester, dict[str, Any]], "Deferred[None] | None"]
+
+
+@dataclass(frozen=True)
+class Field:
+    """
+    One field of a request: C{kind} C{str}, C{int} or C{bool}; a required
+    string must not be empty.
+    """
+
+    name: str
+    kind: type = str
+    required: bool = True
+
+    @property
+    def expected(self) -> str:
+        if self.kind is int:
+            return "an integer"
+        if self.kind is bool:
+            return "a boolean"
+        return "a non-empty string" if self.required else "a string"
+
+
+@dataclass(frozen=True)
+class Request:
+    """One kind of request: its C{type}, its fields and what it does."""
+
+    type: str
+    fields: tuple[Field, ...]
+    handler: Handler
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """A request read from a message, checked: what to do, with what."""
+
+    request: Request
+    arguments: dict[str, Any]
+    id: RequestId | None
+
+
+class Invalid(Exception):
+    """A message that is no valid request: C{error}, and its C{id} if any."""
+
+    def __init__(self, error: ChatError, id: RequestId | None) -> None:
+        super().__init__(error)
+        self.error = error
+        self.id = id
+
+
+def _clean(text: str) -> str:
+    """
+    C{text} with any lone surrogate (a JSON escape can make one; no UTF-8
+    can) replaced, so that nothing downstream fails to encode it.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
+def _id(message: dict[str, Any]) -> RequestId | None:
+    value = message.get("id")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return None
+    if isinstance(value, str) and len(value) > ID_MAX:
+        return None
+    return _clean(value) if isinstance(value, str) else value
+
+
+def parse(data: bytes) -> Parsed:
+    """
+    The request in the message C{data}, checked; raises L{Invalid} saying
+    why it is none.
+    """
+    try:
+        message = json.loads(data)
+    except (ValueError, RecursionError) as e:
+        raise Invalid(
+            InvalidJSON(str(e).partition(":")[0] or "invalid"), None
+        ) from None
+    if not isinstance(message, dict):
+        raise Invalid(InvalidJSON("not an object"), None)
+    id = _id(message)
+    if "id" in message and id is None and message["id"] is not None:
+        raise Invalid(
+            BadField("id", f"a string of at most {ID_MAX} or an integer"), None
+        )
+    kind = message.get("type")
+    if not isinstance(kind, str):
+        raise Invalid(BadField("type", "a string"), id)
+    request = REQUESTS.get(kind)
+    if request is None:
+        raise Invalid(UnknownType(_clean(kind)[:ID_MAX]), id)
+    arguments: dict[str, Any] = {}
+    for field in request.fields:
+        value = message.get(field.name)
+        if value is None:
+            if field.required:
+                raise Invalid(BadField(field.name, field.expected), id)
+            continue
+        if not isinstance(value, field.kind) or (
+            field.kind is int and isinstance(value, bool)
+        ):
+            raise Invalid(BadField(field.name, field.expected), id)
+        if isinstance(value, str):
+            if field.required and not value.strip():
+                raise Invalid(BadField(field.name, field.expected), id)
+            value = _clean(value)
+        arguments[field.name] = value
+    return Parsed(request, arguments, id)
+
+
+# The requests
+
+
+def _say(who: Requester, a: dict[str, Any]) -> None:
+    chat = who.chat
+    chat.say(who.me(), chat.room_of(who.me(), a["room"]), a["text"])
+
+
+def _me(who: Requester, a: dict[str, Any]) -> None:
+    chat = who.chat
+    chat.act(who.me(), chat.room_of(who.me(), a["room"]), a["text"])
+
+
+def _join(who: Requester, a: dict[str, Any]) -> None:
+    # A web client shows who is in the room it enters.
+    chat = who.chat
+    room = chat.join(who.me(), a["room"])
+    chat.names(who.me(), room)
+
+
+def _part(who: Requester, a: dict[str, Any]) -> None:
+    chat = who.chat
+    member = who.me()
+    room = chat.room_of(member, a["room"])
+    reason = a.get("reason", "")
+    chat.part(member, room, reason)
+    # The leaver sees itself leave, as the room does.
+    chat.tell(member, events.Left(room.name, member.nick, reason))
+
+
+def _nick(who: Requester, a: dict[str, Any]) -> None:
+    who.chat.rename(who.me(), a["nick"])
+
+
+def _msg(who: Requester, a: dict[str, Any]) -> None:
+    who.chat.whisper(who.me(), a["nick"], a["text"])
+
+
+def _history(who: Requester, a: dict[str, Any]) -> None:
+    chat = who.chat
+    if chat.history is None:
+        raise errors.NoHistory()
+    n = a.get("n", HISTORY_DEFAULT)
+    if not 1 <= n <= HISTORY_MAX:
+        raise BadField("n", f"an integer from 1 to {HISTORY_MAX}")
+    room = chat.room_of(who.me(), a["room"])
+    if not chat.replay_history(who.me(), room, n):
+        chat.tell(who.me(), EmptyHistory(room.name))
+
+
+def _names(who: Requester, a: dict[str, Any]) -> None:
+    chat = who.chat
+    chat.names(who.me(), chat.room(a["room"]))
+
+
+def _rooms(who: Requester, a: dict[str, Any]) -> None:
+    who.chat.list_rooms(who.me())
+
+
+def _topic(who: Requester, a: dict[str, Any]) -> None:
+    chat = who.chat
+    room = chat.room_of(who.me(), a["room"])
+    if "text" in a:
+        chat.set_topic(who.me(), room, a["text"])
+    else:
+        chat.topic(who.me(), room)
+
+
+def _kick(who: Requester, a: dict[str, Any]) -> None:
+    chat = who.chat
+    room = chat.room_of(who.me(), a["room"])
+    chat.kick(who.me(), room, a["nick"], a.get("reason", ""))
+
+
+def _op(who: Requester, a: dict[str, Any]) -> None:
+    chat = who.chat
+    chat.op(who.me(), chat.room_of(who.me(), a["room"]), a["nick"])
+
+
+def _deop(who: Requester, a: dict[str, Any]) -> None:
+    chat = who.chat
+    chat.deop(who.me(), chat.room_of(who.me(), a["room"]), a["nick"])
+
+
+def _accounts(who: Requester) -> Accounts:
+    if who.accounts is None:
+        raise errors.NoAccounts()
+    return who.accounts
+
+
+def _register(who: Requester, a: dict[str, Any]) -> Deferred[None]:
+    return _run(_accounts(who).register(who.me(), a["password"]))
+
+
+def _login(who: Requester, a: dict[str, Any]) -> Deferred[None]:
+    return _run(_accounts(who).login(who.me(), a["nick"], a["password"]))
+
+
+def _logout(who: Requester, a: dict[str, Any]) -> None:
+    _accounts(who).logout(who.me())
+
+
+def _password(who: Requester, a: dict[str, Any]) -> Deferred[None]:
+    return _run(_accounts(who).change_password(who.me(), a["old"], a["new"]))
+
+
+def _run(work: Coroutine[Any, Any, None]) -> Deferred[None]:
+    return Deferred.fromCoroutine(work)
+
+
+def _quit(who: Requester, a: dict[str, Any]) -> None:
+    who.chat.quit(who.me(), a.get("message", ""))
+
+
+def _ping(who: Requester, a: dict[str, Any]) -> None:
+    """Nothing: its C{ok} is the answer."""
+
+
+_ROOM = Field("room")
+_NICK = Field("nick")
+_TEXT = Field("text")
+
+REQUESTS: dict[str, Request] = {
+    request.type: request
+    for request in [
+        Request("say", (_ROOM, _TEXT), _say),
+        Request("me", (_ROOM, _TEXT), _me),
+        Request("join", (_ROOM,), _join),
+        Request("part", (_ROOM, Field("reason", required=False)), _part),
+        Request("nick", (_NICK,), _nick),
+        Request("msg", (_NICK, _TEXT), _msg),
+        Request("history", (_ROOM, Field("n", int, required=False)), _history),
+        Request("names", (_ROOM,), _names),
+        Request("rooms", (), _rooms),
+        Request("topic", (_ROOM, Field("text", required=False)), _topic),
+        Request("kick", (_ROOM, _NICK, Field("reason", required=False)), _kick),
+        Request("op", (_ROOM, _NICK), _op),
+        Request("deop", (_ROOM, _NICK), _deop),
+        Request("register", (Field("password"),), _register),
+        Request("login", (_NICK, Field("password")), _login),
+        Request("logout", (), _logout),
+        Request("password", (Field("old"), Field("new")), _password),
+        Request("quit", (Field("message", required=False),), _quit),
+        Request("ping", (), _ping),
+    ]
+}
