@@ -27,6 +27,7 @@ LABELED_RESPONSE = "labeled-response"
 MESSAGE_TAGS = "message-tags"
 MULTI_PREFIX = "multi-prefix"
 SERVER_TIME = "server-time"
+USERHOST_IN_NAMES = "userhost-in-names"
 
 # Bytes of capability names a CAP LS or LIST line carries before another
 # line is started: well inside 512 with the server's name and the nick.
@@ -64,6 +65,7 @@ CAPABILITIES: dict[str, Capability] = {
         # byte: it does not split renderers. With a second prefix, it will.
         Capability(MULTI_PREFIX),
         Capability(SERVER_TIME, renders=True),
+        Capability(USERHOST_IN_NAMES, renders=True),
     )
 }
 

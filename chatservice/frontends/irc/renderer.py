@@ -288,6 +288,7 @@ class IRCRenderer:
         self.tags = caps.MESSAGE_TAGS in enabled
         self.echo = caps.ECHO_MESSAGE in enabled
         self.batch = caps.BATCH in enabled
+        self.userhost = caps.USERHOST_IN_NAMES in enabled
         self.echoed = _ECHOED if self.echo else _NOTHING
         self._stamped = (-1, "")
         if not (self.time or self.tags):
@@ -454,7 +455,11 @@ class IRCRenderer:
             # The joiner's own JOIN; the names follow as their own event.
             return [line(user(nick), "JOIN", channel(e.room))]
         if kind is events.Names:
-            marked = [("@" if each in e.operators else "") + each for each in e.nicks]
+            marked = [
+                ("@" if each in e.operators else "")
+                + (user(each) if self.userhost else each)
+                for each in e.nicks
+            ]
             return self.names(nick, channel(e.room), marked)
         if kind is events.Topic:
             target = channel(e.room)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from chatservice.core.events import Event
@@ -115,6 +117,17 @@ class NegotiationTests(SynchronousTestCase):
         self.client.send("CAP BOGUS\r\n")
         self.assertEqual(
             self.client.take(), [f"{SERVER} 410 * BOGUS :Invalid CAP command"]
+        )
+
+
+class UserhostInNamesTests(SynchronousTestCase):
+    def test_names(self) -> None:
+        harness = Harness(Limits(flood_rate=0))
+        client = harness.connect_irc()
+        register(client, "alice", "userhost-in-names")
+        client.send("JOIN #a\r\n")
+        self.assertIn(
+            f"{SERVER} 353 alice = #a @alice!alice@chatservice", client.take()
         )
 
 
@@ -481,3 +494,44 @@ class HistoryBatchTests(SynchronousTestCase):
         self.assertEqual(
             notices[1], f"{SERVER} NOTICE #a :[2023-11-14 22:13:20] <bob> hello"
         )
+
+
+class TagSyntaxTests(SynchronousTestCase):
+    @given(st.text())
+    def test_escapeRoundTrip(self, value: str) -> None:
+        written = tags.escape(value)
+        self.assertNotIn(" ", written)
+        self.assertNotIn(";", written)
+        self.assertEqual(tags.unescape(written), value)
+
+    def test_parse(self) -> None:
+        self.assertEqual(
+            tags.parse("a=b;+c=d\\:e;f;g=;a=z;=x"),
+            {"a": "z", "+c": "d;e", "f": "", "g": ""},
+        )
+        self.assertEqual(tags.parse("+a=x\\"), {"+a": "x"})
+
+    @settings(max_examples=200, deadline=None)
+    @given(
+        st.lists(
+            st.tuples(
+                st.binary(max_size=60).map(lambda b: b.replace(b" ", b"")),
+                st.sampled_from(
+                    [b"PING x", b"TAGMSG #a", b"PRIVMSG #a :hi", b"JOIN #a", b"NICK"]
+                ),
+            ),
+            max_size=6,
+        )
+    )
+    def test_taggedLinesNeverRaise(self, lines: list[tuple[bytes, bytes]]) -> None:
+        harness = Harness(Limits(flood_rate=0))
+        client = harness.connect_irc()
+        register(
+            client, "alice", "message-tags", "batch", "labeled-response", "server-time"
+        )
+        client.send("JOIN #a\r\n")
+        for head, line in lines:
+            data = b"@" + head + b" " + line
+            client.send(data.replace(b"\n", b"").replace(b"\r", b"") + b"\r\n")
+        client.send(b"PING end\r\n")
+        self.assertTrue(client.take()[-1].endswith("PONG My.Little.Server end"))
