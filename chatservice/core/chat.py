@@ -36,7 +36,7 @@ from chatservice.core.history import (
 from chatservice.core.operators import RoomOperators
 from chatservice.core.rooms import Member, Room
 from chatservice.core.sanitize import safe
-from chatservice.core.session import Session
+from chatservice.core.session import Renderer, Session
 from chatservice.core.stats import Stats
 
 # Bound once: what say_all does for every line.
@@ -362,11 +362,20 @@ class Chat(RoomOperators):
 
     # Talking
 
-    def say(self, member: Member, room: Room, text: str) -> None:
+    def say(self, member: Member, room: Room, text: str, tags: str = "") -> None:
         """
-        Send C{text} from C{member} to everyone else in C{room}.
+        Send C{text} from C{member} to everyone else in C{room}, with the
+        client's C{tags} (see L{events.Said}), if any.
         """
-        self.say_all(member, room, (text,))
+        if not tags:
+            self.say_all(member, room, (text,))
+            return
+        if member.rooms.get(room.folded) is not room:
+            raise errors.NotInRoom(room.name)
+        text = safe(text)
+        self.fanout.post(room, member, _Said(room.name, member.nick, text, tags))
+        if self.history is not None:
+            room.to_record.append(encode_record(MESSAGE, member.nick, text))
 
     def say_all(self, member: Member, room: Room, texts: Iterable[str]) -> None:
         """
@@ -391,18 +400,18 @@ class Chat(RoomOperators):
         if first and pending:
             self.fanout.dirty(room)
 
-    def act(self, member: Member, room: Room, text: str) -> None:
+    def act(self, member: Member, room: Room, text: str, tags: str = "") -> None:
         """
         Send an action (C{/me}) from C{member} to everyone else in C{room}.
         """
         if member.rooms.get(room.folded) is not room:
             raise errors.NotInRoom(room.name)
         text = safe(text)
-        self.fanout.post(room, member, events.Acted(room.name, member.nick, text))
+        self.fanout.post(room, member, events.Acted(room.name, member.nick, text, tags))
         if self.history is not None:
             room.to_record.append(encode_record(ACTION, member.nick, text))
 
-    def notice(self, member: Member, room: Room, text: str) -> None:
+    def notice(self, member: Member, room: Room, text: str, tags: str = "") -> None:
         """
         Send a notice (IRC's C{NOTICE}) from C{member} to everyone else in
         C{room}. It is kept in the history as a message.
@@ -410,27 +419,53 @@ class Chat(RoomOperators):
         if member.rooms.get(room.folded) is not room:
             raise errors.NotInRoom(room.name)
         text = safe(text)
-        self.fanout.post(room, member, events.Noticed(room.name, member.nick, text))
+        self.fanout.post(
+            room, member, events.Noticed(room.name, member.nick, text, tags)
+        )
         if self.history is not None:
             room.to_record.append(encode_record(MESSAGE, member.nick, text))
 
     def whisper(
-        self, member: Member, nick: str, text: str, notice: bool = False
-    ) -> None:
+        self,
+        member: Member,
+        nick: str,
+        text: str,
+        notice: bool = False,
+        tags: str = "",
+    ) -> events.Private:
         """
         Send C{text} from C{member} to the member called C{nick} only; as a
-        notice if C{notice}.
+        notice if C{notice}. Returns what the addressee was told, for a
+        front end that shows senders their own messages (IRC's
+        C{echo-message}).
         """
         target = self.find(nick)
         # Whatever the sender said in its rooms reaches the target first.
         self.fanout.flush_rooms_of(member)
-        self.fanout.tell(target, events.Private(member.nick, safe(text), notice))
+        private = events.Private(member.nick, safe(text), notice, tags)
+        self.fanout.tell(target, private)
+        return private
 
     def tell(self, member: Member, event: events.Event) -> None:
         """
         Queue C{event} for C{member} alone.
         """
         self.fanout.tell(member, event)
+
+    def set_renderer(self, member: Member, renderer: Renderer) -> None:
+        """
+        C{member}'s session now renders with C{renderer} (an IRC client
+        that negotiated capabilities after registering, say). What its rooms
+        had pending goes out first, rendered as before; from then on each
+        room renders for it in C{renderer}'s group.
+        """
+        if renderer is member.renderer:
+            return
+        self.fanout.flush_rooms_of(member)
+        old = member.renderer
+        member.renderer = renderer
+        for room in member.rooms.values():
+            room.regroup(member, old)
 
     def flush(self) -> None:
         """

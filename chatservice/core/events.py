@@ -16,7 +16,7 @@ to one member.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
@@ -44,11 +44,17 @@ class RoomEvent(Event):
 
 @dataclass(frozen=True, slots=True)
 class Said(RoomEvent):
-    """C{nick} said C{text} in C{room}."""
+    """
+    C{nick} said C{text} in C{room}. C{tags} are what the sender's client
+    attached to the message for other clients (IRCv3's client-only tags,
+    C{+name=value;...}, escaped as IRC escapes them): front ends that carry
+    such annotations pass them on, the others ignore them.
+    """
 
     room: str
     nick: str
     text: str
+    tags: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +64,7 @@ class Acted(RoomEvent):
     room: str
     nick: str
     text: str
+    tags: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +77,7 @@ class Noticed(RoomEvent):
     room: str
     nick: str
     text: str
+    tags: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,12 +174,13 @@ class Deopped(RoomEvent):
 class Private(Event):
     """
     A private message from C{sender} to the member told; a notice (IRC's
-    C{NOTICE}) if C{notice}.
+    C{NOTICE}) if C{notice}; C{tags} as L{Said}'s.
     """
 
     sender: str
     text: str
     notice: bool = False
+    tags: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,8 +354,13 @@ def _quick_init(cls: type) -> None:
     every line said. Instances are as frozen as before.
     """
     names = [field.name for field in fields(cls)]
+    # Fields with a default (only strings) keep it.
+    params = [
+        name if field.default is MISSING else f"{name}={field.default!r}"
+        for name, field in zip(names, fields(cls), strict=True)
+    ]
     setters = {f"_set_{name}": cls.__dict__[name].__set__ for name in names}
-    source = f"def __init__(self, {', '.join(names)}):\n" + "".join(
+    source = f"def __init__(self, {', '.join(params)}):\n" + "".join(
         f"    _set_{name}(self, {name})\n" for name in names
     )
     exec(source, setters)

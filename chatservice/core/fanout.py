@@ -19,6 +19,9 @@ Ordering rules that follow, and that the tests pin down:
     line said before it left.
   - A private message flushes the sender's rooms first, so the addressee
     never sees it before a room line the sender said earlier.
+  - The member who caused an event is not sent it, unless its renderer
+    lists the event's type in C{echoed} (IRC's C{echo-message}): that is
+    decided once per renderer, and costs the other members nothing.
 """
 
 from __future__ import annotations
@@ -36,6 +39,10 @@ from chatservice.core.stats import Stats
 Scheduler = Callable[[Callable[[], None]], object]
 
 log = Logger()
+
+# The events a renderer without an C{echoed} attribute shows a member of
+# its own doing: none (see L{chatservice.core.session.Renderer}).
+_NOTHING: frozenset[type[Event]] = frozenset()
 
 
 def immediately(flush: Callable[[], None]) -> None:
@@ -146,10 +153,13 @@ class Fanout:
     def _share_one(self, room: Room, sender: Member | None, event: Event) -> None:
         # The common case, a single event this turn, without the joins.
         dirty = self._dirty_members
+        kind = type(event)
         for renderer, members in room.by_renderer.items():
             data = renderer.render(event)
             for member in members:
-                if member is sender:
+                if member is sender and kind not in getattr(
+                    renderer, "echoed", _NOTHING
+                ):
                     continue
                 outbox = member.outbox
                 if not outbox:
@@ -165,13 +175,16 @@ class Fanout:
             render = renderer.render
             pieces = [render(event) for _, event in pending]
             data = b"".join(pieces)
+            echoed = getattr(renderer, "echoed", _NOTHING)
             for member in members:
                 if member in senders:
                     out = b"".join(
                         [
                             piece
-                            for (sender, _), piece in zip(pending, pieces, strict=True)
-                            if sender is not member
+                            for (sender, event), piece in zip(
+                                pending, pieces, strict=True
+                            )
+                            if sender is not member or type(event) in echoed
                         ]
                     )
                     if not out:

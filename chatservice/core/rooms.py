@@ -106,10 +106,25 @@ class Room:
     def remove(self, member: Member) -> None:
         del self.members[member]
         self.operators.discard(member)
-        group = self.by_renderer[member.renderer]
+        self._ungroup(member, member.renderer)
+
+    def regroup(self, member: Member, old: Renderer) -> None:
+        """
+        C{member}, in this room, renders with C{member.renderer} now and no
+        longer with C{old}: move it to its new group, keeping everything
+        else of its membership.
+        """
+        self._ungroup(member, old)
+        group = self.by_renderer.get(member.renderer)
+        if group is None:
+            group = self.by_renderer[member.renderer] = {}
+        group[member] = None
+
+    def _ungroup(self, member: Member, renderer: Renderer) -> None:
+        group = self.by_renderer[renderer]
         del group[member]
         if not group:
-            del self.by_renderer[member.renderer]
+            del self.by_renderer[renderer]
 
     def __repr__(self) -> str:
         return f"<Room {self.name!r} ({len(self.members)} members)>"

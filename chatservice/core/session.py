@@ -24,6 +24,11 @@ class Renderer(Protocol):
     """
     How one kind of front end writes events. Renderers are compared by
     identity: sessions that share one share its output.
+
+    A renderer may have an C{echoed} attribute, a container of the room
+    event types whose members get back the ones they caused themselves
+    (their own lines, for IRC's C{echo-message}); without it, the member
+    who caused a room event is never sent it.
     """
 
     def render(self, event: Event) -> bytes:

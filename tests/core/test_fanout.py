@@ -161,3 +161,55 @@ class DeliveryTests(SynchronousTestCase):
         self.assertEqual(len(failed), 2)
         for event in failed:
             self.assertIn("broken", formatEvent(event))
+
+
+class EchoingRenderer(CountingRenderer):
+    """A renderer whose members get back the lines they said."""
+
+    echoed = frozenset({Said})
+
+
+class EchoTests(SynchronousTestCase):
+    """
+    A renderer that lists an event type in C{echoed} has its members sent
+    the events of that type they caused; no other renderer does.
+    """
+
+    def test_echoed(self) -> None:
+        turns = ManualScheduler()
+        chat = Chat(schedule=turns)
+        echoing = EchoingRenderer(LineRenderer())
+        plain = CountingRenderer(LineRenderer())
+        a = chat.connect(Sink(echoing), "a")
+        b = chat.connect(Sink(plain), "b")
+        c = chat.connect(Sink(plain), "c")
+        room = chat.join(a, "lobby", announce=False)
+        chat.join(b, "lobby", announce=False)
+        chat.join(c, "lobby", announce=False)
+        turns.run()
+        for member in (a, b, c):
+            member.session.writes.clear()  # type: ignore[attr-defined]
+        echoing.calls.clear()
+        plain.calls.clear()
+        chat.say(a, room, "from a")
+        turns.run()
+        chat.say(b, room, "from b")
+        chat.say(a, room, "again")
+        turns.run()
+        self.assertEqual(
+            a.session.writes,  # type: ignore[attr-defined]
+            [b"[lobby] <a> from a\r\n", b"[lobby] <b> from b\r\n[lobby] <a> again\r\n"],
+        )
+        self.assertEqual(
+            b.session.writes,  # type: ignore[attr-defined]
+            [b"[lobby] <a> from a\r\n", b"[lobby] <a> again\r\n"],
+        )
+        # Each line rendered once per renderer, echo or not.
+        self.assertEqual(len(echoing.calls), 3)
+        self.assertEqual(len(plain.calls), 3)
+
+    def test_joinNotEchoed(self) -> None:
+        chat = Chat()
+        a = chat.connect(Sink(EchoingRenderer(LineRenderer())), "a")
+        chat.join(a, "lobby", announce=False)
+        self.assertEqual(a.session.writes, [])  # type: ignore[attr-defined]

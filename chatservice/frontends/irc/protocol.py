@@ -32,8 +32,17 @@ from chatservice.core.events import Event, Motd, Refused
 from chatservice.core.operators import TOPIC_MAX
 from chatservice.core.rooms import Member, Room
 from chatservice.frontends.admission import Admission
+from chatservice.frontends.irc import caps, tags
 from chatservice.frontends.irc import renderer as r
-from chatservice.frontends.irc.renderer import IRCError, IRCRenderer, Raw, Reply
+from chatservice.frontends.irc.renderer import (
+    Echo,
+    IRCError,
+    IRCRenderer,
+    MessageIds,
+    Raw,
+    Reply,
+    TagMsg,
+)
 from chatservice.frontends.limits import Limits
 from chatservice.frontends.stream import StreamFactory, StreamSession
 
@@ -41,12 +50,23 @@ log = Logger()
 
 # Seconds a client has to register before it is disconnected.
 REGISTRATION_TIMEOUT = 60.0
-# Bytes of an IRC line before its CRLF.
+# Bytes of an IRC line before its CRLF, not counting its tags.
 IRC_MAX_LINE = 510
+# Bytes of a line a client may send: its tags (with their @ and the space
+# after them) and the line.
+IRC_MAX_TAGGED_LINE = tags.CLIENT_TAGS_MAX + 2 + IRC_MAX_LINE
 # Lines a client may send at once: clients burst MODE and WHO on joining.
 IRC_FLOOD_BURST = 40
 NETWORK = "chatservice"
-TARGMAX = {"PRIVMSG": 4, "NOTICE": 4, "JOIN": 10, "PART": 10, "NAMES": 1, "WHOIS": 1}
+TARGMAX = {
+    "PRIVMSG": 4,
+    "NOTICE": 4,
+    "TAGMSG": 4,
+    "JOIN": 10,
+    "PART": 10,
+    "NAMES": 1,
+    "WHOIS": 1,
+}
 
 
 def parse(text: str) -> tuple[str, list[str]] | None:
@@ -92,8 +112,12 @@ class IRCProtocol(StreamSession):
     factory: IRCFactory
     _nick: str | None = None
     _user: str | None = None
-    _negotiating = False
     _password: str | None = None
+    # The tags of the line being handled, by name.
+    _tags: dict[str, str] = {}
+    # While a labelled command is handled before registering: its replies.
+    _captured: list[bytes] | None = None
+    _renderer: IRCRenderer
     _registration: IDelayedCall | None = None
     _pinged = False
     away: str | None = None
@@ -102,6 +126,8 @@ class IRCProtocol(StreamSession):
 
     def start(self) -> Member | None:
         self._targets: dict[str, Room] = {}
+        self.caps = caps.Negotiation(caps.offered(self.factory))
+        self._renderer = self.factory.renderer
         self._registration = self.factory.reactor.callLater(
             REGISTRATION_TIMEOUT, self._registration_timeout
         )
@@ -136,6 +162,17 @@ class IRCProtocol(StreamSession):
         self._pinged = False
         super().resetTimeout()
 
+    @property
+    def renderer(self) -> IRCRenderer:
+        """The renderer for this client's capabilities."""
+        return self._renderer
+
+    def tell(self, event: Event) -> None:
+        if self._captured is not None and self.member is None:
+            self._captured.append(self._renderer.render_to("*", event))
+            return
+        super().tell(event)
+
     def send(self, event: Event) -> None:
         self.tell(event)
 
@@ -152,7 +189,7 @@ class IRCProtocol(StreamSession):
         member = self.member
         if member is None:
             return start
-        limit = self.limits.max_line
+        limit = IRC_MAX_LINE
         texts = []
         target = b""
         for index in range(start, len(lines)):
@@ -185,10 +222,91 @@ class IRCProtocol(StreamSession):
         return start + len(texts)
 
     def lineReceived(self, line: bytes) -> Deferred[None] | None:
+        given: dict[str, str] = {}
+        if line.startswith(b"@"):
+            head, _, line = line.partition(b" ")
+            if len(head) - 1 > tags.CLIENT_TAGS_MAX:
+                self.tell(Refused(errors.LineTooLong(IRC_MAX_LINE)))
+                return None
+            given = tags.parse(head[1:].decode("utf-8", "replace"))
+        if len(line) > IRC_MAX_LINE:
+            self.tell(Refused(errors.LineTooLong(IRC_MAX_LINE)))
+            return None
         parsed = parse(line.decode("utf-8", "replace"))
         if parsed is None:
             return None
-        command, params = parsed
+        label = given.get("label")
+        if label and caps.LABELED_RESPONSE in self.caps.enabled:
+            self._labelled(label, parsed, given)
+            return None
+        self._tags = given
+        try:
+            self._command(*parsed)
+        finally:
+            self._tags = {}
+        return None
+
+    def _labelled(
+        self, label: str, parsed: tuple[str, list[str]], given: dict[str, str]
+    ) -> None:
+        """
+        Handle a command the client labelled: whatever it draws in reply
+        carries the label, several lines as a C{labeled-response} batch,
+        and nothing as a labelled C{ACK}.
+        """
+        fanout = self.chat.fanout
+        before = self.member
+        if before is not None:
+            # What the client's rooms had pending is not this command's.
+            fanout.flush_rooms_of(before)
+        mark = 0 if before is None else len(before.outbox)
+        self._captured = []
+        self._tags = given
+        try:
+            self._command(*parsed)
+        finally:
+            self._tags = {}
+            captured, self._captured = self._captured, None
+        member = self.member
+        replies = b"".join(captured)
+        if member is not None:
+            if not member.connected:
+                return
+            # Its own lines, echoed, are replies too.
+            fanout.flush_rooms_of(member)
+            outbox = member.outbox
+            if before is not member:
+                mark = 0
+            replies += b"".join(outbox[mark:])
+            del outbox[mark:]
+        lines = replies.split(b"\r\n")[:-1]
+        escaped = tags.escape(label).encode()
+        if not lines:
+            ack = self._renderer.render_to(self.nick, Raw("ACK", ()))
+            lines = [ack.rstrip(b"\r\n")]
+        if len(lines) == 1:
+            out = tags.add(lines[0], b"label=" + escaped) + b"\r\n"
+        else:
+            ref = tags.batch_id()
+            opening = self._renderer.render_to(
+                self.nick, Raw("BATCH", (f"+{ref}", "labeled-response"))
+            )
+            closing = self._renderer.render_to(self.nick, Raw("BATCH", (f"-{ref}",)))
+            inside = f"batch={ref}".encode()
+            out = b"".join(
+                [
+                    tags.add(opening.rstrip(b"\r\n"), b"label=" + escaped),
+                    b"\r\n",
+                    *[_in_batch(each, inside) + b"\r\n" for each in lines],
+                    closing,
+                ]
+            )
+        if member is None:
+            self.deliver(out)
+        else:
+            fanout.queue(member, out)
+
+    def _command(self, command: str, params: list[str]) -> None:
         handler: Callable[[list[str]], None] | None = getattr(
             self, f"irc_{command}", None
         )
@@ -202,28 +320,45 @@ class IRCProtocol(StreamSession):
             handler(params)
         except ChatError as e:
             self.tell(Refused(e))
-        return None
 
     # Registration
 
     def irc_CAP(self, params: list[str]) -> None:
         sub = params[0].upper() if params else ""
         me = self.nick
+        negotiation = self.caps
         if sub == "LS":
             if self.member is None:
-                self._negotiating = True
-            self.send(Raw("CAP", (me, "LS", "")))
+                negotiation.started = True
+            for each in negotiation.ls(params[1] if len(params) > 1 else None):
+                self.send(Raw("CAP", (me, *each)))
         elif sub == "LIST":
-            self.send(Raw("CAP", (me, "LIST", "")))
+            for each in negotiation.listing():
+                self.send(Raw("CAP", (me, *each)))
         elif sub == "REQ":
             if self.member is None:
-                self._negotiating = True
-            self.send(Raw("CAP", (me, "NAK", params[1] if len(params) > 1 else "")))
+                negotiation.started = True
+            reply = negotiation.req(params[1] if len(params) > 1 else "")
+            # The answer is written as the client was before it changed.
+            self.send(Raw("CAP", (me, *reply)))
+            self._choose_renderer()
         elif sub == "END":
-            self._negotiating = False
+            negotiation.started = False
             self._register()
         else:
             raise IRCError("410", (sub or "*", "Invalid CAP command"))
+
+    def _choose_renderer(self) -> None:
+        """
+        Render for the client's capabilities as they are now: a member
+        changes groups in its rooms.
+        """
+        renderer = self.factory.renderer_for(self.caps.rendering)
+        if renderer is self._renderer:
+            return
+        self._renderer = renderer
+        if self.member is not None:
+            self.chat.set_renderer(self.member, renderer)
 
     def irc_PASS(self, params: list[str]) -> None:
         if self.member is not None:
@@ -258,7 +393,7 @@ class IRCProtocol(StreamSession):
 
     def _register(self) -> None:
         nick = self._nick
-        if nick is None or self._user is None or self._negotiating:
+        if nick is None or self._user is None or self.caps.started:
             return
         if self.member is not None:
             return
@@ -472,25 +607,67 @@ class IRCProtocol(StreamSession):
         member = self._member()
         text = params[1]
         ctcp = _ctcp(text)
+        client = tags.client_only(self._tags) if self._tags else ""
         for target in params[0].split(",")[: TARGMAX[command]]:
             try:
                 if target.startswith("#"):
                     room = self._channel(member, target)
                     if ctcp is not None:
                         if ctcp[0] == "ACTION":
-                            self.chat.act(member, room, ctcp[1])
+                            self.chat.act(member, room, ctcp[1], client)
                     elif notice:
-                        self.chat.notice(member, room, text)
+                        self.chat.notice(member, room, text, client)
                     else:
-                        self.chat.say(member, room, text)
+                        self.chat.say(member, room, text, client)
                 elif ctcp is None:
-                    self.chat.whisper(member, target, text, notice)
+                    private = self.chat.whisper(member, target, text, notice, client)
+                    if self._renderer.echo:
+                        self.send(Echo(target, private))
                     away = self._away(self.chat.find(target))
                     if away is not None and not notice:
                         self.numeric("301", target, away)
             except ChatError as e:
                 if not notice:
                     self.tell(Refused(e))
+
+    def irc_TAGMSG(self, params: list[str]) -> None:
+        if not params or not params[0]:
+            raise r.no_recipient("TAGMSG")
+        member = self._member()
+        event = TagMsg(member.nick, "", tags.client_only(self._tags))
+        for target in params[0].split(",")[: TARGMAX["TAGMSG"]]:
+            try:
+                self._tag_message(member, target, event)
+            except ChatError as e:
+                self.tell(Refused(e))
+
+    def _tag_message(self, member: Member, target: str, event: TagMsg) -> None:
+        """
+        Pass a C{TAGMSG} on to the clients of C{target} (a channel or a
+        nickname) that read tags, and back to the sender if it has
+        C{echo-message}. No other client, nor any other front end, has
+        anything to show of it.
+        """
+        if not target.startswith("#"):
+            found = self.chat.find(target)
+            event = dataclasses.replace(event, target=found.nick)
+            if getattr(found.renderer, "tags", False):
+                self.chat.tell(found, event)
+            if self._renderer.echo and found is not member:
+                self.send(event)
+            return
+        room = self._channel(member, target)
+        event = dataclasses.replace(event, target=r.channel(room.name))
+        fanout = self.chat.fanout
+        # After what the room has pending, as any line would be.
+        fanout.flush_room(room)
+        for renderer, members in room.by_renderer.items():
+            if not isinstance(renderer, IRCRenderer) or not renderer.tags:
+                continue
+            data = renderer.render(event)
+            for each in members:
+                if each is not member or renderer.echo:
+                    fanout.queue(each, data)
 
     def _channel(self, member: Member, target: str) -> Room:
         """
@@ -643,13 +820,25 @@ def _once(data: bytes) -> bytes:
     seen: set[bytes] = set()
     kept = []
     for each in data.split(b"\r\n")[:-1]:
-        parts = each.split(b" ", 2)
+        # Tags (the time) may differ between the rooms' copies.
+        bare = each.partition(b" ")[2] if each.startswith(b"@") else each
+        parts = bare.split(b" ", 2)
         if len(parts) > 1 and parts[1] in (b"QUIT", b"NICK"):
-            if each in seen:
+            if bare in seen:
                 continue
-            seen.add(each)
+            seen.add(bare)
         kept.append(each + b"\r\n")
     return b"".join(kept)
+
+
+def _in_batch(line: bytes, tag: bytes) -> bytes:
+    """
+    C{line} inside the batch C{tag} (C{batch=ref}), unless it is inside a
+    batch of its own already (a history batch's lines).
+    """
+    if line.startswith(b"@") and b"batch=" in line.partition(b" ")[0]:
+        return line
+    return tags.add(line, tag)
 
 
 # What a client may send before it has registered.
@@ -666,6 +855,7 @@ class IRCFactory(StreamFactory):
     """
 
     protocol = IRCProtocol
+    renderer: IRCRenderer
 
     def __init__(
         self,
@@ -681,14 +871,29 @@ class IRCFactory(StreamFactory):
             admission,
             dataclasses.replace(
                 base,
-                max_line=IRC_MAX_LINE,
+                max_line=IRC_MAX_TAGGED_LINE,
                 flood_burst=max(base.flood_burst, IRC_FLOOD_BURST),
             ),
         )
         self.server = server
         self.accounts = accounts
-        self.renderer = IRCRenderer(server)
+        self._msgids = MessageIds()
+        self._renderers: dict[frozenset[str], IRCRenderer] = {}
+        self.renderer = self.renderer_for(frozenset())
         self.created = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+
+    def renderer_for(self, enabled: frozenset[str]) -> IRCRenderer:
+        """
+        The one renderer for clients with the capabilities C{enabled} that
+        change rendering: a room's line is rendered once for each such set
+        present, never once per client.
+        """
+        renderer = self._renderers.get(enabled)
+        if renderer is None:
+            renderer = self._renderers[enabled] = IRCRenderer(
+                self.server, enabled, self.chat.clock, self._msgids
+            )
+        return renderer
 
     def isupport(self) -> list[str]:
         targmax = ",".join(f"{k}:{v}" for k, v in TARGMAX.items())

@@ -6,6 +6,12 @@ Room events are rendered once for every IRC member of a room
 (L{IRCRenderer.render}), so they name no recipient; replies name theirs
 (L{IRCRenderer.render_to}). Users appear as C{nick!nick@HOST}, HOST being
 the same cloak for everyone (the chat keeps no addresses to show).
+
+A renderer serves one kind of client: those with the same capabilities
+that change what they are sent (L{caps.CAPABILITIES}' C{renders}):
+C{server-time} and C{message-tags} tag every line, C{echo-message} shows a
+sender its own lines, C{batch} (with C{server-time}) replays history as a
+C{chathistory} batch. The factory keeps one renderer per such set.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from typing import Any, Literal
 from chatservice.core import errors, events
 from chatservice.core.errors import ChatError
 from chatservice.core.events import Event
+from chatservice.frontends.irc import caps, tags
 from chatservice.frontends.irc.split import split
 
 # What every user's host shows.
@@ -62,6 +69,29 @@ class Reply(Event):
 
     code: str
     params: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TagMsg(Event):
+    """
+    C{nick} sent C{target} (a channel or a nickname) the client-only
+    C{tags} alone: IRCv3's C{TAGMSG}, for clients with C{message-tags}.
+    """
+
+    nick: str
+    target: str
+    tags: str
+
+
+@dataclass(frozen=True, slots=True)
+class Echo(Event):
+    """
+    The private message C{private} the member told sent to C{target}, shown
+    back to it (C{echo-message}).
+    """
+
+    target: str
+    private: events.Private
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,19 +222,128 @@ def stamp(when: float) -> str:
 
 
 _SAID = events.Said
+# What message-tags clients get a msgid and the sender's tags on.
+_MESSAGES = frozenset(
+    {events.Said, events.Acted, events.Noticed, events.Private, TagMsg, Echo}
+)
+# What echo-message shows a sender of its own room lines.
+_ECHOED = frozenset({events.Said, events.Acted, events.Noticed})
+_NOTHING: frozenset[type[Event]] = frozenset()
+
+
+class MessageIds:
+    """
+    The C{msgid} of each message: one for every renderer that writes it,
+    so that clients of every kind see the same id. Kept by the event's
+    identity, holding the event so that its id cannot be reused; the most
+    recent L{KEPT} are remembered, which covers every renderer of a flush
+    but the largest.
+    """
+
+    KEPT = 4096
+
+    def __init__(self) -> None:
+        self._ids: dict[int, tuple[Event, str]] = {}
+        self._next = 0
+        # Ids from a server started later never repeat this one's.
+        self._era = f"{int(time.time() * 1000):x}"
+
+    def __call__(self, event: Event) -> str:
+        ids = self._ids
+        kept = ids.get(id(event))
+        if kept is not None and kept[0] is event:
+            return kept[1]
+        if len(ids) >= self.KEPT:
+            ids.clear()
+        self._next += 1
+        msgid = f"{self._era}-{self._next:x}"
+        ids[id(event)] = (event, msgid)
+        return msgid
 
 
 class IRCRenderer:
     """
-    Renders events as IRC lines from C{server} (the server's name).
+    Renders events as IRC lines from C{server} (the server's name), for
+    clients with the capabilities C{enabled} (those that change rendering).
+
+    @param clock: the time C{server-time} tags lines with.
+    @param msgids: where messages get their C{msgid}, shared by every
+        renderer of a server.
+    @ivar echoed: the room events a member is sent when it caused them
+        (see L{chatservice.core.session.Renderer}).
     """
 
-    def __init__(self, server: str) -> None:
+    def __init__(
+        self,
+        server: str,
+        enabled: frozenset[str] = frozenset(),
+        clock: Callable[[], float] = time.time,
+        msgids: MessageIds | None = None,
+    ) -> None:
         self.server = server
+        self.caps = enabled
+        self.clock = clock
+        self.msgids = MessageIds() if msgids is None else msgids
+        self.time = caps.SERVER_TIME in enabled
+        self.tags = caps.MESSAGE_TAGS in enabled
+        self.echo = caps.ECHO_MESSAGE in enabled
+        self.batch = caps.BATCH in enabled
+        self.userhost = caps.USERHOST_IN_NAMES in enabled
+        self.echoed = _ECHOED if self.echo else _NOTHING
+        self._stamped = (-1, "")
+        if not (self.time or self.tags):
+            # Untagged clients (most) cost no call more than before.
+            self.render = self._render  # type: ignore[method-assign]
+            self.render_to = self._render_to  # type: ignore[method-assign]
+
+    # Tags
+
+    def render(self, event: Event) -> bytes:
+        return self._tagged(self._render(event), event)
+
+    def render_to(self, nick: str, event: Event) -> bytes:
+        return self._tagged(self._render_to(nick, event), event)
+
+    def _tagged(self, data: bytes, event: Event) -> bytes:
+        """
+        C{data}, each line of it tagged for C{event} as this renderer's
+        clients read tags; a line with tags already keeps its own.
+        """
+        if not data:
+            return data
+        given = []
+        if self.time:
+            given.append("time=" + self.now())
+        kind = type(event)
+        if self.tags and kind in _MESSAGES:
+            e: Any = event
+            given.append("msgid=" + self.msgids(e.private if kind is Echo else e))
+            client = e.private.tags if kind is Echo else e.tags
+            if client:
+                given.append(client)
+        if not given:
+            return data
+        head = ("@" + ";".join(given) + " ").encode()
+        if data.count(b"\r\n") == 1 and not data.startswith(b"@"):
+            return head + data
+        return b"".join(
+            [
+                (each if each.startswith(b"@") else head + each) + b"\r\n"
+                for each in data.split(b"\r\n")[:-1]
+            ]
+        )
+
+    def now(self) -> str:
+        """The time now, as server-time writes it; one format a millisecond."""
+        when = self.clock()
+        millis = int(when * 1000)
+        if millis != self._stamped[0]:
+            self._stamped = (millis, tags.iso(when))
+        return self._stamped[1]
 
     # Room events: the same bytes for every IRC member of the room.
 
-    def render(self, event: Event) -> bytes:
+    def _render(self, event: Event) -> bytes:
         kind = type(event)
         e: Any = event
         if kind is _SAID:
@@ -247,11 +386,13 @@ class IRCRenderer:
             return _lines([line(user(e.nick), "MODE", channel(e.room), sign)])
         if kind is events.Closing:
             return _lines([f"ERROR :Closing link: {self.server} is shutting down"])
+        if kind is TagMsg:
+            return _lines([line(user(e.nick), "TAGMSG", e.target)])
         if isinstance(event, events.RoomEvent):
             # A room event this renderer does not know: IRC clients are
             # told nothing of it, rather than something wrong.
             return b""
-        return self.render_to("*", event)
+        return self._render_to("*", event)
 
     def _talk(
         self, prefix: str, command: str, target: str, text: str, action: bool = False
@@ -259,19 +400,33 @@ class IRCRenderer:
         """
         C{text} to C{target}, in as many lines as it takes.
         """
+        return _lines(self._talk_lines(prefix, command, target, text, action))
+
+    def _talk_lines(
+        self, prefix: str, command: str, target: str, text: str, action: bool = False
+    ) -> list[str]:
         head = f":{prefix} {command} {target} :"
         room = LINE_MAX - 2 - len(head.encode("utf-8")) - (len(ACTION) + 1) * action
         pieces = split(text, room)
         if action:
-            return _lines([f"{head}{ACTION}{piece}\x01" for piece in pieces])
-        return _lines([head + piece for piece in pieces])
+            return [f"{head}{ACTION}{piece}\x01" for piece in pieces]
+        return [head + piece for piece in pieces]
 
     # Replies: to one member, by name.
 
-    def render_to(self, nick: str, event: Event) -> bytes:
-        if type(event) is events.Private:
+    def _render_to(self, nick: str, event: Event) -> bytes:
+        kind = type(event)
+        if kind is events.Private or kind is Echo:
             # Already bytes, cut to IRC's lines: not through lines_to.
             e: Any = event
+            if kind is Echo:
+                private = e.private
+                return self._talk(
+                    user(nick),
+                    "NOTICE" if private.notice else "PRIVMSG",
+                    e.target,
+                    private.text,
+                )
             command = "NOTICE" if e.notice else "PRIVMSG"
             return self._talk(user(e.sender), command, nick, e.text)
         return _lines(self.lines_to(nick, event))
@@ -300,7 +455,11 @@ class IRCRenderer:
             # The joiner's own JOIN; the names follow as their own event.
             return [line(user(nick), "JOIN", channel(e.room))]
         if kind is events.Names:
-            marked = [("@" if each in e.operators else "") + each for each in e.nicks]
+            marked = [
+                ("@" if each in e.operators else "")
+                + (user(each) if self.userhost else each)
+                for each in e.nicks
+            ]
             return self.names(nick, channel(e.room), marked)
         if kind is events.Topic:
             target = channel(e.room)
@@ -323,6 +482,8 @@ class IRCRenderer:
             ]
         if kind is events.Replay:
             target = channel(e.room)
+            if self.batch and self.time:
+                return self.replay_batch(target, e.lines)
             return [
                 line(
                     server,
@@ -388,9 +549,35 @@ class IRCRenderer:
             if code == "NOTICE":
                 return [self.notice(nick, params[0])]
             return [self.numeric(nick, code, *params)]
+        if kind is TagMsg:
+            return [line(user(e.nick), "TAGMSG", e.target)]
         if isinstance(event, events.RoomEvent):
-            return self.render(event).decode("utf-8").split("\r\n")[:-1]
+            return self._render(event).decode("utf-8").split("\r\n")[:-1]
         return []
+
+    def replay_batch(
+        self, target: str, lines: Sequence[events.HistoryLine]
+    ) -> list[str]:
+        """
+        History as a C{chathistory} batch: each line as it was said, tagged
+        with the time it was said.
+        """
+        ref = tags.batch_id()
+        out = [line(self.server, "BATCH", f"+{ref}", "chathistory", target)]
+        for each in lines:
+            head = f"@batch={ref};time={tags.iso(each.time)} "
+            out.extend(
+                head + piece
+                for piece in self._talk_lines(
+                    user(each.nick),
+                    "PRIVMSG",
+                    target,
+                    each.text,
+                    action=each.kind == "action",
+                )
+            )
+        out.append(line(self.server, "BATCH", f"-{ref}"))
+        return out
 
     def names(self, nick: str, target: str, nicks: Sequence[str]) -> list[str]:
         """
