@@ -106,11 +106,17 @@ def _plain(value: Any) -> Any:
     return value
 
 
+# Fields the web protocol leaves out: C{tags} are IRC clients' message tags
+# in IRC's own escaped form, meaningful only to other IRC clients.
+_HIDDEN = frozenset({"tags"})
+
+
 def _generic(event: Event) -> dict[str, Any]:
     found: dict[str, Any] = {"type": type_name(type(event))}
     if dataclasses.is_dataclass(event):
         for field in dataclasses.fields(event):
-            found[field.name] = _plain(getattr(event, field.name))
+            if field.name not in _HIDDEN:
+                found[field.name] = _plain(getattr(event, field.name))
     return found
 
 
