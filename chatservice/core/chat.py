@@ -119,6 +119,21 @@ class Chat(RoomOperators):
         self.members[member.folded] = member
         return member
 
+    def connect_as(self, session: Session, nick: str) -> Member:
+        """
+        Add a member logged in as the registered nickname C{nick} (its
+        owner has just proved it), in no room yet: whoever holds the name
+        is renamed, as L{log_in} does.
+        """
+        folded = names.fold(nick)
+        holder = self.members.get(folded)
+        if holder is not None:
+            self._displace(holder, nick)
+        member = Member(nick, session)
+        member.account = folded
+        self.members[folded] = member
+        return member
+
     def guest_nick(self) -> str:
         """
         A free nickname of the shape handed to newcomers who have not
@@ -242,12 +257,19 @@ class Chat(RoomOperators):
         folded = names.fold(nick)
         holder = self.members.get(folded)
         if holder is not None and holder is not member:
-            holder.account = None
-            self.fanout.tell(holder, events.Displaced(nick))
-            self._set_nick(holder, self.guest_nick())
+            self._displace(holder, nick)
         member.account = folded
         if member.nick != nick:
             self._set_nick(member, nick)
+
+    def _displace(self, holder: Member, nick: str) -> None:
+        """
+        The owner of C{nick} is taking it from C{holder}, who gets a guest
+        name instead.
+        """
+        holder.account = None
+        self.fanout.tell(holder, events.Displaced(nick))
+        self._set_nick(holder, self.guest_nick())
 
     def log_out(self, member: Member) -> None:
         """

@@ -25,14 +25,16 @@ from twisted.logger import Logger
 
 from chatservice import __version__
 from chatservice.core import errors, names
-from chatservice.core.accounts import Accounts
+from chatservice.core.accounts import Account, Accounts
 from chatservice.core.chat import Chat
 from chatservice.core.errors import ChatError
-from chatservice.core.events import Event, Motd, Refused
+from chatservice.core.events import Event, LoggedIn, Motd, Refused
 from chatservice.core.operators import TOPIC_MAX
 from chatservice.core.rooms import Member, Room
+from chatservice.core.server_operators import ServerOperators
 from chatservice.frontends.admission import Admission
 from chatservice.frontends.irc import renderer as r
+from chatservice.frontends.irc import sasl
 from chatservice.frontends.irc.renderer import IRCError, IRCRenderer, Raw, Reply
 from chatservice.frontends.limits import Limits
 from chatservice.frontends.stream import StreamFactory, StreamSession
@@ -94,6 +96,12 @@ class IRCProtocol(StreamSession):
     _user: str | None = None
     _negotiating = False
     _password: str | None = None
+    # The account proved with SASL before registering (its nickname).
+    _account: str | None = None
+    _sasl: sasl.Exchange | None = None
+    _caps: frozenset[str] = frozenset()
+    # The connection is gone: an account check that ends later does nothing.
+    _gone = False
     _registration: IDelayedCall | None = None
     _pinged = False
     away: str | None = None
@@ -116,6 +124,7 @@ class IRCProtocol(StreamSession):
             )
 
     def connectionLost(self, reason: Any = None) -> None:
+        self._gone = True
         if self._registration is not None and self._registration.active():
             self._registration.cancel()
         self._registration = None
@@ -189,7 +198,7 @@ class IRCProtocol(StreamSession):
         if parsed is None:
             return None
         command, params = parsed
-        handler: Callable[[list[str]], None] | None = getattr(
+        handler: Callable[[list[str]], Deferred[None] | None] | None = getattr(
             self, f"irc_{command}", None
         )
         try:
@@ -199,31 +208,55 @@ class IRCProtocol(StreamSession):
                 raise r.unknown_command(command)
             if self.member is None and command not in _BEFORE_REGISTRATION:
                 raise r.not_registered()
-            handler(params)
+            # A command that waits (an account check) holds the lines
+            # after it until it is done.
+            return handler(params)
         except ChatError as e:
             self.tell(Refused(e))
         return None
 
     # Registration
 
-    def irc_CAP(self, params: list[str]) -> None:
+    def irc_CAP(self, params: list[str]) -> Deferred[None] | None:
         sub = params[0].upper() if params else ""
         me = self.nick
         if sub == "LS":
             if self.member is None:
                 self._negotiating = True
-            self.send(Raw("CAP", (me, "LS", "")))
+            # 302 and later list values; SASL's is its mechanisms.
+            modern = len(params) > 1 and params[1].isdigit() and int(params[1]) >= 302
+            offer = f"sasl={','.join(sasl.MECHANISMS)}" if modern else "sasl"
+            self.send(Raw("CAP", (me, "LS", offer if self._offered else "")))
         elif sub == "LIST":
-            self.send(Raw("CAP", (me, "LIST", "")))
+            self.send(Raw("CAP", (me, "LIST", " ".join(sorted(self._caps)))))
         elif sub == "REQ":
             if self.member is None:
                 self._negotiating = True
-            self.send(Raw("CAP", (me, "NAK", params[1] if len(params) > 1 else "")))
+            asked = params[1] if len(params) > 1 else ""
+            wanted = asked.split()
+            offered = self._offered
+            if wanted and all(cap.removeprefix("-") in offered for cap in wanted):
+                caps = set(self._caps)
+                for cap in wanted:
+                    if cap.startswith("-"):
+                        caps.discard(cap[1:])
+                    else:
+                        caps.add(cap)
+                self._caps = frozenset(caps)
+                self.send(Raw("CAP", (me, "ACK", asked)))
+            else:
+                self.send(Raw("CAP", (me, "NAK", asked)))
         elif sub == "END":
             self._negotiating = False
-            self._register()
+            return self._register()
         else:
             raise IRCError("410", (sub or "*", "Invalid CAP command"))
+        return None
+
+    @property
+    def _offered(self) -> frozenset[str]:
+        """The capabilities this server has: SASL only if it keeps accounts."""
+        return _CAPS if self.factory.accounts is not None else frozenset()
 
     def irc_PASS(self, params: list[str]) -> None:
         if self.member is not None:
@@ -232,38 +265,116 @@ class IRCProtocol(StreamSession):
             raise r.need_more_params("PASS")
         self._password = params[0]
 
-    def irc_NICK(self, params: list[str]) -> None:
+    def irc_NICK(self, params: list[str]) -> Deferred[None] | None:
         if not params or not params[0]:
             raise r.no_nickname()
         requested = params[0]
         if self.member is not None:
             self.chat.rename(self.member, requested)
-            return
+            return None
         try:
             nick = names.nickname(requested)
         except names.InvalidName as e:
             raise errors.InvalidName("nickname", requested, str(e)) from None
-        if names.fold(nick) in self.chat.members:
+        # A client with credentials logs in as it registers, and takes its
+        # name from whoever holds it: the check waits till then.
+        if names.fold(nick) in self.chat.members and not self._credentials:
             raise errors.NickTaken(nick)
         self._nick = nick
-        self._register()
+        return self._register()
 
-    def irc_USER(self, params: list[str]) -> None:
+    @property
+    def _credentials(self) -> bool:
+        return self._account is not None or (
+            self._password is not None and self.factory.accounts is not None
+        )
+
+    def irc_USER(self, params: list[str]) -> Deferred[None] | None:
         if self.member is not None or self._user is not None:
             raise r.already_registered()
         if len(params) < 4 or not params[0] or not params[3]:
             raise r.need_more_params("USER")
         self._user = params[0]
-        self._register()
+        return self._register()
 
-    def _register(self) -> None:
+    def _register(self) -> Deferred[None] | None:
+        """
+        Make the client a member once it has sent all registration asks
+        for. With C{PASS}, the password is checked first, off the reactor
+        thread: the Deferred returned holds the client's next lines until
+        that is done.
+        """
         nick = self._nick
         if nick is None or self._user is None or self._negotiating:
-            return
+            return None
         if self.member is not None:
-            return
+            return None
+        if self._sasl is not None and self._sasl.active:
+            # Registering ends an exchange left unfinished (sasl-3.1).
+            self._sasl.abort()
+            self.send(sasl.aborted())
+        accounts = self.factory.accounts
+        password, self._password = self._password, None
+        if self._account is None and password is not None and accounts is not None:
+            name, _, secret = password.partition(":")
+            if not secret or not _is_nickname(name):
+                # PASS password: the account is the nickname.
+                name, secret = nick, password
+            return Deferred.fromCoroutine(self._pass_login(name, secret))
+        self._join_chat(nick, self._account)
+        return None
+
+    async def _pass_login(self, name: str, password: str) -> None:
+        """
+        Register as the account C{name} if C{password} is its password. A
+        wrong password is refused with 464 and the connection closed, as
+        servers do for a wrong server password; a name that is no account
+        is told and registration goes on without one.
+        """
+        accounts = self.factory.accounts
+        assert accounts is not None
+        account: Account | None
         try:
-            member = self.chat.connect(self, nick)
+            account = await accounts.authenticate(self, name, password)
+        except errors.NotRegistered as e:
+            account = None
+            if not self._gone:
+                self.tell(Refused(e))
+        except ChatError as e:
+            if not self._gone:
+                self.tell(Refused(e))
+                self.drop(
+                    IRCError("ERROR", ("Access denied: bad password",)),
+                    "bad password",
+                )
+            return
+        except Exception:
+            log.failure("Checking a password at registration failed")
+            if not self._gone:
+                self.drop(
+                    IRCError("ERROR", ("Access denied: try again later",)),
+                    "login failed",
+                )
+            return
+        if self._gone or self.member is not None:
+            return
+        nick = self._nick
+        assert nick is not None
+        try:
+            self._join_chat(nick, None if account is None else account.nick)
+        except ChatError as e:
+            self.tell(Refused(e))
+
+    def _join_chat(self, nick: str, account: str | None) -> None:
+        """
+        Become the member called C{nick}, or, logged in as the account
+        C{account}, the member of the account's name.
+        """
+        try:
+            if account is None:
+                member = self.chat.connect(self, nick)
+            else:
+                member = self.chat.connect_as(self, account)
         except ChatError:
             self._nick = None
             raise
@@ -272,7 +383,76 @@ class IRCProtocol(StreamSession):
             self._registration.cancel()
         self._registration = None
         self.joined()
+        if account is not None:
+            log.info("{account} logged in", account=account)
+            self.chat.tell(member, LoggedIn(account))
         self._welcome()
+
+    # SASL
+
+    def irc_AUTHENTICATE(self, params: list[str]) -> Deferred[None] | None:
+        if not params or not params[0]:
+            raise r.need_more_params("AUTHENTICATE")
+        if self.factory.accounts is None:
+            self.send(sasl.failed())
+            return None
+        exchange = self._sasl
+        if exchange is None:
+            exchange = self._sasl = sasl.Exchange()
+        if not exchange.active and params[0] != "*":
+            member = self.member
+            if self._account is not None or (
+                member is not None and member.account is not None
+            ):
+                raise sasl.already()
+        outcome = exchange.receive(params[0])
+        if isinstance(outcome, tuple):
+            for reply in outcome:
+                self.send(reply)
+            return None
+        return Deferred.fromCoroutine(self._sasl_login(outcome))
+
+    async def _sasl_login(self, credentials: sasl.Credentials) -> None:
+        """
+        Log in with C{credentials}: before registering, the account is
+        taken when the client registers; after, at once.
+        """
+        accounts = self.factory.accounts
+        assert accounts is not None
+        member = self.member
+        try:
+            if member is None:
+                account = await accounts.authenticate(
+                    self, credentials.authcid, credentials.password
+                )
+                if self._gone:
+                    return
+                self._account = account.nick
+                nick = self._nick or "*"
+                self.send(
+                    Reply(
+                        "900",
+                        (
+                            r.user(nick),
+                            account.nick,
+                            f"You are now logged in as {account.nick}",
+                        ),
+                    )
+                )
+            else:
+                await accounts.login(member, credentials.authcid, credentials.password)
+        except ChatError as e:
+            log.info("SASL failed: {code}", code=e.code)
+            if not self._gone:
+                self.send(sasl.failed())
+            return
+        except Exception:
+            log.failure("SASL authentication failed")
+            if not self._gone:
+                self.send(sasl.failed())
+            return
+        if not self._gone:
+            self.send(sasl.succeeded())
 
     def _welcome(self) -> None:
         factory = self.factory
@@ -412,10 +592,13 @@ class IRCProtocol(StreamSession):
             raise r.need_more_params("MODE")
         target = params[0]
         if not target.startswith("#"):
-            if names.fold(target) != self._member().folded:
+            member = self._member()
+            if names.fold(target) != member.folded:
                 raise IRCError("502", ("Can't change mode for other users",))
             if len(params) == 1:
-                self.numeric("221", "+")
+                self.numeric("221", "+o" if self._is_server_operator(member) else "+")
+            else:
+                self._user_modes(member, params[1])
             return
         member = self._member()
         room = self._room(target)
@@ -424,6 +607,19 @@ class IRCProtocol(StreamSession):
             self.numeric("324", name, "+t" if room.topic_locked else "+")
             return
         self._channel_modes(member, room, params[1], params[2:])
+
+    def _user_modes(self, member: Member, modes: str) -> None:
+        """
+        A user mode string for oneself: C{-o} gives up server operator
+        status (C{+o} is had only with C{OPER}); other modes are ignored,
+        as the chat has none.
+        """
+        adding = True
+        for letter in modes:
+            if letter in "+-":
+                adding = letter == "+"
+            elif letter == "o" and not adding and self.factory.operators is not None:
+                self.factory.operators.deoper(member)
 
     def _channel_modes(
         self, member: Member, room: Room, modes: str, arguments: list[str]
@@ -560,6 +756,8 @@ class IRCProtocol(StreamSession):
             away = self._away(target)
             if away is not None:
                 self.numeric("301", target.nick, away)
+            if self._is_server_operator(target):
+                self.numeric("313", target.nick, "is an IRC operator")
             if target.account is not None:
                 self.numeric("330", target.nick, target.account, "is logged in as")
         self.numeric("318", nick, "End of /WHOIS list.")
@@ -602,9 +800,39 @@ class IRCProtocol(StreamSession):
     def irc_LUSERS(self, params: list[str]) -> None:
         users = len(self.chat.members)
         self.numeric("251", f"There are {users} users and 0 invisible on 1 servers")
-        self.numeric("252", "0", "operator(s) online")
+        operators = self.factory.operators
+        online = 0 if operators is None else operators.online()
+        self.numeric("252", str(online), "operator(s) online")
         self.numeric("254", str(len(self.chat.rooms)), "channels formed")
         self.numeric("255", f"I have {users} clients and 0 servers")
+
+    def irc_OPER(self, params: list[str]) -> Deferred[None] | None:
+        if len(params) < 2:
+            raise r.need_more_params("OPER")
+        operators = self.factory.operators
+        member = self._member()
+        if operators is None:
+            raise errors.NotServerOperator(params[0])
+        if operators.is_operator(member):
+            self.numeric("381", "You are now an IRC operator")
+            return None
+
+        def failed(failure: Any) -> None:
+            if failure.check(ChatError):
+                self.tell(Refused(failure.value))
+            else:
+                log.failure("OPER failed", failure)
+                self.tell(Refused(errors.Failed()))
+
+        work = operators.oper(member, params[0], params[1])
+        return Deferred.fromCoroutine(work).addErrback(failed)
+
+    def _is_server_operator(self, member: Member) -> bool:
+        """
+        Whether C{member} is a server operator (WHO's C{*}, WHOIS 313).
+        """
+        operators = self.factory.operators
+        return operators is not None and operators.is_operator(member)
 
     def irc_VERSION(self, params: list[str]) -> None:
         self.numeric("351", f"chatservice-{__version__}.", self.factory.server, "")
@@ -654,8 +882,19 @@ def _once(data: bytes) -> bytes:
 
 # What a client may send before it has registered.
 _BEFORE_REGISTRATION = frozenset(
-    {"CAP", "PASS", "NICK", "USER", "PING", "PONG", "QUIT"}
+    {"CAP", "PASS", "NICK", "USER", "PING", "PONG", "QUIT", "AUTHENTICATE"}
 )
+
+# The capabilities a client may request.
+_CAPS = frozenset({"sasl"})
+
+
+def _is_nickname(name: str) -> bool:
+    try:
+        names.nickname(name)
+    except names.InvalidName:
+        return False
+    return True
 
 
 class IRCFactory(StreamFactory):
@@ -663,6 +902,9 @@ class IRCFactory(StreamFactory):
     Builds L{IRCProtocol}s for the one chat.
 
     @param server: the server's name in prefixes and numerics.
+    @param accounts: the accounts C{PASS}, SASL and C{OPER} check, if the
+        server keeps them.
+    @param operators: the server operators, if any may be.
     """
 
     protocol = IRCProtocol
@@ -674,6 +916,7 @@ class IRCFactory(StreamFactory):
         server: str,
         accounts: Accounts | None = None,
         limits: Limits | None = None,
+        operators: ServerOperators | None = None,
     ) -> None:
         base = admission.limits if limits is None else limits
         super().__init__(
@@ -687,6 +930,7 @@ class IRCFactory(StreamFactory):
         )
         self.server = server
         self.accounts = accounts
+        self.operators = operators
         self.renderer = IRCRenderer(server)
         self.created = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
 
