@@ -361,20 +361,19 @@ class IRCProtocol(StreamSession):
         nick = self._nick
         assert nick is not None
         try:
-            self._join_chat(nick, None if account is None else account.nick)
+            self._join_chat(nick, None if account is None else account.nick, False)
         except ChatError as e:
             self.tell(Refused(e))
 
-    def _join_chat(self, nick: str, account: str | None) -> None:
+    def _join_chat(self, nick: str, account: str | None, told: bool = True) -> None:
         """
-        Become the member called C{nick}, or, logged in as the account
-        C{account}, the member of the account's name.
+        Become the member called C{nick}, logged in as the account
+        C{account} if given (and tell it so, unless it was C{told} already,
+        as SASL does); a nickname that is the account's is taken from
+        whoever holds it.
         """
         try:
-            if account is None:
-                member = self.chat.connect(self, nick)
-            else:
-                member = self.chat.connect_as(self, account)
+            member = self.chat.connect(self, nick, account)
         except ChatError:
             self._nick = None
             raise
@@ -385,7 +384,8 @@ class IRCProtocol(StreamSession):
         self.joined()
         if account is not None:
             log.info("{account} logged in", account=account)
-            self.chat.tell(member, LoggedIn(account))
+            if not told:
+                self.chat.tell(member, LoggedIn(account))
         self._welcome()
 
     # SASL
@@ -399,12 +399,15 @@ class IRCProtocol(StreamSession):
         exchange = self._sasl
         if exchange is None:
             exchange = self._sasl = sasl.Exchange()
-        if not exchange.active and params[0] != "*":
-            member = self.member
-            if self._account is not None or (
-                member is not None and member.account is not None
-            ):
-                raise sasl.already()
+        if (
+            not exchange.active
+            and params[0] != "*"
+            and self.member is None
+            and self._account is not None
+        ):
+            # Once before registering is enough; after it, a client may
+            # authenticate again, as another account (sasl-3.2).
+            raise sasl.already()
         outcome = exchange.receive(params[0])
         if isinstance(outcome, tuple):
             for reply in outcome:
@@ -440,7 +443,14 @@ class IRCProtocol(StreamSession):
                     )
                 )
             else:
-                await accounts.login(member, credentials.authcid, credentials.password)
+                account = await accounts.authenticate(
+                    self, credentials.authcid, credentials.password
+                )
+                if not member.connected:
+                    return
+                log.info("{account} logged in", account=account.nick)
+                self.chat.log_in(member, account.nick, take_name=False)
+                self.chat.tell(member, LoggedIn(account.nick))
         except ChatError as e:
             log.info("SASL failed: {code}", code=e.code)
             if not self._gone:
