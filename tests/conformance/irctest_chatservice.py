@@ -17,8 +17,8 @@ on ...} once its IRC listener is up (the line the end-to-end tests wait for
 too).
 
 Accounts (irctest's C{registerUser}, which its SASL tests call) are made
-through the product, as a user would: over the line protocol, on a loopback
-port the controller chooses, with C{/nick} and C{/register}. The chat keeps
+through the product, as a user would: over the line protocol (on the free
+loopback port the server's log names), with C{/nick} and C{/register}. The chat keeps
 accounts itself, so irctest's "services" tests run without separate
 services. irctest's fixtures use short passwords (C{sesame}) and long ones
 (592 characters): the test server takes any length from 1 to
@@ -49,6 +49,7 @@ TWISTD = Path(sys.executable).parent / "twistd"
 SERVER_NAME = "My.Little.Server"
 
 _LISTENING = re.compile(rb"IRC server listening on .*port=(\d+)")
+_LINE_LISTENING = re.compile(rb"Chat server listening on .*port=(\d+)")
 
 # How long the server may take to start listening before the test fails.
 START_TIMEOUT = 30.0
@@ -67,11 +68,12 @@ PASSWORD_MAX = 1024
 _WILDCARDS = {"", "0.0.0.0"}
 
 
-def server_options(hostname: str, port: int, line_port: int = 0) -> list[str]:
+def server_options(hostname: str, port: int) -> list[str]:
     """
     The C{twistd chat} options for a test server: IRC on C{hostname}:C{port},
-    the line protocol on C{line_port} on loopback (by default any free
-    port), nothing kept between tests, irctest's operator account, and no
+    the line protocol on any free loopback port (it cannot be turned off,
+    and accounts are made there), nothing kept between tests, irctest's
+    operator account, and no
     limit that irctest's bursts of commands and connections from one
     address, or its passwords, would trip.
     """
@@ -80,7 +82,7 @@ def server_options(hostname: str, port: int, line_port: int = 0) -> list[str]:
     escaped = interface.replace(":", r"\:")
     return [
         "--port",
-        f"tcp:{line_port}:interface=127.0.0.1",
+        "tcp:0:interface=127.0.0.1",
         "--irc-port",
         f"{kind}:{port}:interface={escaped}",
         "--irc-server-name",
@@ -102,16 +104,6 @@ def server_options(hostname: str, port: int, line_port: int = 0) -> list[str]:
         "--password-max",
         str(PASSWORD_MAX),
     ]
-
-
-def free_loopback_port() -> int:
-    """
-    A TCP port free on 127.0.0.1 now, as irctest finds its own.
-    """
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def register_account(port: int, nick: str, password: str) -> None:
@@ -180,9 +172,9 @@ class ChatserviceController(BaseServerController, DirectoryBasedController):
         assert self.proc is None
         self.hostname = hostname
         self.port = port
-        self.line_port = free_loopback_port()
+        self.line_port = 0
         self.create_config()
-        options = server_options(hostname, port, self.line_port)
+        options = server_options(hostname, port)
         self.proc = self.execute(
             [TWISTD, "-n", "--pidfile=", "chat", *options],
             cwd=self.directory,
@@ -203,6 +195,9 @@ class ChatserviceController(BaseServerController, DirectoryBasedController):
             self.check_is_alive()
             if time.monotonic() > deadline:
                 raise TimeoutError(f"twistd chat: no listener in {START_TIMEOUT} s")
+        # The line listener starts before the IRC one, and says so first.
+        if not self.line_port:
+            raise RuntimeError("twistd chat: no line protocol listener in its log")
         register_account(self.line_port, *OPERATOR)
 
     def wait_for_services(self) -> None:
@@ -221,12 +216,16 @@ class ChatserviceController(BaseServerController, DirectoryBasedController):
 
     def _drain(self, output: IO[bytes], listening: threading.Event) -> None:
         """
-        Read the server's log to its end: set C{listening} at the line that
-        says the IRC listener is up, and keep reading after it, so that the
-        server never blocks on a full pipe. With C{IRCTEST_DEBUG_LOGS=1},
+        Read the server's log to its end: note the line protocol's port,
+        set C{listening} at the line that says the IRC listener is up, and
+        keep reading after it, so that the server never blocks on a full
+        pipe. With C{IRCTEST_DEBUG_LOGS=1},
         the log is shown with irctest's own output.
         """
         for line in output:
+            line_port = _LINE_LISTENING.search(line)
+            if line_port is not None:
+                self.line_port = int(line_port.group(1))
             if not listening.is_set() and _LISTENING.search(line):
                 listening.set()
             if self.debug_mode:

@@ -741,7 +741,8 @@ class IRCProtocol(StreamSession):
                 r.CLOAK,
                 self.factory.server,
                 each.nick,
-                "G" if away else "H",
+                ("G" if away else "H")
+                + ("*" if self._is_server_operator(each) else ""),
                 f"0 {each.nick}",
             )
         self.numeric("315", mask, "End of /WHO list.")

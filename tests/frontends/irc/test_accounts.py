@@ -479,3 +479,15 @@ class OperTests(IRCAccountsTestCase):
         client.lost()
         other.send("LUSERS\r\n")
         self.assertIn(f"{SERVER} 252 bob 0 :operator(s) online", other.take())
+
+    def test_whoFlag(self) -> None:
+        """
+        WHO marks a server operator with C{*} after its here/gone flag.
+        """
+        self.account("boss")
+        client = self.registered("alice")
+        client.send(f"OPER boss {PASSWORD}\r\n")
+        client.take()
+        client.send("WHO alice\r\n")
+        [reply, _] = client.take()
+        self.assertEqual(reply.split(" ")[8], "H*")
