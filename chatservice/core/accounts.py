@@ -64,9 +64,11 @@ class Runner(Protocol):
     def __call__(self, f: Callable[..., T], *args: Any) -> Deferred[T]: ...
 
 
-def check_password(password: str) -> None:
-    if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
-        raise errors.BadPassword(PASSWORD_MIN, PASSWORD_MAX)
+def check_password(
+    password: str, shortest: int = PASSWORD_MIN, longest: int = PASSWORD_MAX
+) -> None:
+    if not shortest <= len(password) <= longest:
+        raise errors.BadPassword(shortest, longest)
 
 
 class Accounts:
@@ -78,6 +80,8 @@ class Accounts:
         Deferred of its result.
     @param save: stores an account; fires once it is on disk.
     @param clock: seconds, for the guessing limits.
+    @param password_min: the fewest characters a new password may have.
+    @param password_max: the most characters a new password may have.
     """
 
     def __init__(
@@ -88,6 +92,8 @@ class Accounts:
         clock: Callable[[], float],
         accounts: dict[str, Account] | None = None,
         hasher: PasswordHasher | None = None,
+        password_min: int = PASSWORD_MIN,
+        password_max: int = PASSWORD_MAX,
     ) -> None:
         self.chat = chat
         self.in_thread = in_thread
@@ -95,17 +101,21 @@ class Accounts:
         self.clock = clock
         self.accounts: dict[str, Account] = accounts if accounts is not None else {}
         self.hasher = hasher if hasher is not None else PasswordHasher()
+        self.password_min = password_min
+        self.password_max = password_max
         self._hashing = DeferredSemaphore(HASHING_AT_ONCE)
-        self._by_connection: weakref.WeakKeyDictionary[Member, TokenBucket] = (
+        # Keyed by who asks: a member, or a connection that is not one yet
+        # (an IRC client logging in as it registers).
+        self._by_connection: weakref.WeakKeyDictionary[object, TokenBucket] = (
             weakref.WeakKeyDictionary()
         )
         self._by_account: dict[str, TokenBucket] = {}
-        self._busy: weakref.WeakSet[Member] = weakref.WeakSet()
+        self._busy: weakref.WeakSet[object] = weakref.WeakSet()
 
     # Commands
 
     async def register(self, member: Member, password: str) -> None:
-        check_password(password)
+        check_password(password, self.password_min, self.password_max)
         key = member.folded
         if key in self.accounts:
             raise errors.AlreadyRegistered(member.nick)
@@ -137,19 +147,34 @@ class Accounts:
             raise errors.NotRegistered(nick)
         if member.account == key:
             raise errors.AlreadyLoggedIn(account.nick)
-        self._check_limits(member, key)
-        async with self._task(member):
+        account = await self.authenticate(member, nick, password)
+        log.info("{account} logged in", account=account.nick)
+        if member.connected:
+            self.chat.log_in(member, account.nick)
+            self.chat.tell(member, events.LoggedIn(account.nick))
+
+    async def authenticate(self, who: object, nick: str, password: str) -> Account:
+        """
+        The account C{nick}, if C{password} is its password; else a typed
+        refusal, the failure counted against C{who} (a member, or a
+        connection not yet one) and the account. Nobody is logged in: the
+        caller decides what proving it allows (logging in, as L{login} and
+        an IRC client registering do, or becoming a server operator).
+        """
+        key = names.fold(nick)
+        account = self.accounts.get(key)
+        if account is None:
+            raise errors.NotRegistered(nick)
+        self._check_limits(who, key)
+        async with self._task(who):
             ok = await self._verify(account, password)
             if not ok:
-                self._failed(member, key)
+                self._failed(who, key)
                 log.info(
                     "Failed login as {account}", account=account.nick, reason="password"
                 )
                 raise errors.WrongPassword(account.nick)
-            log.info("{account} logged in", account=account.nick)
-            if member.connected:
-                self.chat.log_in(member, account.nick)
-                self.chat.tell(member, events.LoggedIn(account.nick))
+        return account
 
     def logout(self, member: Member) -> None:
         if member.account is None:
@@ -160,7 +185,7 @@ class Accounts:
         key = member.account
         if key is None:
             raise errors.NotLoggedIn("password")
-        check_password(new)
+        check_password(new, self.password_min, self.password_max)
         account = self.accounts[key]
         self._check_limits(member, key)
         async with self._task(member):
@@ -180,19 +205,19 @@ class Accounts:
 
     # Guessing limits
 
-    def _check_limits(self, member: Member, key: str) -> None:
+    def _check_limits(self, who: object, key: str) -> None:
         now = self.clock()
-        buckets = (self._by_connection.get(member), self._by_account.get(key))
+        buckets = (self._by_connection.get(who), self._by_account.get(key))
         # Waiting as long as told must be enough: the longest wait counts.
         wait = max((b.wait(now) for b in buckets if b is not None), default=0.0)
         if wait > 0:
             raise errors.TooManyFailures(math.ceil(wait))
 
-    def _failed(self, member: Member, key: str) -> None:
+    def _failed(self, who: object, key: str) -> None:
         now = self.clock()
-        mine = self._by_connection.get(member)
+        mine = self._by_connection.get(who)
         if mine is None:
-            mine = self._by_connection[member] = TokenBucket(
+            mine = self._by_connection[who] = TokenBucket(
                 1 / CONNECTION_REFILL, CONNECTION_FAILURES, now
             )
         theirs = self._by_account.get(key)
@@ -205,8 +230,8 @@ class Accounts:
 
     # Hashing, off the reactor thread
 
-    def _task(self, member: Member) -> _Task:
-        return _Task(self, member)
+    def _task(self, who: object) -> _Task:
+        return _Task(self, who)
 
     async def _hash(self, password: str) -> str:
         return await self._hashing.run(self.in_thread, self.hasher.hash, password)
@@ -230,14 +255,14 @@ class _Task:
     One account command at a time per connection.
     """
 
-    def __init__(self, accounts: Accounts, member: Member) -> None:
+    def __init__(self, accounts: Accounts, who: object) -> None:
         self.accounts = accounts
-        self.member = member
+        self.who = who
 
     async def __aenter__(self) -> None:
-        if self.member in self.accounts._busy:
+        if self.who in self.accounts._busy:
             raise errors.Busy()
-        self.accounts._busy.add(self.member)
+        self.accounts._busy.add(self.who)
 
     async def __aexit__(self, *exc: object) -> None:
-        self.accounts._busy.discard(self.member)
+        self.accounts._busy.discard(self.who)

@@ -110,13 +110,37 @@ class Chat(RoomOperators):
 
     # Connection life cycle
 
-    def connect(self, session: Session, nick: str) -> Member:
+    def connect(
+        self, session: Session, nick: str, account: str | None = None
+    ) -> Member:
         """
-        Add a member called C{nick}, in no room yet.
+        Add a member called C{nick}, in no room yet; logged in as the
+        registered nickname C{account}, if given (its owner has just proved
+        it). A C{nick} that is the account's own is taken from whoever
+        holds it, as L{connect_as} does; any other must be free.
         """
+        if account is not None and names.fold(nick) == names.fold(account):
+            return self.connect_as(session, account)
         nick = self._available(None, nick)
         member = Member(nick, session)
+        if account is not None:
+            member.account = names.fold(account)
         self.members[member.folded] = member
+        return member
+
+    def connect_as(self, session: Session, nick: str) -> Member:
+        """
+        Add a member logged in as the registered nickname C{nick} (its
+        owner has just proved it), in no room yet: whoever holds the name
+        is renamed, as L{log_in} does.
+        """
+        folded = names.fold(nick)
+        holder = self.members.get(folded)
+        if holder is not None:
+            self._displace(holder, nick)
+        member = Member(nick, session)
+        member.account = folded
+        self.members[folded] = member
         return member
 
     def guest_nick(self) -> str:
@@ -232,22 +256,40 @@ class Chat(RoomOperators):
         for room in member.rooms.values():
             self.fanout.post(room, member, events.Renamed(room.name, old, nick))
 
-    def log_in(self, member: Member, nick: str) -> None:
+    def log_in(self, member: Member, nick: str, take_name: bool = True) -> None:
         """
         C{member} has proved it owns the registered nickname C{nick}: give
         it that name, renaming whoever else holds it (a guest who took it
         while it was free, or an older session of the owner's) to a guest
         name.
+
+        Without C{take_name} (IRC's SASL, whose clients expect to keep
+        their nickname), the member keeps its name if it may: if that is
+        not registered to another account.
         """
         folded = names.fold(nick)
+        if (
+            not take_name
+            and member.folded != folded
+            and member.folded not in self.registered
+        ):
+            member.account = folded
+            return
         holder = self.members.get(folded)
         if holder is not None and holder is not member:
-            holder.account = None
-            self.fanout.tell(holder, events.Displaced(nick))
-            self._set_nick(holder, self.guest_nick())
+            self._displace(holder, nick)
         member.account = folded
         if member.nick != nick:
             self._set_nick(member, nick)
+
+    def _displace(self, holder: Member, nick: str) -> None:
+        """
+        The owner of C{nick} is taking it from C{holder}, who gets a guest
+        name instead.
+        """
+        holder.account = None
+        self.fanout.tell(holder, events.Displaced(nick))
+        self._set_nick(holder, self.guest_nick())
 
     def log_out(self, member: Member) -> None:
         """

@@ -213,6 +213,20 @@ class NotSaved(ChatError):
     what: Literal["register", "password"]
 
 
+# Server operators
+
+
+@dataclass(eq=False)
+class NotServerOperator(ChatError):
+    """
+    C{name} is not an account the server's configuration names as a server
+    operator (or no such account exists): IRC's "no O-lines".
+    """
+
+    code = "not_server_operator"
+    name: str
+
+
 @dataclass(eq=False)
 class Failed(ChatError):
     """Something went wrong that is not the member's doing."""

@@ -324,6 +324,16 @@ class LoggedOut(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class ServerOperatorUp(Event):
+    """The member told is now a server operator."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerOperatorDown(Event):
+    """The member told is no longer a server operator."""
+
+
+@dataclass(frozen=True, slots=True)
 class PasswordChanged(Event):
     pass
 

@@ -26,6 +26,8 @@ from twisted.internet.error import CannotListenError
 from twisted.python import usage
 
 from chatservice import __version__
+from chatservice.core import names
+from chatservice.core.accounts import PASSWORD_MAX, PASSWORD_MIN
 from chatservice.core.history import DEFAULT_REPLAY, HISTORY_MAX
 from chatservice.frontends.limits import Limits
 from chatservice.server.motd import MotdError, read_motd
@@ -276,6 +278,18 @@ class Options(usage.Options):
             "the welcome; re-read on SIGHUP.",
         ],
         _number(
+            "password-min",
+            PASSWORD_MIN,
+            "Fewest characters a new account password may have.",
+            POSITIVE,
+        ),
+        _number(
+            "password-max",
+            PASSWORD_MAX,
+            "Most characters a new account password may have.",
+            POSITIVE,
+        ),
+        _number(
             "idle-timeout",
             _DEFAULTS.idle_timeout,
             "Close connections that send nothing for this many seconds; 0 "
@@ -304,6 +318,7 @@ class Options(usage.Options):
         self["irc-port"] = []
         self["irc-server-name"] = socket.gethostname()
         self["flood-exempt"] = []
+        self["operator"] = []
         self["metrics"] = None
         self["web"] = []
         self["web-origin"] = []
@@ -335,6 +350,18 @@ class Options(usage.Options):
         "Leave connections from NETWORK (an address or CIDR block, such as "
         "127.0.0.1 or 2001:db8::/32) out of flood control: trusted bots, "
         "bridges, a benchmark's senders. May be given several times."
+    )
+
+    def opt_operator(self, account: str) -> None:
+        try:
+            self["operator"].append(names.nickname(account))
+        except names.InvalidName as e:
+            raise OptionError("--operator", account, f"not a nickname: {e}") from None
+
+    opt_operator.__doc__ = (
+        "Make the account ACCOUNT (a registered nickname) a server operator: "
+        "it may become one with IRC's OPER ACCOUNT PASSWORD. May be given "
+        "several times."
     )
 
     def opt_port(self, description: str) -> None:
@@ -403,6 +430,12 @@ class Options(usage.Options):
     )
 
     def postOptions(self) -> None:
+        if self["password-min"] > self["password-max"]:
+            raise OptionError(
+                "--password-min",
+                str(self["password-min"]),
+                f"more than --password-max ({self['password-max']})",
+            )
         if not self["port"]:
             self["port"] = [DEFAULT_PORT]
         if self["motd"] is not None:

@@ -19,6 +19,7 @@ from twisted.internet.threads import deferToThread
 from chatservice.core.accounts import Account, Accounts
 from chatservice.core.chat import Chat
 from chatservice.core.history import History
+from chatservice.core.server_operators import ServerOperators
 from chatservice.core.stats import Stats
 from chatservice.frontends.admission import Admission
 from chatservice.frontends.irc.protocol import IRCFactory
@@ -73,7 +74,10 @@ def makeService(options: Options) -> IService:
         save=lambda *account: database.run(database.store.save_account, *account),
         clock=reactor.seconds,
         accounts=registered,
+        password_min=options["password-min"],
+        password_max=options["password-max"],
     )
+    operators = ServerOperators(chat, accounts, options["operator"])
     admission = Admission(limits_from(options), stats, reactor)
     factory = LineFactory(chat, admission, accounts)
     service = ChatService(
@@ -94,7 +98,13 @@ def makeService(options: Options) -> IService:
     for description in options["port"]:
         listen(service, "Chat", "--port", description, factory)
     if options["irc-port"]:
-        irc = IRCFactory(chat, admission, options["irc-server-name"], accounts)
+        irc = IRCFactory(
+            chat,
+            admission,
+            options["irc-server-name"],
+            accounts,
+            operators=operators,
+        )
         for description in options["irc-port"]:
             listen(service, "IRC", "--irc-port", description, irc)
     if options["web"]:

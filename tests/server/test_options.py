@@ -105,6 +105,28 @@ class OptionsTests(unittest.SynchronousTestCase):
         )
         self.assertRaises(usage.UsageError, parse, "--flood-exempt", "nonsense")
 
+    def test_operator(self) -> None:
+        """
+        --operator names operator accounts, several times; a name that is
+        no nickname is refused, naming the option.
+        """
+        self.assertEqual(parse()["operator"], [])
+        options = parse("--operator", "boss", "--operator", "Chef")
+        self.assertEqual(options["operator"], ["boss", "Chef"])
+        error = self.assertRaises(usage.UsageError, parse, "--operator", "a b")
+        self.assertIn("--operator 'a b'", str(error))
+
+    def test_passwordLengths(self) -> None:
+        options = parse()
+        self.assertEqual((options["password-min"], options["password-max"]), (8, 128))
+        options = parse("--password-min", "1", "--password-max", "1024")
+        self.assertEqual((options["password-min"], options["password-max"]), (1, 1024))
+        self.assertRaises(usage.UsageError, parse, "--password-min", "0")
+        error = self.assertRaises(
+            usage.UsageError, parse, "--password-min", "20", "--password-max", "10"
+        )
+        self.assertIn("--password-max", str(error))
+
     def test_maxLine(self) -> None:
         options = parse("--max-line", "100")
         self.assertEqual(options["max-line"], 100)

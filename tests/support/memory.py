@@ -11,7 +11,7 @@ on the network.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred
@@ -25,6 +25,7 @@ from twisted.python.failure import Failure
 from chatservice.core.accounts import Account, Accounts
 from chatservice.core.chat import Chat
 from chatservice.core.history import DEFAULT_REPLAY, History
+from chatservice.core.server_operators import ServerOperators
 from chatservice.core.stats import Stats
 from chatservice.frontends.admission import Admission
 from chatservice.frontends.irc.protocol import IRCFactory, IRCProtocol
@@ -218,11 +219,13 @@ class Harness:
         history: History | Callable[[Clock], History] | None = None,
         accounts: Callable[[Chat, dict[str, Account]], Accounts] | None = None,
         replay: int = DEFAULT_REPLAY,
+        operators: Iterable[str] = (),
     ) -> None:
         """
         @param history: the history, or what makes it given the clock.
         @param accounts: makes the accounts, given the chat and the dict of
             accounts it consults; without it the server keeps none.
+        @param operators: the accounts that are server operators.
         """
         self.clock = GuardedClock()
         self.factory = line_factory(
@@ -235,6 +238,7 @@ class Harness:
         self.chat = self.factory.chat
         self.admission = self.factory.admission
         self.accounts = self.factory.accounts
+        self.operators = ServerOperators(self.chat, self.accounts, operators)
         self.stats = self.factory.stats
         self.check = check
         self.irc: IRCFactory | None = None
@@ -307,7 +311,13 @@ class Harness:
         C{address}; not yet registered.
         """
         if self.irc is None:
-            self.irc = IRCFactory(self.chat, self.admission, "My.Little.Server")
+            self.irc = IRCFactory(
+                self.chat,
+                self.admission,
+                "My.Little.Server",
+                self.accounts,
+                operators=self.operators,
+            )
         address = address or self.address()
         proto = self.irc.buildProtocol(address)
         assert isinstance(proto, IRCProtocol), "refused"

@@ -26,6 +26,7 @@ ECHO_MESSAGE = "echo-message"
 LABELED_RESPONSE = "labeled-response"
 MESSAGE_TAGS = "message-tags"
 MULTI_PREFIX = "multi-prefix"
+SASL = "sasl"
 SERVER_TIME = "server-time"
 USERHOST_IN_NAMES = "userhost-in-names"
 
@@ -64,6 +65,9 @@ CAPABILITIES: dict[str, Capability] = {
         # The only prefix is @ (no voice yet), so multi-prefix changes no
         # byte: it does not split renderers. With a second prefix, it will.
         Capability(MULTI_PREFIX),
+        # SASL's value is its mechanisms (sasl.MECHANISMS); only a server
+        # that keeps accounts offers it.
+        Capability(SASL, "PLAIN", offered=lambda factory: factory.accounts is not None),
         Capability(SERVER_TIME, renders=True),
         Capability(USERHOST_IN_NAMES, renders=True),
     )

@@ -25,14 +25,15 @@ from twisted.logger import Logger
 
 from chatservice import __version__
 from chatservice.core import errors, names
-from chatservice.core.accounts import Accounts
+from chatservice.core.accounts import Account, Accounts
 from chatservice.core.chat import Chat
 from chatservice.core.errors import ChatError
-from chatservice.core.events import Event, Motd, Refused
+from chatservice.core.events import Event, LoggedIn, Motd, Refused
 from chatservice.core.operators import TOPIC_MAX
 from chatservice.core.rooms import Member, Room
+from chatservice.core.server_operators import ServerOperators
 from chatservice.frontends.admission import Admission
-from chatservice.frontends.irc import caps, tags
+from chatservice.frontends.irc import caps, sasl, tags
 from chatservice.frontends.irc import renderer as r
 from chatservice.frontends.irc.renderer import (
     Echo,
@@ -118,6 +119,11 @@ class IRCProtocol(StreamSession):
     # While a labelled command is handled before registering: its replies.
     _captured: list[bytes] | None = None
     _renderer: IRCRenderer
+    # The account proved with SASL before registering (its nickname).
+    _account: str | None = None
+    _sasl: sasl.Exchange | None = None
+    # The connection is gone: an account check that ends later does nothing.
+    _gone = False
     _registration: IDelayedCall | None = None
     _pinged = False
     away: str | None = None
@@ -142,6 +148,7 @@ class IRCProtocol(StreamSession):
             )
 
     def connectionLost(self, reason: Any = None) -> None:
+        self._gone = True
         if self._registration is not None and self._registration.active():
             self._registration.cancel()
         self._registration = None
@@ -241,10 +248,9 @@ class IRCProtocol(StreamSession):
             return None
         self._tags = given
         try:
-            self._command(*parsed)
+            return self._command(*parsed)
         finally:
             self._tags = {}
-        return None
 
     def _labelled(
         self, label: str, parsed: tuple[str, list[str]], given: dict[str, str]
@@ -306,8 +312,13 @@ class IRCProtocol(StreamSession):
         else:
             fanout.queue(member, out)
 
-    def _command(self, command: str, params: list[str]) -> None:
-        handler: Callable[[list[str]], None] | None = getattr(
+    def _command(self, command: str, params: list[str]) -> Deferred[None] | None:
+        """
+        Carry out C{command}. One that waits (an account check) returns a
+        Deferred, which holds the client's lines after it until it is done;
+        a labelled one labels only what it answers at once.
+        """
+        handler: Callable[[list[str]], Deferred[None] | None] | None = getattr(
             self, f"irc_{command}", None
         )
         try:
@@ -317,13 +328,16 @@ class IRCProtocol(StreamSession):
                 raise r.unknown_command(command)
             if self.member is None and command not in _BEFORE_REGISTRATION:
                 raise r.not_registered()
-            handler(params)
+            # A command that waits (an account check) holds the lines
+            # after it until it is done.
+            return handler(params)
         except ChatError as e:
             self.tell(Refused(e))
+        return None
 
     # Registration
 
-    def irc_CAP(self, params: list[str]) -> None:
+    def irc_CAP(self, params: list[str]) -> Deferred[None] | None:
         sub = params[0].upper() if params else ""
         me = self.nick
         negotiation = self.caps
@@ -344,9 +358,10 @@ class IRCProtocol(StreamSession):
             self._choose_renderer()
         elif sub == "END":
             negotiation.started = False
-            self._register()
+            return self._register()
         else:
             raise IRCError("410", (sub or "*", "Invalid CAP command"))
+        return None
 
     def _choose_renderer(self) -> None:
         """
@@ -367,38 +382,115 @@ class IRCProtocol(StreamSession):
             raise r.need_more_params("PASS")
         self._password = params[0]
 
-    def irc_NICK(self, params: list[str]) -> None:
+    def irc_NICK(self, params: list[str]) -> Deferred[None] | None:
         if not params or not params[0]:
             raise r.no_nickname()
         requested = params[0]
         if self.member is not None:
             self.chat.rename(self.member, requested)
-            return
+            return None
         try:
             nick = names.nickname(requested)
         except names.InvalidName as e:
             raise errors.InvalidName("nickname", requested, str(e)) from None
-        if names.fold(nick) in self.chat.members:
+        # A client with credentials logs in as it registers, and takes its
+        # name from whoever holds it: the check waits till then.
+        if names.fold(nick) in self.chat.members and not self._credentials:
             raise errors.NickTaken(nick)
         self._nick = nick
-        self._register()
+        return self._register()
 
-    def irc_USER(self, params: list[str]) -> None:
+    @property
+    def _credentials(self) -> bool:
+        return self._account is not None or (
+            self._password is not None and self.factory.accounts is not None
+        )
+
+    def irc_USER(self, params: list[str]) -> Deferred[None] | None:
         if self.member is not None or self._user is not None:
             raise r.already_registered()
         if len(params) < 4 or not params[0] or not params[3]:
             raise r.need_more_params("USER")
         self._user = params[0]
-        self._register()
+        return self._register()
 
-    def _register(self) -> None:
+    def _register(self) -> Deferred[None] | None:
+        """
+        Make the client a member once it has sent all registration asks
+        for. With C{PASS}, the password is checked first, off the reactor
+        thread: the Deferred returned holds the client's next lines until
+        that is done.
+        """
         nick = self._nick
         if nick is None or self._user is None or self.caps.started:
-            return
+            return None
         if self.member is not None:
-            return
+            return None
+        if self._sasl is not None and self._sasl.active:
+            # Registering ends an exchange left unfinished (sasl-3.1).
+            self._sasl.abort()
+            self.send(sasl.aborted())
+        accounts = self.factory.accounts
+        password, self._password = self._password, None
+        if self._account is None and password is not None and accounts is not None:
+            name, _, secret = password.partition(":")
+            if not secret or not _is_nickname(name):
+                # PASS password: the account is the nickname.
+                name, secret = nick, password
+            return Deferred.fromCoroutine(self._pass_login(name, secret))
+        self._join_chat(nick, self._account)
+        return None
+
+    async def _pass_login(self, name: str, password: str) -> None:
+        """
+        Register as the account C{name} if C{password} is its password. A
+        wrong password is refused with 464 and the connection closed, as
+        servers do for a wrong server password; a name that is no account
+        is told and registration goes on without one.
+        """
+        accounts = self.factory.accounts
+        assert accounts is not None
+        account: Account | None
         try:
-            member = self.chat.connect(self, nick)
+            account = await accounts.authenticate(self, name, password)
+        except errors.NotRegistered as e:
+            account = None
+            if not self._gone:
+                self.tell(Refused(e))
+        except ChatError as e:
+            if not self._gone:
+                self.tell(Refused(e))
+                self.drop(
+                    IRCError("ERROR", ("Access denied: bad password",)),
+                    "bad password",
+                )
+            return
+        except Exception:
+            log.failure("Checking a password at registration failed")
+            if not self._gone:
+                self.drop(
+                    IRCError("ERROR", ("Access denied: try again later",)),
+                    "login failed",
+                )
+            return
+        if self._gone or self.member is not None:
+            return
+        nick = self._nick
+        assert nick is not None
+        try:
+            self._join_chat(nick, None if account is None else account.nick, False)
+        except ChatError as e:
+            self.tell(Refused(e))
+
+    def _join_chat(self, nick: str, account: str | None, told: bool = True) -> None:
+        """
+        Become the member called C{nick}, logged in as the account
+        C{account} if given (and tell it so, unless it was C{told} already,
+        as SASL does); a nickname that is the account's is taken from
+        whoever holds it.
+        """
+        try:
+            member = self.chat.connect(self, nick, account)
         except ChatError:
             self._nick = None
             raise
@@ -407,7 +499,87 @@ class IRCProtocol(StreamSession):
             self._registration.cancel()
         self._registration = None
         self.joined()
+        if account is not None:
+            log.info("{account} logged in", account=account)
+            if not told:
+                self.chat.tell(member, LoggedIn(account))
         self._welcome()
+
+    # SASL
+
+    def irc_AUTHENTICATE(self, params: list[str]) -> Deferred[None] | None:
+        if not params or not params[0]:
+            raise r.need_more_params("AUTHENTICATE")
+        if self.factory.accounts is None:
+            self.send(sasl.failed())
+            return None
+        exchange = self._sasl
+        if exchange is None:
+            exchange = self._sasl = sasl.Exchange()
+        if (
+            not exchange.active
+            and params[0] != "*"
+            and self.member is None
+            and self._account is not None
+        ):
+            # Once before registering is enough; after it, a client may
+            # authenticate again, as another account (sasl-3.2).
+            raise sasl.already()
+        outcome = exchange.receive(params[0])
+        if isinstance(outcome, tuple):
+            for reply in outcome:
+                self.send(reply)
+            return None
+        return Deferred.fromCoroutine(self._sasl_login(outcome))
+
+    async def _sasl_login(self, credentials: sasl.Credentials) -> None:
+        """
+        Log in with C{credentials}: before registering, the account is
+        taken when the client registers; after, at once.
+        """
+        accounts = self.factory.accounts
+        assert accounts is not None
+        member = self.member
+        try:
+            if member is None:
+                account = await accounts.authenticate(
+                    self, credentials.authcid, credentials.password
+                )
+                if self._gone:
+                    return
+                self._account = account.nick
+                nick = self._nick or "*"
+                self.send(
+                    Reply(
+                        "900",
+                        (
+                            r.user(nick),
+                            account.nick,
+                            f"You are now logged in as {account.nick}",
+                        ),
+                    )
+                )
+            else:
+                account = await accounts.authenticate(
+                    self, credentials.authcid, credentials.password
+                )
+                if not member.connected:
+                    return
+                log.info("{account} logged in", account=account.nick)
+                self.chat.log_in(member, account.nick, take_name=False)
+                self.chat.tell(member, LoggedIn(account.nick))
+        except ChatError as e:
+            log.info("SASL failed: {code}", code=e.code)
+            if not self._gone:
+                self.send(sasl.failed())
+            return
+        except Exception:
+            log.failure("SASL authentication failed")
+            if not self._gone:
+                self.send(sasl.failed())
+            return
+        if not self._gone:
+            self.send(sasl.succeeded())
 
     def _welcome(self) -> None:
         factory = self.factory
@@ -547,10 +719,13 @@ class IRCProtocol(StreamSession):
             raise r.need_more_params("MODE")
         target = params[0]
         if not target.startswith("#"):
-            if names.fold(target) != self._member().folded:
+            member = self._member()
+            if names.fold(target) != member.folded:
                 raise IRCError("502", ("Can't change mode for other users",))
             if len(params) == 1:
-                self.numeric("221", "+")
+                self.numeric("221", "+o" if self._is_server_operator(member) else "+")
+            else:
+                self._user_modes(member, params[1])
             return
         member = self._member()
         room = self._room(target)
@@ -559,6 +734,19 @@ class IRCProtocol(StreamSession):
             self.numeric("324", name, "+t" if room.topic_locked else "+")
             return
         self._channel_modes(member, room, params[1], params[2:])
+
+    def _user_modes(self, member: Member, modes: str) -> None:
+        """
+        A user mode string for oneself: C{-o} gives up server operator
+        status (C{+o} is had only with C{OPER}); other modes are ignored,
+        as the chat has none.
+        """
+        adding = True
+        for letter in modes:
+            if letter in "+-":
+                adding = letter == "+"
+            elif letter == "o" and not adding and self.factory.operators is not None:
+                self.factory.operators.deoper(member)
 
     def _channel_modes(
         self, member: Member, room: Room, modes: str, arguments: list[str]
@@ -712,7 +900,8 @@ class IRCProtocol(StreamSession):
                 r.CLOAK,
                 self.factory.server,
                 each.nick,
-                "G" if away else "H",
+                ("G" if away else "H")
+                + ("*" if self._is_server_operator(each) else ""),
                 f"0 {each.nick}",
             )
         self.numeric("315", mask, "End of /WHO list.")
@@ -737,6 +926,8 @@ class IRCProtocol(StreamSession):
             away = self._away(target)
             if away is not None:
                 self.numeric("301", target.nick, away)
+            if self._is_server_operator(target):
+                self.numeric("313", target.nick, "is an IRC operator")
             if target.account is not None:
                 self.numeric("330", target.nick, target.account, "is logged in as")
         self.numeric("318", nick, "End of /WHOIS list.")
@@ -779,9 +970,39 @@ class IRCProtocol(StreamSession):
     def irc_LUSERS(self, params: list[str]) -> None:
         users = len(self.chat.members)
         self.numeric("251", f"There are {users} users and 0 invisible on 1 servers")
-        self.numeric("252", "0", "operator(s) online")
+        operators = self.factory.operators
+        online = 0 if operators is None else operators.online()
+        self.numeric("252", str(online), "operator(s) online")
         self.numeric("254", str(len(self.chat.rooms)), "channels formed")
         self.numeric("255", f"I have {users} clients and 0 servers")
+
+    def irc_OPER(self, params: list[str]) -> Deferred[None] | None:
+        if len(params) < 2:
+            raise r.need_more_params("OPER")
+        operators = self.factory.operators
+        member = self._member()
+        if operators is None:
+            raise errors.NotServerOperator(params[0])
+        if operators.is_operator(member):
+            self.numeric("381", "You are now an IRC operator")
+            return None
+
+        def failed(failure: Any) -> None:
+            if failure.check(ChatError):
+                self.tell(Refused(failure.value))
+            else:
+                log.failure("OPER failed", failure)
+                self.tell(Refused(errors.Failed()))
+
+        work = operators.oper(member, params[0], params[1])
+        return Deferred.fromCoroutine(work).addErrback(failed)
+
+    def _is_server_operator(self, member: Member) -> bool:
+        """
+        Whether C{member} is a server operator (WHO's C{*}, WHOIS 313).
+        """
+        operators = self.factory.operators
+        return operators is not None and operators.is_operator(member)
 
     def irc_VERSION(self, params: list[str]) -> None:
         self.numeric("351", f"chatservice-{__version__}.", self.factory.server, "")
@@ -843,8 +1064,16 @@ def _in_batch(line: bytes, tag: bytes) -> bytes:
 
 # What a client may send before it has registered.
 _BEFORE_REGISTRATION = frozenset(
-    {"CAP", "PASS", "NICK", "USER", "PING", "PONG", "QUIT"}
+    {"CAP", "PASS", "NICK", "USER", "PING", "PONG", "QUIT", "AUTHENTICATE"}
 )
+
+
+def _is_nickname(name: str) -> bool:
+    try:
+        names.nickname(name)
+    except names.InvalidName:
+        return False
+    return True
 
 
 class IRCFactory(StreamFactory):
@@ -852,6 +1081,9 @@ class IRCFactory(StreamFactory):
     Builds L{IRCProtocol}s for the one chat.
 
     @param server: the server's name in prefixes and numerics.
+    @param accounts: the accounts C{PASS}, SASL and C{OPER} check, if the
+        server keeps them.
+    @param operators: the server operators, if any may be.
     """
 
     protocol = IRCProtocol
@@ -864,6 +1096,7 @@ class IRCFactory(StreamFactory):
         server: str,
         accounts: Accounts | None = None,
         limits: Limits | None = None,
+        operators: ServerOperators | None = None,
     ) -> None:
         base = admission.limits if limits is None else limits
         super().__init__(
@@ -880,6 +1113,7 @@ class IRCFactory(StreamFactory):
         self._msgids = MessageIds()
         self._renderers: dict[frozenset[str], IRCRenderer] = {}
         self.renderer = self.renderer_for(frozenset())
+        self.operators = operators
         self.created = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
 
     def renderer_for(self, enabled: frozenset[str]) -> IRCRenderer:

@@ -181,6 +181,8 @@ def _refusal(e: ChatError) -> tuple[str, tuple[str, ...]]:
         return "464", ("Password incorrect",)
     if isinstance(e, errors.TooManyFailures):
         return "464", (f"Too many failed logins; try again in {e.wait} s",)
+    if isinstance(e, errors.NotServerOperator):
+        return "491", ("No O-lines for your host",)
     return "NOTICE", (_SENTENCES.get(type(e), lambda e: e.code)(e),)
 
 
@@ -528,6 +530,13 @@ class IRCRenderer:
                     f"You are now logged in as {e.nick}",
                 )
             ]
+        if kind is events.ServerOperatorUp:
+            return [
+                self.numeric(nick, "381", "You are now an IRC operator"),
+                f":{user(nick)} MODE {nick} :+o",
+            ]
+        if kind is events.ServerOperatorDown:
+            return [f":{user(nick)} MODE {nick} :-o"]
         if kind is events.LoggedOut:
             return [self.numeric(nick, "901", user(nick), "You are now logged out")]
         if kind is events.PasswordChanged:

@@ -251,6 +251,7 @@ _REASONS: dict[type[Any], Callable[[Any], str]] = {
     ),
     errors.NotRegistered: lambda e: f"{e.nick} is not registered.",
     errors.AlreadyLoggedIn: lambda e: f"You are logged in as {e.nick} already.",
+    errors.NotServerOperator: lambda e: f"{e.name} is not a server operator.",
     errors.WrongPassword: lambda e: (
         "Wrong password; the password is unchanged."
         if e.nick is None
@@ -383,6 +384,10 @@ _LINES: dict[type[Any], Callable[[Any], Sequence[str]]] = {
     ),
     events.LoggedIn: _one(lambda e: notice(f"You are logged in as {e.nick}.")),
     events.LoggedOut: _one(lambda e: notice("You are logged out.")),
+    events.ServerOperatorUp: _one(lambda e: notice("You are now a server operator.")),
+    events.ServerOperatorDown: _one(
+        lambda e: notice("You are no longer a server operator.")
+    ),
     events.PasswordChanged: _one(lambda e: notice("Your password is changed.")),
     events.Goodbye: _one(lambda e: goodbye()),
     events.Closing: _one(lambda e: shutting_down()),

@@ -113,6 +113,8 @@ EXAMPLES: list[tuple[Event, dict[str, Any]]] = [
         events.Deopped("lobby", "bob", "ann"),
         {"type": "deopped", "room": "lobby", "nick": "bob", "by": "ann", "time": NOW},
     ),
+    (events.ServerOperatorUp(), {"type": "server_operator_up"}),
+    (events.ServerOperatorDown(), {"type": "server_operator_down"}),
     (
         events.Private("ann", "psst", False),
         {
