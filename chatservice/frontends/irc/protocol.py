@@ -15,8 +15,9 @@ L{IRCError}, which the renderer turns into a numeric.
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -46,6 +47,8 @@ IRC_MAX_LINE = 510
 # Lines a client may send at once: clients burst MODE and WHO on joining.
 IRC_FLOOD_BURST = 40
 NETWORK = "chatservice"
+# The most characters of a USER name kept (IRC's USERLEN).
+USERLEN = 16
 TARGMAX = {"PRIVMSG": 4, "NOTICE": 4, "JOIN": 10, "PART": 10, "NAMES": 1, "WHOIS": 1}
 
 
@@ -92,6 +95,7 @@ class IRCProtocol(StreamSession):
     factory: IRCFactory
     _nick: str | None = None
     _user: str | None = None
+    realname = ""
     _negotiating = False
     _password: str | None = None
     _registration: IDelayedCall | None = None
@@ -253,7 +257,8 @@ class IRCProtocol(StreamSession):
             raise r.already_registered()
         if len(params) < 4 or not params[0] or not params[3]:
             raise r.need_more_params("USER")
-        self._user = params[0]
+        self._user = params[0][:USERLEN]
+        self.realname = params[3]
         self._register()
 
     def _register(self) -> None:
@@ -513,32 +518,71 @@ class IRCProtocol(StreamSession):
 
     def irc_WHO(self, params: list[str]) -> None:
         mask = params[0] if params else "*"
-        members: Sequence[Member]
+        member = self._member()
         if mask.startswith("#"):
             try:
-                members = list(self._room(mask).members)
+                room = self._room(mask)
             except ChatError:
-                members = []
+                room = None
+            if room is not None:
+                for each in room.members:
+                    self._who_reply(each, room)
         else:
-            found = self.chat.members.get(names.fold(mask))
-            members = [] if found is None else [found]
-        for each in members:
-            room = (
-                r.channel(next(iter(each.rooms.values())).name) if each.rooms else "*"
-            )
-            where = mask if mask.startswith("#") else room
-            away = self._away(each)
-            self.numeric(
-                "352",
-                where,
-                each.nick,
-                r.CLOAK,
-                self.factory.server,
-                each.nick,
-                "G" if away else "H",
-                f"0 {each.nick}",
-            )
+            for each in self._matching(mask):
+                self._who_reply(each, self._shown_room(member, each))
         self.numeric("315", mask, "End of /WHO list.")
+
+    def _matching(self, mask: str) -> list[Member]:
+        """
+        The members whose nicknames match C{mask}, compared folded; C{*}
+        and C{?} are wildcards, and C{0} is C{*}, as RFC 2812 has it.
+        """
+        members = self.chat.members
+        if mask == "0":
+            mask = "*"
+        if "*" not in mask and "?" not in mask:
+            found = members.get(names.fold(mask))
+            return [] if found is None else [found]
+        pattern = _glob(names.fold(mask))
+        return [each for key, each in members.items() if pattern.fullmatch(key)]
+
+    def _who_reply(self, each: Member, room: Room | None) -> None:
+        """
+        One RPL_WHOREPLY: C{each} as seen in C{room}, or in no channel.
+        """
+        flags = "G" if self._away(each) else "H"
+        if self._is_server_operator(each):
+            flags += "*"
+        if room is not None and each in room.operators:
+            flags += "@"
+        user, realname = _identity(each)
+        self.numeric(
+            "352",
+            "*" if room is None else r.channel(room.name),
+            user,
+            r.CLOAK,
+            self.factory.server,
+            each.nick,
+            flags,
+            f"0 {realname}",
+        )
+
+    def _shown_room(self, asker: Member, each: Member) -> Room | None:
+        """
+        The channel WHO names for C{each}: the first one C{asker} shares
+        with it, else none.
+        """
+        for room in each.rooms.values():
+            if asker.rooms.get(room.folded) is room:
+                return room
+        return None
+
+    def _is_server_operator(self, member: Member) -> bool:
+        """
+        Whether C{member} is a server operator (WHO's C{*} flag); there are
+        none yet.
+        """
+        return False
 
     def _away(self, member: Member) -> str | None:
         session = member.session
@@ -552,7 +596,8 @@ class IRCProtocol(StreamSession):
         if target is None:
             self.numeric("401", nick, "No such nick/channel")
         else:
-            self.numeric("311", target.nick, target.nick, r.CLOAK, "*", target.nick)
+            user, realname = _identity(target)
+            self.numeric("311", target.nick, user, r.CLOAK, "*", realname)
             rooms = " ".join(r.channel(room.name) for room in target.rooms.values())
             if rooms:
                 self.numeric("319", target.nick, rooms)
@@ -623,6 +668,28 @@ class IRCProtocol(StreamSession):
         if _needs_once(data):
             data = _once(data)
         super().deliver(data)
+
+
+def _identity(member: Member) -> tuple[str, str]:
+    """
+    The user name and real name WHO and WHOIS show for C{member}: what an
+    IRC client gave in C{USER}; a member of another front end gave none,
+    and is shown by its nickname.
+    """
+    session = member.session
+    if isinstance(session, IRCProtocol) and session._user is not None:
+        return session._user, session.realname
+    return member.nick, member.nick
+
+
+def _glob(mask: str) -> re.Pattern[str]:
+    """
+    An IRC mask (C{*}: any run of characters, C{?}: any one) as a pattern.
+    """
+    return re.compile(
+        "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in mask),
+        re.DOTALL,
+    )
 
 
 _last: list[object] = [None, False]

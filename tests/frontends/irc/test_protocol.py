@@ -473,3 +473,76 @@ class RFCDetailTests(SynchronousTestCase):
         client = self.harness.connect_irc()
         client.send("NICK carol\r\nUSER carol 0 * :\r\n")
         self.assertEqual(codes(client.take()), ["461"])
+
+
+class WhoTests(SynchronousTestCase):
+    """
+    WHO and WHOIS show what a client gave in USER, and channel status.
+    """
+
+    def setUp(self) -> None:
+        self.harness = Harness(Limits(flood_rate=0))
+        self.alice = self.harness.connect_irc()
+        self.alice.send(b"NICK Alice\r\nUSER auser 0 * :Alice \xe8 Liddell\r\n")
+        self.bob = self.harness.connect_irc()
+        register(self.bob, "bob")
+        self.alice.send("JOIN #chan\r\n")
+        self.bob.send("JOIN #chan\r\n")
+        discard(self.alice, self.bob)
+
+    def test_whois(self) -> None:
+        self.bob.send("WHOIS alice\r\n")
+        self.assertEqual(
+            self.bob.take()[0],
+            ":My.Little.Server 311 bob Alice auser chatservice * :Alice \ufffd Liddell",
+        )
+
+    def test_whoChannel(self) -> None:
+        self.alice.send("AWAY :out\r\n")
+        discard(self.alice)
+        self.bob.send("WHO #CHAN\r\n")
+        self.assertEqual(
+            self.bob.take(),
+            [
+                ":My.Little.Server 352 bob #chan auser chatservice My.Little.Server"
+                " Alice G@ :0 Alice \ufffd Liddell",
+                ":My.Little.Server 352 bob #chan bob chatservice My.Little.Server"
+                " bob H :0 bob",
+                ":My.Little.Server 315 bob #CHAN :End of /WHO list.",
+            ],
+        )
+
+    def test_whoMasks(self) -> None:
+        for mask, found in [
+            ("alice", ["Alice"]),
+            ("ALICE", ["Alice"]),
+            ("al?c*", ["Alice"]),
+            ("*", ["Alice", "bob"]),
+            ("0", ["Alice", "bob"]),
+            ("x*", []),
+        ]:
+            self.bob.send(f"WHO {mask}\r\n")
+            lines = self.bob.take()
+            self.assertEqual([line.split(" ")[7] for line in lines[:-1]], found)
+            self.assertEqual(
+                lines[-1], f":My.Little.Server 315 bob {mask} :End of /WHO list."
+            )
+
+    def test_whoOutsideChannels(self) -> None:
+        carol = self.harness.connect_irc()
+        register(carol, "carol")
+        carol.send("WHO alice\r\n")
+        self.assertEqual(
+            carol.take()[0],
+            ":My.Little.Server 352 carol * auser chatservice My.Little.Server"
+            " Alice H :0 Alice \ufffd Liddell",
+        )
+
+    def test_lineMember(self) -> None:
+        line = self.harness.connect()
+        line.say("/nick dave")
+        self.bob.send("WHOIS dave\r\n")
+        self.assertEqual(
+            self.bob.take()[0],
+            ":My.Little.Server 311 bob dave dave chatservice * dave",
+        )
