@@ -185,8 +185,17 @@ class IRCProtocol(StreamSession):
             room = self._channel(member, target.decode("utf-8"))
         except ChatError:
             return start
-        self.chat.say_all(member, room, texts)
-        return start + len(texts)
+        # A line that would not fit relayed is refused by lineReceived.
+        room_left = r.text_room(member.nick, "PRIVMSG", r.channel(room.name))
+        fitting = 0
+        for text in texts:
+            if len(text.encode("utf-8")) > room_left:
+                break
+            fitting += 1
+        if not fitting:
+            return start
+        self.chat.say_all(member, room, texts[:fitting])
+        return start + fitting
 
     def lineReceived(self, line: bytes) -> Deferred[None] | None:
         parsed = parse(line.decode("utf-8", "replace"))
@@ -477,10 +486,13 @@ class IRCProtocol(StreamSession):
         member = self._member()
         text = params[1]
         ctcp = _ctcp(text)
+        size = len(text.encode("utf-8"))
         for target in params[0].split(",")[: TARGMAX[command]]:
             try:
                 if target.startswith("#"):
                     room = self._channel(member, target)
+                    if not notice:
+                        self._fits(member, r.channel(room.name), size)
                     if ctcp is not None:
                         if ctcp[0] == "ACTION":
                             self.chat.act(member, room, ctcp[1])
@@ -489,6 +501,8 @@ class IRCProtocol(StreamSession):
                     else:
                         self.chat.say(member, room, text)
                 elif ctcp is None:
+                    if not notice:
+                        self._fits(member, self.chat.find(target).nick, size)
                     self.chat.whisper(member, target, text, notice)
                     away = self._away(self.chat.find(target))
                     if away is not None and not notice:
@@ -496,6 +510,19 @@ class IRCProtocol(StreamSession):
             except ChatError as e:
                 if not notice:
                     self.tell(Refused(e))
+
+    def _fits(self, member: Member, target: str, size: int) -> None:
+        """
+        Refuse with C{417} a text of C{size} bytes that would not fit one
+        line relayed to C{target} with C{member}'s prefix: the client chose
+        to send it as one line, and irctest (with most servers) holds that
+        it must arrive as one or not at all. A long line from a member of
+        another front end is cut into several instead
+        (L{chatservice.frontends.irc.split}),
+        and so is a too long NOTICE, which may draw no error.
+        """
+        if size > r.text_room(member.nick, "PRIVMSG", target):
+            raise IRCError("417", ("Input line was too long",))
 
     def _channel(self, member: Member, target: str) -> Room:
         """

@@ -32,6 +32,14 @@ def user(nick: str) -> str:
     return f"{nick}!{nick}@{CLOAK}"
 
 
+def text_room(nick: str, command: str, target: str) -> int:
+    """
+    The most bytes of text that fit one line from C{nick} to C{target}.
+    """
+    head = f":{user(nick)} {command} {target} :"
+    return LINE_MAX - 2 - len(head.encode("utf-8"))
+
+
 def channel(room: str) -> str:
     return f"#{room}"
 

@@ -546,3 +546,49 @@ class WhoTests(SynchronousTestCase):
             self.bob.take()[0],
             ":My.Little.Server 311 bob dave dave chatservice * dave",
         )
+
+
+class TooLongToRelayTests(SynchronousTestCase):
+    """
+    IRC input that fits 512 bytes but would not once the sender's prefix is
+    added is refused with 417; text from line users is cut instead.
+    """
+
+    def setUp(self) -> None:
+        self.harness = Harness(Limits(flood_rate=0))
+        self.alice = self.harness.connect_irc()
+        register(self.alice, "alice")
+        self.bob = self.harness.connect_irc()
+        register(self.bob, "bob")
+        for client in (self.alice, self.bob):
+            client.send("JOIN #chan\r\n")
+        discard(self.alice, self.bob)
+        # ":alice!alice@chatservice PRIVMSG bob :" and CRLF
+        self.room = 512 - len(":alice!alice@chatservice PRIVMSG bob :\r\n")
+
+    def test_privateFits(self) -> None:
+        self.alice.send(f"PRIVMSG bob :{'a' * self.room}\r\n")
+        self.assertEqual(self.alice.take(), [])
+        [line] = self.bob.take()
+        self.assertEqual(len(line.encode()) + 2, 512)
+
+    def test_privateTooLong(self) -> None:
+        self.alice.send(f"PRIVMSG bob :{'a' * (self.room - 3)}😃\r\n")
+        self.assertEqual(
+            self.alice.take(), [":My.Little.Server 417 alice :Input line was too long"]
+        )
+        self.assertEqual(self.bob.take(), [])
+
+    def test_channelTooLong(self) -> None:
+        # "#chan" is two bytes longer than "bob": what fits, then one more.
+        text = "a" * (self.room - 1)
+        self.alice.send(f"PRIVMSG #chan :{text[:-1]}\r\nPRIVMSG #chan :{text}\r\n")
+        self.assertEqual(
+            self.alice.take(), [":My.Little.Server 417 alice :Input line was too long"]
+        )
+        self.assertEqual(len(self.bob.take()), 1)
+
+    def test_noticeIsCut(self) -> None:
+        self.alice.send(f"NOTICE #chan :{'a' * self.room}\r\n")
+        self.assertEqual(self.alice.take(), [])
+        self.assertEqual(len(self.bob.take()), 2)
