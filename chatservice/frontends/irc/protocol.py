@@ -49,7 +49,15 @@ IRC_FLOOD_BURST = 40
 NETWORK = "chatservice"
 # The most characters of a USER name kept (IRC's USERLEN).
 USERLEN = 16
-TARGMAX = {"PRIVMSG": 4, "NOTICE": 4, "JOIN": 10, "PART": 10, "NAMES": 1, "WHOIS": 1}
+TARGMAX = {
+    "PRIVMSG": 4,
+    "NOTICE": 4,
+    "JOIN": 10,
+    "PART": 10,
+    "NAMES": 1,
+    "WHOIS": 1,
+    "KICK": 4,
+}
 
 
 def parse(text: str) -> tuple[str, list[str]] | None:
@@ -410,14 +418,20 @@ class IRCProtocol(StreamSession):
         self.chat.set_topic(member, room, params[1])
 
     def irc_KICK(self, params: list[str]) -> None:
+        # KICK #a n1,n2 puts both out of #a; KICK #a,#b n1,n2 pairs them.
         if len(params) < 2:
             raise r.need_more_params("KICK")
         member = self._member()
-        room = self._room(params[0])
+        channels = params[0].split(",")
+        nicks = params[1].split(",")[: TARGMAX["KICK"]]
+        if len(channels) == 1:
+            channels = channels * len(nicks)
+        elif len(channels) != len(nicks):
+            raise r.need_more_params("KICK")
         reason = params[2] if len(params) > 2 else ""
-        for nick in params[1].split(","):
+        for target, nick in zip(channels, nicks, strict=True):
             try:
-                self.chat.kick(member, room, nick, reason)
+                self.chat.kick(member, self._room(target), nick, reason)
             except ChatError as e:
                 self.tell(Refused(e))
 

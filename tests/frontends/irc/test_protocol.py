@@ -348,6 +348,28 @@ class OperatorTests(SynchronousTestCase):
             "[python] <-- carol was kicked by bob (be nice)", self.line.take()
         )
 
+    def test_kickSeveral(self) -> None:
+        self.alice.send("KICK #python bob,carol :bye\r\n")
+        self.assertEqual(
+            self.alice.take(),
+            [
+                ":alice!alice@chatservice KICK #python bob bye",
+                ":alice!alice@chatservice KICK #python carol bye",
+            ],
+        )
+
+    def test_kickPairs(self) -> None:
+        self.alice.send("KICK #python,#nowhere bob,carol :bye\r\nKICK #a,#b x\r\n")
+        self.assertEqual(
+            self.alice.take(),
+            [
+                # The kick is out first: the one kicked must see it.
+                ":alice!alice@chatservice KICK #python bob bye",
+                ":My.Little.Server 403 alice #nowhere :No such channel",
+                ":My.Little.Server 461 alice KICK :Not enough parameters",
+            ],
+        )
+
     def test_lineOperatorKicksIRCUser(self) -> None:
         self.alice.send("MODE #python +o carol\r\n")
         discard(self.alice, self.bob, self.line)
