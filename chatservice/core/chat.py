@@ -458,6 +458,7 @@ class Chat(RoomOperators):
                 room.name,
                 [m.nick for m in room.members],
                 frozenset([m.nick for m in room.operators]),
+                frozenset([m.nick for m in room.voiced]),
             ),
         )
 

@@ -159,6 +159,24 @@ class Deopped(RoomEvent):
     by: str
 
 
+@dataclass(frozen=True, slots=True)
+class Voiced(RoomEvent):
+    """C{by} gave C{nick} a voice in C{room}: IRC's C{+v}, a mark by its name."""
+
+    room: str
+    nick: str
+    by: str
+
+
+@dataclass(frozen=True, slots=True)
+class Devoiced(RoomEvent):
+    """C{by} took C{nick}'s voice in C{room}."""
+
+    room: str
+    nick: str
+    by: str
+
+
 # Replies and notices: what one member is told.
 
 
@@ -256,13 +274,14 @@ class Replay(Event):
 @dataclass(frozen=True, slots=True)
 class Names(Event):
     """
-    Who is in C{room}, in the order they entered it, and which of them are
-    its operators.
+    Who is in C{room}, in the order they entered it, which of them are its
+    operators, and which have a voice.
     """
 
     room: str
     nicks: Sequence[str]
     operators: frozenset[str] = frozenset()
+    voiced: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

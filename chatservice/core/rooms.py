@@ -68,6 +68,8 @@ class Room:
         operator made one. Status belongs to the membership: leaving drops
         it, a new nickname keeps it. A room whose operators all left has
         none until it is empty and made anew.
+    @ivar voiced: members given a voice (IRC's C{+v}) by an operator: a
+        mark by their names, held per membership as operator status is.
     @ivar topic: the room's topic, if it has one.
     @ivar topic_locked: only operators may set the topic (IRC's C{+t}, on
         by default).
@@ -83,6 +85,7 @@ class Room:
         "to_record",
         "topic",
         "topic_locked",
+        "voiced",
     )
 
     def __init__(self, name: str) -> None:
@@ -93,6 +96,7 @@ class Room:
         self.pending: list[tuple[Member | None, Event]] = []
         self.to_record: list[bytes] = []
         self.operators: set[Member] = set()
+        self.voiced: set[Member] = set()
         self.topic: Topic | None = None
         self.topic_locked = True
 
@@ -106,6 +110,7 @@ class Room:
     def remove(self, member: Member) -> None:
         del self.members[member]
         self.operators.discard(member)
+        self.voiced.discard(member)
         group = self.by_renderer[member.renderer]
         del group[member]
         if not group:

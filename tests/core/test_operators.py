@@ -356,3 +356,37 @@ class OpTests(OperatorTestCase):
             )
         self.assertUnchanged({self.alice}, None)
         self.assertEqual(other.operators, {dave})
+
+
+class VoiceTests(OperatorTestCase):
+    def test_voiceAndDevoice(self) -> None:
+        """
+        An operator gives and takes a voice; the room is told of a change
+        only, and the names say who has one.
+        """
+        self.chat.voice(self.alice, self.room, "Bob")
+        self.chat.voice(self.alice, self.room, "bob")
+        self.assertEqual(
+            self.everyone(), [[events.Voiced("python", "bob", "alice")]] * 3
+        )
+        self.chat.names(self.carol, self.room)
+        [names] = self.take(self.carol)
+        assert isinstance(names, events.Names)
+        self.assertEqual(names.voiced, frozenset({"bob"}))
+        self.chat.devoice(self.alice, self.room, "bob")
+        self.assertEqual(
+            self.everyone(), [[events.Devoiced("python", "bob", "alice")]] * 3
+        )
+        self.assertEqual(self.room.voiced, set())
+
+    def test_onlyOperators(self) -> None:
+        self.assertRaises(
+            errors.NotOperator, self.chat.voice, self.bob, self.room, "carol"
+        )
+        self.assertEqual(self.room.voiced, set())
+
+    def test_leavingDropsVoice(self) -> None:
+        self.chat.voice(self.alice, self.room, "bob")
+        self.chat.part(self.bob, self.room)
+        self.chat.join(self.bob, "python")
+        self.assertEqual(self.room.voiced, set())

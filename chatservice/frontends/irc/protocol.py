@@ -457,7 +457,8 @@ class IRCProtocol(StreamSession):
         self, member: Member, room: Room, modes: str, arguments: list[str]
     ) -> None:
         """
-        Carry out a channel mode string: C{+o}/C{-o} with nicknames, C{+t}
+        Carry out a channel mode string: C{+o}/C{-o} and C{+v}/C{-v} with
+        nicknames, C{+t}
         and C{-t}; C{b} with no argument lists the (empty) ban list. Any
         other mode is refused with C{472}.
         """
@@ -472,6 +473,11 @@ class IRCProtocol(StreamSession):
                 if nick is None:
                     raise r.need_more_params("MODE")
                 (self.chat.op if adding else self.chat.deop)(member, room, nick)
+            elif letter == "v":
+                nick = next(given, None)
+                if nick is None:
+                    raise r.need_more_params("MODE")
+                (self.chat.voice if adding else self.chat.devoice)(member, room, nick)
             elif letter == "t":
                 self.chat.lock_topic(member, room, adding)
             elif letter == "b" and not arguments:
@@ -596,6 +602,8 @@ class IRCProtocol(StreamSession):
             flags += "*"
         if room is not None and each in room.operators:
             flags += "@"
+        elif room is not None and each in room.voiced:
+            flags += "+"
         user, realname = _identity(each)
         self.numeric(
             "352",

@@ -250,6 +250,9 @@ class IRCRenderer:
         if kind is events.Opped or kind is events.Deopped:
             sign = "+o" if kind is events.Opped else "-o"
             return _lines([line(user(e.by), "MODE", channel(e.room), sign, e.nick)])
+        if kind is events.Voiced or kind is events.Devoiced:
+            sign = "+v" if kind is events.Voiced else "-v"
+            return _lines([line(user(e.by), "MODE", channel(e.room), sign, e.nick)])
         if kind is events.TopicLocked:
             sign = "+t" if e.locked else "-t"
             return _lines([line(user(e.nick), "MODE", channel(e.room), sign)])
@@ -308,7 +311,10 @@ class IRCRenderer:
             # The joiner's own JOIN; the names follow as their own event.
             return [line(user(nick), "JOIN", channel(e.room))]
         if kind is events.Names:
-            marked = [("@" if each in e.operators else "") + each for each in e.nicks]
+            marked = [
+                ("@" if each in e.operators else "+" if each in e.voiced else "") + each
+                for each in e.nicks
+            ]
             return self.names(nick, channel(e.room), marked)
         if kind is events.Topic:
             target = channel(e.room)

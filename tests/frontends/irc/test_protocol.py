@@ -370,6 +370,25 @@ class OperatorTests(SynchronousTestCase):
             ],
         )
 
+    def test_voice(self) -> None:
+        self.alice.send("MODE #python +v bob\r\n")
+        self.assertEqual(
+            self.bob.take(), [":alice!alice@chatservice MODE #python +v bob"]
+        )
+        self.assertEqual(self.line.take(), ["[python] --- alice gave bob a voice"])
+        # A voice is a mark, not a right to set the topic.
+        self.bob.send("TOPIC #python :mine\r\nNAMES #python\r\nWHO #python\r\n")
+        lines = self.bob.take()
+        self.assertEqual(codes(lines)[0], "482")
+        self.assertEqual(
+            lines[1], ":My.Little.Server 353 bob = #python :@alice +bob carol"
+        )
+        self.assertTrue(lines[4].endswith(" bob H+ :0 bob"), lines[4])
+        self.alice.send("MODE #python -v bob\r\n")
+        self.assertEqual(
+            self.bob.take(), [":alice!alice@chatservice MODE #python -v bob"]
+        )
+
     def test_lineOperatorKicksIRCUser(self) -> None:
         self.alice.send("MODE #python +o carol\r\n")
         discard(self.alice, self.bob, self.line)
