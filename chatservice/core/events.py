@@ -177,6 +177,18 @@ class Devoiced(RoomEvent):
     by: str
 
 
+@dataclass(frozen=True, slots=True)
+class SecretSet(RoomEvent):
+    """
+    C{nick} made C{room} secret (hidden from listings and from who is not
+    in it) or not: IRC's channel mode C{+s}.
+    """
+
+    room: str
+    nick: str
+    secret: bool
+
+
 # Replies and notices: what one member is told.
 
 
@@ -275,13 +287,14 @@ class Replay(Event):
 class Names(Event):
     """
     Who is in C{room}, in the order they entered it, which of them are its
-    operators, and which have a voice.
+    operators, which have a voice, and whether the room is secret.
     """
 
     room: str
     nicks: Sequence[str]
     operators: frozenset[str] = frozenset()
     voiced: frozenset[str] = frozenset()
+    secret: bool = False
 
 
 @dataclass(frozen=True, slots=True)

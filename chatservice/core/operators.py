@@ -112,6 +112,17 @@ class RoomOperators:
         room.topic_locked = locked
         self.fanout.post(room, None, events.TopicLocked(room.name, member.nick, locked))
 
+    def set_secret(self, member: Member, room: Room, secret: bool) -> None:
+        """
+        Make C{room} secret or not (L{Room.secret}); the room is told only
+        of a change.
+        """
+        self._as_operator(member, room)
+        if room.secret == secret:
+            return
+        room.secret = secret
+        self.fanout.post(room, None, events.SecretSet(room.name, member.nick, secret))
+
     def kick(self, member: Member, room: Room, nick: str, reason: str = "") -> None:
         """
         Put the member called C{nick} out of C{room}, for C{reason} (may be

@@ -70,6 +70,9 @@ class Room:
         none until it is empty and made anew.
     @ivar voiced: members given a voice (IRC's C{+v}) by an operator: a
         mark by their names, held per membership as operator status is.
+    @ivar secret: the room is left out of listings, and its members are
+        shown only to each other (IRC's C{+s}).
+    @ivar created: when the room was made, by the chat's clock.
     @ivar topic: the room's topic, if it has one.
     @ivar topic_locked: only operators may set the topic (IRC's C{+t}, on
         by default).
@@ -77,19 +80,22 @@ class Room:
 
     __slots__ = (
         "by_renderer",
+        "created",
         "folded",
         "members",
         "name",
         "operators",
         "pending",
+        "secret",
         "to_record",
         "topic",
         "topic_locked",
         "voiced",
     )
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, created: float = 0.0) -> None:
         self.name = name
+        self.created = created
         self.folded = names.fold(name)
         self.members: dict[Member, None] = {}
         self.by_renderer: dict[Renderer, dict[Member, None]] = {}
@@ -99,6 +105,7 @@ class Room:
         self.voiced: set[Member] = set()
         self.topic: Topic | None = None
         self.topic_locked = True
+        self.secret = False
 
     def add(self, member: Member) -> None:
         self.members[member] = None
@@ -118,3 +125,9 @@ class Room:
 
     def __repr__(self) -> str:
         return f"<Room {self.name!r} ({len(self.members)} members)>"
+
+    def visible_to(self, member: Member) -> bool:
+        """
+        Whether C{member} may see the room in listings and who is in it.
+        """
+        return not self.secret or member.rooms.get(self.folded) is self

@@ -54,7 +54,7 @@ TARGMAX = {
     "NOTICE": 4,
     "JOIN": 10,
     "PART": 10,
-    "NAMES": 1,
+    "NAMES": 10,
     "WHOIS": 1,
     "KICK": 4,
 }
@@ -388,21 +388,21 @@ class IRCProtocol(StreamSession):
         return room
 
     def irc_NAMES(self, params: list[str]) -> None:
+        # Without a channel: every channel one may see, then one end.
         member = self._member()
         if not params:
-            # The names of every channel one is in; none: just the end.
-            for room in member.rooms.values():
-                self.chat.names(member, room)
-            if not member.rooms:
-                self.numeric("366", "*", "End of /NAMES list.")
-            return
-        for target in params[0].split(","):
-            try:
-                room = self._room(target)
-            except ChatError:
-                self.numeric("366", target, "End of /NAMES list.")
-                continue
-            self.chat.names(member, room)
+            rooms = [room for room in self.chat.listing() if room.visible_to(member)]
+            target = "*"
+        else:
+            target = params[0]
+            rooms = []
+            for each in target.split(",")[: TARGMAX["NAMES"]]:
+                try:
+                    rooms.append(self._room(each))
+                except ChatError:
+                    continue
+        found = tuple(self.chat.names_of(member, room) for room in rooms)
+        self.tell(r.NamesReply(found, target))
 
     def irc_LIST(self, params: list[str]) -> None:
         self.chat.list_rooms(self._member())
@@ -449,7 +449,8 @@ class IRCProtocol(StreamSession):
         room = self._room(target)
         name = r.channel(room.name)
         if len(params) == 1:
-            self.numeric("324", name, "+t" if room.topic_locked else "+")
+            modes = "+" + "s" * room.secret + "t" * room.topic_locked
+            self.numeric("324", name, modes)
             return
         self._channel_modes(member, room, params[1], params[2:])
 
@@ -458,7 +459,7 @@ class IRCProtocol(StreamSession):
     ) -> None:
         """
         Carry out a channel mode string: C{+o}/C{-o} and C{+v}/C{-v} with
-        nicknames, C{+t}
+        nicknames, C{+s} and C{-s}, C{+t}
         and C{-t}; C{b} with no argument lists the (empty) ban list. Any
         other mode is refused with C{472}.
         """
@@ -480,6 +481,8 @@ class IRCProtocol(StreamSession):
                 (self.chat.voice if adding else self.chat.devoice)(member, room, nick)
             elif letter == "t":
                 self.chat.lock_topic(member, room, adding)
+            elif letter == "s":
+                self.chat.set_secret(member, room, adding)
             elif letter == "b" and not arguments:
                 self.numeric("368", name, "End of channel ban list")
             else:
@@ -571,7 +574,7 @@ class IRCProtocol(StreamSession):
                 room = self._room(mask)
             except ChatError:
                 room = None
-            if room is not None:
+            if room is not None and room.visible_to(member):
                 for each in room.members:
                     self._who_reply(each, room)
         else:

@@ -85,6 +85,18 @@ class Raw(Event):
     source: Literal["server", "you", "none"] = "server"
 
 
+@dataclass(frozen=True, slots=True)
+class NamesReply(Event):
+    """
+    The answer to C{NAMES}: who is in each of C{rooms} (a room one may not
+    see has no names: it is left out), then one RPL_ENDOFNAMES for
+    C{target}, the channels as the client named them (C{*}: all).
+    """
+
+    rooms: tuple[events.Names, ...]
+    target: str
+
+
 # Errors only IRC has: its syntax.
 
 
@@ -253,6 +265,9 @@ class IRCRenderer:
         if kind is events.Voiced or kind is events.Devoiced:
             sign = "+v" if kind is events.Voiced else "-v"
             return _lines([line(user(e.by), "MODE", channel(e.room), sign, e.nick)])
+        if kind is events.SecretSet:
+            sign = "+s" if e.secret else "-s"
+            return _lines([line(user(e.nick), "MODE", channel(e.room), sign)])
         if kind is events.TopicLocked:
             sign = "+t" if e.locked else "-t"
             return _lines([line(user(e.nick), "MODE", channel(e.room), sign)])
@@ -311,11 +326,15 @@ class IRCRenderer:
             # The joiner's own JOIN; the names follow as their own event.
             return [line(user(nick), "JOIN", channel(e.room))]
         if kind is events.Names:
-            marked = [
-                ("@" if each in e.operators else "+" if each in e.voiced else "") + each
-                for each in e.nicks
+            return [
+                *self.namreply(nick, e),
+                self.numeric(nick, "366", channel(e.room), "End of /NAMES list."),
             ]
-            return self.names(nick, channel(e.room), marked)
+        if kind is NamesReply:
+            return [
+                *[each for names in e.rooms for each in self.namreply(nick, names)],
+                self.numeric(nick, "366", e.target, "End of /NAMES list."),
+            ]
         if kind is events.Topic:
             target = channel(e.room)
             return [
@@ -406,16 +425,26 @@ class IRCRenderer:
             return self.render(event).decode("utf-8").split("\r\n")[:-1]
         return []
 
-    def names(self, nick: str, target: str, nicks: Sequence[str]) -> list[str]:
+    def namreply(self, nick: str, names: events.Names) -> list[str]:
         """
-        RPL_NAMREPLY lines, as many as the names take, and RPL_ENDOFNAMES.
+        RPL_NAMREPLY lines, as many as the names take (none for no names):
+        operators marked C{@}, voices C{+}; C{@} before the channel says it
+        is secret, C{=} that it is public.
         """
-        head = len(self.numeric(nick, "353", "=", target, "x").encode()) + 2
-        lines = []
-        for group in _fit(nicks, LINE_MAX - head):
-            lines.append(self.numeric(nick, "353", "=", target, " ".join(group)))
-        lines.append(self.numeric(nick, "366", target, "End of /NAMES list."))
-        return lines
+        if not names.nicks:
+            return []
+        target = channel(names.room)
+        symbol = "@" if names.secret else "="
+        marked = [
+            ("@" if each in names.operators else "+" if each in names.voiced else "")
+            + each
+            for each in names.nicks
+        ]
+        head = len(self.numeric(nick, "353", symbol, target, "x").encode()) + 2
+        return [
+            self.numeric(nick, "353", symbol, target, " ".join(group))
+            for group in _fit(marked, LINE_MAX - head)
+        ]
 
     def motd(self, nick: str, text: Iterable[str]) -> list[str]:
         lines = list(text)

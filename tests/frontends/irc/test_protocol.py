@@ -501,14 +501,69 @@ class RFCDetailTests(SynchronousTestCase):
         )
 
     def test_namesWithoutArguments(self) -> None:
+        """
+        NAMES alone lists every channel one may see, one's own or not, and
+        ends once.
+        """
+        carol = self.harness.connect_irc()
+        register(carol, "carol")
+        carol.send("JOIN #other,#hidden\r\nMODE #hidden +s\r\n")
         self.alice.send("NAMES\r\n")
         self.assertEqual(
             self.alice.take(),
             [
                 ":My.Little.Server 353 alice = #chan :@alice bob",
-                ":My.Little.Server 366 alice #chan :End of /NAMES list.",
+                ":My.Little.Server 353 alice = #other @carol",
+                ":My.Little.Server 366 alice * :End of /NAMES list.",
             ],
         )
+
+    def test_namesSeveral(self) -> None:
+        self.alice.send("JOIN #two\r\n")
+        discard(self.alice)
+        self.alice.send("NAMES #chan,#nowhere,#two\r\nNAMES #nowhere\r\n")
+        self.assertEqual(
+            self.alice.take(),
+            [
+                ":My.Little.Server 353 alice = #chan :@alice bob",
+                ":My.Little.Server 353 alice = #two @alice",
+                ":My.Little.Server 366 alice #chan,#nowhere,#two :End of /NAMES list.",
+                ":My.Little.Server 366 alice #nowhere :End of /NAMES list.",
+            ],
+        )
+
+    def test_secret(self) -> None:
+        """
+        A secret channel (+s) is marked @ in NAMES, and hidden from who is
+        not in it: NAMES, WHO and LIST show nothing of it.
+        """
+        self.alice.send("MODE #chan +s\r\nMODE #chan\r\n")
+        self.assertEqual(self.bob.take(), [":alice!alice@chatservice MODE #chan +s"])
+        self.assertEqual(
+            self.alice.take(),
+            [
+                ":My.Little.Server 324 alice #chan +st",
+                ":alice!alice@chatservice MODE #chan +s",
+            ],
+        )
+        self.bob.send("NAMES #chan\r\n")
+        self.assertEqual(
+            self.bob.take()[0], ":My.Little.Server 353 bob @ #chan :@alice bob"
+        )
+        carol = self.harness.connect_irc()
+        register(carol, "carol")
+        carol.send("NAMES #chan\r\nWHO #chan\r\nLIST\r\n")
+        self.assertEqual(
+            carol.take(),
+            [
+                ":My.Little.Server 366 carol #chan :End of /NAMES list.",
+                ":My.Little.Server 315 carol #chan :End of /WHO list.",
+                ":My.Little.Server 321 carol Channel :Users  Name",
+                ":My.Little.Server 323 carol :End of /LIST",
+            ],
+        )
+        self.bob.send("MODE #chan -s\r\n")
+        self.assertEqual(codes(self.bob.take()), ["482"])
 
     def test_emptyRealname(self) -> None:
         client = self.harness.connect_irc()
