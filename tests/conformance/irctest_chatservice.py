@@ -20,6 +20,7 @@ too).
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -128,8 +129,22 @@ class ChatserviceController(BaseServerController, DirectoryBasedController):
         self.hostname = hostname
         self.port = port
         self.create_config()
+        # LIST's time filters are tested with the server's clock sped up
+        # by libfaketime's faketime (Debian's faketime; .ci/run installs
+        # it); without it irctest would wait minutes of real time.
+        speed_up: list[str] = []
+        if faketime is not None and shutil.which("faketime"):
+            speed_up = ["faketime", "-f", faketime]
+            self.faketime_enabled = True
         self.proc = self.execute(
-            [TWISTD, "-n", "--pidfile=", "chat", *server_options(hostname, port)],
+            [
+                *speed_up,
+                TWISTD,
+                "-n",
+                "--pidfile=",
+                "chat",
+                *server_options(hostname, port),
+            ],
             cwd=self.directory,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,

@@ -405,7 +405,8 @@ class IRCProtocol(StreamSession):
         self.tell(r.NamesReply(found, target))
 
     def irc_LIST(self, params: list[str]) -> None:
-        self.chat.list_rooms(self._member())
+        wanted = _list_filter(params[0], self.chat.clock()) if params else None
+        self.chat.list_rooms(self._member(), wanted)
 
     def irc_TOPIC(self, params: list[str]) -> None:
         if not params:
@@ -744,6 +745,67 @@ def _glob(mask: str) -> re.Pattern[str]:
     )
 
 
+_COMPARE = re.compile(r"([CT]?)([<>])([0-9]{1,9})")
+
+
+def _list_filter(terms: str, now: float) -> Callable[[Room], bool]:
+    """
+    Which rooms C{LIST} shows for C{terms}, comma-separated (ISUPPORT's
+    C{ELIST=CMNTU}): masks (C{#py*}; several: any of them), C{!mask} (not
+    that), C{>n} and C{<n} (more or fewer than n members), C{C<n} and
+    C{C>n} (made less or more than n minutes ago), C{T<n} and C{T>n} (the
+    topic set less or more than n minutes ago; a room without one fails
+    both).
+    """
+    masks: list[re.Pattern[str]] = []
+    unwanted: list[re.Pattern[str]] = []
+    checks: list[Callable[[Room], bool]] = []
+    for term in terms.split(","):
+        compare = _COMPARE.fullmatch(term)
+        if compare is not None:
+            kind, sign, value = compare.groups()
+            checks.append(_comparison(kind, sign == ">", int(value), now))
+        elif term.startswith("!"):
+            unwanted.append(_glob(names.fold(term[1:])))
+        elif term:
+            masks.append(_glob(names.fold(term)))
+
+    def wanted(room: Room) -> bool:
+        name = "#" + room.folded
+        return (
+            (not masks or any(mask.fullmatch(name) for mask in masks))
+            and not any(mask.fullmatch(name) for mask in unwanted)
+            and all(check(room) for check in checks)
+        )
+
+    return wanted
+
+
+def _comparison(
+    kind: str, more: bool, value: int, now: float
+) -> Callable[[Room], bool]:
+    """
+    One of LIST's comparisons: members (C{kind} empty), minutes since the
+    room was made (C{C}) or since its topic was set (C{T}); more than
+    C{value} if C{more}, else fewer.
+    """
+
+    def measure(room: Room) -> float | None:
+        if kind == "":
+            return len(room.members)
+        if kind == "C":
+            return (now - room.created) / 60
+        return None if room.topic is None else (now - room.topic.time) / 60
+
+    def check(room: Room) -> bool:
+        got = measure(room)
+        if got is None:
+            return False
+        return got > value if more else got < value
+
+    return check
+
+
 _last: list[object] = [None, False]
 
 
@@ -821,5 +883,6 @@ class IRCFactory(StreamFactory):
             f"TARGMAX={targmax}",
             "CHANMODES=b,k,l,imnst",
             f"NETWORK={NETWORK}",
+            "ELIST=CMNTU",
             "UTF8ONLY",
         ]

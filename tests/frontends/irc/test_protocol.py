@@ -688,3 +688,54 @@ class TooLongToRelayTests(SynchronousTestCase):
         self.alice.send(f"NOTICE #chan :{'a' * self.room}\r\n")
         self.assertEqual(self.alice.take(), [])
         self.assertEqual(len(self.bob.take()), 2)
+
+
+class ListTests(SynchronousTestCase):
+    """
+    LIST's filters (ELIST=CMNTU): masks, member counts, and how many
+    minutes ago a room was made or its topic set.
+    """
+
+    def setUp(self) -> None:
+        self.harness = Harness(Limits(flood_rate=0))
+        self.now = 1_800_000_000.0
+        self.harness.chat.clock = lambda: self.now
+        self.alice = self.harness.connect_irc()
+        register(self.alice, "alice")
+        self.alice.send("JOIN #chan1\r\nTOPIC #chan1 :first\r\n")
+        self.now += 180
+        self.alice.send("JOIN #chan2\r\nTOPIC #chan2 :second\r\n")
+        bob = self.harness.connect_irc()
+        register(bob, "bob")
+        bob.send("JOIN #chan2\r\n")
+        self.now += 60
+        discard(self.alice)
+
+    def listed(self, terms: str) -> list[str]:
+        self.alice.send(f"LIST {terms}\r\n")
+        return [line.split(" ")[3] for line in self.alice.take()[1:-1]]
+
+    def test_masks(self) -> None:
+        self.assertEqual(self.listed("*an1"), ["#chan1"])
+        self.assertEqual(self.listed("#C*N2"), ["#chan2"])
+        self.assertEqual(self.listed("#chan1,#chan2"), ["#chan2", "#chan1"])
+        self.assertEqual(self.listed("*an3"), [])
+        self.assertEqual(self.listed("!*an1"), ["#chan2"])
+        self.assertEqual(self.listed("!#ch*"), [])
+
+    def test_members(self) -> None:
+        self.assertEqual(self.listed(">1"), ["#chan2"])
+        self.assertEqual(self.listed("<2"), ["#chan1"])
+        self.assertEqual(self.listed("<1"), [])
+
+    def test_times(self) -> None:
+        self.assertEqual(self.listed("C>2"), ["#chan1"])
+        self.assertEqual(self.listed("C<2"), ["#chan2"])
+        self.assertEqual(self.listed("C<0"), [])
+        self.assertEqual(self.listed("T>2"), ["#chan1"])
+        self.assertEqual(self.listed("T<10"), ["#chan2", "#chan1"])
+        self.assertEqual(self.listed("T<10,>1"), ["#chan2"])
+
+    def test_isupport(self) -> None:
+        client = self.harness.connect_irc()
+        self.assertTrue(any(" ELIST=CMNTU " in line for line in register(client, "x")))
