@@ -304,7 +304,7 @@ class IRCProtocol(StreamSession):
         self.numeric("001", f"Welcome to the {NETWORK} IRC Network {r.user(nick)}")
         self.numeric("002", f"Your host is {server}, running version {version}")
         self.numeric("003", f"This server was created {factory.created}")
-        self.numeric("004", server, version, "i", "ov", "o")
+        self.numeric("004", server, version, "i", "bostv", "bov")
         self._isupport()
         self.irc_LUSERS([])
         self.irc_MOTD([])
@@ -881,7 +881,7 @@ class IRCFactory(StreamFactory):
             f"CHANNELLEN={names.ROOM_MAX + 1}",
             f"TOPICLEN={TOPIC_MAX}",
             f"TARGMAX={targmax}",
-            "CHANMODES=b,k,l,imnst",
+            "CHANMODES=b,,,st",
             f"NETWORK={NETWORK}",
             "ELIST=CMNTU",
             "UTF8ONLY",
