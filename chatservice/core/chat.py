@@ -117,6 +117,7 @@ class Chat(RoomOperators):
         nick = self._available(None, nick)
         member = Member(nick, session)
         self.members[member.folded] = member
+        self.stats.most_members = max(self.stats.most_members, len(self.members))
         return member
 
     def guest_nick(self) -> str:

@@ -604,10 +604,8 @@ class IRCProtocol(StreamSession):
         flags = "G" if self._away(each) else "H"
         if self._is_server_operator(each):
             flags += "*"
-        if room is not None and each in room.operators:
-            flags += "@"
-        elif room is not None and each in room.voiced:
-            flags += "+"
+        if room is not None:
+            flags += _status(each, room)
         user, realname = _identity(each)
         self.numeric(
             "352",
@@ -645,13 +643,18 @@ class IRCProtocol(StreamSession):
         if not params:
             raise r.no_nickname()
         nick = params[-1]
+        member = self._member()
         target = self.chat.members.get(names.fold(nick))
         if target is None:
             self.numeric("401", nick, "No such nick/channel")
         else:
             user, realname = _identity(target)
             self.numeric("311", target.nick, user, r.CLOAK, "*", realname)
-            rooms = " ".join(r.channel(room.name) for room in target.rooms.values())
+            rooms = " ".join(
+                _status(target, room) + r.channel(room.name)
+                for room in target.rooms.values()
+                if room.visible_to(member)
+            )
             if rooms:
                 self.numeric("319", target.nick, rooms)
             self.numeric("312", target.nick, self.factory.server, NETWORK)
@@ -703,6 +706,10 @@ class IRCProtocol(StreamSession):
         self.numeric("252", "0", "operator(s) online")
         self.numeric("254", str(len(self.chat.rooms)), "channels formed")
         self.numeric("255", f"I have {users} clients and 0 servers")
+        most = str(max(users, self.chat.stats.most_members))
+        now = str(users)
+        self.numeric("265", now, most, f"Current local users {now}, max {most}")
+        self.numeric("266", now, most, f"Current global users {now}, max {most}")
 
     def irc_VERSION(self, params: list[str]) -> None:
         self.numeric("351", f"chatservice-{__version__}.", self.factory.server, "")
@@ -721,6 +728,13 @@ class IRCProtocol(StreamSession):
         if _needs_once(data):
             data = _once(data)
         super().deliver(data)
+
+
+def _status(member: Member, room: Room) -> str:
+    """C{member}'s mark in C{room}: C{@}, C{+} or none."""
+    if member in room.operators:
+        return "@"
+    return "+" if member in room.voiced else ""
 
 
 def _identity(member: Member) -> tuple[str, str]:

@@ -76,7 +76,10 @@ class RegistrationTests(SynchronousTestCase):
         lines = register(client, "alice")
         self.assertEqual(
             codes(lines),
-            ["001", "002", "003", "004", "005", "251", "252", "254", "255", "422"],
+            [
+                *("001", "002", "003", "004", "005"),
+                *("251", "252", "254", "255", "265", "266", "422"),
+            ],
         )
         self.assertEqual(
             lines[0],
@@ -632,6 +635,35 @@ class WhoTests(SynchronousTestCase):
             carol.take()[0],
             ":My.Little.Server 352 carol * auser chatservice My.Little.Server"
             " Alice H :0 Alice \ufffd Liddell",
+        )
+
+    def test_whoisChannels(self) -> None:
+        """
+        WHOIS marks the channels where one is operator or has a voice, and
+        leaves out a secret channel the asker is not in.
+        """
+        self.alice.send("JOIN #two,#hidden\r\nMODE #hidden +s\r\n")
+        self.alice.send("MODE #chan +v bob\r\n")
+        self.bob.send("JOIN #two\r\n")
+        discard(self.bob)
+        self.bob.send("WHOIS alice\r\nWHOIS bob\r\n")
+        lines = [line for line in self.bob.take() if " 319 " in line]
+        self.assertEqual(
+            lines,
+            [
+                ":My.Little.Server 319 bob Alice :@#chan @#two",
+                ":My.Little.Server 319 bob bob :+#chan #two",
+            ],
+        )
+
+    def test_lusersMost(self) -> None:
+        carol = self.harness.connect_irc()
+        register(carol, "carol")
+        carol.send("QUIT\r\n")
+        self.bob.send("LUSERS\r\n")
+        self.assertIn(
+            ":My.Little.Server 266 bob 2 3 :Current global users 2, max 3",
+            self.bob.take(),
         )
 
     def test_lineMember(self) -> None:
