@@ -126,6 +126,7 @@ class Chat(RoomOperators):
         if account is not None:
             member.account = names.fold(account)
         self.members[member.folded] = member
+        self.stats.most_members = max(self.stats.most_members, len(self.members))
         return member
 
     def connect_as(self, session: Session, nick: str) -> Member:
@@ -327,7 +328,7 @@ class Chat(RoomOperators):
             return room
         room = self.rooms.get(folded)
         if room is None:
-            room = self.rooms[folded] = Room(name)
+            room = self.rooms[folded] = Room(name, self.clock())
             topic = None if self.history is None else self.history.topics.get(folded)
             if topic is not None:
                 # The room may be spelt otherwise this time.
@@ -527,24 +528,40 @@ class Chat(RoomOperators):
 
     def names(self, member: Member, room: Room) -> None:
         """
-        Tell C{member} who is in C{room}, and who of them are operators.
+        Tell C{member} who is in C{room}, and who of them are operators;
+        of a secret room it is not in, that nobody is.
         """
-        self.fanout.tell(
-            member,
-            events.Names(
-                room.name,
-                [m.nick for m in room.members],
-                frozenset([m.nick for m in room.operators]),
-            ),
+        self.fanout.tell(member, self.names_of(member, room))
+
+    def names_of(self, member: Member, room: Room) -> events.Names:
+        """
+        Who in C{room} C{member} may see: everyone, or nobody in a secret
+        room it is not in.
+        """
+        if not room.visible_to(member):
+            return events.Names(room.name, [], secret=True)
+        return events.Names(
+            room.name,
+            [m.nick for m in room.members],
+            frozenset([m.nick for m in room.operators]),
+            frozenset([m.nick for m in room.voiced]),
+            room.secret,
         )
 
-    def list_rooms(self, member: Member) -> None:
+    def list_rooms(
+        self, member: Member, wanted: Callable[[Room], bool] | None = None
+    ) -> None:
         """
-        Tell C{member} every room and how many are in each.
+        Tell C{member} every room it may see (not another's secret room),
+        or those of them that are C{wanted}, and how many are in each.
         """
         self.fanout.tell(
             member,
             events.RoomList(
-                [(room.name, len(room.members)) for room in self.listing()]
+                [
+                    (room.name, len(room.members))
+                    for room in self.listing()
+                    if room.visible_to(member) and (wanted is None or wanted(room))
+                ]
             ),
         )

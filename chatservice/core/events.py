@@ -167,6 +167,36 @@ class Deopped(RoomEvent):
     by: str
 
 
+@dataclass(frozen=True, slots=True)
+class Voiced(RoomEvent):
+    """C{by} gave C{nick} a voice in C{room}: IRC's C{+v}, a mark by its name."""
+
+    room: str
+    nick: str
+    by: str
+
+
+@dataclass(frozen=True, slots=True)
+class Devoiced(RoomEvent):
+    """C{by} took C{nick}'s voice in C{room}."""
+
+    room: str
+    nick: str
+    by: str
+
+
+@dataclass(frozen=True, slots=True)
+class SecretSet(RoomEvent):
+    """
+    C{nick} made C{room} secret (hidden from listings and from who is not
+    in it) or not: IRC's channel mode C{+s}.
+    """
+
+    room: str
+    nick: str
+    secret: bool
+
+
 # Replies and notices: what one member is told.
 
 
@@ -265,13 +295,15 @@ class Replay(Event):
 @dataclass(frozen=True, slots=True)
 class Names(Event):
     """
-    Who is in C{room}, in the order they entered it, and which of them are
-    its operators.
+    Who is in C{room}, in the order they entered it, which of them are its
+    operators, which have a voice, and whether the room is secret.
     """
 
     room: str
     nicks: Sequence[str]
     operators: frozenset[str] = frozenset()
+    voiced: frozenset[str] = frozenset()
+    secret: bool = False
 
 
 @dataclass(frozen=True, slots=True)

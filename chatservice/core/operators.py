@@ -3,9 +3,9 @@ Room operators and topics: what the operators of a room may do, for every
 front end alike.
 
 Whoever enters a room empty is its operator (L{chatservice.core.chat.Chat.join}
-sees to that); operators set the topic, kick, and give or take operator
-status. Status is held per membership, in L{Room.operators}: leaving the room
-drops it and a new nickname keeps it.
+sees to that); operators set the topic, kick, give or take operator
+status, and give or take a voice. Status is held per membership, in
+L{Room.operators}: leaving the room drops it and a new nickname keeps it.
 
 L{RoomOperators} is a part of L{chatservice.core.chat.Chat}, kept in a module
 of its own because it is one idea: the room's moderation, apart from talking
@@ -112,6 +112,17 @@ class RoomOperators:
         room.topic_locked = locked
         self.fanout.post(room, None, events.TopicLocked(room.name, member.nick, locked))
 
+    def set_secret(self, member: Member, room: Room, secret: bool) -> None:
+        """
+        Make C{room} secret or not (L{Room.secret}); the room is told only
+        of a change.
+        """
+        self._as_operator(member, room)
+        if room.secret == secret:
+            return
+        room.secret = secret
+        self.fanout.post(room, None, events.SecretSet(room.name, member.nick, secret))
+
     def kick(self, member: Member, room: Room, nick: str, reason: str = "") -> None:
         """
         Put the member called C{nick} out of C{room}, for C{reason} (may be
@@ -163,4 +174,31 @@ class RoomOperators:
         else:
             room.operators.discard(target)
             event = events.Deopped(room.name, target.nick, member.nick)
+        self.fanout.post(room, None, event)
+
+    def voice(self, member: Member, room: Room, nick: str) -> None:
+        """
+        Give the member called C{nick} a voice in C{room}; nothing is said
+        if it has one.
+        """
+        self._set_voice(member, room, nick, True)
+
+    def devoice(self, member: Member, room: Room, nick: str) -> None:
+        """
+        Take the voice of the member called C{nick} in C{room}.
+        """
+        self._set_voice(member, room, nick, False)
+
+    def _set_voice(self, member: Member, room: Room, nick: str, voice: bool) -> None:
+        self._as_operator(member, room)
+        target = self._target(room, nick)
+        if (target in room.voiced) == voice:
+            return
+        event: events.Event
+        if voice:
+            room.voiced.add(target)
+            event = events.Voiced(room.name, target.nick, member.nick)
+        else:
+            room.voiced.discard(target)
+            event = events.Devoiced(room.name, target.nick, member.nick)
         self.fanout.post(room, None, event)

@@ -68,6 +68,11 @@ class Room:
         operator made one. Status belongs to the membership: leaving drops
         it, a new nickname keeps it. A room whose operators all left has
         none until it is empty and made anew.
+    @ivar voiced: members given a voice (IRC's C{+v}) by an operator: a
+        mark by their names, held per membership as operator status is.
+    @ivar secret: the room is left out of listings, and its members are
+        shown only to each other (IRC's C{+s}).
+    @ivar created: when the room was made, by the chat's clock.
     @ivar topic: the room's topic, if it has one.
     @ivar topic_locked: only operators may set the topic (IRC's C{+t}, on
         by default).
@@ -75,26 +80,32 @@ class Room:
 
     __slots__ = (
         "by_renderer",
+        "created",
         "folded",
         "members",
         "name",
         "operators",
         "pending",
+        "secret",
         "to_record",
         "topic",
         "topic_locked",
+        "voiced",
     )
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, created: float = 0.0) -> None:
         self.name = name
+        self.created = created
         self.folded = names.fold(name)
         self.members: dict[Member, None] = {}
         self.by_renderer: dict[Renderer, dict[Member, None]] = {}
         self.pending: list[tuple[Member | None, Event]] = []
         self.to_record: list[bytes] = []
         self.operators: set[Member] = set()
+        self.voiced: set[Member] = set()
         self.topic: Topic | None = None
         self.topic_locked = True
+        self.secret = False
 
     def add(self, member: Member) -> None:
         self.members[member] = None
@@ -106,6 +117,7 @@ class Room:
     def remove(self, member: Member) -> None:
         del self.members[member]
         self.operators.discard(member)
+        self.voiced.discard(member)
         self._ungroup(member, member.renderer)
 
     def regroup(self, member: Member, old: Renderer) -> None:
@@ -128,3 +140,9 @@ class Room:
 
     def __repr__(self) -> str:
         return f"<Room {self.name!r} ({len(self.members)} members)>"
+
+    def visible_to(self, member: Member) -> bool:
+        """
+        Whether C{member} may see the room in listings and who is in it.
+        """
+        return not self.secret or member.rooms.get(self.folded) is self

@@ -88,6 +88,8 @@ class Stats:
     @ivar bytes_out: bytes written to clients.
     @ivar flood_delayed: lines held back by flood control.
     @ivar sendq_disconnects: clients dropped for not reading.
+    @ivar most_members: the most members connected at once (IRC's LUSERS
+        tells it).
     @ivar refused: connections refused, by reason.
     @ivar fanout: seconds each line's reactor turn took to fan out.
     @ivar history_writes: seconds each group commit of history took.
@@ -99,6 +101,7 @@ class Stats:
     bytes_out: int = 0
     flood_delayed: int = 0
     sendq_disconnects: int = 0
+    most_members: int = 0
     refused: Counter[str] = field(default_factory=Counter)
     fanout: Histogram = field(default_factory=lambda: Histogram(FANOUT_BUCKETS))
     history_writes: Histogram = field(default_factory=lambda: Histogram(WRITE_BUCKETS))

@@ -356,3 +356,71 @@ class OpTests(OperatorTestCase):
             )
         self.assertUnchanged({self.alice}, None)
         self.assertEqual(other.operators, {dave})
+
+
+class VoiceTests(OperatorTestCase):
+    def test_voiceAndDevoice(self) -> None:
+        """
+        An operator gives and takes a voice; the room is told of a change
+        only, and the names say who has one.
+        """
+        self.chat.voice(self.alice, self.room, "Bob")
+        self.chat.voice(self.alice, self.room, "bob")
+        self.assertEqual(
+            self.everyone(), [[events.Voiced("python", "bob", "alice")]] * 3
+        )
+        self.chat.names(self.carol, self.room)
+        [names] = self.take(self.carol)
+        assert isinstance(names, events.Names)
+        self.assertEqual(names.voiced, frozenset({"bob"}))
+        self.chat.devoice(self.alice, self.room, "bob")
+        self.assertEqual(
+            self.everyone(), [[events.Devoiced("python", "bob", "alice")]] * 3
+        )
+        self.assertEqual(self.room.voiced, set())
+
+    def test_onlyOperators(self) -> None:
+        self.assertRaises(
+            errors.NotOperator, self.chat.voice, self.bob, self.room, "carol"
+        )
+        self.assertEqual(self.room.voiced, set())
+
+    def test_leavingDropsVoice(self) -> None:
+        self.chat.voice(self.alice, self.room, "bob")
+        self.chat.part(self.bob, self.room)
+        self.chat.join(self.bob, "python")
+        self.assertEqual(self.room.voiced, set())
+
+
+class SecretTests(OperatorTestCase):
+    def test_secretRoom(self) -> None:
+        """
+        A secret room is left out of the listing and its names are hidden
+        from who is not in it; the room is told of a change only.
+        """
+        self.chat.set_secret(self.alice, self.room, True)
+        self.chat.set_secret(self.alice, self.room, True)
+        self.assertEqual(
+            self.everyone(), [[events.SecretSet("python", "alice", True)]] * 3
+        )
+        dave = self.connect("dave")
+        self.chat.list_rooms(dave)
+        self.chat.names(dave, self.room)
+        self.assertEqual(
+            self.take(dave),
+            [events.RoomList([]), events.Names("python", [], secret=True)],
+        )
+        self.chat.list_rooms(self.bob)
+        self.assertEqual(self.take(self.bob), [events.RoomList([("python", 3)])])
+
+    def test_onlyOperators(self) -> None:
+        self.assertRaises(
+            errors.NotOperator, self.chat.set_secret, self.bob, self.room, True
+        )
+        self.assertFalse(self.room.secret)
+
+    def test_listFilter(self) -> None:
+        self.chat.join(self.bob, "rust")
+        self.take(self.bob)
+        self.chat.list_rooms(self.bob, lambda room: room.name == "rust")
+        self.assertEqual(self.take(self.bob), [events.RoomList([("rust", 1)])])

@@ -62,9 +62,8 @@ CAPABILITIES: dict[str, Capability] = {
         Capability(ECHO_MESSAGE, renders=True),
         Capability(LABELED_RESPONSE),
         Capability(MESSAGE_TAGS, renders=True),
-        # The only prefix is @ (no voice yet), so multi-prefix changes no
-        # byte: it does not split renderers. With a second prefix, it will.
-        Capability(MULTI_PREFIX),
+        # NAMES shows @+ for an operator with a voice.
+        Capability(MULTI_PREFIX, renders=True),
         # SASL's value is its mechanisms (sasl.MECHANISMS); only a server
         # that keeps accounts offers it.
         Capability(SASL, "PLAIN", offered=lambda factory: factory.accounts is not None),

@@ -39,6 +39,14 @@ def user(nick: str) -> str:
     return f"{nick}!{nick}@{CLOAK}"
 
 
+def text_room(nick: str, command: str, target: str) -> int:
+    """
+    The most bytes of text that fit one line from C{nick} to C{target}.
+    """
+    head = f":{user(nick)} {command} {target} :"
+    return LINE_MAX - 2 - len(head.encode("utf-8"))
+
+
 def channel(room: str) -> str:
     return f"#{room}"
 
@@ -105,6 +113,18 @@ class Raw(Event):
     command: str
     params: tuple[str, ...]
     source: Literal["server", "you", "none"] = "server"
+
+
+@dataclass(frozen=True, slots=True)
+class NamesReply(Event):
+    """
+    The answer to C{NAMES}: who is in each of C{rooms} (a room one may not
+    see has no names: it is left out), then one RPL_ENDOFNAMES for
+    C{target}, the channels as the client named them (C{*}: all).
+    """
+
+    rooms: tuple[events.Names, ...]
+    target: str
 
 
 # Errors only IRC has: its syntax.
@@ -291,6 +311,7 @@ class IRCRenderer:
         self.echo = caps.ECHO_MESSAGE in enabled
         self.batch = caps.BATCH in enabled
         self.userhost = caps.USERHOST_IN_NAMES in enabled
+        self.multi_prefix = caps.MULTI_PREFIX in enabled
         self.echoed = _ECHOED if self.echo else _NOTHING
         self._stamped = (-1, "")
         if not (self.time or self.tags):
@@ -383,6 +404,12 @@ class IRCRenderer:
         if kind is events.Opped or kind is events.Deopped:
             sign = "+o" if kind is events.Opped else "-o"
             return _lines([line(user(e.by), "MODE", channel(e.room), sign, e.nick)])
+        if kind is events.Voiced or kind is events.Devoiced:
+            sign = "+v" if kind is events.Voiced else "-v"
+            return _lines([line(user(e.by), "MODE", channel(e.room), sign, e.nick)])
+        if kind is events.SecretSet:
+            sign = "+s" if e.secret else "-s"
+            return _lines([line(user(e.nick), "MODE", channel(e.room), sign)])
         if kind is events.TopicLocked:
             sign = "+t" if e.locked else "-t"
             return _lines([line(user(e.nick), "MODE", channel(e.room), sign)])
@@ -457,12 +484,15 @@ class IRCRenderer:
             # The joiner's own JOIN; the names follow as their own event.
             return [line(user(nick), "JOIN", channel(e.room))]
         if kind is events.Names:
-            marked = [
-                ("@" if each in e.operators else "")
-                + (user(each) if self.userhost else each)
-                for each in e.nicks
+            return [
+                *self.namreply(nick, e),
+                self.numeric(nick, "366", channel(e.room), "End of /NAMES list."),
             ]
-            return self.names(nick, channel(e.room), marked)
+        if kind is NamesReply:
+            return [
+                *[each for names in e.rooms for each in self.namreply(nick, names)],
+                self.numeric(nick, "366", e.target, "End of /NAMES list."),
+            ]
         if kind is events.Topic:
             target = channel(e.room)
             return [
@@ -588,16 +618,28 @@ class IRCRenderer:
         out.append(line(self.server, "BATCH", f"-{ref}"))
         return out
 
-    def names(self, nick: str, target: str, nicks: Sequence[str]) -> list[str]:
+    def namreply(self, nick: str, names: events.Names) -> list[str]:
         """
-        RPL_NAMREPLY lines, as many as the names take, and RPL_ENDOFNAMES.
+        RPL_NAMREPLY lines, as many as the names take (none for no names):
+        operators marked C{@}, voices C{+} (both, C{@+}, with
+        C{multi-prefix}), each name as C{nick!user@host} with
+        C{userhost-in-names}; C{@} before the channel says it is secret,
+        C{=} that it is public.
         """
-        head = len(self.numeric(nick, "353", "=", target, "x").encode()) + 2
-        lines = []
-        for group in _fit(nicks, LINE_MAX - head):
-            lines.append(self.numeric(nick, "353", "=", target, " ".join(group)))
-        lines.append(self.numeric(nick, "366", target, "End of /NAMES list."))
-        return lines
+        if not names.nicks:
+            return []
+        target = channel(names.room)
+        symbol = "@" if names.secret else "="
+        marked = [
+            _prefix(each, names, self.multi_prefix)
+            + (user(each) if self.userhost else each)
+            for each in names.nicks
+        ]
+        head = len(self.numeric(nick, "353", symbol, target, "x").encode()) + 2
+        return [
+            self.numeric(nick, "353", symbol, target, " ".join(group))
+            for group in _fit(marked, LINE_MAX - head)
+        ]
 
     def motd(self, nick: str, text: Iterable[str]) -> list[str]:
         lines = list(text)
@@ -608,6 +650,16 @@ class IRCRenderer:
             *[self.numeric(nick, "372", f"- {each}") for each in lines],
             self.numeric(nick, "376", "End of /MOTD command."),
         ]
+
+
+def _prefix(nick: str, names: events.Names, every: bool) -> str:
+    """
+    The channel status of C{nick} in C{names}: the highest, or C{every}
+    one (C{multi-prefix}).
+    """
+    op = "@" if nick in names.operators else ""
+    voice = "+" if nick in names.voiced else ""
+    return op + voice if every else op or voice
 
 
 def _fit(words: Sequence[str], room: int) -> list[list[str]]:

@@ -403,6 +403,14 @@ _LINES: dict[type[Any], Callable[[Any], Sequence[str]]] = {
     events.Kicked: _one(lambda e: kicked(e.room, e.nick, e.by, e.reason)),
     events.Opped: _one(lambda e: opped(e.room, e.nick, e.by)),
     events.Deopped: _one(lambda e: deopped(e.room, e.nick, e.by)),
+    events.SecretSet: _one(
+        lambda e: (
+            f"[{e.room}] --- {e.nick} made the room "
+            + ("secret" if e.secret else "public")
+        )
+    ),
+    events.Voiced: _one(lambda e: f"[{e.room}] --- {e.by} gave {e.nick} a voice"),
+    events.Devoiced: _one(lambda e: f"[{e.room}] --- {e.by} took {e.nick}'s voice"),
     events.OperatorUnchanged: _one(
         lambda e: notice(
             f"{e.nick} is an operator of {e.room} already."

@@ -76,7 +76,10 @@ class RegistrationTests(SynchronousTestCase):
         lines = register(client, "alice")
         self.assertEqual(
             codes(lines),
-            ["001", "002", "003", "004", "005", "251", "252", "254", "255", "422"],
+            [
+                *("001", "002", "003", "004", "005"),
+                *("251", "252", "254", "255", "265", "266", "422"),
+            ],
         )
         self.assertEqual(
             lines[0],
@@ -348,6 +351,47 @@ class OperatorTests(SynchronousTestCase):
             "[python] <-- carol was kicked by bob (be nice)", self.line.take()
         )
 
+    def test_kickSeveral(self) -> None:
+        self.alice.send("KICK #python bob,carol :bye\r\n")
+        self.assertEqual(
+            self.alice.take(),
+            [
+                ":alice!alice@chatservice KICK #python bob bye",
+                ":alice!alice@chatservice KICK #python carol bye",
+            ],
+        )
+
+    def test_kickPairs(self) -> None:
+        self.alice.send("KICK #python,#nowhere bob,carol :bye\r\nKICK #a,#b x\r\n")
+        self.assertEqual(
+            self.alice.take(),
+            [
+                # The kick is out first: the one kicked must see it.
+                ":alice!alice@chatservice KICK #python bob bye",
+                ":My.Little.Server 403 alice #nowhere :No such channel",
+                ":My.Little.Server 461 alice KICK :Not enough parameters",
+            ],
+        )
+
+    def test_voice(self) -> None:
+        self.alice.send("MODE #python +v bob\r\n")
+        self.assertEqual(
+            self.bob.take(), [":alice!alice@chatservice MODE #python +v bob"]
+        )
+        self.assertEqual(self.line.take(), ["[python] --- alice gave bob a voice"])
+        # A voice is a mark, not a right to set the topic.
+        self.bob.send("TOPIC #python :mine\r\nNAMES #python\r\nWHO #python\r\n")
+        lines = self.bob.take()
+        self.assertEqual(codes(lines)[0], "482")
+        self.assertEqual(
+            lines[1], ":My.Little.Server 353 bob = #python :@alice +bob carol"
+        )
+        self.assertTrue(lines[4].endswith(" bob H+ :0 bob"), lines[4])
+        self.alice.send("MODE #python -v bob\r\n")
+        self.assertEqual(
+            self.bob.take(), [":alice!alice@chatservice MODE #python -v bob"]
+        )
+
     def test_lineOperatorKicksIRCUser(self) -> None:
         self.alice.send("MODE #python +o carol\r\n")
         discard(self.alice, self.bob, self.line)
@@ -460,16 +504,270 @@ class RFCDetailTests(SynchronousTestCase):
         )
 
     def test_namesWithoutArguments(self) -> None:
+        """
+        NAMES alone lists every channel one may see, one's own or not, and
+        ends once.
+        """
+        carol = self.harness.connect_irc()
+        register(carol, "carol")
+        carol.send("JOIN #other,#hidden\r\nMODE #hidden +s\r\n")
         self.alice.send("NAMES\r\n")
         self.assertEqual(
             self.alice.take(),
             [
                 ":My.Little.Server 353 alice = #chan :@alice bob",
-                ":My.Little.Server 366 alice #chan :End of /NAMES list.",
+                ":My.Little.Server 353 alice = #other @carol",
+                ":My.Little.Server 366 alice * :End of /NAMES list.",
             ],
         )
+
+    def test_namesSeveral(self) -> None:
+        self.alice.send("JOIN #two\r\n")
+        discard(self.alice)
+        self.alice.send("NAMES #chan,#nowhere,#two\r\nNAMES #nowhere\r\n")
+        self.assertEqual(
+            self.alice.take(),
+            [
+                ":My.Little.Server 353 alice = #chan :@alice bob",
+                ":My.Little.Server 353 alice = #two @alice",
+                ":My.Little.Server 366 alice #chan,#nowhere,#two :End of /NAMES list.",
+                ":My.Little.Server 366 alice #nowhere :End of /NAMES list.",
+            ],
+        )
+
+    def test_secret(self) -> None:
+        """
+        A secret channel (+s) is marked @ in NAMES, and hidden from who is
+        not in it: NAMES, WHO and LIST show nothing of it.
+        """
+        self.alice.send("MODE #chan +s\r\nMODE #chan\r\n")
+        self.assertEqual(self.bob.take(), [":alice!alice@chatservice MODE #chan +s"])
+        self.assertEqual(
+            self.alice.take(),
+            [
+                ":My.Little.Server 324 alice #chan +st",
+                ":alice!alice@chatservice MODE #chan +s",
+            ],
+        )
+        self.bob.send("NAMES #chan\r\n")
+        self.assertEqual(
+            self.bob.take()[0], ":My.Little.Server 353 bob @ #chan :@alice bob"
+        )
+        carol = self.harness.connect_irc()
+        register(carol, "carol")
+        carol.send("NAMES #chan\r\nWHO #chan\r\nLIST\r\n")
+        self.assertEqual(
+            carol.take(),
+            [
+                ":My.Little.Server 366 carol #chan :End of /NAMES list.",
+                ":My.Little.Server 315 carol #chan :End of /WHO list.",
+                ":My.Little.Server 321 carol Channel :Users  Name",
+                ":My.Little.Server 323 carol :End of /LIST",
+            ],
+        )
+        self.bob.send("MODE #chan -s\r\n")
+        self.assertEqual(codes(self.bob.take()), ["482"])
 
     def test_emptyRealname(self) -> None:
         client = self.harness.connect_irc()
         client.send("NICK carol\r\nUSER carol 0 * :\r\n")
         self.assertEqual(codes(client.take()), ["461"])
+
+
+class WhoTests(SynchronousTestCase):
+    """
+    WHO and WHOIS show what a client gave in USER, and channel status.
+    """
+
+    def setUp(self) -> None:
+        self.harness = Harness(Limits(flood_rate=0))
+        self.alice = self.harness.connect_irc()
+        self.alice.send(b"NICK Alice\r\nUSER auser 0 * :Alice \xe8 Liddell\r\n")
+        self.bob = self.harness.connect_irc()
+        register(self.bob, "bob")
+        self.alice.send("JOIN #chan\r\n")
+        self.bob.send("JOIN #chan\r\n")
+        discard(self.alice, self.bob)
+
+    def test_whois(self) -> None:
+        self.bob.send("WHOIS alice\r\n")
+        self.assertEqual(
+            self.bob.take()[0],
+            ":My.Little.Server 311 bob Alice auser chatservice * :Alice \ufffd Liddell",
+        )
+
+    def test_whoChannel(self) -> None:
+        self.alice.send("AWAY :out\r\n")
+        discard(self.alice)
+        self.bob.send("WHO #CHAN\r\n")
+        self.assertEqual(
+            self.bob.take(),
+            [
+                ":My.Little.Server 352 bob #chan auser chatservice My.Little.Server"
+                " Alice G@ :0 Alice \ufffd Liddell",
+                ":My.Little.Server 352 bob #chan bob chatservice My.Little.Server"
+                " bob H :0 bob",
+                ":My.Little.Server 315 bob #CHAN :End of /WHO list.",
+            ],
+        )
+
+    def test_whoMasks(self) -> None:
+        for mask, found in [
+            ("alice", ["Alice"]),
+            ("ALICE", ["Alice"]),
+            ("al?c*", ["Alice"]),
+            ("*", ["Alice", "bob"]),
+            ("0", ["Alice", "bob"]),
+            ("x*", []),
+        ]:
+            self.bob.send(f"WHO {mask}\r\n")
+            lines = self.bob.take()
+            self.assertEqual([line.split(" ")[7] for line in lines[:-1]], found)
+            self.assertEqual(
+                lines[-1], f":My.Little.Server 315 bob {mask} :End of /WHO list."
+            )
+
+    def test_whoOutsideChannels(self) -> None:
+        carol = self.harness.connect_irc()
+        register(carol, "carol")
+        carol.send("WHO alice\r\n")
+        self.assertEqual(
+            carol.take()[0],
+            ":My.Little.Server 352 carol * auser chatservice My.Little.Server"
+            " Alice H :0 Alice \ufffd Liddell",
+        )
+
+    def test_whoisChannels(self) -> None:
+        """
+        WHOIS marks the channels where one is operator or has a voice, and
+        leaves out a secret channel the asker is not in.
+        """
+        self.alice.send("JOIN #two,#hidden\r\nMODE #hidden +s\r\n")
+        self.alice.send("MODE #chan +v bob\r\n")
+        self.bob.send("JOIN #two\r\n")
+        discard(self.bob)
+        self.bob.send("WHOIS alice\r\nWHOIS bob\r\n")
+        lines = [line for line in self.bob.take() if " 319 " in line]
+        self.assertEqual(
+            lines,
+            [
+                ":My.Little.Server 319 bob Alice :@#chan @#two",
+                ":My.Little.Server 319 bob bob :+#chan #two",
+            ],
+        )
+
+    def test_lusersMost(self) -> None:
+        carol = self.harness.connect_irc()
+        register(carol, "carol")
+        carol.send("QUIT\r\n")
+        self.bob.send("LUSERS\r\n")
+        self.assertIn(
+            ":My.Little.Server 266 bob 2 3 :Current global users 2, max 3",
+            self.bob.take(),
+        )
+
+    def test_lineMember(self) -> None:
+        line = self.harness.connect()
+        line.say("/nick dave")
+        self.bob.send("WHOIS dave\r\n")
+        self.assertEqual(
+            self.bob.take()[0],
+            ":My.Little.Server 311 bob dave dave chatservice * dave",
+        )
+
+
+class TooLongToRelayTests(SynchronousTestCase):
+    """
+    IRC input that fits 512 bytes but would not once the sender's prefix is
+    added is refused with 417; text from line users is cut instead.
+    """
+
+    def setUp(self) -> None:
+        self.harness = Harness(Limits(flood_rate=0))
+        self.alice = self.harness.connect_irc()
+        register(self.alice, "alice")
+        self.bob = self.harness.connect_irc()
+        register(self.bob, "bob")
+        for client in (self.alice, self.bob):
+            client.send("JOIN #chan\r\n")
+        discard(self.alice, self.bob)
+        # ":alice!alice@chatservice PRIVMSG bob :" and CRLF
+        self.room = 512 - len(":alice!alice@chatservice PRIVMSG bob :\r\n")
+
+    def test_privateFits(self) -> None:
+        self.alice.send(f"PRIVMSG bob :{'a' * self.room}\r\n")
+        self.assertEqual(self.alice.take(), [])
+        [line] = self.bob.take()
+        self.assertEqual(len(line.encode()) + 2, 512)
+
+    def test_privateTooLong(self) -> None:
+        self.alice.send(f"PRIVMSG bob :{'a' * (self.room - 3)}😃\r\n")
+        self.assertEqual(
+            self.alice.take(), [":My.Little.Server 417 alice :Input line was too long"]
+        )
+        self.assertEqual(self.bob.take(), [])
+
+    def test_channelTooLong(self) -> None:
+        # "#chan" is two bytes longer than "bob": what fits, then one more.
+        text = "a" * (self.room - 1)
+        self.alice.send(f"PRIVMSG #chan :{text[:-1]}\r\nPRIVMSG #chan :{text}\r\n")
+        self.assertEqual(
+            self.alice.take(), [":My.Little.Server 417 alice :Input line was too long"]
+        )
+        self.assertEqual(len(self.bob.take()), 1)
+
+    def test_noticeIsCut(self) -> None:
+        self.alice.send(f"NOTICE #chan :{'a' * self.room}\r\n")
+        self.assertEqual(self.alice.take(), [])
+        self.assertEqual(len(self.bob.take()), 2)
+
+
+class ListTests(SynchronousTestCase):
+    """
+    LIST's filters (ELIST=CMNTU): masks, member counts, and how many
+    minutes ago a room was made or its topic set.
+    """
+
+    def setUp(self) -> None:
+        self.harness = Harness(Limits(flood_rate=0))
+        self.now = 1_800_000_000.0
+        self.harness.chat.clock = lambda: self.now
+        self.alice = self.harness.connect_irc()
+        register(self.alice, "alice")
+        self.alice.send("JOIN #chan1\r\nTOPIC #chan1 :first\r\n")
+        self.now += 180
+        self.alice.send("JOIN #chan2\r\nTOPIC #chan2 :second\r\n")
+        bob = self.harness.connect_irc()
+        register(bob, "bob")
+        bob.send("JOIN #chan2\r\n")
+        self.now += 60
+        discard(self.alice)
+
+    def listed(self, terms: str) -> list[str]:
+        self.alice.send(f"LIST {terms}\r\n")
+        return [line.split(" ")[3] for line in self.alice.take()[1:-1]]
+
+    def test_masks(self) -> None:
+        self.assertEqual(self.listed("*an1"), ["#chan1"])
+        self.assertEqual(self.listed("#C*N2"), ["#chan2"])
+        self.assertEqual(self.listed("#chan1,#chan2"), ["#chan2", "#chan1"])
+        self.assertEqual(self.listed("*an3"), [])
+        self.assertEqual(self.listed("!*an1"), ["#chan2"])
+        self.assertEqual(self.listed("!#ch*"), [])
+
+    def test_members(self) -> None:
+        self.assertEqual(self.listed(">1"), ["#chan2"])
+        self.assertEqual(self.listed("<2"), ["#chan1"])
+        self.assertEqual(self.listed("<1"), [])
+
+    def test_times(self) -> None:
+        self.assertEqual(self.listed("C>2"), ["#chan1"])
+        self.assertEqual(self.listed("C<2"), ["#chan2"])
+        self.assertEqual(self.listed("C<0"), [])
+        self.assertEqual(self.listed("T>2"), ["#chan1"])
+        self.assertEqual(self.listed("T<10"), ["#chan2", "#chan1"])
+        self.assertEqual(self.listed("T<10,>1"), ["#chan2"])
+
+    def test_isupport(self) -> None:
+        client = self.harness.connect_irc()
+        self.assertTrue(any(" ELIST=CMNTU " in line for line in register(client, "x")))

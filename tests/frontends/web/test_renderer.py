@@ -113,6 +113,24 @@ EXAMPLES: list[tuple[Event, dict[str, Any]]] = [
         events.Deopped("lobby", "bob", "ann"),
         {"type": "deopped", "room": "lobby", "nick": "bob", "by": "ann", "time": NOW},
     ),
+    (
+        events.Voiced("lobby", "bob", "ann"),
+        {"type": "voiced", "room": "lobby", "nick": "bob", "by": "ann", "time": NOW},
+    ),
+    (
+        events.Devoiced("lobby", "bob", "ann"),
+        {"type": "devoiced", "room": "lobby", "nick": "bob", "by": "ann", "time": NOW},
+    ),
+    (
+        events.SecretSet("lobby", "ann", True),
+        {
+            "type": "secret_set",
+            "room": "lobby",
+            "nick": "ann",
+            "secret": True,
+            "time": NOW,
+        },
+    ),
     (events.ServerOperatorUp(), {"type": "server_operator_up"}),
     (events.ServerOperatorDown(), {"type": "server_operator_down"}),
     (
@@ -168,6 +186,8 @@ EXAMPLES: list[tuple[Event, dict[str, Any]]] = [
             "type": "names",
             "room": "lobby",
             "nicks": ["ann", "bob"],
+            "voiced": [],
+            "secret": False,
             "operators": ["ann", "bob"],
         },
     ),
