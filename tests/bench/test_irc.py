@@ -269,3 +269,30 @@ class FakeServerTests(SynchronousTestCase):
         self.assertEqual(result.expected, 4 * result.lines_sent)
         self.assertGreater(result.latency_samples, 0)
         self.assertIn("PRIVMSG #bench :", result.delivered_form)
+
+
+class OursPacedTests(SynchronousTestCase):
+    def test_paced_irc(self) -> None:
+        """
+        Our server over IRC at a paced rate (the issue's paced point, made
+        tiny): every line reaches every receiver as a PRIVMSG, checked and
+        timed, and the senders keep to the pace.
+        """
+        options = Options(
+            seconds=0.5,
+            drain=3.0,
+            processes=2,
+            timeout=60.0,
+            rate=1000.0,
+            protocol="irc",
+        )
+        with launched(ours_command("irc"), "ours", pattern=IRC_PORT_PATTERN) as server:
+            result = run_point(server, receivers=5, senders=1, options=options)
+        self.assertTrue(result.ok, result)
+        self.assertEqual((result.lost, result.corrupt), (0, 0))
+        self.assertGreater(result.lines_sent, 0)
+        # Paced: about 1,000 lines a second, never more.
+        self.assertLessEqual(result.lines_sent, 500 + 1)
+        self.assertEqual(result.expected, 5 * result.lines_sent)
+        self.assertGreater(result.latency_samples, 0)
+        self.assertIn("PRIVMSG #bench :", result.delivered_form)
