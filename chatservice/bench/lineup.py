@@ -92,7 +92,7 @@ def _short(value: float) -> str:
     if value >= 1e6:
         return f"{value / 1e6:.2f}M"
     if value >= 1e3:
-        return f"{value / 1e3:.0f}k"
+        return f"{value / 1e3:.1f}k"
     return f"{value:.0f}"
 
 
