@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -33,7 +34,7 @@ from chatservice.bench.launch import (
     port_pattern,
 )
 from chatservice.bench.lineup import Contender, format_lineups, run_lineup
-from chatservice.bench.options import Options
+from chatservice.bench.options import Options, Point
 from chatservice.bench.payload import MIN_SIZE
 from chatservice.bench.point import run_point
 from chatservice.bench.proc import raise_open_files_limit
@@ -47,15 +48,24 @@ from chatservice.bench.report import (
 from chatservice.bench.results import Comparison
 
 
-def parse_points(text: str) -> list[tuple[int, int]]:
+def parse_points(text: str) -> list[Point]:
+    """
+    C{RxS[@RATE],...}: receivers and senders, and for a paced point the
+    lines a second the senders say in all, so that one run can hold the
+    points at full speed and a paced one.
+    """
     points = []
     for item in text.split(","):
-        match = re.fullmatch(r"\s*(\d+)\s*x\s*(\d+)\s*", item)
-        if not match:
+        match = re.fullmatch(
+            r"\s*(\d+)\s*x\s*(\d+)\s*(?:@\s*(\d+(?:\.\d*)?)\s*)?", item
+        )
+        if not match or (match.group(3) is not None and not float(match.group(3))):
             raise argparse.ArgumentTypeError(
-                f"{item!r} is not RECEIVERSxSENDERS (e.g. 100x5)"
+                f"{item!r} is not RECEIVERSxSENDERS or RECEIVERSxSENDERS@RATE "
+                "(e.g. 100x5, or 100x1@1000 for 1,000 lines a second in all)"
             )
-        points.append((int(match.group(1)), int(match.group(2))))
+        rate = None if match.group(3) is None else float(match.group(3))
+        points.append(Point(int(match.group(1)), int(match.group(2)), rate))
     return points
 
 
@@ -108,7 +118,9 @@ def parser() -> argparse.ArgumentParser:
         "--points",
         type=parse_points,
         help="several RECEIVERSxSENDERS points, e.g. 1000x10,100x5,10x1, each "
-        "against a fresh server (instead of --receivers and --senders)",
+        "against a fresh server (instead of --receivers and --senders); "
+        "RECEIVERSxSENDERS@RATE paces that point's senders at RATE lines a "
+        "second in all, e.g. 100x1@1000",
     )
     p.add_argument(
         "--size",
@@ -127,8 +139,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--rate",
         type=_positive_float,
-        help="pace the senders at this many lines a second in all "
-        "(default: as fast as the window allows)",
+        help="pace the senders at this many lines a second in all, at every "
+        "point without a rate of its own (default: as fast as the window "
+        "allows)",
     )
     p.add_argument(
         "--seconds",
@@ -287,10 +300,9 @@ def _server(
 
 
 def compare(
-    points: list[tuple[int, int]],
+    points: list[Point],
     servers: tuple[tuple[list[str], str], tuple[list[str], str]],
     rounds: int,
-    rate: float | None,
     options: Options,
     progress: Progress,
     pattern: re.Pattern[bytes] = PORT_PATTERN,
@@ -302,17 +314,16 @@ def compare(
     """
     (command, label), (other, other_label) = servers
     comparisons = []
-    for receivers, senders in points:
+    for receivers, senders, rate in points:
         comparison = Comparison(receivers, senders, rate)
+        paced = dataclasses.replace(options, rate=rate)
         for _ in range(rounds):
             for runs, cmd, name in (
                 (comparison.ours, command, label),
                 (comparison.peer, other, other_label),
             ):
                 with launched(cmd, name, pattern=pattern) as server:
-                    runs.append(
-                        run_point(server, receivers, senders, options, progress)
-                    )
+                    runs.append(run_point(server, receivers, senders, paced, progress))
         comparisons.append(comparison)
     return comparisons
 
@@ -335,7 +346,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         irc_send=tuple(args.irc_send),
     )
     progress = Progress(sys.stderr.isatty() and not args.json)
-    points = args.points or [(args.receivers, args.senders)]
+    points = [
+        point if point.rate is not None else point._replace(rate=args.rate)
+        for point in args.points or [Point(args.receivers, args.senders)]
+    ]
     pattern = PORT_PATTERN
     if args.server_command:
         command = shlex.split(args.server_command)
@@ -392,7 +406,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 points,
                 ((command, label), (other, other_label)),
                 args.rounds,
-                args.rate,
                 options,
                 progress,
                 pattern,
@@ -405,10 +418,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             ok = all(c.ok for c in comparisons)
         else:
             results = []
-            for receivers, senders in points:
+            for receivers, senders, rate in points:
+                paced = dataclasses.replace(options, rate=rate)
                 with _server(args, command, label, pattern) as server:
                     results.append(
-                        run_point(server, receivers, senders, options, progress)
+                        run_point(server, receivers, senders, paced, progress)
                     )
             output = {"mode": "points", "runs": [dump(r) for r in results]}
             text = format_points(results)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chatservice.bench.launch import PORT_PATTERN, launched
-from chatservice.bench.options import Options
+from chatservice.bench.options import Options, Point, point_label
 from chatservice.bench.point import run_point
 from chatservice.bench.progress import Progress
 from chatservice.bench.report import _num, _table, dump, format_points
@@ -65,7 +65,7 @@ class Lineup:
     def summary(self) -> dict[str, Any]:
         first = next(iter(self.runs))
         return {
-            "point": f"{self.receivers}x{self.senders}",
+            "point": point_label(self.receivers, self.senders, self.rate),
             "rate": self.rate,
             "ok": self.ok,
             "servers": {
@@ -74,6 +74,7 @@ class Lineup:
                     "versus_first": _ratio(
                         self.deliveries_per_s(first), self.deliveries_per_s(label)
                     ),
+                    "p50_ms": self.median(label, "latency_p50_ms"),
                     "p99_ms": self.p99_ms(label),
                     "runs": [dump(r) for r in runs],
                 }
@@ -86,8 +87,17 @@ def _ratio(a: float, b: float) -> float | None:
     return a / b if b else None
 
 
+def _short(value: float) -> str:
+    """A figure of one round, short enough for a column of several."""
+    if value >= 1e6:
+        return f"{value / 1e6:.2f}M"
+    if value >= 1e3:
+        return f"{value / 1e3:.1f}k"
+    return f"{value:.0f}"
+
+
 def run_lineup(
-    points: list[tuple[int, int]],
+    points: list[Point],
     contenders: list[Contender],
     rounds: int,
     options: Options,
@@ -99,13 +109,15 @@ def run_lineup(
     all alike.
     """
     lineups = []
-    for receivers, senders in points:
-        lineup = Lineup(receivers, senders, options.rate)
+    for receivers, senders, rate in points:
+        lineup = Lineup(receivers, senders, rate)
         for contender in contenders:
             lineup.runs[contender.label] = []
         for _ in range(rounds):
             for contender in contenders:
-                own = dataclasses.replace(options, protocol=contender.protocol)
+                own = dataclasses.replace(
+                    options, protocol=contender.protocol, rate=rate
+                )
                 with launched(
                     contender.command, contender.label, pattern=contender.pattern
                 ) as server:
@@ -122,7 +134,9 @@ def format_lineups(lineups: list[Lineup]) -> str:
         "point",
         "server",
         "deliveries/s",
+        "each round",
         "first/this",
+        "p50 ms",
         "p99 ms",
         "srv CPU%",
         "gen CPU%",
@@ -137,10 +151,12 @@ def format_lineups(lineups: list[Lineup]) -> str:
             runs = lineup.runs[label]
             rows.append(
                 [
-                    f"{lineup.receivers}x{lineup.senders}",
+                    point_label(lineup.receivers, lineup.senders, lineup.rate),
                     label,
                     _num(lineup.deliveries_per_s(label)),
+                    "/".join(_short(r.deliveries_per_s) for r in runs),
                     _num(_ratio(first, lineup.deliveries_per_s(label)), 2),
+                    _num(lineup.median(label, "latency_p50_ms"), 2),
                     _num(lineup.p99_ms(label), 2),
                     _num(lineup.median(label, "server_cpu_pct")),
                     _num(lineup.median(label, "generator_cpu_pct")),

@@ -7,6 +7,28 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import NamedTuple
+
+
+class Point(NamedTuple):
+    """
+    One point of a run: C{receivers} and C{senders} in one room, the
+    senders as fast as the window allows or, with a C{rate}, paced at that
+    many lines a second in all (C{100x1@1000} on the command line).
+    """
+
+    receivers: int
+    senders: int
+    rate: float | None = None
+
+    def __str__(self) -> str:
+        return point_label(self.receivers, self.senders, self.rate)
+
+
+def point_label(receivers: int, senders: int, rate: float | None) -> str:
+    """How tables name a point: C{1000x10}, or C{100x1@1000} if paced."""
+    label = f"{receivers}x{senders}"
+    return label if rate is None else f"{label}@{rate:g}"
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ CHECK = 4
 FILL = b"ghijklmnopqrstuv"
 MARK = b"|"
 MIN_SIZE = HEAD + CHECK + 2
+# Every byte a payload can hold: hex digits, the fills and the mark.
+ALPHABET = b"0123456789abcdef" + FILL + MARK
 # Byte sums are taken modulo the Adler-32 modulus (see byte_sum).
 ADLER_MOD = 65521
 

@@ -9,7 +9,8 @@ exactly what that sender sent, framed as calibrated); with C{--checksum},
 also a count of the C{|} markers and a byte sum over everything read.
 With C{--protocol irc}, a connection first registers and joins (every line
 parsed, see L{chatservice.bench.irc}), and a read while counting also
-costs a search for a server's C{PING}, which is answered and not counted.
+costs a one-byte search for a server's C{PING} (see L{irc.probe}), which
+is answered and not counted.
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ class Reader:
         # With --protocol irc: connections in the room, and PINGs answered.
         self.joined = 0
         self.pings = 0
+        # What a read while counting looks for first (see counting).
+        self.ping_probe = irc.PING
         self.senders = spec.senders
         self.checksum = spec.checksum
         self.kernel_time = spec.kernel_time
@@ -77,6 +80,22 @@ class Reader:
         self.heard = 0
         self.rx_bytes = 0
         self.last_rx = 0
+
+    def counting(self, clients: list[Client]) -> None:
+        """
+        Counting starts, C{clients}' framings learnt: with C{--protocol
+        irc}, look for a C{PING} by a byte of it that no delivered line
+        holds.
+        """
+        if self.irc:
+            framings = [
+                part
+                for client in clients
+                for parts in (client.prefix, client.eol)
+                for part in parts
+                if part is not None
+            ]
+            self.ping_probe = irc.probe(framings)
 
     def read(self, client: Client) -> None:
         """Read what C{client}'s socket has, and count or learn from it."""
@@ -108,7 +127,7 @@ class Reader:
             before = client.lines
             client.lines = before + buf.count(b"\n", t, end)
             ping = -1
-            if self.irc and buf.find(irc.PING, 0, end) >= 0:
+            if self.irc and buf.find(self.ping_probe, 0, end) >= 0:
                 ping = self.answer_pings(client, t, end)
             window = self.window
             if before == window.low and client.sid < 0 and client.lines > before:

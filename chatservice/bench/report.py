@@ -8,6 +8,7 @@ import os
 from dataclasses import asdict
 from typing import Any
 
+from chatservice.bench.options import point_label
 from chatservice.bench.results import Comparison, IdleResult, PointResult
 
 
@@ -61,7 +62,7 @@ def format_points(results: list[PointResult]) -> str:
     rows = [
         [
             r.server,
-            f"{r.receivers}x{r.senders}",
+            point_label(r.receivers, r.senders, r.rate),
             _num(r.deliveries_per_s),
             _num(r.lines_per_s),
             _num(r.latency_p50_ms, 2),
@@ -85,11 +86,15 @@ def format_points(results: list[PointResult]) -> str:
         for r in results
     ]
     first = results[0]
-    pace = (
-        f"paced at {first.rate:g} lines/s in all"
-        if first.rate is not None
-        else "as fast as the window allows"
-    )
+    rates = {r.rate for r in results}
+    if rates == {None}:
+        pace = "as fast as the window allows"
+    elif len(rates) == 1:
+        pace = f"paced at {first.rate:g} lines/s in all"
+    else:
+        pace = (
+            "as fast as the window allows, or at RxS@RATE paced at RATE lines/s in all"
+        )
     notes = [
         f"{first.size}-byte lines, window {first.window} lines per sender, "
         f"{pace}, {first.seconds:g} s measured, {first.processes} generator "
@@ -110,7 +115,8 @@ def format_points(results: list[PointResult]) -> str:
         problems = _problems(r)
         if problems:
             notes.append(
-                f"{r.server} {r.receivers}x{r.senders}: " + "; ".join(problems)
+                f"{r.server} {point_label(r.receivers, r.senders, r.rate)}: "
+                + "; ".join(problems)
             )
     return _table(rows, header) + "\n\n" + "\n".join(notes)
 
@@ -153,7 +159,7 @@ def format_comparisons(
     rows = []
     for c in comparisons:
         row = [
-            f"{c.receivers}x{c.senders}",
+            point_label(c.receivers, c.senders, c.rate),
             _num(c.ours_deliveries_per_s),
             _num(c.peer_deliveries_per_s),
             _num(c.ratio, 2),

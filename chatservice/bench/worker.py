@@ -199,6 +199,7 @@ class Worker:
                 self.done = True
 
     def start(self, t0: int, t_end: int) -> None:
+        self.reader.counting(self.clients)
         for client in self.clients:
             if client.tail:
                 self.result.noise += 1

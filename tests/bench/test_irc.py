@@ -137,6 +137,17 @@ class LineTests(SynchronousTestCase):
         self.assertEqual(irc.take_pings(buf, 9, 9)[0], 0)
         self.assertEqual(irc.take_pings(buf, 4, 9)[0], 1)
 
+    def test_probe(self) -> None:
+        """
+        A read is searched for a byte of PING that no framing and no
+        payload holds; PING itself if every byte of it is taken.
+        """
+        self.assertEqual(irc.probe([b":b0_1!u@h PRIVMSG #bench :", b"\r\n"]), b"N")
+        self.assertEqual(irc.probe([b":b!u@PAGING.example PRIVMSG #b :"]), irc.PING)
+        self.assertEqual(irc.probe([]), b"P")
+        for byte in payload.ALPHABET:
+            self.assertNotIn(byte, irc.PING)
+
     def test_lines_wrapped(self) -> None:
         """
         IRC lines are the line protocol's payloads between C{PRIVMSG #bench
@@ -217,6 +228,8 @@ class ReaderTests(SynchronousTestCase):
         self.client.mode = COUNTING
         self.client.prefix[1] = b":b0_2!u@h PRIVMSG #bench :"
         self.client.eol[1] = b"\r\n"
+        self.reader.counting([self.client])
+        self.assertEqual(self.reader.ping_probe, b"N")
         lines = payload.lines(1, 1, 3, 1234, fills, self.client.prefix[1], irc.EOL)
         first, second = lines.split(b"\r\n")[:2]
         data = first + b"\r\nPING :s\r\n" + second + b"\r\n"
@@ -254,5 +267,32 @@ class FakeServerTests(SynchronousTestCase):
         self.assertGreater(result.lines_sent, 100)
         self.assertEqual(result.received, result.expected)
         self.assertEqual(result.expected, 4 * result.lines_sent)
+        self.assertGreater(result.latency_samples, 0)
+        self.assertIn("PRIVMSG #bench :", result.delivered_form)
+
+
+class OursPacedTests(SynchronousTestCase):
+    def test_paced_irc(self) -> None:
+        """
+        Our server over IRC at a paced rate (the issue's paced point, made
+        tiny): every line reaches every receiver as a PRIVMSG, checked and
+        timed, and the senders keep to the pace.
+        """
+        options = Options(
+            seconds=0.5,
+            drain=3.0,
+            processes=2,
+            timeout=60.0,
+            rate=1000.0,
+            protocol="irc",
+        )
+        with launched(ours_command("irc"), "ours", pattern=IRC_PORT_PATTERN) as server:
+            result = run_point(server, receivers=5, senders=1, options=options)
+        self.assertTrue(result.ok, result)
+        self.assertEqual((result.lost, result.corrupt), (0, 0))
+        self.assertGreater(result.lines_sent, 0)
+        # Paced: about 1,000 lines a second, never more.
+        self.assertLessEqual(result.lines_sent, 500 + 1)
+        self.assertEqual(result.expected, 5 * result.lines_sent)
         self.assertGreater(result.latency_samples, 0)
         self.assertIn("PRIVMSG #bench :", result.delivered_form)
