@@ -160,21 +160,13 @@ class RoomOperators:
     def _set_operator(
         self, member: Member, room: Room, nick: str, operator: bool
     ) -> None:
-        self._as_operator(member, room)
-        target = self._target(room, nick)
-        if (target in room.operators) == operator:
+        target = self._set_status(
+            member, room, nick, operator, room.operators, events.Opped, events.Deopped
+        )
+        if target is not None:
             self.fanout.tell(
                 member, events.OperatorUnchanged(room.name, target.nick, operator)
             )
-            return
-        event: events.Event
-        if operator:
-            room.operators.add(target)
-            event = events.Opped(room.name, target.nick, member.nick)
-        else:
-            room.operators.discard(target)
-            event = events.Deopped(room.name, target.nick, member.nick)
-        self.fanout.post(room, None, event)
 
     def voice(self, member: Member, room: Room, nick: str) -> None:
         """
@@ -190,15 +182,35 @@ class RoomOperators:
         self._set_voice(member, room, nick, False)
 
     def _set_voice(self, member: Member, room: Room, nick: str, voice: bool) -> None:
+        # A voice given twice says nothing.
+        self._set_status(
+            member, room, nick, voice, room.voiced, events.Voiced, events.Devoiced
+        )
+
+    def _set_status(
+        self,
+        member: Member,
+        room: Room,
+        nick: str,
+        give: bool,
+        holders: set[Member],
+        given: type[events.Voiced] | type[events.Opped],
+        taken: type[events.Devoiced] | type[events.Deopped],
+    ) -> Member | None:
+        """
+        Give (or take) a status in C{room}, kept as the set C{holders}, to
+        the member called C{nick}, and tell the room with C{given} (or
+        C{taken}). The member is returned if it had (or lacked) the status
+        already, and nothing was done.
+        """
         self._as_operator(member, room)
         target = self._target(room, nick)
-        if (target in room.voiced) == voice:
-            return
-        event: events.Event
-        if voice:
-            room.voiced.add(target)
-            event = events.Voiced(room.name, target.nick, member.nick)
+        if (target in holders) == give:
+            return target
+        if give:
+            holders.add(target)
         else:
-            room.voiced.discard(target)
-            event = events.Devoiced(room.name, target.nick, member.nick)
+            holders.discard(target)
+        event = (given if give else taken)(room.name, target.nick, member.nick)
         self.fanout.post(room, None, event)
+        return None
