@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import resource
 import signal
+import sys
 from collections.abc import Callable
 from types import FrameType
 from typing import Any, cast
@@ -159,6 +160,24 @@ def raise_open_files_limit() -> int:
     return soft
 
 
+# Seconds a thread may hold the GIL while another waits for it (Python's
+# default is 5 ms). The database thread runs Python while it writes history
+# (every 50 ms); a reactor thread woken meanwhile by a line to fan out
+# waited for it, which made the tail of fan-out latency (see
+# docs/performance.md, "The paced tail").
+SWITCH_INTERVAL = 0.0005
+
+
+def shorten_thread_switches() -> float:
+    """
+    Let the reactor thread take the GIL back from a worker thread within
+    L{SWITCH_INTERVAL}, never later than Python's own default. Returns the
+    interval now in force.
+    """
+    sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
+    return sys.getswitchinterval()
+
+
 class ChatService(MultiService):
     """
     The listeners and the database, and what the process needs before it
@@ -244,6 +263,7 @@ class ChatService(MultiService):
     def startService(self) -> None:
         limit = raise_open_files_limit()
         log.info("Open files limit: {limit}", limit=limit)
+        shorten_thread_switches()
         super().startService()
         if self.handle_signals:
             from twisted.internet import reactor

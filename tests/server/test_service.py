@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import resource
 import socket
+import sys
 from typing import Any, cast
 
 from twisted.internet import defer, endpoints, reactor
@@ -20,7 +21,13 @@ from twisted.protocols.basic import LineReceiver
 from twisted.trial import unittest
 
 from chatservice.server import tap
-from chatservice.server.service import ChatService, Listener, raise_open_files_limit
+from chatservice.server.service import (
+    SWITCH_INTERVAL,
+    ChatService,
+    Listener,
+    raise_open_files_limit,
+    shorten_thread_switches,
+)
 from tests.server.test_options import parse
 from tests.support.helpers import capture_events, deferred_test, with_format
 
@@ -117,6 +124,35 @@ class OpenFilesLimitTests(unittest.SynchronousTestCase):
         self.addCleanup(service.stopService)
         figures = [e["limit"] for e in events if "limit" in e]
         self.assertEqual(figures, [resource.getrlimit(resource.RLIMIT_NOFILE)[0]])
+
+
+class ThreadSwitchTests(unittest.SynchronousTestCase):
+    """
+    The server lets its reactor thread have the GIL back from a worker
+    thread (the database's) within L{SWITCH_INTERVAL}.
+    """
+
+    def setUp(self) -> None:
+        self.addCleanup(sys.setswitchinterval, sys.getswitchinterval())
+
+    def test_shortened(self) -> None:
+        sys.setswitchinterval(0.005)
+        self.assertEqual(shorten_thread_switches(), SWITCH_INTERVAL)
+        self.assertEqual(sys.getswitchinterval(), SWITCH_INTERVAL)
+
+    def test_neverLengthened(self) -> None:
+        """
+        A process that already switches more often keeps its interval.
+        """
+        sys.setswitchinterval(SWITCH_INTERVAL / 2)
+        self.assertEqual(shorten_thread_switches(), SWITCH_INTERVAL / 2)
+
+    def test_whenTheServiceStarts(self) -> None:
+        sys.setswitchinterval(0.005)
+        service = ChatService()
+        service.startService()
+        self.addCleanup(service.stopService)
+        self.assertEqual(sys.getswitchinterval(), SWITCH_INTERVAL)
 
 
 class SlowEndpoint:
