@@ -1,130 +1,795 @@
-// The chat's web client: a first, dependency-free version. Everything
-// shown goes through textContent, never HTML.
+// The chat's web client: dependency-free ES modules, no build step.
+//
+// Everything another user can have typed reaches the page through
+// textContent (the el() helper below), never as HTML. Conversations (the
+// server's own, rooms, private talks) each keep a scrollback element of
+// their own; the one shown is the current one.
 
-const log = document.getElementById("log");
-const roomsNav = document.getElementById("rooms");
-const status = document.getElementById("status");
-const meSpan = document.getElementById("me");
-const input = document.getElementById("line");
+import { COMMANDS, parseLine } from "./commands.js";
+import { Connection } from "./connection.js";
+import { describe } from "./errors.js";
 
-let socket = null;
-let current = null;
-const rooms = new Set();
-let nextId = 1;
+const $ = (id) => document.getElementById(id);
 
-function show(text, kind = "", time = null) {
-  const p = document.createElement("p");
-  if (kind) p.className = kind;
-  if (time !== null) {
-    const t = document.createElement("time");
-    t.textContent = new Date(time * 1000).toLocaleTimeString();
-    p.append(t);
-  }
-  p.append(document.createTextNode(text));
-  const atEnd = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
-  log.append(p);
-  if (atEnd) log.scrollTop = log.scrollHeight;
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
 }
 
-function drawRooms() {
-  roomsNav.replaceChildren(...[...rooms].map((room) => {
-    const b = document.createElement("button");
-    b.textContent = room;
-    if (room === current) b.className = "current";
-    b.addEventListener("click", () => { current = room; drawRooms(); });
-    return b;
-  }));
+// What outlives a reload: the nickname chosen, whether it is registered,
+// the rooms joined. Never a password.
+const saved = {
+  get(name, fallback) {
+    try {
+      const value = localStorage.getItem(`chat.${name}`);
+      return value === null ? fallback : JSON.parse(value);
+    } catch {
+      return fallback;
+    }
+  },
+  set(name, value) {
+    try {
+      localStorage.setItem(`chat.${name}`, JSON.stringify(value));
+    } catch {
+      // Private browsing: nothing is remembered.
+    }
+  },
+};
+
+const state = {
+  me: null,
+  // The password is kept in memory only, to log in again after a reconnect.
+  credentials: null,
+  loggingIn: null,
+  conversations: new Map(),
+  current: null,
+  everConnected: false,
+  offline: false,
+  switchTo: null,
+  namesAsked: new Set(),
+  topicAsked: new Set(),
+  sent: [],
+  sentAt: 0,
+  draft: "",
+};
+
+const RECENT = 200;
+const fold = (name) => name.toLowerCase();
+
+// Conversations
+
+function keyOf(kind, name) {
+  return kind === "server" ? "server" : `${kind}:${fold(name)}`;
 }
 
-function send(request) {
-  if (socket && socket.readyState === WebSocket.OPEN) {
-    socket.send(JSON.stringify({ ...request, id: nextId++ }));
+function conversation(kind, name) {
+  const key = keyOf(kind, name);
+  let c = state.conversations.get(key);
+  if (c) return c;
+  c = {
+    key,
+    kind,
+    name,
+    log: el("div", "log"),
+    unread: 0,
+    mention: false,
+    members: new Map(),
+    topic: "",
+    joined: false,
+    rejoining: false,
+    historyAsked: false,
+    recent: [],
+  };
+  c.log.hidden = true;
+  c.log.setAttribute("role", "log");
+  c.log.dataset.conversation = key;
+  $("logs").append(c.log);
+  state.conversations.set(key, c);
+  drawTabs();
+  return c;
+}
+
+const server = () => conversation("server", location.host || "server");
+const room = (name) => conversation("room", name);
+const current = () => state.conversations.get(state.current) || server();
+
+function select(key) {
+  const c = state.conversations.get(key);
+  if (!c) return;
+  state.current = key;
+  for (const other of state.conversations.values()) other.log.hidden = other !== c;
+  c.unread = 0;
+  c.mention = false;
+  c.log.scrollTop = c.log.scrollHeight;
+  document.body.classList.remove("show-side", "show-members");
+  drawTabs();
+  drawHeading();
+  drawMembers();
+}
+
+function remove(c) {
+  state.conversations.delete(c.key);
+  c.log.remove();
+  if (state.current === c.key) {
+    const next = [...state.conversations.values()].find((o) => o.kind === "room") || server();
+    select(next.key);
   } else {
-    show("Not connected.", "error");
+    drawTabs();
   }
 }
+
+function saveRooms() {
+  const joined = [...state.conversations.values()].filter((c) => c.kind === "room" && c.joined);
+  saved.set("rooms", joined.map((c) => c.name));
+}
+
+// Drawing
+
+function drawTabs() {
+  const tab = (c) => {
+    const button = el("button", `tab ${c.kind}`);
+    button.type = "button";
+    button.dataset.conversation = c.key;
+    button.append(el("span", "name", c.name));
+    if (c.unread) button.append(el("span", c.mention ? "unread mention" : "unread", String(c.unread)));
+    if (c.key === state.current) button.setAttribute("aria-current", "page");
+    if (c.kind === "room" && !c.joined) button.classList.add("away");
+    button.addEventListener("click", () => select(c.key));
+    const item = el("li");
+    item.append(button);
+    return item;
+  };
+  const all = [...state.conversations.values()];
+  $("rooms").replaceChildren(...all.filter((c) => c.kind !== "private").map(tab));
+  $("privates").replaceChildren(...all.filter((c) => c.kind === "private").map(tab));
+  const unread = all.reduce((n, c) => n + c.unread, 0);
+  document.title = unread ? `(${unread}) chat` : "chat";
+  $("menu").classList.toggle("has-unread", unread > 0);
+}
+
+function drawHeading() {
+  const c = current();
+  $("title").textContent = c.kind === "private" ? `${c.name} (private)` : c.name;
+  $("topic").textContent = c.topic;
+  $("topic").hidden = !c.topic;
+}
+
+function rank(info) {
+  return info.op ? 0 : info.voice ? 1 : 2;
+}
+
+function drawMembers() {
+  const c = current();
+  const list = $("member-list");
+  if (c.kind !== "room") {
+    $("members-title").textContent = c.kind === "private" ? "Private" : "Members";
+    list.replaceChildren();
+    return;
+  }
+  const members = [...c.members.entries()].sort(
+    ([a, x], [b, y]) => rank(x) - rank(y) || fold(a).localeCompare(fold(b)),
+  );
+  $("members-title").textContent = `Members (${members.length})`;
+  list.replaceChildren(
+    ...members.map(([nick, info]) => {
+      const item = el("li");
+      const button = el("button", info.op ? "member op" : info.voice ? "member voiced" : "member");
+      button.type = "button";
+      button.title = info.op ? "operator" : info.voice ? "voiced" : "";
+      button.append(el("span", "mode", info.op ? "@" : info.voice ? "+" : ""), el("span", "nick", nick));
+      button.addEventListener("click", () => select(conversation("private", nick).key));
+      item.append(button);
+      return item;
+    }),
+  );
+}
+
+function drawMe() {
+  $("me").textContent = state.me || "…";
+  $("me").classList.toggle("logged-in", state.credentials !== null);
+  $("logout").hidden = state.credentials === null;
+}
+
+function clock(time) {
+  const when = new Date(time * 1000);
+  const node = el("time", "", when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }));
+  node.dateTime = when.toISOString();
+  node.title = when.toLocaleString();
+  return node;
+}
+
+function nickClass(nick) {
+  let hash = 0;
+  for (const ch of fold(nick)) hash = (hash * 31 + ch.codePointAt(0)) >>> 0;
+  return `nick c${hash % 8}`;
+}
+
+function mentions(text) {
+  return state.me !== null && fold(text).includes(fold(state.me));
+}
+
+// Add a line to `c`: `parts` are [class, text] pairs, shown as text.
+function show(c, kind, parts, time = Date.now() / 1000, counts = false) {
+  const line = el("p", `line ${kind}`);
+  line.append(clock(time));
+  for (const [className, text] of parts) line.append(el("span", className, text));
+  const log = c.log;
+  const atEnd = log.scrollTop + log.clientHeight >= log.scrollHeight - 24;
+  log.append(line);
+  if (atEnd || log.hidden) log.scrollTop = log.scrollHeight;
+  if (counts && (c.key !== state.current || document.hidden)) {
+    c.unread += 1;
+    if (c.kind === "private" || kind.includes("mention")) c.mention = true;
+    drawTabs();
+  }
+  return line;
+}
+
+const meta = (c, text, time) => show(c, "meta", [["text", text]], time);
+const problem = (c, text) => show(c, "error", [["text", `!!! ${text}`]]);
+
+function remember(c, kind, nick, text) {
+  c.recent.push(`${kind}\u0000${nick}\u0000${text}`);
+  if (c.recent.length > RECENT) c.recent.splice(0, c.recent.length - RECENT);
+}
+
+function chatLine(c, kind, nick, text, time, { own = false, history = false } = {}) {
+  const parts =
+    kind === "action"
+      ? [[nickClass(nick), `* ${nick}`], ["text", ` ${text}`]]
+      : kind === "notice"
+        ? [[nickClass(nick), `-${nick}-`], ["text", ` ${text}`]]
+        : [[nickClass(nick), `<${nick}>`], ["text", ` ${text}`]];
+  let classes = kind === "action" ? "said action" : kind === "notice" ? "said notice" : "said";
+  if (own) classes += " own";
+  if (history) classes += " history";
+  if (!own && !history && mentions(text)) classes += " mention";
+  // One's own lines are history once the server has them (see own()).
+  if (kind !== "notice" && !own) remember(c, kind === "action" ? "action" : "message", nick, text);
+  return show(c, classes, parts, time, !own && !history);
+}
+
+// How many of `lines`, from the start, are the last lines `c` shows: a
+// room entered again after a reconnect replays what it shows already.
+function overlap(c, lines) {
+  const keys = lines.map((l) => `${l.kind}\u0000${l.nick}\u0000${l.text}`);
+  for (let n = Math.min(keys.length, c.recent.length); n > 0; n--) {
+    const tail = c.recent.slice(c.recent.length - n);
+    if (tail.every((k, i) => k === keys[i])) return n;
+  }
+  return 0;
+}
+
+// Members
+
+function setMember(c, nick, change) {
+  const info = c.members.get(nick) || { op: false, voice: false };
+  c.members.set(nick, { ...info, ...change });
+  if (c.key === state.current) drawMembers();
+}
+
+function dropMember(c, nick) {
+  c.members.delete(nick);
+  if (c.key === state.current) drawMembers();
+}
+
+function renameEverywhere(old, nick) {
+  const was = state.conversations.get(keyOf("private", old));
+  if (was && !state.conversations.has(keyOf("private", nick))) {
+    state.conversations.delete(was.key);
+    was.key = keyOf("private", nick);
+    was.name = nick;
+    was.log.dataset.conversation = was.key;
+    state.conversations.set(was.key, was);
+    if (state.current === keyOf("private", old)) state.current = was.key;
+    drawTabs();
+    drawHeading();
+  }
+}
+
+// The server's events
 
 const handlers = {
-  welcome: (e) => { meSpan.textContent = e.nick; send({ type: "join", room: current || "lobby" }); },
-  said: (e) => show(`[${e.room}] <${e.nick}> ${e.text}`, "", e.time),
-  action: (e) => show(`[${e.room}] * ${e.nick} ${e.text}`, "", e.time),
-  notice: (e) => show(`[${e.room}] -${e.nick}- ${e.text}`, "", e.time),
-  private: (e) => show(`*${e.sender}* ${e.text}`, "", e.time),
-  joined: (e) => show(`[${e.room}] --> ${e.nick} joined`, "meta", e.time),
-  left: (e) => {
-    show(`[${e.room}] <-- ${e.nick} left`, "meta", e.time);
-    if (e.nick === meSpan.textContent) { rooms.delete(e.room); if (current === e.room) current = [...rooms][0] || null; drawRooms(); }
+  welcome(e) {
+    state.me = e.nick;
+    drawMe();
+    restore();
   },
-  quit: (e) => show(`[${e.room}] <-- ${e.nick} quit (${e.reason})`, "meta", e.time),
-  renamed: (e) => show(`[${e.room}] --- ${e.old} is now known as ${e.new}`, "meta", e.time),
-  nick_changed: (e) => { meSpan.textContent = e.nick; show(`You are now ${e.nick}.`, "meta"); },
-  entered: (e) => { rooms.add(e.room); current = e.room; drawRooms(); show(`You entered ${e.room} (${e.count} here).`, "meta"); },
-  topic: (e) => show(`[${e.room}] topic: ${e.text}`, "meta"),
-  topic_set: (e) => show(`[${e.room}] ${e.nick} set the topic: ${e.text}`, "meta", e.time),
-  replay: (e) => e.lines.forEach((l) => show(`[${e.room}] ${l.kind === "action" ? "* " + l.nick : "<" + l.nick + ">"} ${l.text}`, "", l.time)),
-  names: (e) => show(`[${e.room}] here: ${e.nicks.join(", ")}`, "meta"),
-  rooms: (e) => show("Rooms: " + e.rooms.map((r) => `${r.room} (${r.count})`).join(", "), "meta"),
-  motd: (e) => e.lines.forEach((l) => show(l, "meta")),
-  error: (e) => show(`Error: ${e.code}`, "error"),
-  closing: () => show("The server is shutting down.", "meta"),
-  ok: () => {},
+  motd(e) {
+    for (const text of e.lines) meta(server(), text);
+  },
+  said: (e) => chatLine(room(e.room), "message", e.nick, e.text, e.time),
+  action: (e) => chatLine(room(e.room), "action", e.nick, e.text, e.time),
+  notice: (e) => chatLine(room(e.room), "notice", e.nick, e.text, e.time),
+  private(e) {
+    const c = conversation("private", e.sender);
+    chatLine(c, e.notice ? "notice" : "message", e.sender, e.text, e.time);
+  },
+  joined(e) {
+    const c = room(e.room);
+    setMember(c, e.nick, {});
+    if (e.nick !== state.me) meta(c, `--> ${e.nick} joined`, e.time);
+  },
+  left(e) {
+    const c = room(e.room);
+    if (e.nick === state.me) {
+      c.joined = false;
+      saveRooms();
+      remove(c);
+      return;
+    }
+    dropMember(c, e.nick);
+    meta(c, `<-- ${e.nick} left${e.reason ? ` (${e.reason})` : ""}`, e.time);
+  },
+  quit(e) {
+    const c = room(e.room);
+    dropMember(c, e.nick);
+    meta(c, `<-- ${e.nick} quit (${e.reason})`, e.time);
+  },
+  renamed(e) {
+    const c = room(e.room);
+    const info = c.members.get(e.old) || {};
+    c.members.delete(e.old);
+    setMember(c, e.new, info);
+    meta(c, `--- ${e.old} is now known as ${e.new}`, e.time);
+    renameEverywhere(e.old, e.new);
+  },
+  kicked(e) {
+    const c = room(e.room);
+    meta(c, `<-- ${e.nick} was kicked by ${e.by}${e.reason ? ` (${e.reason})` : ""}`, e.time);
+    if (e.nick === state.me) {
+      c.joined = false;
+      c.members.clear();
+      saveRooms();
+      drawTabs();
+    }
+    dropMember(c, e.nick);
+  },
+  opped(e) {
+    setMember(room(e.room), e.nick, { op: true });
+    meta(room(e.room), `--- ${e.by} made ${e.nick} an operator`, e.time);
+  },
+  deopped(e) {
+    setMember(room(e.room), e.nick, { op: false });
+    meta(room(e.room), `--- ${e.by} took operator status from ${e.nick}`, e.time);
+  },
+  voiced(e) {
+    setMember(room(e.room), e.nick, { voice: true });
+    meta(room(e.room), `--- ${e.by} gave ${e.nick} a voice`, e.time);
+  },
+  devoiced(e) {
+    setMember(room(e.room), e.nick, { voice: false });
+    meta(room(e.room), `--- ${e.by} took the voice of ${e.nick}`, e.time);
+  },
+  topic_set(e) {
+    const c = room(e.room);
+    c.topic = e.text;
+    if (c.key === state.current) drawHeading();
+    meta(c, e.text ? `--- ${e.nick} set the topic: ${e.text}` : `--- ${e.nick} cleared the topic`, e.time);
+  },
+  topic_locked(e) {
+    meta(room(e.room), `--- ${e.nick} let ${e.locked ? "only operators" : "anyone"} set the topic`, e.time);
+  },
+  secret_set(e) {
+    meta(room(e.room), `--- ${e.nick} made the room ${e.secret ? "secret" : "visible"}`, e.time);
+  },
+  operator_unchanged(e) {
+    meta(current(), `${e.nick} is ${e.operator ? "already" : "not"} an operator of ${e.room}.`);
+  },
+  entered(e) {
+    const c = room(e.room);
+    c.name = e.room;
+    c.rejoining = c.joined || c.log.childElementCount > 0;
+    c.joined = true;
+    c.members.clear();
+    saveRooms();
+    if (!c.rejoining) meta(c, `You entered ${e.room} (${e.count} here).`);
+    if (state.switchTo === fold(e.room) || current().kind === "server") {
+      state.switchTo = null;
+      select(c.key);
+    } else {
+      drawTabs();
+    }
+  },
+  topic(e) {
+    const c = room(e.room);
+    const changed = c.topic !== e.text;
+    c.topic = e.text;
+    if (c.key === state.current) drawHeading();
+    if (changed || !c.rejoining || state.topicAsked.delete(fold(e.room))) {
+      meta(c, `Topic: ${e.text} (set by ${e.nick})`, e.time);
+    }
+  },
+  no_topic(e) {
+    const c = room(e.room);
+    c.topic = "";
+    if (c.key === state.current) drawHeading();
+    if (state.topicAsked.delete(fold(e.room))) meta(c, "No topic is set.");
+  },
+  replay(e) {
+    const c = room(e.room);
+    if (c.historyAsked) {
+      c.historyAsked = false;
+      meta(c, e.lines.length ? `Last ${e.lines.length} line(s) of ${e.room}:` : `No history in ${e.room}.`);
+      for (const l of e.lines) chatLine(c, l.kind, l.nick, l.text, l.time, { history: true });
+      if (e.lines.length) meta(c, `End of history of ${e.room}.`);
+      return;
+    }
+    const seen = c.rejoining ? overlap(c, e.lines) : 0;
+    for (const l of e.lines.slice(seen)) chatLine(c, l.kind, l.nick, l.text, l.time, { history: true });
+  },
+  names(e) {
+    const key = fold(e.room);
+    const c = state.conversations.get(keyOf("room", e.room));
+    if (c && c.joined) {
+      const operators = new Set(e.operators);
+      const voiced = new Set(e.voiced || []);
+      c.members = new Map(e.nicks.map((n) => [n, { op: operators.has(n), voice: voiced.has(n) }]));
+      // The last of what entering a room tells.
+      c.rejoining = false;
+      if (c.key === state.current) drawMembers();
+    }
+    if (state.namesAsked.delete(key)) {
+      const ops = new Set(e.operators);
+      meta(current(), `In ${e.room}: ${e.nicks.map((n) => (ops.has(n) ? `@${n}` : n)).join(" ")}`);
+    }
+  },
+  rooms(e) {
+    const list = e.rooms.map((r) => `${r.room} (${r.count})`).join(", ");
+    meta(current(), list ? `Rooms: ${list}` : "No rooms yet; /join one.");
+  },
+  nick_changed(e) {
+    state.me = e.nick;
+    drawMe();
+    meta(current(), `You are now known as ${e.nick}.`);
+  },
+  same_nick: (e) => meta(current(), `You are ${e.nick} already.`),
+  displaced(e) {
+    state.credentials = null;
+    saved.set("registered", false);
+    meta(current(), `The owner of ${e.nick} logged in elsewhere, so you get another name.`);
+  },
+  registered(e) {
+    state.credentials = state.loggingIn;
+    saved.set("nick", e.nick);
+    saved.set("registered", true);
+    drawMe();
+    meta(current(), `Registered ${e.nick}; you are logged in.`);
+  },
+  logged_in(e) {
+    state.credentials = state.loggingIn && { ...state.loggingIn, nick: e.nick };
+    saved.set("nick", e.nick);
+    saved.set("registered", true);
+    drawMe();
+    meta(current(), `Logged in as ${e.nick}.`);
+  },
+  logged_out() {
+    state.credentials = null;
+    saved.set("registered", false);
+    drawMe();
+    meta(current(), "Logged out.");
+  },
+  password_changed() {
+    if (state.credentials && state.loggingIn) state.credentials.password = state.loggingIn.password;
+    meta(current(), "Password changed.");
+  },
+  goodbye() {
+    connection.stop();
+    meta(current(), "You left the chat. Click the status to come back.");
+  },
+  closing() {
+    meta(current(), "The server is shutting down; this page reconnects when it is back.");
+  },
+  error(e) {
+    // A refusal of a request is told where the request was made.
+    if (e.id === undefined) problem(current(), describe(e));
+  },
 };
 
 function handle(event) {
   const handler = handlers[event.type];
   if (handler) handler(event);
-  else show(`(${event.type}) ${JSON.stringify(event)}`, "meta");
 }
 
-// Slash commands, as in the line protocol, turned into requests.
-function request(line) {
-  if (!line.startsWith("/") || line.startsWith("//")) {
-    return { type: "say", room: current, text: line.startsWith("//") ? line.slice(1) : line };
-  }
-  const [name, ...words] = line.slice(1).split(" ");
-  const rest = words.join(" ");
-  switch (name.toLowerCase()) {
-    case "join": return { type: "join", room: rest };
-    case "part": return { type: "part", room: rest || current };
-    case "nick": return { type: "nick", nick: rest };
-    case "me": return { type: "me", room: current, text: rest };
-    case "msg": return { type: "msg", nick: words[0], text: words.slice(1).join(" ") };
-    case "who": return { type: "names", room: rest || current };
-    case "rooms": return { type: "rooms" };
-    case "topic": return rest ? { type: "topic", room: current, text: rest === "-" ? "" : rest } : { type: "topic", room: current };
-    case "history": return { type: "history", room: current, n: parseInt(rest || "50", 10) };
-    case "register": return { type: "register", password: rest };
-    case "login": return { type: "login", nick: words[0], password: words[1] };
-    case "logout": return { type: "logout" };
-    case "quit": return { type: "quit", message: rest };
-    default: show(`Unknown command /${name}.`, "error"); return null;
+// The connection
+
+function setStatus(text, className) {
+  $("status").textContent = text;
+  $("status").className = className;
+}
+
+function onState(name, detail) {
+  if (name === "connecting") {
+    setStatus(state.everConnected ? "reconnecting…" : "connecting…", "connecting");
+  } else if (name === "open") {
+    setStatus("connected", "connected");
+  } else if (name === "closed") {
+    const seconds = Math.max(1, Math.round(detail.delay));
+    setStatus(`offline: retrying in ${seconds} s`, "offline");
+    if (!state.offline && state.everConnected) {
+      state.offline = true;
+      for (const c of state.conversations.values()) {
+        if (c.kind === "room" && c.joined) c.members.clear();
+      }
+      drawMembers();
+      meta(current(), "Disconnected from the server; reconnecting…");
+    }
+  } else if (name === "stopped") {
+    setStatus("offline", "offline");
   }
 }
 
-document.getElementById("say").addEventListener("submit", (e) => {
+// A new connection: the same name and rooms as before, then what was typed
+// meanwhile.
+function restore() {
+  const reconnected = state.everConnected;
+  state.everConnected = true;
+  const failed = (where) => (e) => problem(where, describe(e));
+  if (state.credentials) {
+    state.loggingIn = state.credentials;
+    connection
+      .send({ type: "login", nick: state.credentials.nick, password: state.credentials.password })
+      .catch(failed(server()));
+  } else {
+    const nick = saved.get("nick", null);
+    if (nick && fold(nick) !== fold(state.me)) {
+      if (saved.get("registered", false)) {
+        openAccount(nick);
+      } else {
+        connection.send({ type: "nick", nick }).catch(failed(server()));
+      }
+    }
+  }
+  const rooms = reconnected
+    ? [...state.conversations.values()].filter((c) => c.kind === "room" && c.joined).map((c) => c.name)
+    : saved.get("rooms", []);
+  for (const name of rooms) connection.send({ type: "join", room: name }).catch(failed(room(name)));
+  const held = connection.held;
+  connection.setReady();
+  if (reconnected) {
+    state.offline = false;
+    meta(current(), held ? `Reconnected; sending ${held} held line(s).` : "Reconnected.");
+  }
+  // Queued requests' lines are confirmed by their ok.
+  for (const line of document.querySelectorAll(".line.held")) line.classList.remove("held");
+}
+
+const socketUrl = new URL("ws", location.href);
+socketUrl.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+const connection = new Connection(socketUrl.href, handle, onState);
+
+// What the user types
+
+// Send `request`; a refusal is told in the conversation `c`.
+function ask(request, c = current()) {
+  const answer = connection.request(request);
+  answer.catch((e) => problem(c, describe(e)));
+  return answer;
+}
+
+// A line of one's own, shown at once, confirmed by the server's ok.
+function own(c, kind, request) {
+  const line = chatLine(c, kind, state.me || "you", request.text, Date.now() / 1000, { own: true });
+  line.classList.add("pending");
+  if (!connection.ready) line.classList.add("held");
+  const nick = state.me;
+  ask(request, c).then(
+    () => {
+      line.classList.remove("pending", "held");
+      if (c.kind === "room") remember(c, kind, nick, request.text);
+    },
+    () => line.classList.replace("pending", "failed"),
+  );
+}
+
+function perform(text) {
+  const c = current();
+  const parsed = parseLine(text, c);
+  if (parsed.error) {
+    problem(c, parsed.error);
+    return;
+  }
+  if (parsed.local === "help") {
+    meta(c, "Commands (as in the line protocol):");
+    for (const [name, args, what] of COMMANDS) meta(c, `/${name}${args ? ` ${args}` : ""}: ${what}`);
+    return;
+  }
+  if (parsed.local === "query") {
+    select(conversation("private", parsed.nick).key);
+    return;
+  }
+  if (parsed.local === "clear") {
+    c.log.replaceChildren();
+    return;
+  }
+  const request = parsed.request;
+  switch (request.type) {
+    case "say":
+      own(c, "message", request);
+      return;
+    case "me":
+      own(c, "action", request);
+      return;
+    case "msg": {
+      const to = conversation("private", request.nick);
+      if (to !== c) select(to.key);
+      own(to, "message", request);
+      return;
+    }
+    case "join":
+      state.switchTo = fold(request.room);
+      break;
+    case "history":
+      room(request.room).historyAsked = true;
+      break;
+    case "names":
+      state.namesAsked.add(fold(request.room));
+      break;
+    case "topic":
+      if (request.text === undefined) state.topicAsked.add(fold(request.room));
+      break;
+    case "login":
+      state.loggingIn = { nick: request.nick, password: request.password };
+      break;
+    case "register":
+      state.loggingIn = { nick: state.me, password: request.password };
+      break;
+    case "password":
+      state.loggingIn = { nick: state.me, password: request.new };
+      break;
+    case "nick":
+      ask(request, c).then(() => {
+        saved.set("nick", request.nick);
+        saved.set("registered", false);
+      });
+      return;
+    default:
+      break;
+  }
+  ask(request, c);
+}
+
+function rememberTyped(text) {
+  if (state.sent[state.sent.length - 1] !== text) state.sent.push(text);
+  if (state.sent.length > 100) state.sent.shift();
+  state.sentAt = state.sent.length;
+  state.draft = "";
+}
+
+$("say").addEventListener("submit", (e) => {
   e.preventDefault();
-  const line = input.value;
-  if (!line.trim()) return;
+  const input = $("line");
+  const text = input.value;
+  if (!text.trim()) return;
   input.value = "";
-  const r = request(line);
-  if (r) {
-    send(r);
-    if (r.type === "say") show(`[${r.room}] <${meSpan.textContent}> ${r.text}`);
+  rememberTyped(text);
+  perform(text);
+});
+
+// Up and down walk through what was typed before; Tab completes a nickname.
+$("line").addEventListener("keydown", (e) => {
+  const input = $("line");
+  if (e.key === "ArrowUp" && state.sentAt > 0) {
+    if (state.sentAt === state.sent.length) state.draft = input.value;
+    state.sentAt -= 1;
+    input.value = state.sent[state.sentAt];
+    e.preventDefault();
+  } else if (e.key === "ArrowDown" && state.sentAt < state.sent.length) {
+    state.sentAt += 1;
+    input.value = state.sentAt === state.sent.length ? state.draft : state.sent[state.sentAt];
+    e.preventDefault();
+  } else if (e.key === "Tab" && input.value) {
+    const before = input.value.slice(0, input.selectionStart);
+    const word = before.split(" ").pop();
+    if (!word) return;
+    const match = [...current().members.keys()].find((n) => fold(n).startsWith(fold(word)));
+    if (!match) return;
+    e.preventDefault();
+    const suffix = before.length === word.length ? ": " : " ";
+    input.value = before.slice(0, before.length - word.length) + match + suffix + input.value.slice(before.length);
   }
 });
 
-function connect() {
-  const url = new URL("ws", location.href);
-  url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
-  socket = new WebSocket(url);
-  socket.addEventListener("open", () => { status.textContent = "connected"; });
-  socket.addEventListener("message", (m) => handle(JSON.parse(m.data)));
-  socket.addEventListener("close", () => {
-    status.textContent = "disconnected; reconnecting…";
-    rooms.clear();
-    drawRooms();
-    setTimeout(connect, 2000 + Math.random() * 3000);
+$("join").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const name = $("join-room").value.trim();
+  if (!name) return;
+  $("join-room").value = "";
+  perform(`/join ${name.split(/\s+/)[0]}`);
+});
+
+// The account panel: a nickname, log in, register.
+
+function openAccount(nick) {
+  const panel = $("account");
+  panel.hidden = false;
+  $("account-error").textContent = "";
+  $("account-nick").value = nick || (state.me && !/^guest\d*$/i.test(state.me) ? state.me : "");
+  (nick ? $("account-password") : $("account-nick")).focus();
+}
+
+function closeAccount() {
+  $("account").hidden = true;
+  $("account-password").value = "";
+  saved.set("chose", true);
+  $("line").focus();
+}
+
+function accountRequest(request) {
+  $("account-error").textContent = "";
+  return connection.request(request).catch((e) => {
+    $("account-error").textContent = describe(e);
+    throw e;
   });
 }
 
-connect();
+$("me").addEventListener("click", () => {
+  if ($("account").hidden) openAccount();
+  else closeAccount();
+});
+$("keep").addEventListener("click", closeAccount);
+$("use-nick").addEventListener("click", () => {
+  const nick = $("account-nick").value.trim();
+  if (!nick) return;
+  accountRequest({ type: "nick", nick }).then(() => {
+    saved.set("nick", nick);
+    saved.set("registered", false);
+    closeAccount();
+  }, () => {});
+});
+$("account").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const nick = $("account-nick").value.trim();
+  const password = $("account-password").value;
+  if (!nick || !password) {
+    $("account-error").textContent = "A nickname and a password, please.";
+    return;
+  }
+  state.loggingIn = { nick, password };
+  accountRequest({ type: "login", nick, password }).then(closeAccount, () => {});
+});
+$("register").addEventListener("click", () => {
+  const nick = $("account-nick").value.trim();
+  const password = $("account-password").value;
+  if (!password) {
+    $("account-error").textContent = "Choose a password to register.";
+    return;
+  }
+  const named = nick && nick !== state.me ? accountRequest({ type: "nick", nick }) : Promise.resolve();
+  named
+    .then(() => {
+      state.loggingIn = { nick: nick || state.me, password };
+      return accountRequest({ type: "register", password });
+    })
+    .then(closeAccount, () => {});
+});
+$("logout").addEventListener("click", () => {
+  accountRequest({ type: "logout" }).then(closeAccount, () => {});
+});
+
+// The narrow layout's drawers, and the status that retries when clicked.
+$("menu").addEventListener("click", () => {
+  document.body.classList.remove("show-members");
+  document.body.classList.toggle("show-side");
+});
+$("people").addEventListener("click", () => {
+  document.body.classList.remove("show-side");
+  document.body.classList.toggle("show-members");
+});
+$("status").addEventListener("click", () => connection.retryNow());
+window.addEventListener("online", () => connection.retryNow());
+document.addEventListener("visibilitychange", () => {
+  if (!document.hidden) {
+    const c = current();
+    c.unread = 0;
+    c.mention = false;
+    drawTabs();
+  }
+});
+
+select(server().key);
+drawMe();
+if (!saved.get("chose", false)) openAccount();
+connection.start();

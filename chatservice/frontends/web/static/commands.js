@@ -1,0 +1,109 @@
+// The line protocol's slash commands, typed as a line user types them,
+// turned into the WebSocket protocol's typed requests (docs/protocol.md).
+// Pure functions: no DOM, no socket.
+
+// What /help lists, as the line protocol's /help words it.
+export const COMMANDS = [
+  ["nick", "NAME", "Change your nickname."],
+  ["join", "ROOM", "Enter ROOM (creating it if needed) and talk there."],
+  ["part", "[ROOM]", "Leave ROOM, or the room you are looking at."],
+  ["rooms", "", "List the rooms and how many are in each."],
+  ["who", "[ROOM]", "List who is in ROOM, or in this room."],
+  ["topic", "[TEXT]", "Show the topic, or (as an operator) set it; '/topic -' clears it."],
+  ["kick", "NICK [REASON]", "Put NICK out of this room (operators only)."],
+  ["op", "NICK", "Make NICK an operator of this room (operators only)."],
+  ["deop", "NICK", "Take operator status in this room from NICK (operators only)."],
+  ["msg", "NICK TEXT", "Send TEXT privately to NICK, in a tab of its own."],
+  ["query", "NICK", "Open a private conversation with NICK."],
+  ["me", "ACTION", "Describe an action: '* you ACTION'."],
+  ["history", "[N]", "Show the last N (default 50) lines said in this room."],
+  ["register", "PASSWORD", "Register your nickname with PASSWORD and log in."],
+  ["login", "NICK PASSWORD", "Log in as the registered NICK."],
+  ["logout", "", "Log out."],
+  ["password", "OLD NEW", "Change your password from OLD to NEW."],
+  ["clear", "", "Clear this conversation's scrollback (here only)."],
+  ["help", "", "List the commands."],
+  ["quit", "[MESSAGE]", "Leave the chat; your rooms see MESSAGE."],
+];
+
+const USAGE = Object.fromEntries(COMMANDS.map(([name, args]) => [name, `/${name} ${args}`.trim()]));
+
+function usage(name) {
+  return { error: `Usage: ${USAGE[name]}` };
+}
+
+// What a typed line asks for, in the conversation `here` ({kind: "room" |
+// "private" | "server", name}): one of
+//   {request}       a request to send;
+//   {local, ...}    something the client does itself (help, query, clear);
+//   {error}         a usage message, nothing sent.
+export function parseLine(line, here) {
+  const room = here && here.kind === "room" ? here.name : null;
+  if (!line.startsWith("/") || line.startsWith("//")) {
+    const text = line.startsWith("//") ? line.slice(1) : line;
+    if (here && here.kind === "private") return { request: { type: "msg", nick: here.name, text } };
+    if (!room) return { error: "Join a room first: /join ROOM" };
+    return { request: { type: "say", room, text } };
+  }
+  const space = line.indexOf(" ");
+  const name = (space < 0 ? line.slice(1) : line.slice(1, space)).toLowerCase();
+  const rest = space < 0 ? "" : line.slice(space + 1).trim();
+  const words = rest ? rest.split(/\s+/) : [];
+  const needRoom = (request) => (room ? { request } : { error: `/${name} needs a room: switch to one first.` });
+  switch (name) {
+    case "nick":
+      return words.length === 1 ? { request: { type: "nick", nick: words[0] } } : usage(name);
+    case "join":
+      return words.length === 1 ? { request: { type: "join", room: words[0] } } : usage(name);
+    case "part":
+      if (words[0]) return { request: { type: "part", room: words[0] } };
+      return needRoom({ type: "part", room });
+    case "rooms":
+      return { request: { type: "rooms" } };
+    case "who":
+      if (words[0]) return { request: { type: "names", room: words[0] } };
+      return needRoom({ type: "names", room });
+    case "topic":
+      if (!rest) return needRoom({ type: "topic", room });
+      return needRoom({ type: "topic", room, text: rest === "-" ? "" : rest });
+    case "kick": {
+      if (!words[0]) return usage(name);
+      const reason = rest.slice(words[0].length).trim();
+      return needRoom({ type: "kick", room, nick: words[0], ...(reason ? { reason } : {}) });
+    }
+    case "op":
+    case "deop":
+      return words.length === 1 ? needRoom({ type: name, room, nick: words[0] }) : usage(name);
+    case "msg": {
+      if (words.length < 2) return usage(name);
+      return { request: { type: "msg", nick: words[0], text: rest.slice(words[0].length).trim() } };
+    }
+    case "query":
+      return words.length === 1 ? { local: "query", nick: words[0] } : usage(name);
+    case "me":
+      if (!rest) return usage(name);
+      if (here && here.kind === "private") return { error: "Actions are for rooms." };
+      return needRoom({ type: "me", room, text: rest });
+    case "history": {
+      if (!rest) return needRoom({ type: "history", room });
+      const n = Number(rest);
+      return Number.isInteger(n) && n > 0 ? needRoom({ type: "history", room, n }) : usage(name);
+    }
+    case "register":
+      return words.length === 1 ? { request: { type: "register", password: words[0] } } : usage(name);
+    case "login":
+      return words.length === 2 ? { request: { type: "login", nick: words[0], password: words[1] } } : usage(name);
+    case "logout":
+      return { request: { type: "logout" } };
+    case "password":
+      return words.length === 2 ? { request: { type: "password", old: words[0], new: words[1] } } : usage(name);
+    case "quit":
+      return { request: { type: "quit", ...(rest ? { message: rest } : {}) } };
+    case "help":
+      return { local: "help" };
+    case "clear":
+      return { local: "clear" };
+    default:
+      return { error: `Unknown command /${name}; /help lists them.` };
+  }
+}

@@ -1,0 +1,45 @@
+// How each refusal reads: the line protocol's wording (its wire.py), for
+// the WebSocket protocol's error events.
+
+const REASONS = {
+  invalid_name: (e) => `Invalid ${e.what === "nickname" ? "nickname" : "room name"}: ${e.reason}.`,
+  nick_taken: (e) => `The nickname ${e.nick} is taken.`,
+  nick_registered: (e) => `The nickname ${e.nick} is registered; if it is yours, log in.`,
+  no_such_nick: (e) => `No such nickname: ${e.nick}.`,
+  no_such_room: (e) => `No such room: ${e.room}.`,
+  not_in_room: (e) => `You are not in ${e.room}.`,
+  no_room: () => "You are not in any room; /join one first.",
+  not_operator: (e) => `You are not an operator of ${e.room}.`,
+  target_not_in_room: (e) => `${e.nick} is not in ${e.room}.`,
+  topic_too_long: (e) => `Topic too long (the limit is ${e.limit} characters); it was not set.`,
+  no_history: () => "This server keeps no history.",
+  no_accounts: () => "This server keeps no accounts.",
+  bad_password: (e) => `A password must be ${e.shortest} to ${e.longest} characters, with no spaces.`,
+  already_registered: (e) => `${e.nick} is registered already.`,
+  registered_meanwhile: (e) => `${e.nick} was registered by someone else meanwhile.`,
+  guest_nick: () => "Guest nicknames cannot be registered: choose a nickname first.",
+  not_registered: (e) => `${e.nick} is not registered.`,
+  already_logged_in: (e) => `You are logged in as ${e.nick} already.`,
+  wrong_password: (e) => (e.nick ? `Wrong password for ${e.nick}.` : "Wrong password; the password is unchanged."),
+  not_logged_in: (e) => (e.to === "logout" ? "You are not logged in." : "Log in first."),
+  too_many_failures: (e) => `Too many failed logins; try again in ${e.wait} s.`,
+  busy: () => "Your last account command is still being worked on.",
+  not_saved: () => "That was not saved; try again later.",
+  failed: () => "That failed; try again later.",
+  line_too_long: (e) => `Line too long (the limit is ${e.limit} bytes); it was dropped.`,
+  excess_flood: () => "Excess flood: too many lines too fast; disconnected.",
+  idle_timeout: (e) => `No input for ${e.seconds} seconds; disconnected.`,
+  server_full: (e) => `The server is full (${e.limit} connections); trying again later.`,
+  too_many_from_address: (e) => `Too many connections from your address (the limit is ${e.limit}).`,
+  disconnected: () => "Not confirmed: the connection was lost.",
+};
+
+export function describe(error) {
+  const reason = REASONS[error.code];
+  if (reason) return reason(error);
+  const fields = Object.entries(error)
+    .filter(([k]) => !["type", "code", "id"].includes(k))
+    .map(([k, v]) => `${k}: ${v}`)
+    .join(", ");
+  return `Refused: ${error.code}${fields ? ` (${fields})` : ""}.`;
+}
