@@ -37,13 +37,17 @@ def has_buffered(transport: tcp.Connection) -> bool:
 
 
 def watch_websocket_input(
-    channel: HTTPChannel, wire: object, arrived: Callable[[int, int], int]
+    channel: HTTPChannel,
+    wire: object,
+    arrived: Callable[[int, int], int],
+    first: Callable[[bytes], bytes] | None = None,
 ) -> None:
     """
     After each chunk of bytes a WebSocket connection upgraded from
     C{channel} reads, call C{arrived(size, partial)} with the chunk's size
     and the size of the message being reassembled, and keep only as much of
-    that message as it returns.
+    that message as it returns. With C{first}, each chunk goes to it before
+    the WebSocket layer, which gets only what it returns.
 
     L{twisted.web.websocket} reassembles a fragmented message in memory
     with no limit (C{_textBuffer}, C{_bytesBuffer} of its wire protocol,
@@ -58,9 +62,13 @@ def watch_websocket_input(
     binary = wire._bytesBuffer  # type: ignore[attr-defined]
 
     def dataReceived(data: bytes) -> None:
-        receive(data)
+        size = len(data)
+        if first is not None:
+            data = first(data)
+        if data:
+            receive(data)
         partial = len(text.data) or len(binary.data)
-        if arrived(len(data), partial) < partial:
+        if arrived(size, partial) < partial:
             text.data = text.data[0:0]
             binary.data = binary.data[0:0]
 

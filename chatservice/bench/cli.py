@@ -240,11 +240,12 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--protocol",
-        choices=["line", "irc"],
+        choices=["line", "irc", "ws"],
         default="line",
         help="how the connections speak: the chat's line protocol (the "
-        "default), or IRC (register, join #bench, PRIVMSG); ours then also "
-        "listens for IRC and is measured there",
+        "default), IRC (register, join #bench, PRIVMSG), or the web front "
+        "end's JSON over a WebSocket (upgrade /ws, join bench, say); ours "
+        "then also listens for IRC or the web and is measured there",
     )
     p.add_argument(
         "--irc-send",
@@ -270,8 +271,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--also-line",
         action="store_true",
-        help="with --server and --protocol irc: also run ours over the line "
-        "protocol in the same alternation, to compare its fan-out",
+        help="with --protocol irc or ws: also run ours over the line "
+        "protocol in the same alternation (with any --server), to compare "
+        "its fan-out",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     return p
@@ -361,13 +363,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         label = "target"
     output: dict[str, Any]
     try:
-        if args.protocol == "irc" and args.idle is not None:
+        if args.protocol != "line" and args.idle is not None:
             raise BenchError("--idle speaks the line protocol only")
-        if args.servers:
+        if args.protocol == "ws" and args.checksum:
+            raise BenchError(
+                "--checksum needs deliveries of fixed bytes; a WebSocket "
+                "delivery's time varies"
+            )
+        if args.also_line and args.protocol == "line":
+            raise BenchError("--also-line compares --protocol irc or ws with line")
+        if args.servers or args.also_line:
             if args.target is not None or args.compare or args.history:
                 raise BenchError(
-                    "--server starts every server; it takes no --target, "
-                    "--compare or --history"
+                    "--server and --also-line start every server; they take "
+                    "no --target, --compare or --history"
                 )
             contenders = [Contender(label, command, args.protocol, pattern)]
             if args.also_line:
@@ -391,7 +400,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.compare or args.history:
             if args.target is not None:
                 raise BenchError("--compare starts both servers; it takes no --target")
-            if args.compare and args.protocol == "irc":
+            if args.compare and args.protocol != "line":
                 raise BenchError("the peer of --compare speaks the line protocol only")
             if args.history:
                 other, other_label = [*command, NO_HISTORY], "no-history"

@@ -9,11 +9,12 @@ accepted.
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from collections.abc import Callable, Iterator
 
-from chatservice.bench import irc
+from chatservice.bench import irc, ws
 from chatservice.bench.errors import BenchError
 from chatservice.bench.latency import SO_TIMESTAMPNS
 from chatservice.bench.messages import WorkerSpec
@@ -77,7 +78,8 @@ def slow_readers(spec: WorkerSpec) -> list[socket.socket]:
     small receive buffer, and never read. They are not counted; they are
     there so that the others are measured with them present. With
     C{--protocol irc} they say their registration and C{JOIN} without
-    waiting for the replies.
+    waiting for the replies; with C{--protocol ws}, the upgrade and, once
+    it is answered, the join request.
     """
     readers: list[socket.socket] = []
     for n in range(spec.slow):
@@ -89,6 +91,17 @@ def slow_readers(spec: WorkerSpec) -> list[socket.socket]:
             if spec.irc:
                 name = b"s%d" % n
                 sock.sendall(irc.registration(name) + irc.after_welcome(name, ()))
+            elif spec.ws:
+                # A client sends no frame before the handshake's answer.
+                upgrade, _ = ws.handshake(spec.host, spec.port)
+                sock.sendall(upgrade)
+                answer = b""
+                while b"\r\n\r\n" not in answer:
+                    chunk = sock.recv(4096)
+                    if not chunk:
+                        raise OSError("closed during the WebSocket handshake")
+                    answer += chunk
+                sock.sendall(ws.join(os.urandom(4)))
         except OSError as e:
             sock.close()
             raise BenchError(f"slow reader {n + 1} failed to connect: {e}") from None

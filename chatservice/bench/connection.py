@@ -11,8 +11,8 @@ NOBODY = 1 << 62
 
 # What a connection does with what it reads: waits for its socket; learns
 # the server's framing from the calibration lines; counts and samples; or,
-# for --idle, only counts bytes; or, with --protocol irc, registers and
-# joins the channel first.
+# for --idle, only counts bytes; or, with --protocol irc or ws, registers
+# (or upgrades) and joins the room first.
 CONNECTING, CALIBRATING, COUNTING, DISCARDING, REGISTERING = range(5)
 
 
@@ -21,6 +21,7 @@ class Client:
     the other senders' lines too)."""
 
     __slots__ = (
+        "accept",
         "bad_samples",
         "bytes",
         "cal_round",
@@ -29,6 +30,7 @@ class Client:
         "eol",
         "expected",
         "expected_bytes",
+        "expected_bytes_max",
         "expected_sum",
         "fd",
         "last_seq",
@@ -56,6 +58,8 @@ class Client:
         self.mode = CONNECTING
         # With --protocol irc: its nickname.
         self.nick = b""
+        # With --protocol ws: the handshake's accept key, until upgraded.
+        self.accept = b""
         self.tail = b""
         self.closed = False
         self.lines = 0
@@ -75,6 +79,8 @@ class Client:
         self.cal_round = -1 if senders > (sid >= 0) else NOBODY
         self.expected = 0
         self.expected_bytes = 0
+        # More than expected_bytes where a line's size varies (ws).
+        self.expected_bytes_max = 0
         self.expected_sum = 0
         self.min_len = 0
         self.max_len = 0

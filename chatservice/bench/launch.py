@@ -63,9 +63,19 @@ IRC_ARGS = ["--irc-port", "tcp:0:interface=127.0.0.1"]
 IRC_PORT_PATTERN = re.compile(rb"IRC server listening on [^\n]*?\bport=(\d{1,5})\b")
 
 
+# With --protocol ws, ours also serves the web front end, and logs that
+# port: "Web server listening on IPv4Address(..., port=N)".
+WEB_ARGS = ["--web", "tcp:0:interface=127.0.0.1"]
+WEB_PORT_PATTERN = re.compile(rb"Web server listening on [^\n]*?\bport=(\d{1,5})\b")
+
+
 def port_pattern(protocol: str) -> re.Pattern[bytes]:
     """How to find the port to measure in what a server of ours prints."""
-    return IRC_PORT_PATTERN if protocol == "irc" else PORT_PATTERN
+    if protocol == "irc":
+        return IRC_PORT_PATTERN
+    if protocol == "ws":
+        return WEB_PORT_PATTERN
+    return PORT_PATTERN
 
 
 @dataclass
@@ -108,10 +118,11 @@ def twistd_path() -> Path:
 def ours_command(protocol: str = "line") -> list[str]:
     """
     Ours, as measured: with C{protocol} C{"irc"}, with an IRC listener too
-    (whose port L{IRC_PORT_PATTERN} finds).
+    (whose port L{IRC_PORT_PATTERN} finds); with C{"ws"}, a web listener
+    (L{WEB_PORT_PATTERN}).
     """
-    irc = IRC_ARGS if protocol == "irc" else []
-    return [str(twistd_path()), *OURS_ARGS, *irc]
+    extra = {"irc": IRC_ARGS, "ws": WEB_ARGS}.get(protocol, [])
+    return [str(twistd_path()), *OURS_ARGS, *extra]
 
 
 def peer_command(peer: Path) -> list[str]:

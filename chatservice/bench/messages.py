@@ -48,6 +48,8 @@ class WorkerSpec:
     # --protocol irc, and the lines its senders say before joining.
     irc: bool = False
     irc_send: tuple[str, ...] = ()
+    # --protocol ws (see chatservice.bench.ws).
+    ws: bool = False
 
 
 @dataclass

@@ -45,8 +45,9 @@ class Options:
     checksum: bool = False
     kernel_time: bool = True
     slow: int = 0
-    # "line", or "irc" (see chatservice.bench.irc), and with "irc" the
-    # lines each sender says before it joins.
+    # "line", "irc" (see chatservice.bench.irc) or "ws" (see
+    # chatservice.bench.ws), and with "irc" the lines each sender says
+    # before it joins.
     protocol: str = "line"
     irc_send: tuple[str, ...] = ()
 

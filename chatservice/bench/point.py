@@ -114,6 +114,7 @@ def run_point(
             slow=options.slow if w == 0 else 0,
             irc=options.protocol == "irc",
             irc_send=options.irc_send,
+            ws=options.protocol == "ws",
         )
         for w in range(workers)
     ]

@@ -10,15 +10,19 @@ also a count of the C{|} markers and a byte sum over everything read.
 With C{--protocol irc}, a connection first registers and joins (every line
 parsed, see L{chatservice.bench.irc}), and a read while counting also
 costs a one-byte search for a server's C{PING} (see L{irc.probe}), which
-is answered and not counted.
+is answered and not counted. With C{--protocol ws}, a connection first
+upgrades and joins, every frame parsed until counting starts (see
+L{chatservice.bench.ws}); while counting, a delivery ends at L{ws.MARK}
+instead of a newline, and costs the same one search.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 
-from chatservice.bench import irc, payload
+from chatservice.bench import irc, payload, ws
 from chatservice.bench.connection import (
     CALIBRATING,
     COUNTING,
@@ -63,6 +67,13 @@ class Reader:
         self.pings = 0
         # What a read while counting looks for first (see counting).
         self.ping_probe = irc.PING
+        self.ws = spec.ws
+        # What ends a delivery, and its length less one.
+        self.mark = ws.MARK if spec.ws else b"\n"
+        self.back = len(self.mark) - 1
+        # With --protocol ws: the key this worker's join requests are
+        # masked with.
+        self.key = os.urandom(4)
         self.senders = spec.senders
         self.checksum = spec.checksum
         self.kernel_time = spec.kernel_time
@@ -125,7 +136,10 @@ class Reader:
             self.reads += 1
             client.bytes += n
             before = client.lines
-            client.lines = before + buf.count(b"\n", t, end)
+            mark = self.mark
+            back = self.back
+            # A mark of two bytes may have begun at the tail's last byte.
+            client.lines = before + buf.count(mark, t - back if t else 0, end)
             ping = -1
             if self.irc and buf.find(self.ping_probe, 0, end) >= 0:
                 ping = self.answer_pings(client, t, end)
@@ -135,13 +149,15 @@ class Reader:
             if self.checksum:
                 client.marks += buf.count(b"|", t, end)
                 client.sum += payload.byte_sum(self.view[t:end])
-            p = buf.rfind(b"\n", 0, end)
+            p = buf.rfind(mark, 0, end)
             if p < 0:
                 client.tail = bytes(buf[:end])
                 return
+            # The last byte of the last delivery.
+            p += back
             if p != ping:
-                q = buf.rfind(b"\n", 0, p)
-                self.sample(client, bytes(buf[q + 1 : p + 1]))
+                q = buf.rfind(mark, 0, p - back)
+                self.sample(client, bytes(buf[q + 1 + back if q >= 0 else 0 : p + 1]))
             client.tail = bytes(buf[p + 1 : end])
         elif mode == DISCARDING:
             if not client.bytes:
@@ -149,6 +165,8 @@ class Reader:
             client.bytes += n
             self.rx_bytes += n
             self.last_rx = time.monotonic_ns()
+        elif self.ws:
+            self.frames(client, bytes(buf[:end]))
         else:
             p = buf.rfind(b"\n", 0, end)
             if p < 0:
@@ -206,6 +224,40 @@ class Reader:
                     f"{irc.CHANNEL.decode()}: {line.decode('utf-8', 'replace')}"
                 )
 
+    def frames(self, client: Client, data: bytes) -> None:
+        """
+        With C{--protocol ws}, before counting: complete the upgrade and
+        send the join request, be in the room on its C{ok}, then learn from
+        the calibration lines; keep an incomplete frame for the next read.
+        """
+        at = 0
+        if client.accept:
+            at = ws.upgraded(data, client.accept)
+            if at < 0:
+                client.tail = data
+                return
+            client.accept = b""
+            self.say(client, ws.join(self.key))
+        found, used = ws.frames(data[at:])
+        client.tail = data[at + used :]
+        for opcode, message in found:
+            if opcode != ws.TEXT:
+                continue
+            if client.mode == REGISTERING:
+                if ws.is_joined(message):
+                    client.mode = CALIBRATING
+                    self.joined += 1
+                    continue
+                code = ws.refusal(message)
+                if code is not None:
+                    raise BenchError(
+                        f"{client.nick.decode()} could not get into {ws.ROOM}: {code}"
+                    )
+            elif client.mode == CALIBRATING:
+                p = message.find(ws.MARK)
+                if p >= 0:
+                    self.calibrate(client, message[: p + len(ws.MARK)])
+
     def calibrate(self, client: Client, line: bytes) -> None:
         """
         If C{line} is another sender's calibration line, learn from it what
@@ -231,10 +283,14 @@ class Reader:
             client.bad_samples += 1
             return
         k, j, sid, seq, ts = found
+        # A WebSocket delivery's framing is learnt from its JSON object's
+        # start: what comes before (the frame's header, the previous
+        # frame's time) varies.
+        head = line[line.rfind(b"{", 0, k) : k] if self.ws else line[:k]
         if (
             sid >= self.senders
             or sid == client.sid
-            or line[:k] != client.prefix[sid]
+            or head != client.prefix[sid]
             or line[j + 1 :] != client.eol[sid]
         ):
             client.bad_samples += 1

@@ -20,7 +20,7 @@ import traceback
 from multiprocessing.connection import Connection
 from typing import Any
 
-from chatservice.bench import irc
+from chatservice.bench import irc, ws
 from chatservice.bench.connect import connections, slow_readers
 from chatservice.bench.connection import (
     CALIBRATING,
@@ -113,25 +113,35 @@ class Worker:
                 client.mode = REGISTERING
                 client.nick = irc.nick(self.index, len(self.clients))
                 self.sender.queue(client, irc.registration(client.nick))
+            elif spec.ws:
+                client.mode = REGISTERING
+                client.nick = b"c%d" % len(self.clients)
+                upgrade, client.accept = ws.handshake(spec.host, spec.port)
+                self.sender.queue(client, upgrade)
             self.window.opened()
             self.poll(0)
         self.result.clients = len(self.clients)
         if spec.irc:
-            self.await_joined()
+            self.await_joined(irc.CHANNEL.decode())
+        elif spec.ws:
+            self.await_joined(ws.ROOM)
 
-    def await_joined(self) -> None:
-        """With C{--protocol irc}: wait until every connection is in the room."""
+    def await_joined(self, room: str) -> None:
+        """
+        With C{--protocol irc} or C{ws}: wait until every connection is in
+        the C{room}.
+        """
         while self.reader.joined < len(self.clients):
             closed = [c.nick.decode() for c in self.clients if c.closed]
             if closed:
                 raise BenchError(
                     f"the server closed {len(closed)} connections before they "
-                    f"were in {irc.CHANNEL.decode()} ({', '.join(closed[:3])}, ...)"
+                    f"were in {room} ({', '.join(closed[:3])}, ...)"
                 )
             if time.monotonic_ns() > self.spec.deadline_ns:
                 raise BenchError(
                     f"deadline passed with {self.reader.joined} of "
-                    f"{len(self.clients)} connections in {irc.CHANNEL.decode()}"
+                    f"{len(self.clients)} connections in {room}"
                 )
             self.poll(0.05)
 
@@ -183,7 +193,7 @@ class Worker:
             elif kind == "finals":
                 self.finals = message[1]
                 self.drain_deadline = message[2]
-                expect(self.clients, message[1], self.spec.size - 1)
+                expect(self.clients, message[1], self.spec.size - 1, self.spec.ws)
             elif kind == "status":
                 reader = self.reader
                 self.control.send(
@@ -279,7 +289,7 @@ class Worker:
 
     def report(self) -> None:
         result = self.result
-        tally(self.clients, result, self.spec.checksum)
+        tally(self.clients, result, self.spec.checksum, self.spec.ws)
         result.histogram = self.reader.histogram
         result.max_latency_us = self.reader.max_latency_us
         self.control.send(("result", result))

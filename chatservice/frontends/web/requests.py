@@ -134,7 +134,7 @@ class Invalid(Exception):
         self.id = id
 
 
-def _clean(text: str) -> str:
+def clean(text: str) -> str:
     """
     C{text} with any lone surrogate (a JSON escape can make one; no UTF-8
     can) replaced, so that nothing downstream fails to encode it.
@@ -154,7 +154,7 @@ def _id(message: dict[str, Any]) -> RequestId | None:
         return None
     if isinstance(value, str) and len(value) > ID_MAX:
         return None
-    return _clean(value) if isinstance(value, str) else value
+    return clean(value) if isinstance(value, str) else value
 
 
 def parse(data: bytes) -> Parsed:
@@ -180,7 +180,7 @@ def parse(data: bytes) -> Parsed:
         raise Invalid(BadField("type", "a string"), id)
     request = REQUESTS.get(kind)
     if request is None:
-        raise Invalid(UnknownType(_clean(kind)[:ID_MAX]), id)
+        raise Invalid(UnknownType(clean(kind)[:ID_MAX]), id)
     arguments: dict[str, Any] = {}
     for field in request.fields:
         value = message.get(field.name)
@@ -195,7 +195,7 @@ def parse(data: bytes) -> Parsed:
         if isinstance(value, str):
             if field.required and not value.strip():
                 raise Invalid(BadField(field.name, field.expected), id)
-            value = _clean(value)
+            value = clean(value)
         arguments[field.name] = value
     return Parsed(request, arguments, id)
 

@@ -14,6 +14,7 @@ the WebSocket layer, so that the close handshake is wsproto's.
 
 from __future__ import annotations
 
+import json
 from typing import Any, cast
 
 from twisted.internet.defer import Deferred
@@ -47,6 +48,8 @@ log = Logger()
 # Marks a binary message among the lines the stream session queues: no
 # UTF-8 text starts with this byte, so it cannot be taken for a request.
 _BINARY = b"\xff"
+# How a say request starts, as the web client and most programs write it.
+_SAY = b'{"type":"say",'
 
 
 class WebSession(StreamSession):
@@ -85,6 +88,17 @@ class WebSession(StreamSession):
 
     def bytesMessageReceived(self, data: bytes | bytearray) -> None:
         self._message(_BINARY)
+
+    def messagesReceived(self, messages: list[bytes | None]) -> None:
+        """
+        The text messages of one read, as UTF-8, read without the WebSocket
+        layer (see L{chatservice.frontends.web.wire}): handled together, so
+        that L{linesReceived} sees a run of them.
+        """
+        self._stats.lines_received += len(messages)
+        if not self._reading:
+            return
+        self._accept(messages)
 
     def pongReceived(self, payload: bytes) -> None:
         pass
@@ -134,6 +148,51 @@ class WebSession(StreamSession):
         member = self.member
         assert member is not None
         return member
+
+    def linesReceived(self, lines: list[bytes | None], start: int) -> int:
+        # Most requests are lines said in a room: a run of say requests to
+        # one room, with no id and no other field, goes to the room in one
+        # call, as the line and IRC front ends do with theirs. Anything else
+        # (another request, an id to answer, another room, a field of the
+        # wrong type, a refusal to come) is left to lineReceived.
+        limit = self.limits.max_line
+        texts: list[str] = []
+        name = ""
+        for index in range(start, len(lines)):
+            line = lines[index]
+            if line is None or len(line) > limit or not line.startswith(_SAY):
+                break
+            try:
+                message = json.loads(line)
+            except ValueError:
+                break
+            if type(message) is not dict or len(message) != 3:
+                break
+            room = message.get("room")
+            text = message.get("text")
+            if (
+                type(room) is not str
+                or type(text) is not str
+                or not room.strip()
+                or not text.strip()
+            ):
+                break
+            if not texts:
+                name = room
+            elif room != name:
+                break
+            texts.append(requests.clean(text))
+        if not texts:
+            return start
+        chat = self.chat
+        member = self.me()
+        try:
+            chat.say_all(member, chat.room_of(member, requests.clean(name)), texts)
+        except ChatError as e:
+            # One refusal for each, as each would have had.
+            for _ in texts:
+                self._refuse(e, None)
+        return start + len(texts)
 
     def lineReceived(self, line: bytes) -> Deferred[None] | None:
         if line.startswith(_BINARY):

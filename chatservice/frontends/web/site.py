@@ -28,6 +28,7 @@ from twisted.web.websocket import WebSocketResource
 
 from chatservice import _twisted_private
 from chatservice.frontends.web.session import WebFactory, WebRefusal, WebSession
+from chatservice.frontends.web.wire import FastFrames
 
 log = Logger()
 
@@ -116,8 +117,10 @@ class ChatSocket(WebSocketResource):
         result = super().render_GET(request)
         session, self._built = self._built, None
         if isinstance(session, WebSession) and session._ws is not None:
+            # Text frames of a size no message may exceed in UTF-8.
+            fast = FastFrames(session.messagesReceived, 4 * session.limits.max_line)
             _twisted_private.watch_websocket_input(
-                request.channel, session._ws, session.arrived
+                request.channel, session._ws, session.arrived, fast
             )
         return result
 
