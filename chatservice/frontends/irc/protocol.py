@@ -33,6 +33,7 @@ from chatservice.core.events import Event, LoggedIn, Motd, Refused
 from chatservice.core.operators import TOPIC_MAX
 from chatservice.core.rooms import Member, Room
 from chatservice.core.server_operators import ServerOperators
+from chatservice.core.whowas import identity as _identity
 from chatservice.frontends.admission import Admission
 from chatservice.frontends.irc import caps, sasl, tags
 from chatservice.frontends.irc import renderer as r
@@ -173,6 +174,13 @@ class IRCProtocol(StreamSession):
     def resetTimeout(self) -> None:
         self._pinged = False
         super().resetTimeout()
+
+    @property
+    def identity(self) -> tuple[str, str] | None:
+        """
+        The user name and real name given in C{USER}, once it was sent.
+        """
+        return None if self._user is None else (self._user, self.realname)
 
     @property
     def renderer(self) -> IRCRenderer:
@@ -1018,6 +1026,26 @@ class IRCProtocol(StreamSession):
                 self.numeric("330", target.nick, target.account, "is logged in as")
         self.numeric("318", nick, "End of /WHOIS list.")
 
+    def irc_WHOWAS(self, params: list[str]) -> None:
+        # WHOWAS nick [count]: who had the nickname, newest first; a count
+        # that is not positive (or no number) asks for all of them.
+        if not params or not params[0]:
+            raise r.no_nickname()
+        nick = params[0]
+        try:
+            count = int(params[1]) if len(params) > 1 else 0
+        except ValueError:
+            count = 0
+        server = self.factory.server
+        found = self.chat.whowas.lookup(nick, count)
+        if not found:
+            self.numeric("406", nick, "There was no such nickname")
+        for each in found:
+            self.numeric("314", each.nick, each.user, r.CLOAK, "*", each.realname)
+            left = time.strftime("%a %b %d %H:%M:%S %Y", time.gmtime(each.when))
+            self.numeric("312", each.nick, server, left)
+        self.numeric("369", nick, "End of WHOWAS")
+
     def irc_AWAY(self, params: list[str]) -> None:
         if params and params[0]:
             self.away = params[0]
@@ -1118,18 +1146,6 @@ def _status(member: Member, room: Room) -> str:
     if member in room.operators:
         return "@"
     return "+" if member in room.voiced else ""
-
-
-def _identity(member: Member) -> tuple[str, str]:
-    """
-    The user name and real name WHO and WHOIS show for C{member}: what an
-    IRC client gave in C{USER}; a member of another front end gave none,
-    and is shown by its nickname.
-    """
-    session = member.session
-    if isinstance(session, IRCProtocol) and session._user is not None:
-        return session._user, session.realname
-    return member.nick, member.nick
 
 
 def _glob(mask: str) -> re.Pattern[str]:

@@ -676,6 +676,75 @@ class WhoTests(SynchronousTestCase):
         )
 
 
+class WhowasTests(SynchronousTestCase):
+    """
+    WHOWAS shows who had a nickname, newest first, from what they gave in
+    USER.
+    """
+
+    def setUp(self) -> None:
+        self.harness = Harness(Limits(flood_rate=0))
+        self.alice = self.harness.connect_irc()
+        register(self.alice, "alice")
+        discard(self.alice)
+        # The chat dates departures by the harness's clock, from 0.
+        self.harness.chat.clock = self.harness.clock.seconds
+
+    def leave(self, user: str, realname: str) -> None:
+        bob = self.harness.connect_irc()
+        bob.send(f"NICK bob\r\nUSER {user} 0 * :{realname}\r\nQUIT\r\n")
+
+    def test_history(self) -> None:
+        self.leave("first", "The First")
+        self.harness.advance(60)
+        self.leave("second", "The Second")
+        self.alice.send("WHOWAS BOB\r\n")
+        self.assertEqual(
+            self.alice.take(),
+            [
+                ":My.Little.Server 314 alice bob second chatservice * :The Second",
+                ":My.Little.Server 312 alice bob My.Little.Server"
+                " :Thu Jan 01 00:01:00 1970",
+                ":My.Little.Server 314 alice bob first chatservice * :The First",
+                ":My.Little.Server 312 alice bob My.Little.Server"
+                " :Thu Jan 01 00:00:00 1970",
+                ":My.Little.Server 369 alice BOB :End of WHOWAS",
+            ],
+        )
+
+    def test_count(self) -> None:
+        self.leave("first", "The First")
+        self.leave("second", "The Second")
+        for count, found in [("1", 1), ("2", 2), ("0", 2), ("-1", 2), ("x", 2)]:
+            self.alice.send(f"WHOWAS bob {count}\r\n")
+            self.assertEqual(codes(self.alice.take()).count("314"), found)
+
+    def test_renamed(self) -> None:
+        """
+        A nickname left for another is remembered too; a line user gave no
+        user name or real name, and is shown by its nickname.
+        """
+        line = self.harness.connect()
+        line.say("/nick dave")
+        line.say("/nick david")
+        self.alice.send("WHOWAS dave\r\n")
+        self.assertEqual(
+            self.alice.take()[0],
+            ":My.Little.Server 314 alice dave dave chatservice * dave",
+        )
+
+    def test_noSuchNick(self) -> None:
+        self.alice.send("WHOWAS nobody\r\nWHOWAS\r\n")
+        self.assertEqual(
+            self.alice.take(),
+            [
+                ":My.Little.Server 406 alice nobody :There was no such nickname",
+                ":My.Little.Server 369 alice nobody :End of WHOWAS",
+                ":My.Little.Server 431 alice :No nickname given",
+            ],
+        )
+
+
 class TooLongToRelayTests(SynchronousTestCase):
     """
     IRC input that fits 512 bytes but would not once the sender's prefix is
