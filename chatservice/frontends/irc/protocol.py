@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -25,7 +26,7 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
 from chatservice import __version__
-from chatservice.core import errors, names
+from chatservice.core import errors, events, names
 from chatservice.core.accounts import Account, Accounts
 from chatservice.core.chat import Chat
 from chatservice.core.errors import ChatError
@@ -612,7 +613,7 @@ class IRCProtocol(StreamSession):
         self.numeric("001", f"Welcome to the {NETWORK} IRC Network {r.user(nick)}")
         self.numeric("002", f"Your host is {server}, running version {version}")
         self.numeric("003", f"This server was created {factory.created}")
-        self.numeric("004", server, version, "i", "bostv", "bov")
+        self.numeric("004", server, version, "io", "bostv", "bov")
         self._isupport()
         self.irc_LUSERS([])
         self.irc_MOTD([])
@@ -709,8 +710,24 @@ class IRCProtocol(StreamSession):
                     rooms.append(self._room(each))
                 except ChatError:
                     continue
-        found = tuple(self.chat.names_of(member, room) for room in rooms)
+        found = tuple(self._names(member, room) for room in rooms)
         self.tell(r.NamesReply(found, target))
+
+    def _names(self, member: Member, room: Room) -> events.Names:
+        """
+        Who in C{room} C{member} may see: the chat's answer, less invisible
+        users if C{member} is not in the room.
+        """
+        found = self.chat.names_of(member, room)
+        invisible = self.factory.invisible
+        if not invisible or member.rooms.get(room.folded) is room:
+            return found
+        hidden = {each.nick for each in room.members if each in invisible}
+        if not hidden:
+            return found
+        return dataclasses.replace(
+            found, nicks=[nick for nick in found.nicks if nick not in hidden]
+        )
 
     def irc_LIST(self, params: list[str]) -> None:
         wanted = _list_filter(params[0], self.chat.clock()) if params else None
@@ -753,7 +770,9 @@ class IRCProtocol(StreamSession):
             if names.fold(target) != member.folded:
                 raise IRCError("502", ("Can't change mode for other users",))
             if len(params) == 1:
-                self.numeric("221", "+o" if self._is_server_operator(member) else "+")
+                modes = "i" * self._invisible(member)
+                modes += "o" * self._is_server_operator(member)
+                self.numeric("221", "+" + modes)
             else:
                 self._user_modes(member, params[1])
             return
@@ -768,16 +787,35 @@ class IRCProtocol(StreamSession):
 
     def _user_modes(self, member: Member, modes: str) -> None:
         """
-        A user mode string for oneself: C{-o} gives up server operator
-        status (C{+o} is had only with C{OPER}); other modes are ignored,
-        as the chat has none.
+        A user mode string for oneself: C{+i}/C{-i} (invisible: left out of
+        C{WHO} masks, of C{NAMES} and C{WHO} of a channel, and of C{WHOIS}
+        channels, for whoever does not share the channel), answered with the
+        change; C{-o} gives up server operator status (C{+o} is had only
+        with C{OPER}, and ignored here, as RFC 2812 3.1.5 says). Any other
+        letter gets C{501}, once.
         """
         adding = True
+        unknown = False
+        invisible = self.factory.invisible
         for letter in modes:
             if letter in "+-":
                 adding = letter == "+"
-            elif letter == "o" and not adding and self.factory.operators is not None:
-                self.factory.operators.deoper(member)
+            elif letter == "i":
+                if adding == (member in invisible):
+                    continue
+                if adding:
+                    invisible.add(member)
+                else:
+                    invisible.discard(member)
+                mode = "+i" if adding else "-i"
+                self.send(Raw("MODE", (member.nick, mode), "you"))
+            elif letter == "o":
+                if not adding and self.factory.operators is not None:
+                    self.factory.operators.deoper(member)
+            else:
+                unknown = True
+        if unknown:
+            self.numeric("501", "Unknown MODE flag")
 
     def _channel_modes(
         self, member: Member, room: Room, modes: str, arguments: list[str]
@@ -942,11 +980,23 @@ class IRCProtocol(StreamSession):
             except ChatError:
                 room = None
             if room is not None and room.visible_to(member):
+                inside = member.rooms.get(room.folded) is room
                 for each in room.members:
-                    self._who_reply(each, room)
+                    if inside or not self._invisible(each):
+                        self._who_reply(each, room)
         else:
+            # An invisible user is found by its nickname, or by whoever
+            # shares a channel with it; not by a mask.
+            exact = "*" not in mask and "?" not in mask and mask != "0"
             for each in self._matching(mask):
-                self._who_reply(each, self._shown_room(member, each))
+                shown = self._shown_room(member, each)
+                if (
+                    exact
+                    or shown is not None
+                    or each is member
+                    or not self._invisible(each)
+                ):
+                    self._who_reply(each, shown)
         self.numeric("315", mask, "End of /WHO list.")
 
     def _matching(self, mask: str) -> list[Member]:
@@ -994,6 +1044,10 @@ class IRCProtocol(StreamSession):
                 return room
         return None
 
+    def _invisible(self, member: Member) -> bool:
+        """Whether C{member} is invisible (user mode C{+i})."""
+        return member in self.factory.invisible
+
     def _away(self, member: Member) -> str | None:
         session = member.session
         return session.away if isinstance(session, IRCProtocol) else None
@@ -1009,10 +1063,12 @@ class IRCProtocol(StreamSession):
         else:
             user, realname = _identity(target)
             self.numeric("311", target.nick, user, r.CLOAK, "*", realname)
+            hidden = target is not member and self._invisible(target)
             rooms = " ".join(
                 _status(target, room) + r.channel(room.name)
                 for room in target.rooms.values()
                 if room.visible_to(member)
+                and not (hidden and member.rooms.get(room.folded) is not room)
             )
             if rooms:
                 self.numeric("319", target.nick, rooms)
@@ -1083,7 +1139,12 @@ class IRCProtocol(StreamSession):
 
     def irc_LUSERS(self, params: list[str]) -> None:
         users = len(self.chat.members)
-        self.numeric("251", f"There are {users} users and 0 invisible on 1 servers")
+        invisible = sum(1 for each in self.factory.invisible if each.connected)
+        self.numeric(
+            "251",
+            f"There are {users - invisible} users and {invisible} invisible"
+            " on 1 servers",
+        )
         operators = self.factory.operators
         online = 0 if operators is None else operators.online()
         self.numeric("252", str(online), "operator(s) online")
@@ -1310,6 +1371,9 @@ class IRCFactory(StreamFactory):
         self._renderers: dict[frozenset[str], IRCRenderer] = {}
         self.renderer = self.renderer_for(frozenset())
         self.operators = operators
+        # Members with user mode +i; they drop out when collected, and
+        # count only while connected.
+        self.invisible: weakref.WeakSet[Member] = weakref.WeakSet()
         self.created = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
 
     def renderer_for(self, enabled: frozenset[str]) -> IRCRenderer:

@@ -676,6 +676,88 @@ class WhoTests(SynchronousTestCase):
         )
 
 
+class InvisibleTests(SynchronousTestCase):
+    """
+    User mode +i, which irssi asks for on connecting: answered with the
+    change, shown by MODE, and hiding the user from who shares no channel
+    with it.
+    """
+
+    def setUp(self) -> None:
+        self.harness = Harness(Limits(flood_rate=0))
+        self.evan = self.harness.connect_irc()
+        register(self.evan, "evan")
+        self.sam = self.harness.connect_irc()
+        register(self.sam, "sam")
+        self.evan.send("JOIN #chan\r\n")
+        discard(self.evan, self.sam)
+
+    def test_mode(self) -> None:
+        self.evan.send("MODE evan +i\r\nMODE evan\r\nMODE evan +i\r\n")
+        self.assertEqual(
+            self.evan.take(),
+            [
+                ":evan!evan@chatservice MODE evan +i",
+                ":My.Little.Server 221 evan +i",
+            ],
+        )
+        self.evan.send("MODE evan -i+x\r\nMODE evan\r\n")
+        self.assertEqual(
+            self.evan.take(),
+            [
+                ":evan!evan@chatservice MODE evan -i",
+                ":My.Little.Server 501 evan :Unknown MODE flag",
+                ":My.Little.Server 221 evan +",
+            ],
+        )
+
+    def test_lusers(self) -> None:
+        self.evan.send("MODE evan +i\r\n")
+        self.sam.send("LUSERS\r\n")
+        self.assertEqual(
+            self.sam.take()[0],
+            ":My.Little.Server 251 sam :There are 1 users and 1 invisible on 1 servers",
+        )
+        self.evan.send("QUIT\r\n")
+        self.sam.send("LUSERS\r\n")
+        self.assertEqual(
+            self.sam.take()[0],
+            ":My.Little.Server 251 sam :There are 1 users and 0 invisible on 1 servers",
+        )
+
+    def whos(self, client: Connection, command: str) -> list[str]:
+        client.send(command + "\r\n")
+        return [line.split(" ")[7] for line in client.take() if " 352 " in line]
+
+    def test_hidden(self) -> None:
+        self.evan.send("MODE evan +i\r\n")
+        discard(self.evan)
+        self.assertEqual(self.whos(self.sam, "WHO eva*"), [])
+        self.assertEqual(self.whos(self.sam, "WHO *"), ["sam"])
+        self.assertEqual(self.whos(self.sam, "WHO #chan"), [])
+        # By its nickname, it is found.
+        self.assertEqual(self.whos(self.sam, "WHO evan"), ["evan"])
+        # It sees itself.
+        self.assertEqual(self.whos(self.evan, "WHO eva*"), ["evan"])
+        self.sam.send("NAMES #chan\r\nWHOIS evan\r\n")
+        lines = self.sam.take()
+        self.assertEqual(
+            codes(lines), ["366", "311", "312", "318"], "no 353 names, no 319"
+        )
+
+    def test_sharingAChannel(self) -> None:
+        self.evan.send("MODE evan +i\r\nJOIN #other\r\n")
+        self.sam.send("JOIN #chan\r\n")
+        discard(self.evan, self.sam)
+        self.assertEqual(self.whos(self.sam, "WHO eva*"), ["evan"])
+        self.assertEqual(self.whos(self.sam, "WHO #chan"), ["evan", "sam"])
+        self.sam.send("WHOIS evan\r\n")
+        self.assertIn(
+            ":My.Little.Server 319 sam evan @#chan",
+            self.sam.take(),
+        )
+
+
 class WhowasTests(SynchronousTestCase):
     """
     WHOWAS shows who had a nickname, newest first, from what they gave in
