@@ -262,21 +262,32 @@ class IRCProtocol(StreamSession):
         if len(line) > IRC_MAX_LINE:
             self.tell(Refused(errors.LineTooLong(IRC_MAX_LINE)))
             return None
-        parsed = parse(line.decode("utf-8", "replace"))
+        try:
+            text = line.decode("utf-8")
+            replaced = False
+        except UnicodeDecodeError:
+            # Replaced, as in the line protocol; the client is warned.
+            text = line.decode("utf-8", "replace")
+            replaced = True
+        parsed = parse(text)
         if parsed is None:
             return None
         label = given.get("label")
         if label and caps.LABELED_RESPONSE in self.caps.enabled:
-            self._labelled(label, parsed, given)
+            self._labelled(label, parsed, given, replaced)
             return None
         self._tags = given
         try:
-            return self._command(*parsed)
+            return self._command(*parsed, replaced=replaced)
         finally:
             self._tags = {}
 
     def _labelled(
-        self, label: str, parsed: tuple[str, list[str]], given: dict[str, str]
+        self,
+        label: str,
+        parsed: tuple[str, list[str]],
+        given: dict[str, str],
+        replaced: bool,
     ) -> None:
         """
         Handle a command the client labelled: whatever it draws in reply
@@ -292,7 +303,7 @@ class IRCProtocol(StreamSession):
         self._captured = []
         self._tags = given
         try:
-            self._command(*parsed)
+            self._command(*parsed, replaced=replaced)
         finally:
             self._tags = {}
             captured, self._captured = self._captured, None
@@ -335,12 +346,22 @@ class IRCProtocol(StreamSession):
         else:
             fanout.queue(member, out)
 
-    def _command(self, command: str, params: list[str]) -> Deferred[None] | None:
+    def _command(
+        self, command: str, params: list[str], replaced: bool = False
+    ) -> Deferred[None] | None:
         """
         Carry out C{command}. One that waits (an account check) returns a
         Deferred, which holds the client's lines after it until it is done;
         a labelled one labels only what it answers at once.
+
+        A line that was not valid UTF-8 (C{replaced}: its bad bytes are
+        U+FFFD now) is carried out as it reads now, after a C{WARN}
+        C{INVALID_UTF8}, which the UTF8ONLY specification gives for a
+        message "modified but still accepted"; a C{NOTICE} draws no reply,
+        not even that.
         """
+        if replaced and command != "NOTICE":
+            self.send(Raw("WARN", (command, "INVALID_UTF8", _INVALID_UTF8)))
         handler: Callable[[list[str]], Deferred[None] | None] | None = getattr(
             self, f"irc_{command}", None
         )
@@ -1318,6 +1339,10 @@ def _in_batch(line: bytes, tag: bytes) -> bytes:
         return line
     return tags.add(line, tag)
 
+
+_INVALID_UTF8 = (
+    "Invalid UTF-8 replaced; your IRC software must use UTF-8 on this network"
+)
 
 # What a client may send before it has registered.
 _BEFORE_REGISTRATION = frozenset(

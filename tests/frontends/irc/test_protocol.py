@@ -676,6 +676,68 @@ class WhoTests(SynchronousTestCase):
         )
 
 
+class InvalidUtf8Tests(SynchronousTestCase):
+    """
+    A line that is not UTF-8 (the server says UTF8ONLY) has its bad bytes
+    replaced, as in the line protocol, is carried out, and draws WARN
+    INVALID_UTF8 (the specification's code for a message modified but
+    accepted).
+    """
+
+    def setUp(self) -> None:
+        self.harness = Harness(Limits(flood_rate=0))
+        self.alice = self.harness.connect_irc()
+        register(self.alice, "alice")
+        self.bob = self.harness.connect_irc()
+        register(self.bob, "bob")
+        discard(self.alice, self.bob)
+
+    def test_privmsg(self) -> None:
+        self.alice.send(b"PRIVMSG bob :hi\xaa\r\n")
+        self.assertEqual(
+            self.alice.take(),
+            [
+                ":My.Little.Server WARN PRIVMSG INVALID_UTF8 :Invalid UTF-8"
+                " replaced; your IRC software must use UTF-8 on this network"
+            ],
+        )
+        self.assertEqual(
+            self.bob.take(), [":alice!alice@chatservice PRIVMSG bob :hi\ufffd"]
+        )
+
+    def test_channel(self) -> None:
+        """
+        A run of PRIVMSGs to a channel, which takes a shortcut, warns too.
+        """
+        self.alice.send("JOIN #a\r\n")
+        self.bob.send("JOIN #a\r\n")
+        discard(self.alice, self.bob)
+        self.alice.send(b"PRIVMSG #a :one\r\nPRIVMSG #a :\xff\r\nPRIVMSG #a :3\r\n")
+        self.assertEqual(codes(self.alice.take()), ["WARN"])
+        self.assertEqual(
+            self.bob.take(),
+            [
+                ":alice!alice@chatservice PRIVMSG #a :one",
+                ":alice!alice@chatservice PRIVMSG #a :\ufffd",
+                ":alice!alice@chatservice PRIVMSG #a :3",
+            ],
+        )
+
+    def test_notice(self) -> None:
+        self.alice.send(b"NOTICE bob :hi\xaa\r\n")
+        self.assertEqual(self.alice.take(), [])
+        self.assertEqual(
+            self.bob.take(), [":alice!alice@chatservice NOTICE bob :hi\ufffd"]
+        )
+
+    def test_registering(self) -> None:
+        client = self.harness.connect_irc()
+        client.send(b"NICK carol\r\nUSER carol 0 * :\xe8\r\n")
+        lines = client.take()
+        self.assertTrue(lines[0].startswith(f"{SERVER} WARN USER INVALID_UTF8 :"))
+        self.assertEqual(codes(lines[1:2]), ["001"])
+
+
 class InvisibleTests(SynchronousTestCase):
     """
     User mode +i, which irssi asks for on connecting: answered with the
