@@ -1208,6 +1208,25 @@ class IRCProtocol(StreamSession):
         self.numeric("351", f"chatservice-{__version__}.", self.factory.server, "")
         self._isupport()
 
+    def irc_INFO(self, params: list[str]) -> None:
+        # INFO [target]: this server, the only one; a target that is neither
+        # its name (a mask may match it) nor someone on it gets 402.
+        server = self.factory.server
+        if params and params[0]:
+            target = params[0]
+            if (
+                not _glob(target.casefold()).fullmatch(server.casefold())
+                and names.fold(target) not in self.chat.members
+            ):
+                raise IRCError("402", (target, "No such server"))
+        for text in (
+            f"chatservice-{__version__}",
+            "A chat server for line, IRC and web clients, built on Twisted.",
+            f"Running since {self.factory.created}.",
+        ):
+            self.numeric("371", text)
+        self.numeric("374", "End of INFO list")
+
     def irc_TIME(self, params: list[str]) -> None:
         now = time.strftime("%a %b %d %Y %H:%M:%S UTC", time.gmtime())
         self.numeric("391", self.factory.server, now)

@@ -198,6 +198,18 @@ class CommandTests(SynchronousTestCase):
         bob.send("PRIVMSG alice :hi\r\nWHOIS alice\r\n")
         self.assertEqual(codes(bob.take()), ["301", "311", "312", "301", "318"])
 
+    def test_info(self) -> None:
+        client = self.harness.connect_irc()
+        register(client, "zed")
+        client.send("INFO\r\nINFO *.little.*\r\nINFO ZED\r\nINFO elsewhere.example\r\n")
+        lines = client.take()
+        self.assertTrue(lines[0].startswith(f"{SERVER} 371 zed chatservice-"))
+        self.assertEqual(codes(lines), ["371", "371", "371", "374"] * 3 + ["402"])
+        self.assertEqual(lines[3], f"{SERVER} 374 zed :End of INFO list")
+        self.assertEqual(
+            lines[-1], f"{SERVER} 402 zed elsewhere.example :No such server"
+        )
+
     def test_quit(self) -> None:
         bob = self.harness.connect_irc()
         register(bob, "bob")
