@@ -39,6 +39,7 @@ from chatservice.frontends.admission import Admission
 from chatservice.frontends.irc import caps, sasl, tags
 from chatservice.frontends.irc import renderer as r
 from chatservice.frontends.irc.renderer import (
+    Departures,
     Echo,
     IRCError,
     IRCRenderer,
@@ -134,6 +135,9 @@ class IRCProtocol(StreamSession):
     _registration: IDelayedCall | None = None
     _pinged = False
     away: str | None = None
+    # The renderers' count of quits and renames when this client's output
+    # was last searched for them.
+    _departures_seen = -1
 
     # The connection
 
@@ -1235,10 +1239,15 @@ class IRCProtocol(StreamSession):
 
     def deliver(self, data: bytes) -> None:
         # A user who quits or is renamed is told of once by each room this
-        # client shares with it; IRC says it once. Every IRC member of a
-        # room is handed the same bytes, so the search is made once a flush.
-        if _needs_once(data):
-            data = _once(data)
+        # client shares with it; IRC says it once. Only output written
+        # since a quit or rename was (the renderers count them) is searched;
+        # every IRC member of a room is handed the same bytes, so the search
+        # and the rewrite are made once for them all.
+        written = self.factory.departures.count
+        if written != self._departures_seen:
+            self._departures_seen = written
+            if _needs_once(data):
+                data = _once(data)
         super().deliver(data)
 
 
@@ -1321,6 +1330,7 @@ def _comparison(
 
 
 _last: list[object] = [None, False]
+_last_once: list[bytes] = [b"", b""]
 
 
 def _needs_once(data: bytes) -> bool:
@@ -1335,6 +1345,12 @@ def _needs_once(data: bytes) -> bool:
 
 
 def _once(data: bytes) -> bytes:
+    """
+    C{data} with each C{QUIT} and C{NICK} line after the first alike left
+    out; remembered for the last C{data} asked about.
+    """
+    if data is _last_once[0]:
+        return _last_once[1]
     seen: set[bytes] = set()
     kept = []
     for each in data.split(b"\r\n")[:-1]:
@@ -1346,7 +1362,9 @@ def _once(data: bytes) -> bytes:
                 continue
             seen.add(bare)
         kept.append(each + b"\r\n")
-    return b"".join(kept)
+    once = b"".join(kept)
+    _last_once[:] = [data, once]
+    return once
 
 
 def _in_batch(line: bytes, tag: bytes) -> bytes:
@@ -1412,6 +1430,7 @@ class IRCFactory(StreamFactory):
         self.server = server
         self.accounts = accounts
         self._msgids = MessageIds()
+        self.departures = Departures()
         self._renderers: dict[frozenset[str], IRCRenderer] = {}
         self.renderer = self.renderer_for(frozenset())
         self.operators = operators
@@ -1429,7 +1448,7 @@ class IRCFactory(StreamFactory):
         renderer = self._renderers.get(enabled)
         if renderer is None:
             renderer = self._renderers[enabled] = IRCRenderer(
-                self.server, enabled, self.chat.clock, self._msgids
+                self.server, enabled, self.chat.clock, self._msgids, self.departures
             )
         return renderer
 

@@ -221,6 +221,57 @@ class CommandTests(SynchronousTestCase):
         # Once, though they shared two channels.
         self.assertEqual(self.alice.take(), [":bob!bob@chatservice QUIT :Quit: later"])
 
+    def test_renameOnce(self) -> None:
+        bob = self.harness.connect_irc()
+        register(bob, "bob")
+        for client in (self.alice, bob):
+            client.send("JOIN #a,#b\r\n")
+        discard(self.alice, bob)
+        bob.send("NICK robert\r\n")
+        self.assertEqual(self.alice.take(), [":bob!bob@chatservice NICK :robert"])
+
+    def test_searchedOnlyAfterDepartures(self) -> None:
+        """
+        A client's output is searched for repeated QUIT and NICK lines only
+        when a quit or rename was written since it was last searched; each
+        rewrite of the bytes every member of a room shares is made once.
+        """
+        from chatservice.frontends.irc import protocol
+
+        searched: list[bytes] = []
+        real = protocol._needs_once
+
+        def needs_once(data: bytes) -> bool:
+            searched.append(data)
+            return real(data)
+
+        self.patch(protocol, "_needs_once", needs_once)
+        bob = self.harness.connect_irc()
+        register(bob, "bob")
+        for client in (self.alice, bob):
+            client.send("JOIN #a\r\n")
+        discard(self.alice, bob)
+        del searched[:]
+        bob.send("PRIVMSG #a :hi\r\n")
+        self.alice.take()
+        self.assertEqual(searched, [])
+        bob.send("NICK robert\r\n")
+        self.alice.take()
+        # Each client's next output: alice's, and bob's own NICK.
+        self.assertEqual(searched, [b":bob!bob@chatservice NICK :robert\r\n"] * 2)
+        bob.send("PRIVMSG #a :again\r\n")
+        self.alice.take()
+        self.assertEqual(len(searched), 2)
+
+    def test_rewrittenOnce(self) -> None:
+        from chatservice.frontends.irc.protocol import _once
+
+        data = b":a!a@h QUIT :x\r\n:b!b@h PRIVMSG #c :y\r\n:a!a@h QUIT :x\r\n"
+        once = _once(data)
+        self.assertEqual(once, b":a!a@h QUIT :x\r\n:b!b@h PRIVMSG #c :y\r\n")
+        self.assertIs(_once(data), once)
+        self.assertEqual(_once(bytes(bytearray(data))), once)
+
     def test_idlePing(self) -> None:
         harness = Harness(Limits(flood_rate=0, idle_timeout=30))
         client = harness.connect_irc()
