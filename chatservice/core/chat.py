@@ -38,6 +38,7 @@ from chatservice.core.rooms import Member, Room
 from chatservice.core.sanitize import safe
 from chatservice.core.session import Renderer, Session
 from chatservice.core.stats import Stats
+from chatservice.core.whowas import Whowas
 
 # Bound once: what say_all does for every line.
 _Said = events.Said
@@ -82,6 +83,8 @@ class Chat(RoomOperators):
         history's, or C{time.time}.
     @ivar members: every member, by folded nickname.
     @ivar rooms: every room, by folded name.
+    @ivar whowas: the nicknames members quit or renamed from (IRC's
+        C{WHOWAS}).
     """
 
     def __init__(
@@ -106,6 +109,7 @@ class Chat(RoomOperators):
         self.clock = clock
         self.members: dict[str, Member] = {}
         self.rooms: dict[str, Room] = {}
+        self.whowas = Whowas()
         self._guest_numbers = count(1)
 
     # Connection life cycle
@@ -165,6 +169,7 @@ class Chat(RoomOperators):
         member.connected = False
         member.outbox.clear()
         del self.members[member.folded]
+        self.whowas.record(member, self.clock())
         for room in list(member.rooms.values()):
             self._remove(member, room)
             self.fanout.post(room, None, events.Quit(room.name, member.nick, reason))
@@ -250,6 +255,7 @@ class Chat(RoomOperators):
     def _set_nick(self, member: Member, nick: str) -> None:
         old = member.nick
         log.info("{old} is now known as {nick}", old=old, nick=nick)
+        self.whowas.record(member, self.clock())
         del self.members[member.folded]
         member.nick, member.folded = nick, names.fold(nick)
         self.members[member.folded] = member

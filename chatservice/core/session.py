@@ -49,6 +49,10 @@ class Renderer(Protocol):
 class Session(Protocol):
     """
     One member's connection, as the core sees it.
+
+    A session may have an C{identity} attribute: the user name and real
+    name its client gave (IRC's C{USER}), which C{WHOWAS} remembers; without
+    one, a member is known by its nickname alone.
     """
 
     @property

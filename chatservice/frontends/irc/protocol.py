@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -25,7 +26,7 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
 from chatservice import __version__
-from chatservice.core import errors, names
+from chatservice.core import errors, events, names
 from chatservice.core.accounts import Account, Accounts
 from chatservice.core.chat import Chat
 from chatservice.core.errors import ChatError
@@ -33,10 +34,12 @@ from chatservice.core.events import Event, LoggedIn, Motd, Refused
 from chatservice.core.operators import TOPIC_MAX
 from chatservice.core.rooms import Member, Room
 from chatservice.core.server_operators import ServerOperators
+from chatservice.core.whowas import identity as _identity
 from chatservice.frontends.admission import Admission
 from chatservice.frontends.irc import caps, sasl, tags
 from chatservice.frontends.irc import renderer as r
 from chatservice.frontends.irc.renderer import (
+    Departures,
     Echo,
     IRCError,
     IRCRenderer,
@@ -132,6 +135,9 @@ class IRCProtocol(StreamSession):
     _registration: IDelayedCall | None = None
     _pinged = False
     away: str | None = None
+    # The renderers' count of quits and renames when this client's output
+    # was last searched for them.
+    _departures_seen = -1
 
     # The connection
 
@@ -173,6 +179,13 @@ class IRCProtocol(StreamSession):
     def resetTimeout(self) -> None:
         self._pinged = False
         super().resetTimeout()
+
+    @property
+    def identity(self) -> tuple[str, str] | None:
+        """
+        The user name and real name given in C{USER}, once it was sent.
+        """
+        return None if self._user is None else (self._user, self.realname)
 
     @property
     def renderer(self) -> IRCRenderer:
@@ -253,21 +266,32 @@ class IRCProtocol(StreamSession):
         if len(line) > IRC_MAX_LINE:
             self.tell(Refused(errors.LineTooLong(IRC_MAX_LINE)))
             return None
-        parsed = parse(line.decode("utf-8", "replace"))
+        try:
+            text = line.decode("utf-8")
+            replaced = False
+        except UnicodeDecodeError:
+            # Replaced, as in the line protocol; the client is warned.
+            text = line.decode("utf-8", "replace")
+            replaced = True
+        parsed = parse(text)
         if parsed is None:
             return None
         label = given.get("label")
         if label and caps.LABELED_RESPONSE in self.caps.enabled:
-            self._labelled(label, parsed, given)
+            self._labelled(label, parsed, given, replaced)
             return None
         self._tags = given
         try:
-            return self._command(*parsed)
+            return self._command(*parsed, replaced=replaced)
         finally:
             self._tags = {}
 
     def _labelled(
-        self, label: str, parsed: tuple[str, list[str]], given: dict[str, str]
+        self,
+        label: str,
+        parsed: tuple[str, list[str]],
+        given: dict[str, str],
+        replaced: bool,
     ) -> None:
         """
         Handle a command the client labelled: whatever it draws in reply
@@ -283,7 +307,7 @@ class IRCProtocol(StreamSession):
         self._captured = []
         self._tags = given
         try:
-            self._command(*parsed)
+            self._command(*parsed, replaced=replaced)
         finally:
             self._tags = {}
             captured, self._captured = self._captured, None
@@ -326,12 +350,22 @@ class IRCProtocol(StreamSession):
         else:
             fanout.queue(member, out)
 
-    def _command(self, command: str, params: list[str]) -> Deferred[None] | None:
+    def _command(
+        self, command: str, params: list[str], replaced: bool = False
+    ) -> Deferred[None] | None:
         """
         Carry out C{command}. One that waits (an account check) returns a
         Deferred, which holds the client's lines after it until it is done;
         a labelled one labels only what it answers at once.
+
+        A line that was not valid UTF-8 (C{replaced}: its bad bytes are
+        U+FFFD now) is carried out as it reads now, after a C{WARN}
+        C{INVALID_UTF8}, which the UTF8ONLY specification gives for a
+        message "modified but still accepted"; a C{NOTICE} draws no reply,
+        not even that.
         """
+        if replaced and command != "NOTICE":
+            self.send(Raw("WARN", (command, "INVALID_UTF8", _INVALID_UTF8)))
         handler: Callable[[list[str]], Deferred[None] | None] | None = getattr(
             self, f"irc_{command}", None
         )
@@ -604,7 +638,7 @@ class IRCProtocol(StreamSession):
         self.numeric("001", f"Welcome to the {NETWORK} IRC Network {r.user(nick)}")
         self.numeric("002", f"Your host is {server}, running version {version}")
         self.numeric("003", f"This server was created {factory.created}")
-        self.numeric("004", server, version, "i", "bostv", "bov")
+        self.numeric("004", server, version, "io", "bostv", "bov")
         self._isupport()
         self.irc_LUSERS([])
         self.irc_MOTD([])
@@ -701,8 +735,24 @@ class IRCProtocol(StreamSession):
                     rooms.append(self._room(each))
                 except ChatError:
                     continue
-        found = tuple(self.chat.names_of(member, room) for room in rooms)
+        found = tuple(self._names(member, room) for room in rooms)
         self.tell(r.NamesReply(found, target))
+
+    def _names(self, member: Member, room: Room) -> events.Names:
+        """
+        Who in C{room} C{member} may see: the chat's answer, less invisible
+        users if C{member} is not in the room.
+        """
+        found = self.chat.names_of(member, room)
+        invisible = self.factory.invisible
+        if not invisible or member.rooms.get(room.folded) is room:
+            return found
+        hidden = {each.nick for each in room.members if each in invisible}
+        if not hidden:
+            return found
+        return dataclasses.replace(
+            found, nicks=[nick for nick in found.nicks if nick not in hidden]
+        )
 
     def irc_LIST(self, params: list[str]) -> None:
         wanted = _list_filter(params[0], self.chat.clock()) if params else None
@@ -745,7 +795,9 @@ class IRCProtocol(StreamSession):
             if names.fold(target) != member.folded:
                 raise IRCError("502", ("Can't change mode for other users",))
             if len(params) == 1:
-                self.numeric("221", "+o" if self._is_server_operator(member) else "+")
+                modes = "i" * self._invisible(member)
+                modes += "o" * self._is_server_operator(member)
+                self.numeric("221", "+" + modes)
             else:
                 self._user_modes(member, params[1])
             return
@@ -760,16 +812,35 @@ class IRCProtocol(StreamSession):
 
     def _user_modes(self, member: Member, modes: str) -> None:
         """
-        A user mode string for oneself: C{-o} gives up server operator
-        status (C{+o} is had only with C{OPER}); other modes are ignored,
-        as the chat has none.
+        A user mode string for oneself: C{+i}/C{-i} (invisible: left out of
+        C{WHO} masks, of C{NAMES} and C{WHO} of a channel, and of C{WHOIS}
+        channels, for whoever does not share the channel), answered with the
+        change; C{-o} gives up server operator status (C{+o} is had only
+        with C{OPER}, and ignored here, as RFC 2812 3.1.5 says). Any other
+        letter gets C{501}, once.
         """
         adding = True
+        unknown = False
+        invisible = self.factory.invisible
         for letter in modes:
             if letter in "+-":
                 adding = letter == "+"
-            elif letter == "o" and not adding and self.factory.operators is not None:
-                self.factory.operators.deoper(member)
+            elif letter == "i":
+                if adding == (member in invisible):
+                    continue
+                if adding:
+                    invisible.add(member)
+                else:
+                    invisible.discard(member)
+                mode = "+i" if adding else "-i"
+                self.send(Raw("MODE", (member.nick, mode), "you"))
+            elif letter == "o":
+                if not adding and self.factory.operators is not None:
+                    self.factory.operators.deoper(member)
+            else:
+                unknown = True
+        if unknown:
+            self.numeric("501", "Unknown MODE flag")
 
     def _channel_modes(
         self, member: Member, room: Room, modes: str, arguments: list[str]
@@ -934,11 +1005,23 @@ class IRCProtocol(StreamSession):
             except ChatError:
                 room = None
             if room is not None and room.visible_to(member):
+                inside = member.rooms.get(room.folded) is room
                 for each in room.members:
-                    self._who_reply(each, room)
+                    if inside or not self._invisible(each):
+                        self._who_reply(each, room)
         else:
+            # An invisible user is found by its nickname, or by whoever
+            # shares a channel with it; not by a mask.
+            exact = "*" not in mask and "?" not in mask and mask != "0"
             for each in self._matching(mask):
-                self._who_reply(each, self._shown_room(member, each))
+                shown = self._shown_room(member, each)
+                if (
+                    exact
+                    or shown is not None
+                    or each is member
+                    or not self._invisible(each)
+                ):
+                    self._who_reply(each, shown)
         self.numeric("315", mask, "End of /WHO list.")
 
     def _matching(self, mask: str) -> list[Member]:
@@ -986,6 +1069,10 @@ class IRCProtocol(StreamSession):
                 return room
         return None
 
+    def _invisible(self, member: Member) -> bool:
+        """Whether C{member} is invisible (user mode C{+i})."""
+        return member in self.factory.invisible
+
     def _away(self, member: Member) -> str | None:
         session = member.session
         return session.away if isinstance(session, IRCProtocol) else None
@@ -1001,10 +1088,12 @@ class IRCProtocol(StreamSession):
         else:
             user, realname = _identity(target)
             self.numeric("311", target.nick, user, r.CLOAK, "*", realname)
+            hidden = target is not member and self._invisible(target)
             rooms = " ".join(
                 _status(target, room) + r.channel(room.name)
                 for room in target.rooms.values()
                 if room.visible_to(member)
+                and not (hidden and member.rooms.get(room.folded) is not room)
             )
             if rooms:
                 self.numeric("319", target.nick, rooms)
@@ -1017,6 +1106,26 @@ class IRCProtocol(StreamSession):
             if target.account is not None:
                 self.numeric("330", target.nick, target.account, "is logged in as")
         self.numeric("318", nick, "End of /WHOIS list.")
+
+    def irc_WHOWAS(self, params: list[str]) -> None:
+        # WHOWAS nick [count]: who had the nickname, newest first; a count
+        # that is not positive (or no number) asks for all of them.
+        if not params or not params[0]:
+            raise r.no_nickname()
+        nick = params[0]
+        try:
+            count = int(params[1]) if len(params) > 1 else 0
+        except ValueError:
+            count = 0
+        server = self.factory.server
+        found = self.chat.whowas.lookup(nick, count)
+        if not found:
+            self.numeric("406", nick, "There was no such nickname")
+        for each in found:
+            self.numeric("314", each.nick, each.user, r.CLOAK, "*", each.realname)
+            left = time.strftime("%a %b %d %H:%M:%S %Y", time.gmtime(each.when))
+            self.numeric("312", each.nick, server, left)
+        self.numeric("369", nick, "End of WHOWAS")
 
     def irc_AWAY(self, params: list[str]) -> None:
         if params and params[0]:
@@ -1055,7 +1164,12 @@ class IRCProtocol(StreamSession):
 
     def irc_LUSERS(self, params: list[str]) -> None:
         users = len(self.chat.members)
-        self.numeric("251", f"There are {users} users and 0 invisible on 1 servers")
+        invisible = sum(1 for each in self.factory.invisible if each.connected)
+        self.numeric(
+            "251",
+            f"There are {users - invisible} users and {invisible} invisible"
+            " on 1 servers",
+        )
         operators = self.factory.operators
         online = 0 if operators is None else operators.online()
         self.numeric("252", str(online), "operator(s) online")
@@ -1098,6 +1212,25 @@ class IRCProtocol(StreamSession):
         self.numeric("351", f"chatservice-{__version__}.", self.factory.server, "")
         self._isupport()
 
+    def irc_INFO(self, params: list[str]) -> None:
+        # INFO [target]: this server, the only one; a target that is neither
+        # its name (a mask may match it) nor someone on it gets 402.
+        server = self.factory.server
+        if params and params[0]:
+            target = params[0]
+            if (
+                not _glob(target.casefold()).fullmatch(server.casefold())
+                and names.fold(target) not in self.chat.members
+            ):
+                raise IRCError("402", (target, "No such server"))
+        for text in (
+            f"chatservice-{__version__}",
+            "A chat server for line, IRC and web clients, built on Twisted.",
+            f"Running since {self.factory.created}.",
+        ):
+            self.numeric("371", text)
+        self.numeric("374", "End of INFO list")
+
     def irc_TIME(self, params: list[str]) -> None:
         now = time.strftime("%a %b %d %Y %H:%M:%S UTC", time.gmtime())
         self.numeric("391", self.factory.server, now)
@@ -1106,10 +1239,15 @@ class IRCProtocol(StreamSession):
 
     def deliver(self, data: bytes) -> None:
         # A user who quits or is renamed is told of once by each room this
-        # client shares with it; IRC says it once. Every IRC member of a
-        # room is handed the same bytes, so the search is made once a flush.
-        if _needs_once(data):
-            data = _once(data)
+        # client shares with it; IRC says it once. Only output written
+        # since a quit or rename was (the renderers count them) is searched;
+        # every IRC member of a room is handed the same bytes, so the search
+        # and the rewrite are made once for them all.
+        written = self.factory.departures.count
+        if written != self._departures_seen:
+            self._departures_seen = written
+            if _needs_once(data):
+                data = _once(data)
         super().deliver(data)
 
 
@@ -1118,18 +1256,6 @@ def _status(member: Member, room: Room) -> str:
     if member in room.operators:
         return "@"
     return "+" if member in room.voiced else ""
-
-
-def _identity(member: Member) -> tuple[str, str]:
-    """
-    The user name and real name WHO and WHOIS show for C{member}: what an
-    IRC client gave in C{USER}; a member of another front end gave none,
-    and is shown by its nickname.
-    """
-    session = member.session
-    if isinstance(session, IRCProtocol) and session._user is not None:
-        return session._user, session.realname
-    return member.nick, member.nick
 
 
 def _glob(mask: str) -> re.Pattern[str]:
@@ -1204,6 +1330,7 @@ def _comparison(
 
 
 _last: list[object] = [None, False]
+_last_once: list[bytes] = [b"", b""]
 
 
 def _needs_once(data: bytes) -> bool:
@@ -1218,6 +1345,12 @@ def _needs_once(data: bytes) -> bool:
 
 
 def _once(data: bytes) -> bytes:
+    """
+    C{data} with each C{QUIT} and C{NICK} line after the first alike left
+    out; remembered for the last C{data} asked about.
+    """
+    if data is _last_once[0]:
+        return _last_once[1]
     seen: set[bytes] = set()
     kept = []
     for each in data.split(b"\r\n")[:-1]:
@@ -1229,7 +1362,9 @@ def _once(data: bytes) -> bytes:
                 continue
             seen.add(bare)
         kept.append(each + b"\r\n")
-    return b"".join(kept)
+    once = b"".join(kept)
+    _last_once[:] = [data, once]
+    return once
 
 
 def _in_batch(line: bytes, tag: bytes) -> bytes:
@@ -1241,6 +1376,10 @@ def _in_batch(line: bytes, tag: bytes) -> bytes:
         return line
     return tags.add(line, tag)
 
+
+_INVALID_UTF8 = (
+    "Invalid UTF-8 replaced; your IRC software must use UTF-8 on this network"
+)
 
 # What a client may send before it has registered.
 _BEFORE_REGISTRATION = frozenset(
@@ -1291,9 +1430,13 @@ class IRCFactory(StreamFactory):
         self.server = server
         self.accounts = accounts
         self._msgids = MessageIds()
+        self.departures = Departures()
         self._renderers: dict[frozenset[str], IRCRenderer] = {}
         self.renderer = self.renderer_for(frozenset())
         self.operators = operators
+        # Members with user mode +i; they drop out when collected, and
+        # count only while connected.
+        self.invisible: weakref.WeakSet[Member] = weakref.WeakSet()
         self.created = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
 
     def renderer_for(self, enabled: frozenset[str]) -> IRCRenderer:
@@ -1305,7 +1448,7 @@ class IRCFactory(StreamFactory):
         renderer = self._renderers.get(enabled)
         if renderer is None:
             renderer = self._renderers[enabled] = IRCRenderer(
-                self.server, enabled, self.chat.clock, self._msgids
+                self.server, enabled, self.chat.clock, self._msgids, self.departures
             )
         return renderer
 

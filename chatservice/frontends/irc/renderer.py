@@ -283,6 +283,20 @@ class MessageIds:
         return msgid
 
 
+class Departures:
+    """
+    How many quits and renames the renderers of a server have written, in
+    all: a client whose output was written since it last looked holds no
+    C{QUIT} or C{NICK} that another room's copy could repeat, and need not
+    be searched for one (see L{chatservice.frontends.irc.protocol}).
+    """
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
 class IRCRenderer:
     """
     Renders events as IRC lines from C{server} (the server's name), for
@@ -291,6 +305,8 @@ class IRCRenderer:
     @param clock: the time C{server-time} tags lines with.
     @param msgids: where messages get their C{msgid}, shared by every
         renderer of a server.
+    @param departures: the count of quits and renames written, shared by
+        every renderer of a server.
     @ivar echoed: the room events a member is sent when it caused them
         (see L{chatservice.core.session.Renderer}).
     """
@@ -301,8 +317,10 @@ class IRCRenderer:
         enabled: frozenset[str] = frozenset(),
         clock: Callable[[], float] = time.time,
         msgids: MessageIds | None = None,
+        departures: Departures | None = None,
     ) -> None:
         self.server = server
+        self.departures = Departures() if departures is None else departures
         self.caps = enabled
         self.clock = clock
         self.msgids = MessageIds() if msgids is None else msgids
@@ -392,8 +410,10 @@ class IRCRenderer:
             params = (channel(e.room), e.reason) if e.reason else (channel(e.room),)
             return _lines([line(user(e.nick), "PART", *params)])
         if kind is events.Quit:
+            self.departures.count += 1
             return _lines([line(user(e.nick), "QUIT", f"Quit: {e.reason}")])
         if kind is events.Renamed:
+            self.departures.count += 1
             return _lines([f":{user(e.old)} NICK :{e.new}"])
         if kind is events.Kicked:
             return _lines(

@@ -397,6 +397,16 @@ class LabeledResponseTests(SynchronousTestCase):
         self.alice.send("@label=x PONG y\r\n")
         self.assertEqual(self.alice.take(), [f"@label=x {SERVER} ACK"])
 
+    def test_invalidUtf8(self) -> None:
+        """
+        The warning for invalid UTF-8 is one of the command's replies.
+        """
+        self.alice.send(b"@label=u PRIVMSG nobody :\xaa\r\n")
+        lines = self.alice.take()
+        self.assertEqual(len(lines), 4)
+        self.assertRegex(lines[1], f"^@batch=\\S+ {SERVER} WARN PRIVMSG INVALID_UTF8 :")
+        self.assertRegex(lines[2], f"^@batch=\\S+ {SERVER} 401 alice nobody ")
+
     def test_severalReplies(self) -> None:
         self.alice.send("@label=l1 JOIN #valid,inv@lid\r\n")
         lines = self.alice.take()

@@ -198,6 +198,18 @@ class CommandTests(SynchronousTestCase):
         bob.send("PRIVMSG alice :hi\r\nWHOIS alice\r\n")
         self.assertEqual(codes(bob.take()), ["301", "311", "312", "301", "318"])
 
+    def test_info(self) -> None:
+        client = self.harness.connect_irc()
+        register(client, "zed")
+        client.send("INFO\r\nINFO *.little.*\r\nINFO ZED\r\nINFO elsewhere.example\r\n")
+        lines = client.take()
+        self.assertTrue(lines[0].startswith(f"{SERVER} 371 zed chatservice-"))
+        self.assertEqual(codes(lines), ["371", "371", "371", "374"] * 3 + ["402"])
+        self.assertEqual(lines[3], f"{SERVER} 374 zed :End of INFO list")
+        self.assertEqual(
+            lines[-1], f"{SERVER} 402 zed elsewhere.example :No such server"
+        )
+
     def test_quit(self) -> None:
         bob = self.harness.connect_irc()
         register(bob, "bob")
@@ -208,6 +220,57 @@ class CommandTests(SynchronousTestCase):
         self.assertEqual(bob.take(), ["ERROR :Closing link: bob"])
         # Once, though they shared two channels.
         self.assertEqual(self.alice.take(), [":bob!bob@chatservice QUIT :Quit: later"])
+
+    def test_renameOnce(self) -> None:
+        bob = self.harness.connect_irc()
+        register(bob, "bob")
+        for client in (self.alice, bob):
+            client.send("JOIN #a,#b\r\n")
+        discard(self.alice, bob)
+        bob.send("NICK robert\r\n")
+        self.assertEqual(self.alice.take(), [":bob!bob@chatservice NICK :robert"])
+
+    def test_searchedOnlyAfterDepartures(self) -> None:
+        """
+        A client's output is searched for repeated QUIT and NICK lines only
+        when a quit or rename was written since it was last searched; each
+        rewrite of the bytes every member of a room shares is made once.
+        """
+        from chatservice.frontends.irc import protocol
+
+        searched: list[bytes] = []
+        real = protocol._needs_once
+
+        def needs_once(data: bytes) -> bool:
+            searched.append(data)
+            return real(data)
+
+        self.patch(protocol, "_needs_once", needs_once)
+        bob = self.harness.connect_irc()
+        register(bob, "bob")
+        for client in (self.alice, bob):
+            client.send("JOIN #a\r\n")
+        discard(self.alice, bob)
+        del searched[:]
+        bob.send("PRIVMSG #a :hi\r\n")
+        self.alice.take()
+        self.assertEqual(searched, [])
+        bob.send("NICK robert\r\n")
+        self.alice.take()
+        # Each client's next output: alice's, and bob's own NICK.
+        self.assertEqual(searched, [b":bob!bob@chatservice NICK :robert\r\n"] * 2)
+        bob.send("PRIVMSG #a :again\r\n")
+        self.alice.take()
+        self.assertEqual(len(searched), 2)
+
+    def test_rewrittenOnce(self) -> None:
+        from chatservice.frontends.irc.protocol import _once
+
+        data = b":a!a@h QUIT :x\r\n:b!b@h PRIVMSG #c :y\r\n:a!a@h QUIT :x\r\n"
+        once = _once(data)
+        self.assertEqual(once, b":a!a@h QUIT :x\r\n:b!b@h PRIVMSG #c :y\r\n")
+        self.assertIs(_once(data), once)
+        self.assertEqual(_once(bytes(bytearray(data))), once)
 
     def test_idlePing(self) -> None:
         harness = Harness(Limits(flood_rate=0, idle_timeout=30))
@@ -673,6 +736,219 @@ class WhoTests(SynchronousTestCase):
         self.assertEqual(
             self.bob.take()[0],
             ":My.Little.Server 311 bob dave dave chatservice * dave",
+        )
+
+
+class InvalidUtf8Tests(SynchronousTestCase):
+    """
+    A line that is not UTF-8 (the server says UTF8ONLY) has its bad bytes
+    replaced, as in the line protocol, is carried out, and draws WARN
+    INVALID_UTF8 (the specification's code for a message modified but
+    accepted).
+    """
+
+    def setUp(self) -> None:
+        self.harness = Harness(Limits(flood_rate=0))
+        self.alice = self.harness.connect_irc()
+        register(self.alice, "alice")
+        self.bob = self.harness.connect_irc()
+        register(self.bob, "bob")
+        discard(self.alice, self.bob)
+
+    def test_privmsg(self) -> None:
+        self.alice.send(b"PRIVMSG bob :hi\xaa\r\n")
+        self.assertEqual(
+            self.alice.take(),
+            [
+                ":My.Little.Server WARN PRIVMSG INVALID_UTF8 :Invalid UTF-8"
+                " replaced; your IRC software must use UTF-8 on this network"
+            ],
+        )
+        self.assertEqual(
+            self.bob.take(), [":alice!alice@chatservice PRIVMSG bob :hi\ufffd"]
+        )
+
+    def test_channel(self) -> None:
+        """
+        A run of PRIVMSGs to a channel, which takes a shortcut, warns too.
+        """
+        self.alice.send("JOIN #a\r\n")
+        self.bob.send("JOIN #a\r\n")
+        discard(self.alice, self.bob)
+        self.alice.send(b"PRIVMSG #a :one\r\nPRIVMSG #a :\xff\r\nPRIVMSG #a :3\r\n")
+        self.assertEqual(codes(self.alice.take()), ["WARN"])
+        self.assertEqual(
+            self.bob.take(),
+            [
+                ":alice!alice@chatservice PRIVMSG #a :one",
+                ":alice!alice@chatservice PRIVMSG #a :\ufffd",
+                ":alice!alice@chatservice PRIVMSG #a :3",
+            ],
+        )
+
+    def test_notice(self) -> None:
+        self.alice.send(b"NOTICE bob :hi\xaa\r\n")
+        self.assertEqual(self.alice.take(), [])
+        self.assertEqual(
+            self.bob.take(), [":alice!alice@chatservice NOTICE bob :hi\ufffd"]
+        )
+
+    def test_registering(self) -> None:
+        client = self.harness.connect_irc()
+        client.send(b"NICK carol\r\nUSER carol 0 * :\xe8\r\n")
+        lines = client.take()
+        self.assertTrue(lines[0].startswith(f"{SERVER} WARN USER INVALID_UTF8 :"))
+        self.assertEqual(codes(lines[1:2]), ["001"])
+
+
+class InvisibleTests(SynchronousTestCase):
+    """
+    User mode +i, which irssi asks for on connecting: answered with the
+    change, shown by MODE, and hiding the user from who shares no channel
+    with it.
+    """
+
+    def setUp(self) -> None:
+        self.harness = Harness(Limits(flood_rate=0))
+        self.evan = self.harness.connect_irc()
+        register(self.evan, "evan")
+        self.sam = self.harness.connect_irc()
+        register(self.sam, "sam")
+        self.evan.send("JOIN #chan\r\n")
+        discard(self.evan, self.sam)
+
+    def test_mode(self) -> None:
+        self.evan.send("MODE evan +i\r\nMODE evan\r\nMODE evan +i\r\n")
+        self.assertEqual(
+            self.evan.take(),
+            [
+                ":evan!evan@chatservice MODE evan +i",
+                ":My.Little.Server 221 evan +i",
+            ],
+        )
+        self.evan.send("MODE evan -i+x\r\nMODE evan\r\n")
+        self.assertEqual(
+            self.evan.take(),
+            [
+                ":evan!evan@chatservice MODE evan -i",
+                ":My.Little.Server 501 evan :Unknown MODE flag",
+                ":My.Little.Server 221 evan +",
+            ],
+        )
+
+    def test_lusers(self) -> None:
+        self.evan.send("MODE evan +i\r\n")
+        self.sam.send("LUSERS\r\n")
+        self.assertEqual(
+            self.sam.take()[0],
+            ":My.Little.Server 251 sam :There are 1 users and 1 invisible on 1 servers",
+        )
+        self.evan.send("QUIT\r\n")
+        self.sam.send("LUSERS\r\n")
+        self.assertEqual(
+            self.sam.take()[0],
+            ":My.Little.Server 251 sam :There are 1 users and 0 invisible on 1 servers",
+        )
+
+    def whos(self, client: Connection, command: str) -> list[str]:
+        client.send(command + "\r\n")
+        return [line.split(" ")[7] for line in client.take() if " 352 " in line]
+
+    def test_hidden(self) -> None:
+        self.evan.send("MODE evan +i\r\n")
+        discard(self.evan)
+        self.assertEqual(self.whos(self.sam, "WHO eva*"), [])
+        self.assertEqual(self.whos(self.sam, "WHO *"), ["sam"])
+        self.assertEqual(self.whos(self.sam, "WHO #chan"), [])
+        # By its nickname, it is found.
+        self.assertEqual(self.whos(self.sam, "WHO evan"), ["evan"])
+        # It sees itself.
+        self.assertEqual(self.whos(self.evan, "WHO eva*"), ["evan"])
+        self.sam.send("NAMES #chan\r\nWHOIS evan\r\n")
+        lines = self.sam.take()
+        self.assertEqual(
+            codes(lines), ["366", "311", "312", "318"], "no 353 names, no 319"
+        )
+
+    def test_sharingAChannel(self) -> None:
+        self.evan.send("MODE evan +i\r\nJOIN #other\r\n")
+        self.sam.send("JOIN #chan\r\n")
+        discard(self.evan, self.sam)
+        self.assertEqual(self.whos(self.sam, "WHO eva*"), ["evan"])
+        self.assertEqual(self.whos(self.sam, "WHO #chan"), ["evan", "sam"])
+        self.sam.send("WHOIS evan\r\n")
+        self.assertIn(
+            ":My.Little.Server 319 sam evan @#chan",
+            self.sam.take(),
+        )
+
+
+class WhowasTests(SynchronousTestCase):
+    """
+    WHOWAS shows who had a nickname, newest first, from what they gave in
+    USER.
+    """
+
+    def setUp(self) -> None:
+        self.harness = Harness(Limits(flood_rate=0))
+        self.alice = self.harness.connect_irc()
+        register(self.alice, "alice")
+        discard(self.alice)
+        # The chat dates departures by the harness's clock, from 0.
+        self.harness.chat.clock = self.harness.clock.seconds
+
+    def leave(self, user: str, realname: str) -> None:
+        bob = self.harness.connect_irc()
+        bob.send(f"NICK bob\r\nUSER {user} 0 * :{realname}\r\nQUIT\r\n")
+
+    def test_history(self) -> None:
+        self.leave("first", "The First")
+        self.harness.advance(60)
+        self.leave("second", "The Second")
+        self.alice.send("WHOWAS BOB\r\n")
+        self.assertEqual(
+            self.alice.take(),
+            [
+                ":My.Little.Server 314 alice bob second chatservice * :The Second",
+                ":My.Little.Server 312 alice bob My.Little.Server"
+                " :Thu Jan 01 00:01:00 1970",
+                ":My.Little.Server 314 alice bob first chatservice * :The First",
+                ":My.Little.Server 312 alice bob My.Little.Server"
+                " :Thu Jan 01 00:00:00 1970",
+                ":My.Little.Server 369 alice BOB :End of WHOWAS",
+            ],
+        )
+
+    def test_count(self) -> None:
+        self.leave("first", "The First")
+        self.leave("second", "The Second")
+        for count, found in [("1", 1), ("2", 2), ("0", 2), ("-1", 2), ("x", 2)]:
+            self.alice.send(f"WHOWAS bob {count}\r\n")
+            self.assertEqual(codes(self.alice.take()).count("314"), found)
+
+    def test_renamed(self) -> None:
+        """
+        A nickname left for another is remembered too; a line user gave no
+        user name or real name, and is shown by its nickname.
+        """
+        line = self.harness.connect()
+        line.say("/nick dave")
+        line.say("/nick david")
+        self.alice.send("WHOWAS dave\r\n")
+        self.assertEqual(
+            self.alice.take()[0],
+            ":My.Little.Server 314 alice dave dave chatservice * dave",
+        )
+
+    def test_noSuchNick(self) -> None:
+        self.alice.send("WHOWAS nobody\r\nWHOWAS\r\n")
+        self.assertEqual(
+            self.alice.take(),
+            [
+                ":My.Little.Server 406 alice nobody :There was no such nickname",
+                ":My.Little.Server 369 alice nobody :End of WHOWAS",
+                ":My.Little.Server 431 alice :No nickname given",
+            ],
         )
 
 
