@@ -90,7 +90,8 @@ class IRCListenerTests(SynchronousTestCase):
         register(v6, "bob")
         for client, nick in ((tls, "alice"), (v6, "bob")):
             client.send(b"JOIN #both\r\n")
-            client.read_until(lambda line: f" 366 {nick} #both ".encode() in line)
+            end = f" 366 {nick} #both ".encode()
+            client.read_until(lambda line, end=end: end in line)
         tls.send(b"PRIVMSG #both :over TLS\r\n")
         self.assertEqual(
             v6.read_until(lambda line: b"PRIVMSG" in line),
