@@ -138,8 +138,8 @@ class Reader:
             before = client.lines
             mark = self.mark
             back = self.back
-            # A mark of two bytes may have begun at the tail's last byte.
-            client.lines = before + buf.count(mark, t - back if t else 0, end)
+            # A mark may have begun in the tail's last bytes.
+            client.lines = before + buf.count(mark, max(0, t - back), end)
             ping = -1
             if self.irc and buf.find(self.ping_probe, 0, end) >= 0:
                 ping = self.answer_pings(client, t, end)

@@ -152,7 +152,7 @@ class FrameTests(SynchronousTestCase):
         sizes = {len(said(0, 1, when)) for when in ("1733212345.1", "1733212345.123")}
         self.assertEqual(sizes, {low, high})
         frame = said(0, 1, "1733212345.12")
-        tail = frame[frame.find(ws.MARK) + 2 :]
+        tail = frame[frame.find(ws.MARK) + len(ws.MARK) :]
         self.assertTrue(ws.frame_end(tail))
         self.assertFalse(ws.frame_end(tail + said(0, 2)[:-1]))
         self.assertFalse(ws.frame_end(tail[:-1]))
@@ -244,7 +244,7 @@ class ReaderTests(SynchronousTestCase):
         self.feed(text_frame(b'{"type":"joined","room":"bench"}') + line[:40])
         self.feed(line[40:])
         self.assertEqual(self.client.prefix[1], PREFIX)
-        self.assertEqual(self.client.eol[1], b'"')
+        self.assertEqual(self.client.eol[1], ws.EOL)
         self.assertEqual(self.client.cal_rounds[1], 1234)
         self.assertEqual(self.client.tail, b"")
 
@@ -258,7 +258,7 @@ class ReaderTests(SynchronousTestCase):
     def count(self, data: bytes, cuts: list[int]) -> None:
         self.client.mode = COUNTING
         self.client.prefix[1] = PREFIX
-        self.client.eol[1] = b'"'
+        self.client.eol[1] = ws.EOL
         at = 0
         for cut in [*cuts, len(data)]:
             self.feed(data[at:cut])
@@ -267,17 +267,20 @@ class ReaderTests(SynchronousTestCase):
     def test_counting(self) -> None:
         """
         While counting, every said frame is one line, also when its mark
-        is cut between two reads; the last is sampled and checked.
+        is cut between two reads, wherever, or a read ends just after one;
+        the last is sampled and checked.
         """
         frames = [said(1, seq, f"1733212345.{seq}") for seq in range(1, 5)]
         data = b"".join(frames)
         mark = data.find(ws.MARK, len(frames[0]))
-        self.count(data, [mark + 1, len(data) - 3])
-        self.assertEqual(self.client.lines, 4)
-        self.assertEqual(self.client.bytes, len(data))
-        self.assertEqual(self.client.bad_samples, 0)
-        self.assertEqual(self.client.last_seq[1], 4)
-        self.assertTrue(ws.frame_end(self.client.tail))
+        for cut in range(1, 2 * len(ws.MARK)):
+            self.setUp()
+            self.count(data, [mark + cut, len(data) - 3])
+            self.assertEqual(self.client.lines, 4, cut)
+            self.assertEqual(self.client.bytes, len(data))
+            self.assertEqual(self.client.bad_samples, 0)
+            self.assertEqual(self.client.last_seq[1], 4)
+            self.assertTrue(ws.frame_end(self.client.tail))
 
     def test_counting_corrupt(self) -> None:
         """A sampled frame of another room is a bad sample."""
@@ -294,10 +297,10 @@ class TallyTests(SynchronousTestCase):
         self.addCleanup(theirs.close)
         client = Client(ours, -1, 2)
         client.prefix[1] = PREFIX
-        client.eol[1] = b'"'
+        client.eol[1] = ws.EOL
         client.lines = data.count(ws.MARK)
         client.bytes = len(data)
-        client.tail = data[data.rfind(ws.MARK) + 2 :]
+        client.tail = data[data.rfind(ws.MARK) + len(ws.MARK) :]
         expect([client], {1: (sent, 0)}, 63, ws=True)
         result = WorkerResult()
         tally([client], result, checksum=False, ws=True)

@@ -139,6 +139,8 @@ def clean(text: str) -> str:
     C{text} with any lone surrogate (a JSON escape can make one; no UTF-8
     can) replaced, so that nothing downstream fails to encode it.
     """
+    if text.isascii():
+        return text
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

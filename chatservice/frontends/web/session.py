@@ -15,6 +15,7 @@ the WebSocket layer, so that the close handshake is wsproto's.
 from __future__ import annotations
 
 import json
+from json.decoder import scanstring  # type: ignore[attr-defined]
 from typing import Any, cast
 
 from twisted.internet.defer import Deferred
@@ -50,6 +51,49 @@ log = Logger()
 _BINARY = b"\xff"
 # How a say request starts, as the web client and most programs write it.
 _SAY = b'{"type":"say",'
+
+
+# A say request as the web client and most programs write it, up to its
+# room's string, and what comes between that and its text's string.
+_SAY_ROOM = '{"type":"say","room":"'
+_SAY_TEXT = ',"text":"'
+
+
+def _say(line: bytes) -> tuple[str, str] | None:
+    """
+    The room and text of the say request C{line}, if it is one with no id
+    and no other field, and both are strings with more than white space;
+    otherwise None.
+
+    The common spelling, fields in the client's order with no white space,
+    is read with json's own string scanner (C{json.decoder.scanstring}, in
+    C; the stubs leave it out), without building a dict: the strings are
+    those C{json.loads} gives. Any other spelling goes to C{json.loads}.
+    """
+    try:
+        message = line.decode("utf-8")
+        if message.startswith(_SAY_ROOM):
+            room, at = scanstring(message, len(_SAY_ROOM))
+            if message.startswith(_SAY_TEXT, at):
+                text, at = scanstring(message, at + len(_SAY_TEXT))
+                if at == len(message) - 1 and message[at] == "}":
+                    return (room, text) if room.strip() and text.strip() else None
+        found = json.loads(message)
+    except ValueError:
+        return None
+    if type(found) is not dict or len(found) != 3:
+        return None
+    room = found.get("room")
+    text = found.get("text")
+    if (
+        found.get("type") != "say"
+        or type(room) is not str
+        or type(text) is not str
+        or not room.strip()
+        or not text.strip()
+    ):
+        return None
+    return room, text
 
 
 class WebSession(StreamSession):
@@ -162,21 +206,10 @@ class WebSession(StreamSession):
             line = lines[index]
             if line is None or len(line) > limit or not line.startswith(_SAY):
                 break
-            try:
-                message = json.loads(line)
-            except ValueError:
+            said = _say(line)
+            if said is None:
                 break
-            if type(message) is not dict or len(message) != 3:
-                break
-            room = message.get("room")
-            text = message.get("text")
-            if (
-                type(room) is not str
-                or type(text) is not str
-                or not room.strip()
-                or not text.strip()
-            ):
-                break
+            room, text = said
             if not texts:
                 name = room
             elif room != name:

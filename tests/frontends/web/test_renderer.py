@@ -18,11 +18,13 @@ from chatservice.core import errors, events
 from chatservice.core.errors import ChatError
 from chatservice.core.events import Event, HistoryLine
 from chatservice.frontends.web import requests
+from chatservice.frontends.web.frames import text_frame
 from chatservice.frontends.web.renderer import (
     Answered,
     EmptyHistory,
     JSONRenderer,
     RefusedRequest,
+    encode,
 )
 
 NOW = 1700000000.25
@@ -311,6 +313,30 @@ class RendererTests(SynchronousTestCase):
         """
         found = read(self.renderer.render(events.Said("r", "n", "a\ud800b")))
         self.assertEqual(found["text"], "a?b")
+
+    def test_linesAsJsonWritesThem(self) -> None:
+        """
+        Lines said, acted and noticed, which are written without json for
+        speed, are the very bytes json writes for their objects, whatever
+        the strings hold and whether the clock gives a float or an integer.
+        """
+        texts = [
+            "plain",
+            '<img src=x> "quoted" \\ back\\slash /',
+            "\x00\x1f\x7f \t\n\r \u2028\u2029 ü 😀",
+            "a\ud800b",
+            "",
+        ]
+        for clock in (lambda: NOW, lambda: 1700000000, lambda: 0.1 + 0.2):
+            renderer = JSONRenderer(clock)
+            for cls in (events.Said, events.Acted, events.Noticed):
+                for text in texts:
+                    event = cls('r\u00e9 "x"', 'n"\\', text)
+                    self.assertEqual(
+                        renderer.render(event),
+                        text_frame(encode(renderer.object(event))),
+                        (cls, text),
+                    )
 
     def test_timeFromClock(self) -> None:
         """Room events are dated when rendered, by the renderer's clock."""

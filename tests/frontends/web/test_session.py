@@ -325,6 +325,42 @@ class BadInputTests(WebTestCase):
         web.send('{"type": "say", "room": "lobby", "text": "a\\ud800b"}')
         self.assertEqual(line.take(), [f"[lobby] <{web.session.nick}> a?b"])
 
+    def test_saySpellings(self) -> None:
+        """
+        A say request reads the same however it is spelled: compact (read
+        without building a dict), spaced, its fields in another order, with
+        escapes; one with an id, another field or trailing bytes is not
+        taken as a plain say.
+        """
+        line = self.harness.connect()
+        line.take()
+        web = self.joined()
+        line.take()
+        nick = web.session.nick
+        for raw, text in [
+            ('{"type":"say","room":"lobby","text":"plain"}', "plain"),
+            ('{"type":"say","room":"lobby","text":"q\\"\\\\\\u00fc"}', 'q"\\ü'),
+            ('{"type":"say","room":"lob\\u0062y","text":"esc"}', "esc"),
+            ('{"type": "say", "room": "lobby", "text": "spaced"}', "spaced"),
+            ('{"type":"say","text":"reordered","room":"lobby"}', "reordered"),
+            ('{"type":"say","room":"lobby","text":"\\ud83d\\ude00"}', "😀"),
+        ]:
+            web.send(raw)
+            self.assertEqual(line.take(), [f"[lobby] <{nick}> {text}"], raw)
+            self.assertEqual(web.events(), [], raw)
+        web.send('{"type":"say","room":"lobby","text":"id","id":7}')
+        self.assertEqual(line.take(), [f"[lobby] <{nick}> id"])
+        self.assertEqual(web.events(), [{"type": "ok", "id": 7}])
+        web.send('{"type":"say","room":"lobby","text":"x"}x')
+        self.assertEqual(line.take(), [])
+        self.assertEqual(web.events()[0]["code"], "invalid_json")
+        web.send('{"type":"say","room":"lobby","text":" "}')
+        self.assertEqual(line.take(), [])
+        self.assertEqual(web.events()[0]["code"], "bad_field")
+        web.send('{"type":"say","room":"lobby","text":"a\x01"}')
+        self.assertEqual(line.take(), [])
+        self.assertEqual(web.events()[0]["code"], "invalid_json")
+
 
 class LimitTests(WebTestCase):
     """The limits every front end shares, on web clients, on a fake clock."""
