@@ -402,10 +402,26 @@ class History:
         # than the cursor), and the database holds it after the lines from
         # there on that it has been given.
         oldest = min(position, start)
+        need = n - len(lines)
         pending = (self.unwritten or {}).get(room_key)
         waiting = 0 if pending is None else pending.count
+        if pending is not None and end - waiting < oldest:
+            # More has been said since the last write than the tail keeps:
+            # the lines between are only in the unwritten buffer, dated as
+            # the database will date them.
+            buffered = end - waiting
+            since = max(buffered, oldest - need)
+            records = bytes(pending.data).split(b"\n")
+            lines = [
+                decode_record(pending.time, record)
+                for record in records[since - buffered : oldest - buffered]
+            ] + lines
+            need -= oldest - since
+            oldest = since
+            if need == 0:
+                return Page(lines, self._cursor(room_key, oldest))
         skip = max(0, end - oldest - waiting)
-        return await self._stored(room_key, n - len(lines), None, skip, lines, None)
+        return await self._stored(room_key, need, None, skip, lines, None)
 
     async def _stored(
         self,
