@@ -363,6 +363,10 @@ class History:
         last C{n}, without one), and the cursor of the page before them.
         From the tail when it holds them, else (for what it lacks) from
         L{archive}. Raises L{BadCursor} for a cursor this room never had.
+
+        Lines the writer has taken count as stored: the query runs on the
+        database thread after their write. If that write fails, they are
+        missing from pages asked for meanwhile, until it is retried.
         """
         tail = self.tails.get(room_key)
         end = 0 if tail is None else tail.end

@@ -304,7 +304,7 @@ function older(c) {
       // cannot be found again without showing lines twice.
       c.before = null;
       c.beginning = true;
-      prepend(c, [lineNode("error", [["text", `!!! Older history: ${describe(e)}`]], Date.now() / 1000)]);
+      prepend(c, [lineNode("error", [["text", `!!! ${describe(e)}`]], Date.now() / 1000)]);
     });
 }
 
