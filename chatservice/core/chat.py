@@ -31,6 +31,7 @@ from chatservice.core.history import (
     FORMATS,
     MESSAGE,
     History,
+    Page,
     encode_record,
 )
 from chatservice.core.operators import RoomOperators
@@ -370,8 +371,27 @@ class Chat(RoomOperators):
             for entry in self.history.recent(room.folded, n)
         ]
         if lines:
-            self.fanout.tell(member, events.Replay(room.name, lines))
+            before = self.history.before(room.folded, len(lines))
+            self.fanout.tell(member, events.Replay(room.name, lines, before))
         return len(lines)
+
+    async def history_page(
+        self, member: Member, room: Room, n: int, before: str | None
+    ) -> Page:
+        """
+        Up to C{n} lines said in C{room} before the cursor C{before} (one a
+        L{events.Replay} or an earlier page handed out), oldest first, with
+        the cursor of the page before them. Lines the memory no longer
+        holds are read from the database, off the reactor thread; nothing
+        is told, so that each front end shows a page as it likes. Raises
+        L{errors.BadCursor} for a cursor that is not one of this room's.
+        """
+        if self.history is None:
+            raise errors.NoHistory()
+        if member.rooms.get(room.folded) is not room:
+            raise errors.NotInRoom(room.name)
+        self.fanout.flush_room(room)
+        return await self.history.page(room.folded, n, before)
 
     def part(self, member: Member, room: Room, reason: str = "") -> None:
         """

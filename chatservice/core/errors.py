@@ -116,6 +116,18 @@ class NoHistory(ChatError):
     code = "no_history"
 
 
+@dataclass(eq=False)
+class BadCursor(ChatError):
+    """
+    C{cursor} is not a place in the history of the room asked about: not
+    one the server handed out, one of another room, or one of a run of
+    the server before a restart.
+    """
+
+    code = "bad_cursor"
+    cursor: str
+
+
 # Accounts
 
 

@@ -286,10 +286,15 @@ class HistoryLine:
 
 @dataclass(frozen=True, slots=True)
 class Replay(Event):
-    """The last lines said in C{room}, oldest first, never empty."""
+    """
+    The last lines said in C{room}, oldest first, never empty; or a page of
+    older ones (L{chatservice.core.chat.Chat.history_page}). C{before} is
+    the cursor of the lines before these, None if there are none.
+    """
 
     room: str
     lines: Sequence[HistoryLine]
+    before: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

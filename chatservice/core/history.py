@@ -13,6 +13,24 @@ they are replayed; the database stores them as they are.
 Replay on entering a room and C{/history} read only this tail, so they never
 wait for the disk and a live line can never overtake them. No I/O here.
 
+Older lines are read a page at a time (L{History.page}), each page handing
+out a cursor to the next older one. A cursor is a short opaque string of
+one of two kinds:
+
+ - C{m<run>.<room>.<position>}: lines before a position in the tail.
+   Positions count a room's lines since the server started (L{Tail.end}),
+   so they hold still while lines are said; C{<run>} names this run of the
+   server and C{<room>} is a checksum of the room's key, so that a cursor
+   from before a restart or of another room is refused, not misread.
+ - C{d<chunk>.<index>}: lines before line C{index} of the stored chunk
+   (a row of the C{history} table) C{chunk}. These outlive restarts.
+
+Lines older than the tail come from the database through L{History.archive},
+which runs the query off the reactor thread. The tail ends where the
+database's lines, plus those not yet written, end; so the database is asked
+to skip as many of its newest lines as the tail holds of the written ones,
+and the first page from it hands out a C{d} cursor.
+
 Each room's topic is kept here too, apart from its lines: the latest one
 only, as an L{events.Topic}, by room key. It outlives the room (rooms exist
 while they have members; a topic lasts as long as the history does) and, on
@@ -25,12 +43,17 @@ restart.
 
 from __future__ import annotations
 
+import re
+import secrets
 import time
+import zlib
 from collections import deque
-from collections.abc import Callable, Iterable
-from itertools import repeat
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from itertools import islice, repeat
 from typing import Final, Literal, NamedTuple
 
+from chatservice.core.errors import BadCursor
 from chatservice.core.events import Topic
 
 # Most lines /history may ask for, and so how many of each room are kept in
@@ -125,13 +148,59 @@ class Tail:
     """
     A room's last records and the times they were said, side by side: two
     C{extend}s a turn, and no tuple a line.
+
+    @ivar end: how many lines the room has had since the server started
+        (those read back from the database included): the position of its
+        next line. The tail holds positions C{end - len(records)} to
+        C{end - 1}.
     """
 
-    __slots__ = ("records", "times")
+    __slots__ = ("end", "records", "times")
 
     def __init__(self, keep: int) -> None:
         self.records: deque[bytes] = deque(maxlen=keep)
         self.times: deque[float] = deque(maxlen=keep)
+        self.end = 0
+
+
+Place = tuple[int, int]
+"""
+A place in the database: lines before line C{index} of chunk C{chunk}, as
+C{(chunk, index)}.
+"""
+
+Stored = tuple[list[tuple[float, bytes]], "Place | None"]
+"""
+A page read from the database: (time, record) oldest first, and the place
+of the next older page, None if there is none.
+"""
+
+Archive = Callable[[str, int, "Place | None", int], Awaitable["Stored | None"]]
+"""
+Read up to C{n} lines of room C{room_key} from the database, off the
+reactor thread: C{archive(room_key, n, place, skip)} gives the lines
+before C{place}, or, without one, the lines before the C{skip} newest
+stored ones; None if C{place} is a chunk of another room.
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """
+    Lines of a room, oldest first, and the cursor of the page before them:
+    None when they are the first the server has.
+    """
+
+    lines: list[Entry]
+    before: str | None
+
+
+_MEMORY = re.compile(r"m([0-9a-f]{1,16})\.([0-9a-f]{1,8})\.([0-9]{1,12})")
+_STORED = re.compile(r"d([0-9]{1,18})\.([0-9]{1,9})")
+
+
+def _room_tag(room_key: str) -> str:
+    return format(zlib.crc32(room_key.encode("utf-8", "replace")), "x")
 
 
 class History:
@@ -157,6 +226,8 @@ class History:
         self.unwritten: dict[str, Unwritten] | None = {} if persist else None
         self.wake: Callable[[], None] | None = None
         self.topics: dict[str, Topic] = {}
+        self.archive: Archive | None = None
+        self.run = secrets.token_hex(4)
 
     def record(self, room_key: str, room: str, records: list[bytes]) -> None:
         """
@@ -169,6 +240,7 @@ class History:
             tail = self.tails[room_key] = Tail(self.keep)
         tail.records.extend(records)
         tail.times.extend(repeat(now, len(records)))
+        tail.end += len(records)
         unwritten = self.unwritten
         if unwritten is not None:
             pending = self._unwritten(unwritten, room_key, room, now)
@@ -251,6 +323,7 @@ class History:
                 tail = self.tails[room_key] = Tail(self.keep)
             tail.records.append(record)
             tail.times.append(when)
+            tail.end += 1
 
     def recent(self, room_key: str, n: int) -> list[Entry]:
         """
@@ -266,6 +339,114 @@ class History:
                 list(tail.times)[start:], list(tail.records)[start:], strict=True
             )
         ]
+
+    def before(self, room_key: str, count: int) -> str | None:
+        """
+        The cursor of the lines older than the last C{count} of a room
+        (those L{recent} gives), None if there are certainly none.
+        """
+        tail = self.tails.get(room_key)
+        if tail is None:
+            return None
+        position = max(0, tail.end - count)
+        # The tail's oldest line may not be the room's first stored one.
+        if position > tail.end - len(tail.records) or self.archive is not None:
+            return self._cursor(room_key, position)
+        return None
+
+    def _cursor(self, room_key: str, position: int) -> str:
+        return f"m{self.run}.{_room_tag(room_key)}.{position}"
+
+    async def page(self, room_key: str, n: int, before: str | None) -> Page:
+        """
+        Up to C{n} lines of a room older than the cursor C{before} (or the
+        last C{n}, without one), and the cursor of the page before them.
+        From the tail when it holds them, else (for what it lacks) from
+        L{archive}. Raises L{BadCursor} for a cursor this room never had.
+
+        Lines the writer has taken count as stored: the query runs on the
+        database thread after their write. If that write fails, they are
+        missing from pages asked for meanwhile, until it is retried.
+        """
+        tail = self.tails.get(room_key)
+        end = 0 if tail is None else tail.end
+        held = 0 if tail is None else len(tail.records)
+        start = end - held
+        position = end
+        if before is not None:
+            stored = _STORED.fullmatch(before)
+            if stored is not None:
+                place = (int(stored[1]), int(stored[2]))
+                return await self._stored(room_key, n, place, 0, [], before)
+            memory = _MEMORY.fullmatch(before)
+            if (
+                memory is None
+                or memory[1] != self.run
+                or memory[2] != _room_tag(room_key)
+                or not 0 <= int(memory[3]) <= end
+            ):
+                raise BadCursor(before[:64])
+            position = int(memory[3])
+        first = max(start, position - n)
+        lines: list[Entry] = []
+        if tail is not None and position > first:
+            lines = [
+                decode_record(when, record)
+                for when, record in zip(
+                    islice(tail.times, first - start, position - start),
+                    islice(tail.records, first - start, position - start),
+                    strict=True,
+                )
+            ]
+        if len(lines) == n or self.archive is None:
+            if first > start or self.archive is not None:
+                return Page(lines, self._cursor(room_key, first))
+            return Page(lines, None)
+        # The tail holds too few: the rest is older than its oldest line (or
+        # than the cursor), and the database holds it after the lines from
+        # there on that it has been given.
+        oldest = min(position, start)
+        need = n - len(lines)
+        pending = (self.unwritten or {}).get(room_key)
+        waiting = 0 if pending is None else pending.count
+        if pending is not None and end - waiting < oldest:
+            # More has been said since the last write than the tail keeps:
+            # the lines between are only in the unwritten buffer, dated as
+            # the database will date them.
+            buffered = end - waiting
+            since = max(buffered, oldest - need)
+            records = bytes(pending.data).split(b"\n")
+            lines = [
+                decode_record(pending.time, record)
+                for record in records[since - buffered : oldest - buffered]
+            ] + lines
+            need -= oldest - since
+            oldest = since
+            if need == 0:
+                return Page(lines, self._cursor(room_key, oldest))
+        skip = max(0, end - oldest - waiting)
+        return await self._stored(room_key, need, None, skip, lines, None)
+
+    async def _stored(
+        self,
+        room_key: str,
+        n: int,
+        place: Place | None,
+        skip: int,
+        newer: list[Entry],
+        cursor: str | None,
+    ) -> Page:
+        if self.archive is None:
+            if place is None:
+                return Page(newer, None)
+            # Database places mean nothing where nothing is stored.
+            raise BadCursor(cursor or "")
+        found = await self.archive(room_key, n, place, skip)
+        if found is None:
+            raise BadCursor(cursor or "")
+        records, older = found
+        lines = [decode_record(when, record) for when, record in records]
+        return Page(lines + newer, None if older is None else f"d{older[0]}.{older[1]}")
 
 
 def count_lines(unwritten: dict[str, Unwritten]) -> int:

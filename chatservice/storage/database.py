@@ -36,7 +36,7 @@ from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
 from chatservice.core.accounts import Account
-from chatservice.core.history import History, Unwritten, count_lines
+from chatservice.core.history import History, Place, Stored, Unwritten, count_lines
 from chatservice.core.stats import Stats
 from chatservice.storage.schema import DatabaseError
 from chatservice.storage.store import Store, check, open_store
@@ -130,6 +130,8 @@ class Database(Service):
         self.pool.start()
         self.pool.callInThread(_background)
         self.history.wake = self._wake
+        if self.history.unwritten is not None:
+            self.history.archive = self.older
         if self.history.unwritten:
             self._wake()
         if self.max_per_room > 0 or self.days > 0:
@@ -143,6 +145,17 @@ class Database(Service):
         asked of it.
         """
         return deferToThreadPool(self._threads, self.pool, f, *args)
+
+    def older(
+        self, room_key: str, n: int, place: Place | None, skip: int
+    ) -> Deferred[Stored | None]:
+        """
+        Lines of a room older than the history keeps in memory
+        (L{Store.page}), read on the database thread. Queued behind every
+        write already asked for, so the lines the tail has handed over are
+        in the file when it runs.
+        """
+        return self.run(self.store.page, room_key, n, place, skip)
 
     def _wake(self) -> None:
         if self._flush_call is None and self._writing is None:
@@ -204,6 +217,7 @@ class Database(Service):
         Write everything recorded so far, then close the file.
         """
         super().stopService()
+        self.history.archive = None
         return ensureDeferred(self._stop())
 
     async def _stop(self) -> None:

@@ -13,7 +13,7 @@ import sqlite3
 
 from chatservice.core.accounts import Account
 from chatservice.core.events import Topic
-from chatservice.core.history import Unwritten
+from chatservice.core.history import Place, Stored, Unwritten
 from chatservice.storage.schema import DatabaseError, migrate
 
 # About the most bytes in one chunk, so that splitting one (the messages
@@ -89,6 +89,67 @@ class Store:
             for when, blob in reversed(chunks):
                 records.extend((when, key, r) for r in split_records(blob))
         return records
+
+    def page(
+        self, room_key: str, n: int, place: Place | None, skip: int
+    ) -> Stored | None:
+        """
+        Up to C{n} lines of a room, oldest first, read newest first through
+        the room index: those before C{place} (chunk, index), or without
+        one, those before the C{skip} newest; and the place of the lines
+        before them, None if there are none. None if the chunk of C{place}
+        is another room's. (A chunk retention removed has no older ones
+        left, so a place in it gives what is left: nothing.)
+        """
+        db = self.connection
+        if place is not None:
+            chunk, index = place
+            owner = db.execute(
+                "SELECT room_key FROM history WHERE id = ?", (chunk,)
+            ).fetchone()
+            if owner is not None and owner[0] != room_key:
+                return None
+            rows = db.execute(
+                "SELECT id, time, lines FROM history WHERE room_key = ? AND id <= ?"
+                " ORDER BY id DESC",
+                (room_key, chunk),
+            )
+        else:
+            chunk, index = -1, 0
+            rows = db.execute(
+                "SELECT id, time, lines FROM history WHERE room_key = ?"
+                " ORDER BY id DESC",
+                (room_key,),
+            )
+        found: list[tuple[float, list[bytes]]] = []
+        older: Place | None = None
+        need = n
+        for row_id, when, blob in rows:
+            records = split_records(blob)
+            if row_id == chunk:
+                records = records[:index]
+            if skip:
+                if skip >= len(records):
+                    skip -= len(records)
+                    continue
+                records = records[: len(records) - skip]
+                skip = 0
+            if not records:
+                continue
+            if need <= 0:
+                # There is an older line: the page before is where the
+                # last one taken begins.
+                break
+            taken = records[-need:]
+            found.append((when, taken))
+            need -= len(taken)
+            older = (row_id, len(records) - len(taken))
+            if older[1] > 0:
+                break
+        else:
+            older = None
+        lines = [(when, r) for when, records in reversed(found) for r in records]
+        return lines, older
 
     def topics(self) -> list[tuple[str, Topic]]:
         """

@@ -5,6 +5,7 @@ and the typed errors it raises: no renderer's text is involved.
 
 from __future__ import annotations
 
+from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from chatservice.core import errors, events
@@ -232,6 +233,38 @@ class TalkTests(ChatTestCase):
         member = chat.connect(EventSession(self.renderer), "alice")
         room = chat.join(member, "python")
         self.assertRaises(errors.NoHistory, chat.replay_history, member, room, 5)
+        self.failureResultOf(
+            Deferred.fromCoroutine(chat.history_page(member, room, 5, None)),
+            errors.NoHistory,
+        )
+
+    def test_historyPage(self) -> None:
+        """
+        The replay's cursor leads to the lines before it, lines said this
+        turn included; only a member of the room may page through it.
+        """
+        for text in ["one", "two", "three"]:
+            self.chat.say(self.alice, self.room, text)
+        carol = self.connect("carol")
+        self.chat.join(carol, "python", announce=False)
+        self.chat.say(self.alice, self.room, "four")
+        page = self.successResultOf(
+            Deferred.fromCoroutine(self.chat.history_page(carol, self.room, 2, None))
+        )
+        self.assertEqual([e.text for e in page.lines], ["three", "four"])
+        older = self.successResultOf(
+            Deferred.fromCoroutine(
+                self.chat.history_page(carol, self.room, 5, page.before)
+            )
+        )
+        self.assertEqual(
+            ([e.text for e in older.lines], older.before), (["one", "two"], None)
+        )
+        dave = self.connect("dave")
+        self.failureResultOf(
+            Deferred.fromCoroutine(self.chat.history_page(dave, self.room, 2, None)),
+            errors.NotInRoom,
+        )
 
 
 class NameTests(ChatTestCase):

@@ -145,6 +145,69 @@ class BrowserTests(SynchronousTestCase):
         page.click_tab("room:lobby")
         page.wait(lambda: page.js(shown) == "none")
 
+    def at_beginning(self, page: Page) -> bool:
+        return any(line.endswith("Beginning of history.") for line in page.lines())
+
+    def test_scrollingUpLoadsOlderHistory(self) -> None:
+        """
+        Scrolled to the top, the scrollback loads the page before, from
+        memory and then from the database, without moving the lines in
+        view, until it shows the beginning of the history.
+        """
+        server, port = web_server(
+            self, options=("--database", ":memory:", "--flood-rate", "0")
+        )
+        assert server.tcp_port is not None
+        nc = SocketClient(self, server.tcp_port)
+        nc.welcome()
+        nc.send(b"/nick nora\r\n")
+        nc.read_until(lambda line: b"nora" in line)
+        # More than the 500 lines kept in memory, so that the oldest come
+        # from the database.
+        count = 620
+        nc.send(b"".join(b"older line %d\r\n" % i for i in range(count)))
+        nc.send(b"/history 1\r\n")
+        nc.read_until(lambda line: line.endswith(b"older line %d\r\n" % (count - 1)))
+        page = Page(self, f"http://127.0.0.1:{port}/")
+        page.choose_nick("gus")
+        page.join("lobby")
+        page.wait_line(f"<nora> older line {count - 1}")
+        oldest_shown = (
+            "const lines = document.querySelectorAll("
+            "'.log:not([hidden]) .line.said');"
+            "return lines[0] && lines[0].textContent"
+        )
+        top = (
+            "const log = document.querySelector('.log:not([hidden])');"
+            "const line = [...log.querySelectorAll('.line')]"
+            "  .find((p) => p.textContent.endsWith(arguments[0]));"
+            "return line.getBoundingClientRect().top - log.getBoundingClientRect().top"
+        )
+        scroll_up = (
+            "const log = document.querySelector('.log:not([hidden])');"
+            "log.scrollTop = 0; log.dispatchEvent(new Event('scroll'));"
+        )
+        first = str(page.js(oldest_shown)).partition("<nora> ")[2]
+        page.js(scroll_up)
+        was = page.js(top, first)
+        page.wait(lambda: not str(page.js(oldest_shown)).endswith(first))
+        # The line that was at the top is where it was: the page went above.
+        self.assertLess(abs(page.js(top, first) - was), 2)
+        for _ in range(40):
+            if self.at_beginning(page):
+                break
+            before = page.js(oldest_shown)
+            page.js(scroll_up)
+            page.wait(
+                lambda before=before: (
+                    page.js(oldest_shown) != before or self.at_beginning(page)
+                )
+            )
+        lines = page.lines()
+        self.assertTrue(lines[0].endswith("Beginning of history."), lines[:3])
+        said = [line.partition("<nora> ")[2] for line in lines if "<nora> " in line]
+        self.assertEqual(said, [f"older line {i}" for i in range(count)])
+
     def test_hostileTextIsOnlyText(self) -> None:
         """
         Markup and terminal escapes from another user, or typed, show as

@@ -404,3 +404,24 @@ class DatabaseServiceTests(unittest.TestCase):
         self.say("lobby", "not kept")
         await database.stopService()
         self.assertEqual(read_file(self.path, "SELECT count(*) FROM history"), [(0,)])
+
+    @deferred_test
+    async def test_olderPagesFromTheDatabaseThread(self) -> None:
+        """
+        Lines older than the tail are read on the database thread, after
+        the writes asked for before them; stopping takes the archive away.
+        """
+        self.history = History(keep=2, clock=self.clock, persist=True)
+        database = self.database(interval=60.0)
+        self.say("lobby", "one", "two", "three")
+        self.say("lobby", "four", "five")
+        await database.write_all()
+        self.say("lobby", "six")
+        before = self.history.before("lobby", 2)
+        page = await self.history.page("lobby", 10, before)
+        self.assertEqual(
+            [entry.text for entry in page.lines], ["one", "two", "three", "four"]
+        )
+        self.assertIsNone(page.before)
+        await database.stopService()
+        self.assertIsNone(self.history.archive)

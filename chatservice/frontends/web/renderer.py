@@ -129,7 +129,7 @@ def _room_list(event: events.RoomList) -> dict[str, Any]:
 
 
 def _empty_history(event: EmptyHistory) -> dict[str, Any]:
-    return {"type": "replay", "room": event.room, "lines": []}
+    return {"type": "replay", "room": event.room, "lines": [], "before": None}
 
 
 _SPECIAL: dict[type, Callable[[Any], dict[str, Any]]] = {

@@ -28,7 +28,7 @@ from chatservice.core.accounts import Accounts
 from chatservice.core.chat import Chat
 from chatservice.core.errors import ChatError
 from chatservice.core.history import HISTORY_MAX
-from chatservice.core.rooms import Member
+from chatservice.core.rooms import Member, Room
 from chatservice.frontends.web.renderer import EmptyHistory, RequestId
 
 # The longest request id, in characters, given back.
@@ -240,16 +240,36 @@ def _msg(who: Requester, a: dict[str, Any]) -> None:
     who.chat.whisper(who.me(), a["nick"], a["text"])
 
 
-def _history(who: Requester, a: dict[str, Any]) -> None:
+def _history(who: Requester, a: dict[str, Any]) -> Deferred[None] | None:
     chat = who.chat
     if chat.history is None:
         raise errors.NoHistory()
     n = a.get("n", HISTORY_DEFAULT)
     if not 1 <= n <= HISTORY_MAX:
         raise BadField("n", f"an integer from 1 to {HISTORY_MAX}")
-    room = chat.room_of(who.me(), a["room"])
-    if not chat.replay_history(who.me(), room, n):
-        chat.tell(who.me(), EmptyHistory(room.name))
+    member = who.me()
+    room = chat.room_of(member, a["room"])
+    if "before" in a:
+        return _run(_older(chat, member, room, n, a["before"]))
+    if not chat.replay_history(member, room, n):
+        chat.tell(member, EmptyHistory(room.name))
+    return None
+
+
+async def _older(chat: Chat, member: Member, room: Room, n: int, before: str) -> None:
+    """
+    A page of older lines, told as a C{replay} whose C{before} is the
+    cursor of the next older page (null at the beginning of the history).
+    """
+    page = await chat.history_page(member, room, n, before)
+    lines = [
+        events.HistoryLine(entry.time, entry.kind, entry.sender, entry.text)
+        for entry in page.lines
+    ]
+    if lines:
+        chat.tell(member, events.Replay(room.name, lines, page.before))
+    else:
+        chat.tell(member, EmptyHistory(room.name))
 
 
 def _names(who: Requester, a: dict[str, Any]) -> None:
@@ -333,7 +353,15 @@ REQUESTS: dict[str, Request] = {
         Request("part", (_ROOM, Field("reason", required=False)), _part),
         Request("nick", (_NICK,), _nick),
         Request("msg", (_NICK, _TEXT), _msg),
-        Request("history", (_ROOM, Field("n", int, required=False)), _history),
+        Request(
+            "history",
+            (
+                _ROOM,
+                Field("n", int, required=False),
+                Field("before", required=False),
+            ),
+            _history,
+        ),
         Request("names", (_ROOM,), _names),
         Request("rooms", (), _rooms),
         Request("topic", (_ROOM, Field("text", required=False)), _topic),

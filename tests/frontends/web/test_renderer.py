@@ -172,6 +172,7 @@ EXAMPLES: list[tuple[Event, dict[str, Any]]] = [
                 HistoryLine(1.0, "message", "ann", "hi"),
                 HistoryLine(2.0, "action", "bob", "waves"),
             ],
+            "d12.3",
         ),
         {
             "type": "replay",
@@ -180,6 +181,7 @@ EXAMPLES: list[tuple[Event, dict[str, Any]]] = [
                 {"time": 1.0, "kind": "message", "nick": "ann", "text": "hi"},
                 {"time": 2.0, "kind": "action", "nick": "bob", "text": "waves"},
             ],
+            "before": "d12.3",
         },
     ),
     (
@@ -221,7 +223,10 @@ EXAMPLES: list[tuple[Event, dict[str, Any]]] = [
         RefusedRequest(errors.NoSuchRoom("x"), "a1"),
         {"type": "error", "code": "no_such_room", "room": "x", "id": "a1"},
     ),
-    (EmptyHistory("lobby"), {"type": "replay", "room": "lobby", "lines": []}),
+    (
+        EmptyHistory("lobby"),
+        {"type": "replay", "room": "lobby", "lines": [], "before": None},
+    ),
 ]
 
 

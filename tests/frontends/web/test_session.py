@@ -151,7 +151,7 @@ class RequestTests(WebTestCase):
         empty = self.joined("quiet")
         self.assertEqual(
             empty.request({"type": "history", "room": "quiet"}),
-            [{"type": "replay", "room": "quiet", "lines": []}],
+            [{"type": "replay", "room": "quiet", "lines": [], "before": None}],
         )
         (rooms,) = web.request({"type": "rooms"})
         self.assertEqual(rooms["rooms"][0], {"room": "lobby", "count": 2})

@@ -56,6 +56,10 @@ const state = {
 };
 
 const RECENT = 200;
+// How near the top (in pixels) scrolling up asks for older lines, and how
+// many a page holds.
+const OLDER_MARGIN = 40;
+const OLDER_PAGE = 50;
 const fold = (name) => name.toLowerCase();
 
 // Conversations
@@ -81,8 +85,26 @@ function conversation(kind, name) {
     rejoining: false,
     historyAsked: false,
     recent: [],
+    // Older history: the cursor of the page before the oldest line shown
+    // (null: none, or not known yet), whether a page is on its way, and
+    // whether the beginning is shown.
+    before: null,
+    olderAsked: false,
+    beginning: false,
+    // Whether entering the room replayed its history, and the time of the
+    // oldest line shown.
+    replayed: false,
+    firstTime: undefined,
   };
   c.log.hidden = true;
+  // Scrolled to the top (or, when nothing scrolls, wheeled up): the page
+  // before.
+  c.log.addEventListener("scroll", () => {
+    if (c.log.scrollTop <= OLDER_MARGIN) older(c);
+  });
+  c.log.addEventListener("wheel", (e) => {
+    if (e.deltaY < 0 && c.log.scrollTop <= OLDER_MARGIN) older(c);
+  });
   c.log.setAttribute("role", "log");
   c.log.dataset.conversation = key;
   $("logs").append(c.log);
@@ -210,11 +232,17 @@ function mentions(text) {
   return state.me !== null && fold(text).includes(fold(state.me));
 }
 
-// Add a line to `c`: `parts` are [class, text] pairs, shown as text.
-function show(c, kind, parts, time = Date.now() / 1000, counts = false) {
+// A line: `parts` are [class, text] pairs, shown as text.
+function lineNode(kind, parts, time) {
   const line = el("p", `line ${kind}`);
   line.append(clock(time));
   for (const [className, text] of parts) line.append(el("span", className, text));
+  return line;
+}
+
+// Add a line to `c`.
+function show(c, kind, parts, time = Date.now() / 1000, counts = false) {
+  const line = lineNode(kind, parts, time);
   const log = c.log;
   const atEnd = log.scrollTop + log.clientHeight >= log.scrollHeight - 24;
   log.append(line);
@@ -235,13 +263,16 @@ function remember(c, kind, nick, text) {
   if (c.recent.length > RECENT) c.recent.splice(0, c.recent.length - RECENT);
 }
 
+function lineParts(kind, nick, text) {
+  return kind === "action"
+    ? [[nickClass(nick), `* ${nick}`], ["text", ` ${text}`]]
+    : kind === "notice"
+      ? [[nickClass(nick), `-${nick}-`], ["text", ` ${text}`]]
+      : [[nickClass(nick), `<${nick}>`], ["text", ` ${text}`]];
+}
+
 function chatLine(c, kind, nick, text, time, { own = false, history = false } = {}) {
-  const parts =
-    kind === "action"
-      ? [[nickClass(nick), `* ${nick}`], ["text", ` ${text}`]]
-      : kind === "notice"
-        ? [[nickClass(nick), `-${nick}-`], ["text", ` ${text}`]]
-        : [[nickClass(nick), `<${nick}>`], ["text", ` ${text}`]];
+  const parts = lineParts(kind, nick, text);
   let classes = kind === "action" ? "said action" : kind === "notice" ? "said notice" : "said";
   if (own) classes += " own";
   if (history) classes += " history";
@@ -249,6 +280,56 @@ function chatLine(c, kind, nick, text, time, { own = false, history = false } = 
   // One's own lines are history once the server has them (see own()).
   if (kind !== "notice" && !own) remember(c, kind === "action" ? "action" : "message", nick, text);
   return show(c, classes, parts, time, !own && !history);
+}
+
+// Older history
+
+// Ask for the page before the oldest line `c` shows, if there is one and
+// none is on its way; at the beginning, say so once.
+function older(c) {
+  if (c.kind !== "room" || !c.joined || c.olderAsked || c.rejoining) return;
+  if (c.before === null) {
+    if (c.beginning || !c.replayed) return;
+    c.beginning = true;
+    prepend(c, [lineNode("meta beginning", [["text", "Beginning of history."]], c.firstTime ?? Date.now() / 1000)]);
+    return;
+  }
+  c.olderAsked = true;
+  connection
+    .request({ type: "history", room: c.name, n: OLDER_PAGE, before: c.before })
+    .catch((e) => {
+      c.olderAsked = false;
+      if (e.code === "disconnected") return;
+      // A cursor from before the server restarted: what it pointed at
+      // cannot be found again without showing lines twice.
+      c.before = null;
+      c.beginning = true;
+      prepend(c, [lineNode("error", [["text", `!!! ${describe(e)}`]], Date.now() / 1000)]);
+    });
+}
+
+// Put `nodes` above what `c` shows, keeping the lines in view where they
+// were.
+function prepend(c, nodes) {
+  const log = c.log;
+  const fromBottom = log.scrollHeight - log.scrollTop;
+  log.prepend(...nodes);
+  log.scrollTop = log.scrollHeight - fromBottom;
+}
+
+// A page of older lines came.
+function olderPage(c, e) {
+  c.olderAsked = false;
+  c.before = e.before;
+  const nodes = e.lines.map((l) =>
+    lineNode(l.kind === "action" ? "said action history" : "said history", lineParts(l.kind, l.nick, l.text), l.time),
+  );
+  if (e.lines.length) c.firstTime = e.lines[0].time;
+  if (c.before === null) {
+    c.beginning = true;
+    nodes.unshift(lineNode("meta beginning", [["text", "Beginning of history."]], c.firstTime ?? Date.now() / 1000));
+  }
+  prepend(c, nodes);
 }
 
 // How many of `lines`, from the start, are the last lines `c` shows: a
@@ -410,6 +491,10 @@ const handlers = {
   },
   replay(e) {
     const c = room(e.room);
+    if (c.olderAsked && e.before !== undefined && !c.historyAsked) {
+      olderPage(c, e);
+      return;
+    }
     if (c.historyAsked) {
       c.historyAsked = false;
       meta(c, e.lines.length ? `Last ${e.lines.length} line(s) of ${e.room}:` : `No history in ${e.room}.`);
@@ -419,6 +504,13 @@ const handlers = {
     }
     const seen = c.rejoining ? overlap(c, e.lines) : 0;
     for (const l of e.lines.slice(seen)) chatLine(c, l.kind, l.nick, l.text, l.time, { history: true });
+    // Entering a room: where its older history begins. Entering it again
+    // after a reconnect keeps the place reached by scrolling.
+    if (!c.replayed) {
+      c.replayed = true;
+      c.before = e.before ?? null;
+      if (e.lines.length) c.firstTime = e.lines[0].time;
+    }
   },
   names(e) {
     const key = fold(e.room);

@@ -13,6 +13,7 @@ const REASONS = {
   target_not_in_room: (e) => `${e.nick} is not in ${e.room}.`,
   topic_too_long: (e) => `Topic too long (the limit is ${e.limit} characters); it was not set.`,
   no_history: () => "This server keeps no history.",
+  bad_cursor: () => "Older history cannot be found from here (the server restarted); reload the page to see it.",
   no_accounts: () => "This server keeps no accounts.",
   bad_password: (e) => `A password must be ${e.shortest} to ${e.longest} characters, with no spaces.`,
   already_registered: (e) => `${e.nick} is registered already.`,
