@@ -16,9 +16,10 @@ from twisted.python.failure import Failure
 from twisted.trial import unittest
 from twisted.web.websocket import WebSocketClientEndpoint, WebSocketTransport
 
+from chatservice.frontends.irc.protocol import IRCFactory
 from chatservice.frontends.web.session import WebFactory
 from chatservice.frontends.web.site import web_site
-from tests.support.helpers import TIMEOUT, LoopbackChat, deferred_test
+from tests.support.helpers import TIMEOUT, LineClient, LoopbackChat, deferred_test
 
 Event = dict[str, Any]
 
@@ -124,6 +125,32 @@ class LoopbackWebTests(unittest.TestCase):
         await client.next(type="welcome")
         return client
 
+    async def irc_client(self, chat: LoopbackChat, nick: str) -> LineClient:
+        """
+        An IRC user, registered as C{nick}, on an IRC listener of the same
+        chat and admission.
+        """
+        line_factory = chat.factory
+        irc = IRCFactory(line_factory.chat, line_factory.admission, "irc.test")
+        server = endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
+        port = await server.listen(irc)
+        client = LineClient()
+        endpoint = endpoints.TCP4ClientEndpoint(
+            reactor, "127.0.0.1", port.getHost().port
+        )
+        await endpoints.connectProtocol(endpoint, client).addTimeout(TIMEOUT, reactor)
+
+        async def stop() -> None:
+            if client.lost_reason is None and client.transport is not None:
+                client.transport.loseConnection()
+            await client.when_lost()
+            await port.stopListening()
+
+        self.addCleanup(lambda: Deferred.fromCoroutine(stop()))
+        client.send(f"NICK {nick}", f"USER {nick} 0 * :{nick}")
+        await client.next_line(lambda line: f" 001 {nick} " in line)
+        return client
+
     async def get(self, port: int, path: str) -> bytes:
         endpoint = endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", port)
         request = HTTPGet(path)
@@ -160,6 +187,40 @@ class LoopbackWebTests(unittest.TestCase):
         await web.next(type="goodbye")
         await line.next_line("[lobby] <-- webby quit (bye)")
         await web.lost
+
+    @deferred_test
+    async def test_webLineAndIRCUsers(self) -> None:
+        """
+        Web, line and IRC users in one room see each other's joins and
+        lines, in order, and private messages reach each from the others.
+        """
+        chat, port = await self.start()
+        line = await chat.connect()
+        irc = await self.irc_client(chat, "ircy")
+        irc.send("JOIN #lobby")
+        await line.next_line("[lobby] --> ircy joined")
+        web = await self.web_client(port)
+        web.send({"type": "nick", "nick": "webby"})
+        web.send({"type": "join", "room": "lobby", "id": 1})
+        await web.next(type="ok", id=1)
+        await line.next_line("[lobby] --> webby joined")
+        await irc.next_line(":webby!webby@chatservice JOIN #lobby")
+        web.send({"type": "say", "room": "lobby", "text": "from the web"})
+        await line.next_line("[lobby] <webby> from the web")
+        await irc.next_line(":webby!webby@chatservice PRIVMSG #lobby :from the web")
+        irc.send("PRIVMSG #lobby :from IRC", "PRIVMSG webby :psst web")
+        await line.next_line("[lobby] <ircy> from IRC")
+        said = await web.next(type="said", nick="ircy")
+        self.assertEqual(said["text"], "from IRC")
+        private = await web.next(type="private")
+        self.assertEqual((private["sender"], private["text"]), ("ircy", "psst web"))
+        line.send("from the line", "/msg ircy psst irc")
+        await irc.next_line(":guest1!guest1@chatservice PRIVMSG #lobby :from the line")
+        await irc.next_line(":guest1!guest1@chatservice PRIVMSG ircy :psst irc")
+        said = await web.next(type="said", nick="guest1")
+        self.assertEqual(said["text"], "from the line")
+        web.send({"type": "msg", "nick": "ircy", "text": "back from the web"})
+        await irc.next_line(":webby!webby@chatservice PRIVMSG ircy :back from the web")
 
     @deferred_test
     async def test_page(self) -> None:
