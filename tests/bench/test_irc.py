@@ -23,6 +23,7 @@ from chatservice.bench.messages import WorkerSpec
 from chatservice.bench.options import Options
 from chatservice.bench.point import run_point
 from chatservice.bench.receive import Reader
+from tests.bench.specs import worker_spec
 
 # An IRC-ish server in a few lines: registration gets 001, JOIN gets the
 # JOIN to every member and 366, a PRIVMSG goes to every other member, and
@@ -73,24 +74,7 @@ FAKE_IRC_SERVER = textwrap.dedent(
 
 
 def spec(**kwargs: object) -> WorkerSpec:
-    fields: dict[str, object] = {
-        "host": "127.0.0.1",
-        "port": 0,
-        "receivers": 1,
-        "sender_ids": (),
-        "senders": 2,
-        "workers": 1,
-        "size": 64,
-        "window": 10,
-        "rate_per_sender": None,
-        "server_pid": None,
-        "server_fds": None,
-        "deadline_ns": 0,
-        "irc": True,
-        "kernel_time": False,
-    }
-    fields.update(kwargs)
-    return WorkerSpec(**fields)  # type: ignore[arg-type]
+    return worker_spec(**{"irc": True, **kwargs})
 
 
 class _Window:

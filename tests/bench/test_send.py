@@ -18,25 +18,20 @@ from chatservice.bench import irc, payload
 from chatservice.bench.connection import Client
 from chatservice.bench.messages import WorkerSpec
 from chatservice.bench.send import MAX_BATCH, Sender
+from tests.bench.specs import worker_spec
 
 
 def spec(rate_per_sender: float | None, senders: int = 1, **kw: object) -> WorkerSpec:
-    fields: dict[str, object] = {
-        "host": "127.0.0.1",
-        "port": 0,
-        "receivers": 0,
-        "sender_ids": tuple(range(senders)),
-        "senders": senders,
-        "workers": 1,
-        "size": 64,
-        "window": 100_000,
-        "rate_per_sender": rate_per_sender,
-        "server_pid": None,
-        "server_fds": None,
-        "deadline_ns": 0,
-    }
-    fields.update(kw)
-    return WorkerSpec(**fields)  # type: ignore[arg-type]
+    return worker_spec(
+        **{
+            "receivers": 0,
+            "sender_ids": tuple(range(senders)),
+            "senders": senders,
+            "window": 100_000,
+            "rate_per_sender": rate_per_sender,
+            **kw,
+        }
+    )
 
 
 class _Window:

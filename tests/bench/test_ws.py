@@ -28,30 +28,14 @@ from chatservice.bench.receive import Reader
 from chatservice.bench.send import Sender
 from chatservice.bench.tally import expect, tally
 from chatservice.frontends.web.frames import text_frame
+from tests.bench.specs import worker_spec
 
 FILLS = payload.fills_for(64)
 PREFIX = b'{"type":"said","room":"bench","nick":"guest7","text":"'
 
 
 def spec(**kwargs: object) -> WorkerSpec:
-    fields: dict[str, object] = {
-        "host": "127.0.0.1",
-        "port": 8080,
-        "receivers": 1,
-        "sender_ids": (),
-        "senders": 2,
-        "workers": 1,
-        "size": 64,
-        "window": 10,
-        "rate_per_sender": None,
-        "server_pid": None,
-        "server_fds": None,
-        "deadline_ns": 0,
-        "ws": True,
-        "kernel_time": False,
-    }
-    fields.update(kwargs)
-    return WorkerSpec(**fields)  # type: ignore[arg-type]
+    return worker_spec(**{"port": 8080, "ws": True, **kwargs})
 
 
 def said(sid: int, seq: int, when: str = "1733212345.123") -> bytes:
