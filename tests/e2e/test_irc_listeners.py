@@ -17,7 +17,6 @@ from tests.support.helpers import (
     ServerProcess,
     SocketClient,
     make_temp_dir,
-    read_until,
 )
 
 _IRC_LISTENING = re.compile(rb"IRC server listening on (IPv[46]Address\(.*\))")
@@ -61,12 +60,7 @@ class IRCListenerTests(SynchronousTestCase):
                 r"tcp6:0:interface=\:\:1",
             ],
         )
-        assert server.process.stdout is not None
-        found = [m for m in map(_IRC_LISTENING.search, server.output.splitlines()) if m]
-        if len(found) < 2:
-            more, _ = read_until(server.process.stdout, _IRC_LISTENING, 2 - len(found))
-            found += more
-        addresses = [m.group(1).decode() for m in found]
+        addresses = [m.group(1).decode() for m in server.logged(_IRC_LISTENING, 2)]
         (tls_port,) = [
             int(p) for a in addresses if "IPv4" in a for p in _PORT.findall(a)
         ]

@@ -16,7 +16,6 @@ from tests.support.helpers import (
     ServerProcess,
     SocketClient,
     irc_server,
-    read_until,
 )
 
 
@@ -180,11 +179,7 @@ class MixedTests(SynchronousTestCase):
 
 def listening(server: ServerProcess, pattern: re.Pattern[bytes]) -> int:
     """The port of a listener the server logged as C{pattern} says."""
-    found = pattern.search(server.output)
-    if found is None:
-        assert server.process.stdout is not None
-        [found], more = read_until(server.process.stdout, pattern)
-        server.output += more
+    [found] = server.logged(pattern)
     return int(found.group(1))
 
 

@@ -15,7 +15,7 @@ from twisted.trial import unittest
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
 
-from tests.support.helpers import ServerProcess, SocketClient, read_until
+from tests.support.helpers import ServerProcess, SocketClient
 
 _WEB_LISTENING = re.compile(rb"Web server listening on .*port=(\d+)")
 TIMEOUT = 10.0
@@ -85,10 +85,7 @@ class WebServerTests(unittest.TestCase):
             self,
             options=["--web", "tcp:0:interface=127.0.0.1", "--database", ":memory:"],
         )
-        found = _WEB_LISTENING.search(server.output)
-        if found is None:
-            assert server.process.stdout is not None
-            [found], _ = read_until(server.process.stdout, _WEB_LISTENING)
+        [found] = server.logged(_WEB_LISTENING)
         web = BlockingWebClient(int(found.group(1)))
         self.addCleanup(web.close)
         welcome = web.wait_for(type="welcome")

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.support.helpers import ServerProcess, read_until
+from tests.support.helpers import ServerProcess
 
 # How long one wait for the page may take before it is a failure.
 WAIT = 5.0
@@ -65,10 +65,7 @@ def web_server(
 ) -> tuple[ServerProcess, int]:
     """The installed server with a web listener C{web}; and its web port."""
     server = ServerProcess(testcase, options=["--web", web, *options])
-    found = _WEB_LISTENING.search(server.output)
-    if found is None:
-        assert server.process.stdout is not None
-        [found], _ = read_until(server.process.stdout, _WEB_LISTENING)
+    [found] = server.logged(_WEB_LISTENING)
     return server, int(found.group(1))
 
 

@@ -380,6 +380,21 @@ class ServerProcess:
         tcp = [int(m.group(1)) for m in ports_found if m]
         self.tcp_port = tcp[0] if tcp else None
 
+    def logged(
+        self, pattern: re.Pattern[bytes], count: int = 1
+    ) -> list[re.Match[bytes]]:
+        """
+        The first C{count} lines of the server's log that match C{pattern}
+        (a listener it announced, say), reading more of the log as needed.
+        """
+        found = [m for m in map(pattern.search, self.output.splitlines()) if m]
+        if len(found) < count:
+            assert self.process.stdout is not None
+            more, data = read_until(self.process.stdout, pattern, count - len(found))
+            self.output += data
+            found += more
+        return found[:count]
+
     def stop(self) -> bytes:
         """
         SIGTERM the server and wait for it to exit; returns the rest of its
@@ -406,10 +421,7 @@ def irc_server(testcase: SynchronousTestCase) -> tuple[ServerProcess, int]:
             ":memory:",
         ],
     )
-    found = _IRC_LISTENING.search(server.output)
-    if found is None:
-        assert server.process.stdout is not None
-        [found], _ = read_until(server.process.stdout, _IRC_LISTENING)
+    [found] = server.logged(_IRC_LISTENING)
     return server, int(found.group(1))
 
 
