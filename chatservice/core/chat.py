@@ -24,6 +24,7 @@ from itertools import count
 from twisted.logger import Logger
 
 from chatservice.core import errors, events, names
+from chatservice.core.audit import Audit
 from chatservice.core.fanout import Fanout, Scheduler, immediately
 from chatservice.core.history import (
     ACTION,
@@ -86,6 +87,8 @@ class Chat(RoomOperators):
     @ivar rooms: every room, by folded name.
     @ivar whowas: the nicknames members quit or renamed from (IRC's
         C{WHOWAS}).
+    @ivar audit: the moderation actions taken; in memory unless whoever
+        builds the chat hands in one that saves.
     """
 
     def __init__(
@@ -98,6 +101,7 @@ class Chat(RoomOperators):
         registered: Container[str] = frozenset(),
         motd: Sequence[str] = (),
         clock: Callable[[], float] | None = None,
+        audit: Audit | None = None,
     ) -> None:
         self.stats = Stats() if stats is None else stats
         self.fanout = Fanout(schedule, history, self.stats, timer)
@@ -111,6 +115,7 @@ class Chat(RoomOperators):
         self.members: dict[str, Member] = {}
         self.rooms: dict[str, Room] = {}
         self.whowas = Whowas()
+        self.audit = Audit(clock) if audit is None else audit
         self._guest_numbers = count(1)
 
     # Connection life cycle
