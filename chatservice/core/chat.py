@@ -38,6 +38,7 @@ from chatservice.core.history import (
 from chatservice.core.operators import RoomOperators
 from chatservice.core.rooms import Member, Room
 from chatservice.core.sanitize import safe
+from chatservice.core.server_bans import ServerBans, quit_reason
 from chatservice.core.session import Renderer, Session
 from chatservice.core.stats import Stats
 from chatservice.core.whowas import Whowas
@@ -89,6 +90,10 @@ class Chat(RoomOperators):
         C{WHOWAS}).
     @ivar audit: the moderation actions taken; in memory unless whoever
         builds the chat hands in one that saves.
+    @ivar server_bans: the server bans, which logging in as an account is
+        checked against (addresses are the front ends' admission's to
+        check); in memory unless whoever builds the chat hands in one
+        that saves.
     """
 
     def __init__(
@@ -102,6 +107,7 @@ class Chat(RoomOperators):
         motd: Sequence[str] = (),
         clock: Callable[[], float] | None = None,
         audit: Audit | None = None,
+        server_bans: ServerBans | None = None,
     ) -> None:
         self.stats = Stats() if stats is None else stats
         self.fanout = Fanout(schedule, history, self.stats, timer)
@@ -116,6 +122,7 @@ class Chat(RoomOperators):
         self.rooms: dict[str, Room] = {}
         self.whowas = Whowas()
         self.audit = Audit(clock) if audit is None else audit
+        self.server_bans = ServerBans(clock) if server_bans is None else server_bans
         self._guest_numbers = count(1)
 
     # Connection life cycle
@@ -127,8 +134,10 @@ class Chat(RoomOperators):
         Add a member called C{nick}, in no room yet; logged in as the
         registered nickname C{account}, if given (its owner has just proved
         it). A C{nick} that is the account's own is taken from whoever
-        holds it, as L{connect_as} does; any other must be free.
+        holds it, as L{connect_as} does; any other must be free. An account
+        a server ban names is refused (L{errors.ServerBanned}).
         """
+        self._check_account(account)
         if account is not None and names.fold(nick) == names.fold(account):
             return self.connect_as(session, account)
         nick = self._available(None, nick)
@@ -145,6 +154,7 @@ class Chat(RoomOperators):
         owner has just proved it), in no room yet: whoever holds the name
         is renamed, as L{log_in} does.
         """
+        self._check_account(nick)
         folded = names.fold(nick)
         holder = self.members.get(folded)
         if holder is not None:
@@ -153,6 +163,16 @@ class Chat(RoomOperators):
         member.account = folded
         self.members[folded] = member
         return member
+
+    def _check_account(self, account: str | None) -> None:
+        ban = self.server_bans.account_ban(account)
+        if ban is not None:
+            log.info(
+                "Refused {account}: the account is banned",
+                account=account,
+                reason="server ban",
+            )
+            raise errors.ServerBanned(ban.reason)
 
     def guest_nick(self) -> str:
         """
@@ -279,7 +299,24 @@ class Chat(RoomOperators):
         Without C{take_name} (IRC's SASL, whose clients expect to keep
         their nickname), the member keeps its name if it may: if that is
         not registered to another account.
+
+        An account a server ban names is not logged in: the member is
+        disconnected, told the ban's reason.
         """
+        ban = self.server_bans.account_ban(nick)
+        if ban is not None:
+            log.info(
+                "{nick} disconnected: the account {account} is banned",
+                nick=member.nick,
+                account=nick,
+                reason="server ban",
+            )
+            self.dismiss(
+                member,
+                events.Refused(errors.ServerBanned(ban.reason)),
+                quit_reason(ban),
+            )
+            return
         folded = names.fold(nick)
         if (
             not take_name

@@ -240,6 +240,69 @@ class NotServerOperator(ChatError):
 
 
 @dataclass(eq=False)
+class NoPrivileges(ChatError):
+    """
+    The request is a server operator's, and the member is not one (IRC's
+    481 ERR_NOPRIVILEGES).
+    """
+
+    code = "no_privileges"
+
+
+@dataclass(eq=False)
+class NoText(ChatError):
+    """The request needs text, and none was given (or none was left once made safe)."""
+
+    code = "no_text"
+
+
+@dataclass(eq=False)
+class BadDuration(ChatError):
+    """
+    C{text} is not a duration the chat takes; C{reason} says why (the
+    syntax, or the bound: at most ten years).
+    """
+
+    code = "bad_duration"
+    text: str
+    reason: str
+
+
+@dataclass(eq=False)
+class BadMask(ChatError):
+    """C{text} is not a mask the request takes; C{reason} says why."""
+
+    code = "bad_mask"
+    text: str
+    reason: str
+
+
+@dataclass(eq=False)
+class ServerBanned(ChatError):
+    """
+    A server ban matches the connection's address or the member's account:
+    it is refused, or disconnected, for C{reason}.
+    """
+
+    code = "server_banned"
+    reason: str
+
+
+@dataclass(eq=False)
+class NoSuchServerBan(ChatError):
+    code = "no_such_server_ban"
+    mask: str
+
+
+@dataclass(eq=False)
+class ServerBansFull(ChatError):
+    """The server ban list holds C{limit} entries, its most."""
+
+    code = "server_bans_full"
+    limit: int
+
+
+@dataclass(eq=False)
 class Failed(ChatError):
     """Something went wrong that is not the member's doing."""
 

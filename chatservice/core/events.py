@@ -20,7 +20,9 @@ from dataclasses import MISSING, dataclass, fields
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
+    from chatservice.core.audit import AuditEntry
     from chatservice.core.errors import ChatError
+    from chatservice.core.server_bans import ServerBan
 
 
 class Event:
@@ -368,6 +370,72 @@ class ServerOperatorUp(Event):
 @dataclass(frozen=True, slots=True)
 class ServerOperatorDown(Event):
     """The member told is no longer a server operator."""
+
+
+@dataclass(frozen=True, slots=True)
+class Killed(Event):
+    """
+    The server operator C{by} disconnected the member told, for C{reason}:
+    the last thing it is told.
+    """
+
+    by: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class KillDone(Event):
+    """The member told (a server operator) disconnected C{nick}."""
+
+    nick: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ServerNotice(Event):
+    """
+    The server operator C{by} says C{text} to everyone connected: told to
+    every member, rendered once per kind of front end.
+    """
+
+    by: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ServerBanAdded(Event):
+    """
+    The member told set the server ban C{entry}; C{removed} members were
+    disconnected by it.
+    """
+
+    entry: ServerBan
+    removed: int
+
+
+@dataclass(frozen=True, slots=True)
+class ServerBanRemoved(Event):
+    """The member told lifted the server ban on C{mask}."""
+
+    mask: str
+
+
+@dataclass(frozen=True, slots=True)
+class ServerBanList(Event):
+    """
+    The server bans in force, oldest first: C{entries}, the first of
+    C{total} (a listing is bounded).
+    """
+
+    entries: Sequence[ServerBan]
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
+class AuditLog(Event):
+    """The newest entries of the audit log, oldest first."""
+
+    entries: Sequence[AuditEntry]
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ Ordering rules that follow, and that the tests pin down:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from twisted.logger import Logger
 
@@ -105,6 +105,26 @@ class Fanout:
         # several (a replay, a listing).
         self.stats.deliveries += data.count(b"\n") or 1
         self.queue(member, data)
+
+    def tell_all(self, members: Iterable[Member], event: Event) -> int:
+        """
+        Queue C{event} for each of C{members}, rendered once per renderer
+        among them (a server-wide notice, say), after what their rooms have
+        pending. Returns how many it was queued for.
+        """
+        for room in self._dirty_rooms:
+            self.flush_room(room)
+        rendered: dict[object, bytes] = {}
+        told = 0
+        for member in members:
+            renderer = member.renderer
+            data = rendered.get(renderer)
+            if data is None:
+                data = rendered[renderer] = renderer.render(event)
+            self.queue(member, data)
+            told += 1
+        self.stats.deliveries += told
+        return told
 
     def queue(self, member: Member, data: bytes) -> None:
         """

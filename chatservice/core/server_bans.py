@@ -1,0 +1,371 @@
+"""
+Server bans: accounts and addresses the whole server refuses, with an
+optional expiry and a reason, for server operators to set.
+
+A ban's mask is one of:
+
+  - C{$a:NAME}: the account C{NAME} (IRC's extban spelling); C{*} and
+    C{?} may glob.
+  - an address: C{1.2.3.4}, C{2001:db8::1}, a CIDR block C{10.0.0.0/8},
+    or a glob of the address's text C{10.0.*}; each may be written as
+    C{*@HOST} or C{*!*@HOST}, as IRC users type K-lines. A nickname or
+    user part other than C{*} is refused: a server ban is about who
+    connects, and nicknames change.
+
+Masks are kept in a canonical form (C{$a:folded}, C{*@host}), the key of
+the list, so one ban cannot be set twice under two spellings. An address
+ban is checked when a connection is admitted, before anything is read from
+it; an account ban when a member logs in (or registers with IRC with an
+account). Connections without an IP address (UNIX sockets) match no address
+ban.
+
+The list is bounded (L{MAX_BANS}); checking a connection costs a dictionary
+look-up for exact addresses and accounts, and a walk of the wide masks
+(blocks and globs) only, never anything per message. Expired bans are
+dropped when next met.
+
+The matching here is narrow on purpose: the room bans' general masks
+(L{chatservice.core.masks}) are to take it over.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from twisted.logger import Logger
+
+from chatservice.core import errors, names
+from chatservice.core.rooms import Member
+
+log = Logger()
+
+# Server bans kept at most; a full list refuses new ones.
+MAX_BANS = 10_000
+# The longest mask, in characters.
+MASK_MAX = 200
+
+ACCOUNT = "$a:"
+ANY_HOST = "*@"
+
+_ADDRESS_GLOB = re.compile(r"[0-9a-f.:*?/]+")
+_ACCOUNT_GLOB = re.compile(r"[^\s,!@$]+")
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+HOW = (
+    "a server ban is an address (1.2.3.4, 10.0.0.0/8, *@10.0.*) or an account ($a:name)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerBan:
+    """
+    A server ban: C{mask} (canonical), set by C{by} (as the audit log
+    names actors) at C{at}, until C{expires} (None: for ever), for
+    C{reason} (may be empty).
+    """
+
+    mask: str
+    by: str
+    at: float
+    expires: float | None
+    reason: str
+
+    def expired(self, now: float) -> bool:
+        return self.expires is not None and self.expires <= now
+
+
+@dataclass(frozen=True, slots=True)
+class ServerMask:
+    """
+    A parsed mask: its canonical C{text}, and what it matches: an account
+    (C{account}, a folded glob), or an address (C{network}, a block; or
+    C{pattern}, a glob of the address's text). C{exact}: it matches one
+    account or address only, found by look-up.
+    """
+
+    text: str
+    account: str | None = None
+    network: Network | None = None
+    pattern: re.Pattern[str] | None = None
+    exact: bool = False
+
+    def matches_address(self, address: str) -> bool:
+        """Whether the mask matches the IP C{address} (as L{address_text} has it)."""
+        if not address or self.account is not None:
+            return False
+        if self.exact:
+            return self.text == ANY_HOST + address
+        if self.network is not None:
+            try:
+                return ip_of(address) in self.network
+            except ValueError:
+                return False
+        if self.pattern is not None:
+            return self.pattern.fullmatch(address) is not None
+        return False
+
+    def matches_account(self, account: str | None) -> bool:
+        """Whether the mask matches the account C{account}, in any case."""
+        if account is None or self.account is None:
+            return False
+        folded = names.fold(account)
+        if self.pattern is not None:
+            return self.pattern.fullmatch(folded) is not None
+        return folded == self.account
+
+
+def ip_of(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """The IP C{address} names, an IPv4-mapped IPv6 address as IPv4."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def address_text(address: str) -> str:
+    """
+    C{address} as masks match it: an IP's canonical text, or "" for no IP.
+    """
+    try:
+        return str(ip_of(address))
+    except ValueError:
+        return ""
+
+
+def _glob(pattern: str) -> re.Pattern[str]:
+    return re.compile(
+        "".join(
+            ".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern
+        ),
+        re.IGNORECASE | re.DOTALL,
+    )
+
+
+def _wild(text: str) -> bool:
+    return "*" in text or "?" in text
+
+
+def parse_server_mask(text: str) -> ServerMask:
+    """
+    The server ban mask C{text}, checked and made canonical; raises
+    L{errors.BadMask} saying why it is none.
+    """
+    typed = text.strip()
+    if not typed:
+        raise errors.BadMask(text, "empty")
+    if len(typed) > MASK_MAX:
+        raise errors.BadMask(typed[:MASK_MAX], f"longer than {MASK_MAX} characters")
+    if typed[:3].lower() == ACCOUNT:
+        return _account_mask(typed, typed[3:])
+    host = typed
+    if "!" in host:
+        nick, _, host = host.partition("!")
+        if nick not in ("", "*"):
+            raise errors.BadMask(typed, HOW)
+    if "@" in host:
+        user, _, host = host.partition("@")
+        if user not in ("", "*"):
+            raise errors.BadMask(typed, HOW)
+    return _address_mask(typed, host.lower())
+
+
+def _account_mask(typed: str, name: str) -> ServerMask:
+    if not name or not _ACCOUNT_GLOB.fullmatch(name):
+        raise errors.BadMask(typed, "name an account after $a:")
+    folded = names.fold(name)
+    if not folded.strip("*?"):
+        raise errors.BadMask(typed, "that matches every account")
+    if _wild(folded):
+        return ServerMask(ACCOUNT + folded, account=folded, pattern=_glob(folded))
+    return ServerMask(ACCOUNT + folded, account=folded, exact=True)
+
+
+def _address_mask(typed: str, host: str) -> ServerMask:
+    if not host or not _ADDRESS_GLOB.fullmatch(host):
+        raise errors.BadMask(typed, HOW)
+    if not host.strip("*?.:/"):
+        raise errors.BadMask(typed, "that matches every address")
+    if _wild(host):
+        if "/" in host:
+            raise errors.BadMask(typed, "a CIDR block cannot have wildcards")
+        return ServerMask(ANY_HOST + host, pattern=_glob(host))
+    try:
+        if "/" in host:
+            network = ipaddress.ip_network(host, strict=False)
+        else:
+            ip = ip_of(host)
+            return ServerMask(ANY_HOST + str(ip), exact=True)
+    except ValueError:
+        raise errors.BadMask(typed, HOW) from None
+    if network.prefixlen == 0:
+        raise errors.BadMask(typed, "that matches every address")
+    if network.num_addresses == 1:
+        return ServerMask(ANY_HOST + str(network.network_address), exact=True)
+    return ServerMask(ANY_HOST + str(network), network=network)
+
+
+def address_of(member: Member) -> str:
+    """
+    The IP address C{member} connected from, as masks match it; "" if
+    unknown. Read from the member, or from its session (C{address}).
+    """
+    found = getattr(member, "address", None) or getattr(member.session, "address", "")
+    return address_text(found) if isinstance(found, str) else ""
+
+
+def quit_reason(ban: ServerBan) -> str:
+    """What the rooms of a member a ban disconnects are told."""
+    return f"Banned ({ban.reason})" if ban.reason else "Banned"
+
+
+class ServerBans:
+    """
+    The server bans in force, oldest first.
+
+    @param clock: the wall clock bans are dated and expire by.
+    @param save: stores a ban (fire and forget); None keeps them in memory.
+    @param delete: forgets the stored ban on a mask (fire and forget).
+    @param limit: how many bans the list holds at most.
+    """
+
+    def __init__(
+        self,
+        clock: Callable[[], float],
+        save: Callable[[ServerBan], object] | None = None,
+        delete: Callable[[str], object] | None = None,
+        limit: int = MAX_BANS,
+    ) -> None:
+        self.clock = clock
+        self.save = save
+        self.delete = delete
+        self.limit = limit
+        self._bans: dict[str, tuple[ServerBan, ServerMask]] = {}
+        # The bans that need a walk to match: blocks, globs.
+        self._wide: dict[str, tuple[ServerBan, ServerMask]] = {}
+
+    def __len__(self) -> int:
+        return len(self._bans)
+
+    def add(self, ban: ServerBan) -> ServerBan:
+        """
+        Put C{ban} in force (a ban on the same mask is replaced), stored.
+        Raises L{errors.BadMask}, or L{errors.ServerBansFull} when full.
+        """
+        mask = parse_server_mask(ban.mask)
+        if mask.text != ban.mask:
+            raise errors.BadMask(ban.mask, "not in canonical form")
+        if mask.text not in self._bans and len(self._bans) >= self.limit:
+            self.prune()
+            if len(self._bans) >= self.limit:
+                raise errors.ServerBansFull(self.limit)
+        self._put(ban, mask)
+        if self.save is not None:
+            self.save(ban)
+        return ban
+
+    def _put(self, ban: ServerBan, mask: ServerMask) -> None:
+        self._bans.pop(mask.text, None)
+        self._bans[mask.text] = (ban, mask)
+        if not mask.exact:
+            self._wide[mask.text] = (ban, mask)
+
+    def remove(self, text: str) -> ServerBan:
+        """
+        Lift the ban on the mask C{text} (as typed: made canonical first).
+        Raises L{errors.NoSuchServerBan} if there is none in force.
+        """
+        mask = parse_server_mask(text)
+        found = self._bans.get(mask.text)
+        if found is None or found[0].expired(self.clock()):
+            if found is not None:
+                self._drop(mask.text)
+            raise errors.NoSuchServerBan(mask.text)
+        self._drop(mask.text)
+        return found[0]
+
+    def _drop(self, key: str) -> None:
+        self._bans.pop(key, None)
+        self._wide.pop(key, None)
+        if self.delete is not None:
+            self.delete(key)
+
+    def load(self, bans: Iterable[ServerBan]) -> None:
+        """
+        Take stored bans as if just set; one whose mask this server no
+        longer reads is logged and left out, as is one expired.
+        """
+        now = self.clock()
+        for ban in bans:
+            try:
+                mask = parse_server_mask(ban.mask)
+            except errors.BadMask as e:
+                log.warn(
+                    "Ignoring the stored server ban {mask!r}: {reason}",
+                    mask=ban.mask,
+                    reason=e.reason,
+                )
+                continue
+            if not ban.expired(now):
+                self._put(ban, mask)
+
+    def entries(self) -> list[ServerBan]:
+        """The bans in force, oldest first; expired ones are dropped."""
+        self.prune()
+        return [ban for ban, _ in self._bans.values()]
+
+    def prune(self) -> None:
+        now = self.clock()
+        for key in [k for k, (ban, _) in self._bans.items() if ban.expired(now)]:
+            self._drop(key)
+
+    def _live(self, key: str) -> ServerBan | None:
+        found = self._bans.get(key)
+        if found is None:
+            return None
+        if found[0].expired(self.clock()):
+            self._drop(key)
+            return None
+        return found[0]
+
+    def _wide_match(self, matches: Callable[[ServerMask], bool]) -> ServerBan | None:
+        now = self.clock()
+        expired = []
+        hit = None
+        for key, (ban, mask) in self._wide.items():
+            if not matches(mask):
+                continue
+            if ban.expired(now):
+                expired.append(key)
+                continue
+            hit = ban
+            break
+        for key in expired:
+            self._drop(key)
+        return hit
+
+    def address_ban(self, address: str) -> ServerBan | None:
+        """The ban in force on the IP C{address}, if any."""
+        address = address_text(address)
+        if not address or not self._bans:
+            return None
+        found = self._live(ANY_HOST + address)
+        if found is not None or not self._wide:
+            return found
+        return self._wide_match(lambda mask: mask.matches_address(address))
+
+    def account_ban(self, account: str | None) -> ServerBan | None:
+        """The ban in force on the account C{account} (any case), if any."""
+        if account is None or not self._bans:
+            return None
+        found = self._live(ACCOUNT + names.fold(account))
+        if found is not None or not self._wide:
+            return found
+        return self._wide_match(lambda mask: mask.matches_account(account))
+
+    def member_ban(self, member: Member) -> ServerBan | None:
+        """The ban in force on C{member}'s address or account, if any."""
+        return self.address_ban(address_of(member)) or self.account_ban(member.account)
