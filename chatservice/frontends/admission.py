@@ -2,6 +2,10 @@
 Admission: how many connections the server holds, across every listener of
 every front end, and the end of them all at shutdown.
 
+It is also where the server bans on addresses are checked: a banned
+address is refused before its connection is counted or anything is read
+from it, in the front end's own words.
+
 C{--max-clients} and C{--max-per-ip} are promises about the server, not
 about one port or one protocol, so one L{Admission} is shared by every front
 end's factory. It also knows every open connection, which is what a graceful
@@ -21,6 +25,7 @@ from twisted.python.failure import Failure
 
 from chatservice.core import errors, events
 from chatservice.core.chat import Chat
+from chatservice.core.server_bans import ServerBan, ServerBans
 from chatservice.core.stats import Stats
 from chatservice.frontends.limits import Limits, address_key
 
@@ -61,8 +66,19 @@ class Admission:
         false once the server is stopping.
     """
 
-    def __init__(self, limits: Limits, stats: Stats, reactor: IReactorTime) -> None:
+    def __init__(
+        self,
+        limits: Limits,
+        stats: Stats,
+        reactor: IReactorTime,
+        bans: ServerBans | None = None,
+    ) -> None:
+        """
+        @param bans: the server bans addresses are checked against; none
+            if None.
+        """
         self.limits = limits
+        self.bans = bans
         self.stats = stats
         self.reactor = reactor
         self.per_address: Counter[str] = Counter()
@@ -89,11 +105,19 @@ class Admission:
             and self.per_address[key] >= limits.max_per_ip
         ):
             error, reason = errors.TooManyFromAddress(limits.max_per_ip), "max per ip"
+        elif (ban := self._banned(address)) is not None:
+            error, reason = errors.ServerBanned(ban.reason), "server ban"
         else:
             return None
         log.info("{peer} refused: {reason}", peer=address, reason=reason)
         self.stats.refused[reason] += 1
         return error
+
+    def _banned(self, address: IAddress) -> ServerBan | None:
+        host = getattr(address, "host", None)
+        if self.bans is None or not isinstance(host, str):
+            return None
+        return self.bans.address_ban(host)
 
     def admit(self, connection: Admitted, address: IAddress) -> None:
         """

@@ -227,6 +227,16 @@ class StreamSession(TimeoutMixin, Protocol):
         return self.transport.getPeer()  # type: ignore[union-attr]
 
     @property
+    def address(self) -> str:
+        """
+        The IP address the connection comes from, as text; "" for one
+        without (a UNIX socket). What server bans on addresses match.
+        """
+        transport = self.transport
+        host = None if transport is None else getattr(transport.getPeer(), "host", None)
+        return host if isinstance(host, str) else ""
+
+    @property
     def nick(self) -> str:
         """
         The member's nickname, or C{*} before it has one.

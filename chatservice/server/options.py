@@ -31,6 +31,7 @@ from chatservice.core.accounts import PASSWORD_MAX, PASSWORD_MIN
 from chatservice.core.history import DEFAULT_REPLAY, HISTORY_MAX
 from chatservice.frontends.limits import Limits
 from chatservice.server.motd import MotdError, read_motd
+from chatservice.server.operators_file import OperatorsFileError, read_operators
 from chatservice.server.ports import TCP_ENDPOINTS, port_problem
 
 PROGRAM = "twistd chat"
@@ -277,6 +278,13 @@ class Options(usage.Options):
             "Show the text FILE (the message of the day) to every client after "
             "the welcome; re-read on SIGHUP.",
         ],
+        [
+            "operators-file",
+            None,
+            None,
+            "Make the accounts FILE lists (one a line; # starts a comment) "
+            "server operators, besides those of --operator; re-read on SIGHUP.",
+        ],
         _number(
             "password-min",
             PASSWORD_MIN,
@@ -360,8 +368,8 @@ class Options(usage.Options):
 
     opt_operator.__doc__ = (
         "Make the account ACCOUNT (a registered nickname) a server operator: "
-        "it may become one with IRC's OPER ACCOUNT PASSWORD. May be given "
-        "several times."
+        "it may become one with /oper ACCOUNT PASSWORD (IRC's OPER). May be "
+        "given several times."
     )
 
     def opt_port(self, description: str) -> None:
@@ -445,6 +453,12 @@ class Options(usage.Options):
                 self["motd-lines"] = read_motd(self["motd"])
             except MotdError as e:
                 fatal(f"--motd: {e}")
+        self["operators-listed"] = []
+        if self["operators-file"] is not None:
+            try:
+                self["operators-listed"] = read_operators(self["operators-file"])
+            except OperatorsFileError as e:
+                fatal(f"--operators-file: {e}")
 
 
 def limits_from(options: Options) -> Limits:

@@ -35,8 +35,10 @@ from twisted.python.components import Componentized
 from twisted.python.failure import Failure
 
 from chatservice.core.chat import Chat
+from chatservice.core.server_operators import ServerOperators
 from chatservice.frontends.admission import Admission
 from chatservice.server.motd import MotdError, read_motd
+from chatservice.server.operators_file import OperatorsFileError, read_operators
 from chatservice.server.options import DEFAULT_SHUTDOWN_GRACE
 from chatservice.server.tls import ReloadableCertificate
 from chatservice.storage.database import Database
@@ -192,8 +194,8 @@ class ChatService(MultiService):
 
     With C{handle_signals}, once the reactor runs, SIGTERM and SIGINT stop
     the reactor (so twistd exits 0 after that orderly stop, rather than
-    re-raising the signal), and SIGHUP re-reads the TLS certificates and
-    the message of the day.
+    re-raising the signal), and SIGHUP re-reads the TLS certificates, the
+    message of the day and the operators file.
     """
 
     chat: Chat | None = None
@@ -204,6 +206,8 @@ class ChatService(MultiService):
     # What SIGHUP re-reads.
     certificates: list[ReloadableCertificate]
     motd_path: str | None = None
+    operators: ServerOperators | None = None
+    operators_path: str | None = None
     # Replaces twistd's log observer (--log-format json).
     log_observer: Callable[[Any], None] | None = None
 
@@ -217,6 +221,8 @@ class ChatService(MultiService):
         handle_signals: bool = False,
         motd_path: str | None = None,
         log_observer: Callable[[Any], None] | None = None,
+        operators: ServerOperators | None = None,
+        operators_path: str | None = None,
     ) -> None:
         """
         @param chat: the chat that stopping closes and SIGHUP gives a new
@@ -228,6 +234,8 @@ class ChatService(MultiService):
         @param handle_signals: take SIGTERM, SIGINT and SIGHUP.
         @param motd_path: the file SIGHUP re-reads the MOTD from.
         @param log_observer: replaces twistd's (C{--log-format json}).
+        @param operators: the server operators, whose list SIGHUP re-reads
+            from C{operators_path}.
         """
         super().__init__()
         self.chat = chat
@@ -237,6 +245,8 @@ class ChatService(MultiService):
         self.handle_signals = handle_signals
         self.motd_path = motd_path
         self.log_observer = log_observer
+        self.operators = operators
+        self.operators_path = operators_path
         self.certificates = []
         self._previous_handlers: dict[int, Any] = {}
         self._stopping = False
@@ -313,14 +323,37 @@ class ChatService(MultiService):
 
     def reload(self) -> Deferred[None]:
         """
-        Re-read the TLS certificates and the message of the day; whatever
-        fails to load is logged and the old one kept.
+        Re-read the TLS certificates, the message of the day and the
+        operators file; whatever fails to load is logged and the old one
+        kept.
         """
-        log.info("Received SIGHUP; reloading certificates and the MOTD")
+        log.info("Received SIGHUP; reloading certificates, the MOTD and the operators")
         work: list[Deferred[Any]] = [c.reload() for c in self.certificates]
         if self.motd_path is not None:
             work.append(self._reload_motd(self.motd_path))
+        if self.operators_path is not None and self.operators is not None:
+            work.append(self._reload_operators(self.operators, self.operators_path))
         return gatherResults(work).addCallback(lambda _: None)
+
+    def _reload_operators(
+        self, operators: ServerOperators, path: str
+    ) -> Deferred[None]:
+        def loaded(listed: list[str]) -> None:
+            operators.set_listed(listed)
+            log.info(
+                "Reloaded {count} operator account(s) from {path}",
+                count=len(listed),
+                path=path,
+            )
+
+        def failed(failure: Any) -> None:
+            failure.trap(OperatorsFileError)
+            log.error(
+                "Could not reload the operators file; the old list stays: {error}",
+                error=failure.getErrorMessage(),
+            )
+
+        return deferToThread(read_operators, path).addCallbacks(loaded, failed)
 
     def _reload_motd(self, path: str) -> Deferred[None]:
         def loaded(lines: list[str]) -> None:

@@ -67,6 +67,8 @@ def makeService(options: Options) -> IService:
         max_per_room=options["history-max-per-room"],
         days=options["history-days"],
         stats=stats,
+        server_bans=chat.server_bans,
+        audit=chat.audit,
     )
     accounts = Accounts(
         chat,
@@ -77,9 +79,11 @@ def makeService(options: Options) -> IService:
         password_min=options["password-min"],
         password_max=options["password-max"],
     )
-    operators = ServerOperators(chat, accounts, options["operator"])
-    admission = Admission(limits_from(options), stats, reactor)
-    factory = LineFactory(chat, admission, accounts)
+    operators = ServerOperators(
+        chat, accounts, options["operator"], options.get("operators-listed", ())
+    )
+    admission = Admission(limits_from(options), stats, reactor, chat.server_bans)
+    factory = LineFactory(chat, admission, accounts, operators=operators)
     service = ChatService(
         chat=chat,
         admission=admission,
@@ -87,6 +91,8 @@ def makeService(options: Options) -> IService:
         grace=options["shutdown-grace"],
         handle_signals=True,
         motd_path=options["motd"],
+        operators=operators,
+        operators_path=options["operators-file"],
         log_observer=(
             json_observer_for(options.parent or {})
             if options["log-format"] == "json"
@@ -111,7 +117,10 @@ def makeService(options: Options) -> IService:
         from chatservice.frontends.web.session import WebFactory
         from chatservice.frontends.web.site import web_site
 
-        web = web_site(WebFactory(chat, admission, accounts), options["web-origin"])
+        web = web_site(
+            WebFactory(chat, admission, accounts, operators=operators),
+            options["web-origin"],
+        )
         for description in options["web"]:
             listen(service, "Web", "--web", description, web)
     if options["metrics"] is not None:

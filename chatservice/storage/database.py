@@ -36,7 +36,9 @@ from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
 from chatservice.core.accounts import Account
+from chatservice.core.audit import KEEP, Audit
 from chatservice.core.history import History, Place, Stored, Unwritten, count_lines
+from chatservice.core.server_bans import ServerBans
 from chatservice.core.stats import Stats
 from chatservice.storage.schema import DatabaseError
 from chatservice.storage.store import Store, check, open_store
@@ -89,7 +91,9 @@ class Database(Service):
     query the server runs, all in order.
 
     Starting opens the file and loads what the server keeps in memory: the
-    tail of every room's history, every room's topic, and the accounts.
+    tail of every room's history, every room's topic, the accounts, the
+    server bans and the newest of the audit log; the bans and the audit
+    log are then given this database to save to.
     """
 
     store: Store
@@ -104,8 +108,12 @@ class Database(Service):
         days: float = 0,
         interval: float = FLUSH_INTERVAL,
         stats: Stats | None = None,
+        server_bans: ServerBans | None = None,
+        audit: Audit | None = None,
     ) -> None:
         self.path = path
+        self.server_bans = server_bans
+        self.audit = audit
         self.stats = Stats() if stats is None else stats
         self.history = history
         self.accounts = accounts
@@ -125,6 +133,19 @@ class Database(Service):
             self.history.load(self.store.tails(self.history.keep))
             self.history.load_topics(self.store.topics())
         self.accounts.update(self.store.accounts())
+        if self.server_bans is not None:
+            self.server_bans.load(self.store.server_bans())
+            self.server_bans.save = lambda ban: self.write(
+                "the server ban", self.store.save_server_ban, ban
+            )
+            self.server_bans.delete = lambda mask: self.write(
+                "lifting the server ban", self.store.delete_server_ban, mask
+            )
+        if self.audit is not None:
+            self.audit.load(self.store.audit(KEEP))
+            self.audit.save = lambda entry: self.write(
+                "the audit entry", self.store.save_audit, entry
+            )
         log.info("Using database {path}", path=self.path)
         super().startService()
         self.pool.start()
@@ -145,6 +166,17 @@ class Database(Service):
         asked of it.
         """
         return deferToThreadPool(self._threads, self.pool, f, *args)
+
+    def write(self, what: str, f: Callable[..., object], *args: object) -> None:
+        """
+        Run the write C{f(*args)} on the database thread, in order, for
+        whoever does not wait for it: a failure is logged, naming C{what}.
+        """
+
+        def failed(failure: Any) -> None:
+            log.failure("Storing {what} failed", failure, what=what)
+
+        self.run(f, *args).addErrback(failed)
 
     def older(
         self, room_key: str, n: int, place: Place | None, skip: int

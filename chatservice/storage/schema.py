@@ -21,6 +21,10 @@ Versions:
     end's rendering is part of; existing chunks are re-encoded.
  4. Room topics: the latest of each room, one row a room. Not history
     records: retention prunes lines, and a topic must outlive them.
+ 5. Server bans (one row a ban, keyed by its canonical mask; expired ones
+    are deleted when the server meets them) and the audit log of
+    moderation actions (one row an action, kept: retention is the
+    operator's, with SQL).
 """
 
 from __future__ import annotations
@@ -98,7 +102,7 @@ One step of a migration: an SQL statement, or a function that runs its own
 on the connection (inside the migration's transaction).
 """
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # MIGRATIONS[n] takes a database from version n to n + 1. Never edit one
 # that has shipped: add the next.
 MIGRATIONS: dict[int, list[Step]] = {
@@ -190,6 +194,29 @@ MIGRATIONS: dict[int, list[Step]] = {
             topic TEXT NOT NULL,
             nick TEXT NOT NULL,
             time REAL NOT NULL
+        )
+        """,
+    ],
+    4: [
+        # expires NULL: for ever.
+        """
+        CREATE TABLE server_bans (
+            mask TEXT PRIMARY KEY,
+            by TEXT NOT NULL,
+            at REAL NOT NULL,
+            expires REAL,
+            reason TEXT NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE audit (
+            id INTEGER PRIMARY KEY,
+            time REAL NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            target TEXT NOT NULL,
+            room TEXT NOT NULL,
+            detail TEXT NOT NULL
         )
         """,
     ],

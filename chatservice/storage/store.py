@@ -1,6 +1,7 @@
 """
 The queries on the SQLite file, run synchronously: room history in chunks,
-room topics, and accounts. Opening a file here also locks and migrates it.
+room topics, accounts, server bans and the audit log. Opening a file here
+also locks and migrates it.
 
 A L{Store} belongs to one thread at a time: the main thread at start-up,
 then only the database thread of L{chatservice.storage.database.Database},
@@ -12,8 +13,10 @@ from __future__ import annotations
 import sqlite3
 
 from chatservice.core.accounts import Account
+from chatservice.core.audit import AuditEntry
 from chatservice.core.events import Topic
 from chatservice.core.history import Place, Stored, Unwritten
+from chatservice.core.server_bans import ServerBan
 from chatservice.storage.schema import DatabaseError, migrate
 
 # About the most bytes in one chunk, so that splitting one (the messages
@@ -278,6 +281,53 @@ class Store:
                 (nick_key, nick, password_hash, now),
             )
 
+    def server_bans(self) -> list[ServerBan]:
+        """Every stored server ban, oldest first."""
+        return [
+            ServerBan(mask, by, at, expires, reason)
+            for mask, by, at, expires, reason in self.connection.execute(
+                "SELECT mask, by, at, expires, reason FROM server_bans"
+                " ORDER BY at, rowid"
+            )
+        ]
+
+    def save_server_ban(self, ban: ServerBan) -> None:
+        """Store C{ban}, replacing one on the same mask."""
+        with self._transaction():
+            self.connection.execute(
+                "INSERT OR REPLACE INTO server_bans (mask, by, at, expires, reason)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (ban.mask, ban.by, ban.at, ban.expires, ban.reason),
+            )
+
+    def delete_server_ban(self, mask: str) -> None:
+        with self._transaction():
+            self.connection.execute("DELETE FROM server_bans WHERE mask = ?", (mask,))
+
+    def audit(self, n: int) -> list[AuditEntry]:
+        """The newest C{n} audit entries, oldest first."""
+        rows = self.connection.execute(
+            "SELECT time, actor, action, target, room, detail FROM audit"
+            " ORDER BY id DESC LIMIT ?",
+            (n,),
+        ).fetchall()
+        return [AuditEntry(*row) for row in reversed(rows)]
+
+    def save_audit(self, entry: AuditEntry) -> None:
+        with self._transaction():
+            self.connection.execute(
+                "INSERT INTO audit (time, actor, action, target, room, detail)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    entry.time,
+                    entry.actor,
+                    entry.action,
+                    entry.target,
+                    entry.room,
+                    entry.detail,
+                ),
+            )
+
     def close(self) -> None:
         self.connection.close()
 
@@ -355,6 +405,8 @@ def check(path: str) -> None:
         store.tails(1)
         store.topics()
         store.accounts()
+        store.server_bans()
+        store.audit(1)
     except sqlite3.Error as e:
         raise DatabaseError(f"cannot read {path}: {e}") from None
     finally:

@@ -754,7 +754,7 @@ class MotdReloadTests(unittest.TestCase):
         self.assertEqual(self.harness.chat.motd, ["Old news."])
         self.assertEqual(
             [e["log_format"] for e in chat_events(self.events)],
-            ["Received SIGHUP; reloading certificates and the MOTD"],
+            ["Received SIGHUP; reloading certificates, the MOTD and the operators"],
         )
 
 

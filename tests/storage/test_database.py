@@ -19,7 +19,9 @@ from twisted.trial import unittest
 from zope.interface import implementer
 
 from chatservice.core.accounts import Account
+from chatservice.core.audit import Audit, AuditEntry
 from chatservice.core.history import ACTION, Entry, History, Unwritten
+from chatservice.core.server_bans import ServerBan, ServerBans
 from chatservice.storage import database as database_module
 from chatservice.storage.database import Database
 from chatservice.storage.schema import SCHEMA_VERSION
@@ -425,3 +427,46 @@ class DatabaseServiceTests(unittest.TestCase):
         self.assertIsNone(page.before)
         await database.stopService()
         self.assertIsNone(self.history.archive)
+
+
+class ModerationStorageTests(unittest.TestCase):
+    """
+    Server bans and the audit log are loaded when the database starts, and
+    what is set afterwards is written on the database thread.
+    """
+
+    def setUp(self) -> None:
+        self.path = make_temp_dir(self) / "chat.sqlite3"
+        self.clock = Ticker()
+
+    def start(self) -> tuple[Database, ServerBans, Audit]:
+        bans = ServerBans(lambda: T0)
+        audit = Audit(lambda: T0)
+        database = Database(
+            str(self.path),
+            History(clock=self.clock),
+            {},
+            reactor,
+            server_bans=bans,
+            audit=audit,
+        )
+        database.startService()
+        return database, bans, audit
+
+    @deferred_test
+    async def test_storedAcrossRestarts(self) -> None:
+        database, bans, audit = self.start()
+        kept = bans.add(ServerBan("*@10.0.0.0/8", "boss", T0, None, "spam"))
+        bans.add(ServerBan("$a:bob", "boss", T0, T0 + 60, ""))
+        bans.add(ServerBan("*@1.2.3.4", "boss", T0, None, "x"))
+        bans.remove("1.2.3.4")
+        audit.record("boss", "kill", "bob", detail="flood")
+        await database.stopService()
+        database, bans, audit = self.start()
+        self.addCleanup(database.stopService)
+        self.assertEqual(
+            bans.entries(), [kept, ServerBan("$a:bob", "boss", T0, T0 + 60, "")]
+        )
+        self.assertEqual(
+            audit.recent(5), [AuditEntry(T0, "boss", "kill", "bob", "", "flood")]
+        )

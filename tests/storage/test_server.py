@@ -332,7 +332,9 @@ class RestartTests(unittest.SynchronousTestCase):
                 VERSION_2_CAFE_REPLAY,
             )
             outputs.append(self.stop(server))
-            self.assertEqual(read_file(self.path, "PRAGMA user_version"), [(4,)])
+            self.assertEqual(
+                read_file(self.path, "PRAGMA user_version"), [(SCHEMA_VERSION,)]
+            )
             self.assertEqual(read_file(self.path, MESSAGES), VERSION_2_ROWS)
             histories.append(read_file(self.path, "SELECT * FROM history"))
         first, second = outputs

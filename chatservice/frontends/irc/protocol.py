@@ -29,11 +29,12 @@ from chatservice import __version__
 from chatservice.core import errors, events, names
 from chatservice.core.accounts import Account, Accounts
 from chatservice.core.chat import Chat
+from chatservice.core.durations import check_duration, parse_duration
 from chatservice.core.errors import ChatError
 from chatservice.core.events import Event, LoggedIn, Motd, Refused
 from chatservice.core.operators import TOPIC_MAX
 from chatservice.core.rooms import Member, Room
-from chatservice.core.server_operators import ServerOperators
+from chatservice.core.server_operators import AUDIT_MAX, ServerOperators
 from chatservice.core.whowas import identity as _identity
 from chatservice.frontends.admission import Admission
 from chatservice.frontends.irc import caps, sasl, tags
@@ -55,6 +56,10 @@ log = Logger()
 
 # Seconds a client has to register before it is disconnected.
 REGISTRATION_TIMEOUT = 60.0
+# How many audit entries AUDIT shows when not told.
+AUDIT_DEFAULT = 20
+# What KLINE reads as a duration before the mask: minutes, or ours.
+_KLINE_DURATION = re.compile(r"\d{1,12}|(?:\d{1,12}[smhdw])+|forever|permanent")
 # Bytes of an IRC line before its CRLF, not counting its tags.
 IRC_MAX_LINE = 510
 # Bytes of a line a client may send: its tags (with their @ and the space
@@ -1200,6 +1205,77 @@ class IRCProtocol(StreamSession):
 
         work = operators.oper(member, params[0], params[1])
         return Deferred.fromCoroutine(work).addErrback(failed)
+
+    # Server operators' powers (docs/irc.md says how they map)
+
+    def _operators(self) -> ServerOperators:
+        """The server operators, for a power: without any, nobody has one."""
+        operators = self.factory.operators
+        if operators is None:
+            raise errors.NoPrivileges()
+        return operators
+
+    def irc_KILL(self, params: list[str]) -> None:
+        if not params or not params[0]:
+            raise r.need_more_params("KILL")
+        operators = self._operators()
+        operators.kill(self._member(), params[0], params[1] if len(params) > 1 else "")
+
+    def irc_WALLOPS(self, params: list[str]) -> None:
+        if not params or not params[0]:
+            raise r.need_more_params("WALLOPS")
+        self._operators().wall(self._member(), params[0])
+
+    def irc_KLINE(self, params: list[str]) -> None:
+        """
+        C{KLINE [duration] mask [:reason]}: a bare number is minutes, as
+        Charybdis and Solanum read it (0: permanent); our own durations
+        (C{30m}, C{2h}, C{7d}, C{forever}) are read too.
+        """
+        if not params or not params[0]:
+            raise r.need_more_params("KLINE")
+        operators = self._operators()
+        duration = None
+        if len(params) >= 2 and _KLINE_DURATION.fullmatch(params[0].lower()):
+            typed = params.pop(0)
+            if typed.isdigit():
+                minutes = int(typed[:12])
+                duration = None if minutes == 0 else check_duration(minutes * 60, typed)
+            else:
+                duration = parse_duration(typed)
+        reason = params[1] if len(params) > 1 else ""
+        operators.ban(self._member(), params[0], duration, reason)
+
+    def irc_UNKLINE(self, params: list[str]) -> None:
+        if not params or not params[0]:
+            raise r.need_more_params("UNKLINE")
+        self._operators().unban(self._member(), params[0])
+
+    def irc_STATS(self, params: list[str]) -> None:
+        """
+        C{STATS K}: the K-lines (server bans), for server operators; any
+        other letter is answered with its end alone.
+        """
+        if not params or not params[0]:
+            raise r.need_more_params("STATS")
+        letter = params[0][:1]
+        if letter in ("k", "K"):
+            self._operators().bans(self._member())
+            return
+        self.numeric("219", letter, "End of /STATS report")
+
+    def irc_AUDIT(self, params: list[str]) -> None:
+        """
+        C{AUDIT [n]}: the newest n (default 20, at most 200) moderation
+        actions, as NOTICEs, for server operators.
+        """
+        operators = self._operators()
+        n = AUDIT_DEFAULT
+        if params and params[0]:
+            if not params[0].isdigit() or not 1 <= int(params[0][:6]) <= AUDIT_MAX:
+                raise IRCError("461", ("AUDIT", f"n is 1 to {AUDIT_MAX}"))
+            n = int(params[0])
+        operators.audit(self._member(), n)
 
     def _is_server_operator(self, member: Member) -> bool:
         """

@@ -203,6 +203,10 @@ def _refusal(e: ChatError) -> tuple[str, tuple[str, ...]]:
         return "464", (f"Too many failed logins; try again in {e.wait} s",)
     if isinstance(e, errors.NotServerOperator):
         return "491", ("No O-lines for your host",)
+    if isinstance(e, errors.NoPrivileges):
+        return "481", ("Permission Denied- You're not an IRC operator",)
+    if isinstance(e, errors.NoText):
+        return "412", ("No text to send",)
     return "NOTICE", (_SENTENCES.get(type(e), lambda e: e.code)(e),)
 
 
@@ -236,7 +240,24 @@ _SENTENCES: dict[type[Any], Callable[[Any], str]] = {
     errors.Busy: lambda e: "Your last account command is still being worked on",
     errors.NotSaved: lambda e: "That failed; try again later",
     errors.Failed: lambda e: "That failed; try again later",
+    errors.BadDuration: lambda e: f"Bad duration {e.text!r}: {e.reason}",
+    errors.BadMask: lambda e: f"Bad mask {e.text!r}: {e.reason}",
+    errors.NoSuchServerBan: lambda e: f"No K-line on {e.mask}",
+    errors.ServerBansFull: lambda e: f"The K-line list is full ({e.limit})",
 }
+
+
+def banned(reason: str) -> str:
+    """Why a banned client is refused (465), and the end of its ERROR."""
+    return (
+        f"You are banned from this server ({reason})"
+        if reason
+        else ("You are banned from this server")
+    )
+
+
+def _until(expires: float | None) -> str:
+    return "permanent" if expires is None else f"until {stamp(expires)}"
 
 
 def stamp(when: float) -> str:
@@ -591,6 +612,59 @@ class IRCRenderer:
             return [self.numeric(nick, "901", user(nick), "You are now logged out")]
         if kind is events.PasswordChanged:
             return [self.notice(nick, "Your password is changed")]
+        if kind is events.Killed:
+            return [f"ERROR :Closing link: {nick} (Killed ({e.by} ({e.reason})))"]
+        if kind is events.KillDone:
+            return [self.notice(nick, f"Killed {e.nick} ({e.reason})")]
+        if kind is events.ServerNotice:
+            # Told to everyone at once: from the operator, to every client
+            # of the server (the $* mask), whoever the recipient.
+            return self._talk_lines(user(e.by), "NOTICE", "$*", e.text)
+        if kind is events.ServerBanAdded:
+            ban = e.entry
+            went = f"; {e.removed} disconnected" if e.removed else ""
+            because = f": {ban.reason}" if ban.reason else ""
+            added = f"Added K-line on {ban.mask} ({_until(ban.expires)})"
+            return [self.notice(nick, f"{added}{because}{went}")]
+        if kind is events.ServerBanRemoved:
+            return [self.notice(nick, f"Removed K-line on {e.mask}")]
+        if kind is events.ServerBanList:
+            return [
+                *[
+                    self.numeric(
+                        nick,
+                        "216",
+                        "K",
+                        ban.mask,
+                        "*",
+                        "*",
+                        f"{ban.reason or 'no reason'} (set by {ban.by} at "
+                        f"{stamp(ban.at)}, {_until(ban.expires)})",
+                    )
+                    for ban in e.entries
+                ],
+                *(
+                    [self.notice(nick, f"{e.total - len(e.entries)} more not shown")]
+                    if e.total > len(e.entries)
+                    else []
+                ),
+                self.numeric(nick, "219", "K", "End of /STATS report"),
+            ]
+        if kind is events.AuditLog:
+            return [
+                self.notice(nick, f"Audit: last {len(e.entries)} action(s)"),
+                *[
+                    self.notice(
+                        nick,
+                        f"Audit: {stamp(a.time)} {a.actor} {a.action}"
+                        + (f" {a.target}" if a.target else "")
+                        + (f" in {_as_channel(a.room)}" if a.room else "")
+                        + (f": {a.detail}" if a.detail else ""),
+                    )
+                    for a in e.entries
+                ],
+                self.notice(nick, "Audit: end"),
+            ]
         if kind is events.Goodbye:
             return [f"ERROR :Closing link: {nick}"]
         if kind is events.Closing:
@@ -599,6 +673,12 @@ class IRCRenderer:
             return []
         if kind is events.Refused:
             error = e.error
+            if isinstance(error, errors.ServerBanned):
+                why = banned(error.reason)
+                return [
+                    self.numeric(nick, "465", why),
+                    f"ERROR :Closing link: {nick} ({why})",
+                ]
             closing = _CLOSING.get(type(error))
             if closing is not None:
                 return [f"ERROR :Closing link: {closing(error)}"]

@@ -20,8 +20,10 @@ from twisted.logger import Logger
 
 from chatservice.core import errors, events
 from chatservice.core.accounts import Accounts
+from chatservice.core.durations import parse_duration
 from chatservice.core.errors import ChatError
 from chatservice.core.history import HISTORY_MAX
+from chatservice.core.server_operators import AUDIT_MAX, ServerOperators
 from chatservice.frontends.line.user import LineUser
 from chatservice.frontends.line.wire import (
     EmptyHistory,
@@ -216,6 +218,75 @@ def _started(user: LineUser, work: Coroutine[Any, Any, None]) -> Deferred[None]:
     return Deferred.fromCoroutine(work).addErrback(failed)
 
 
+# Server operators
+
+
+AUDIT_DEFAULT = 20
+
+
+def _operators(user: LineUser) -> ServerOperators:
+    """The server operators, for a power: without any, nobody has one."""
+    if user.operators is None:
+        raise errors.NoPrivileges()
+    return user.operators
+
+
+def _oper(user: LineUser, argument: str) -> Deferred[None] | None:
+    name, password = _words(argument, "oper", 2)
+    operators = user.operators
+    if operators is None:
+        raise errors.NotServerOperator(name)
+    if operators.is_operator(user.member):
+        user.chat.tell(user.member, events.ServerOperatorUp())
+        return None
+    return _started(user, operators.oper(user.member, name, password))
+
+
+def _kill(user: LineUser, argument: str) -> None:
+    nick, _, reason = argument.partition(" ")
+    _operators(user).kill(user.member, _required(nick, "kill"), reason.strip())
+
+
+def _wall(user: LineUser, argument: str) -> None:
+    _operators(user).wall(user.member, _required(argument, "wall"))
+
+
+def _looks_like_duration(word: str) -> bool:
+    return word[:1].isdigit() or word.lower() in ("forever", "permanent")
+
+
+def _sban(user: LineUser, argument: str) -> None:
+    operators = _operators(user)
+    mask, _, rest = argument.partition(" ")
+    rest = rest.strip()
+    first, _, after = rest.partition(" ")
+    duration = None
+    if first and _looks_like_duration(first):
+        duration = parse_duration(first)
+        rest = after.strip()
+    operators.ban(user.member, _required(mask, "sban"), duration, rest)
+
+
+def _unsban(user: LineUser, argument: str) -> None:
+    (mask,) = _words(argument, "unsban", 1)
+    _operators(user).unban(user.member, mask)
+
+
+def _sbans(user: LineUser, argument: str) -> None:
+    _operators(user).bans(user.member)
+
+
+def _audit(user: LineUser, argument: str) -> None:
+    operators = _operators(user)
+    try:
+        n = int(argument) if argument else AUDIT_DEFAULT
+    except ValueError:
+        raise _usage("audit") from None
+    if not 1 <= n <= AUDIT_MAX:
+        raise _usage("audit")
+    operators.audit(user.member, n)
+
+
 def _quit(user: LineUser, argument: str) -> None:
     user.chat.quit(user.member, argument)
 
@@ -295,6 +366,47 @@ COMMANDS: dict[str, Command] = {
         Command("logout", "", "Log out; a registered name is given up.", _logout),
         Command(
             "password", "OLD NEW", "Change your password from OLD to NEW.", _password
+        ),
+        Command(
+            "oper",
+            "NAME PASSWORD",
+            "Become a server operator as the operator account NAME.",
+            _oper,
+        ),
+        Command(
+            "kill",
+            "NICK [REASON]",
+            "Disconnect NICK from the server (server operators only).",
+            _kill,
+        ),
+        Command(
+            "wall",
+            "TEXT",
+            "Send TEXT to everyone connected (server operators only).",
+            _wall,
+        ),
+        Command(
+            "sban",
+            "MASK [DURATION] [REASON]",
+            "Ban an address (1.2.3.4, 10.0.0.0/8, *@10.0.*) or an account "
+            "($a:NAME) from the server, for DURATION (30s, 10m, 2h, 7d; 0 or "
+            "forever: no expiry, the default); whoever it matches is "
+            "disconnected (server operators only).",
+            _sban,
+        ),
+        Command(
+            "unsban",
+            "MASK",
+            "Lift the server ban on MASK (server operators only).",
+            _unsban,
+        ),
+        Command("sbans", "", "List the server bans (server operators only).", _sbans),
+        Command(
+            "audit",
+            "[N]",
+            f"Show the last N (default {AUDIT_DEFAULT}, at most {AUDIT_MAX}) "
+            "moderation actions (server operators only).",
+            _audit,
         ),
         Command("help", "[COMMAND]", "List the commands, or explain one.", _help),
         Command("quit", "[MESSAGE]", "Leave the chat; your rooms see MESSAGE.", _quit),

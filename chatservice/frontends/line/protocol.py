@@ -17,6 +17,7 @@ from chatservice.core.chat import Chat
 from chatservice.core.errors import ChatError
 from chatservice.core.events import Refused
 from chatservice.core.rooms import Member
+from chatservice.core.server_operators import ServerOperators
 from chatservice.frontends.admission import Admission
 from chatservice.frontends.limits import Limits
 from chatservice.frontends.line import commands
@@ -35,7 +36,9 @@ class LineProtocol(StreamSession):
 
     def start(self) -> Member:
         factory = self.factory
-        self.user = LineUser.connect(factory.chat, self, factory.accounts)
+        self.user = LineUser.connect(
+            factory.chat, self, factory.accounts, factory.operators
+        )
         return self.user.member
 
     def linesReceived(self, lines: list[bytes | None], start: int) -> int:
@@ -93,6 +96,7 @@ class LineFactory(StreamFactory):
     Builds L{LineProtocol}s for the one chat.
 
     @param accounts: the accounts, if the server keeps them.
+    @param operators: the server operators, if any may be.
     """
 
     protocol = LineProtocol
@@ -104,6 +108,8 @@ class LineFactory(StreamFactory):
         admission: Admission,
         accounts: Accounts | None = None,
         limits: Limits | None = None,
+        operators: ServerOperators | None = None,
     ) -> None:
         super().__init__(chat, admission, limits)
         self.accounts = accounts
+        self.operators = operators

@@ -16,6 +16,7 @@ from chatservice.core import errors, events
 from chatservice.core.accounts import Accounts
 from chatservice.core.chat import Chat
 from chatservice.core.rooms import Member, Room
+from chatservice.core.server_operators import ServerOperators
 from chatservice.core.session import Session
 from chatservice.frontends.line.wire import PartedSelf, Switched
 
@@ -28,21 +29,31 @@ class LineUser:
     One member of the line front end, and its current room.
 
     @ivar accounts: the accounts service, if the server keeps accounts.
+    @ivar operators: the server operators, if any may be.
     """
 
-    __slots__ = ("accounts", "chat", "current", "member")
+    __slots__ = ("accounts", "chat", "current", "member", "operators")
 
     def __init__(
-        self, chat: Chat, member: Member, accounts: Accounts | None = None
+        self,
+        chat: Chat,
+        member: Member,
+        accounts: Accounts | None = None,
+        operators: ServerOperators | None = None,
     ) -> None:
         self.chat = chat
         self.member = member
         self.accounts = accounts
+        self.operators = operators
         self.current: Room | None = None
 
     @classmethod
     def connect(
-        cls, chat: Chat, session: Session, accounts: Accounts | None = None
+        cls,
+        chat: Chat,
+        session: Session,
+        accounts: Accounts | None = None,
+        operators: ServerOperators | None = None,
     ) -> LineUser:
         """
         Add a member for C{session} under a fresh guest nickname, welcome it,
@@ -52,7 +63,7 @@ class LineUser:
         chat.tell(member, events.Welcome(member.nick, DEFAULT_ROOM))
         if chat.motd:
             chat.tell(member, events.Motd(chat.motd))
-        user = cls(chat, member, accounts)
+        user = cls(chat, member, accounts, operators)
         user.current = chat.join(member, DEFAULT_ROOM, announce=False)
         return user
 

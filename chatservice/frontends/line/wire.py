@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from chatservice.core import errors, events
+from chatservice.core.audit import AuditEntry
 from chatservice.core.errors import ChatError
 from chatservice.core.events import Event
+from chatservice.core.server_bans import ServerBan
 
 NEWLINE = b"\r\n"
 # Names /who shows before it says how many more there are.
@@ -271,6 +273,19 @@ _REASONS: dict[type[Any], Callable[[Any], str]] = {
         if e.what == "register"
         else "Changing the password failed; try again later."
     ),
+    errors.NoPrivileges: lambda e: "Only server operators may do that; see /oper.",
+    errors.NoText: lambda e: "There is no text to send.",
+    errors.BadDuration: lambda e: f"Bad duration {e.text!r}: {e.reason}.",
+    errors.BadMask: lambda e: f"Bad mask {e.text!r}: {e.reason}.",
+    errors.ServerBanned: lambda e: (
+        f"You are banned from this server ({e.reason})."
+        if e.reason
+        else "You are banned from this server."
+    ),
+    errors.NoSuchServerBan: lambda e: f"There is no server ban on {e.mask}.",
+    errors.ServerBansFull: lambda e: (
+        f"The server ban list is full ({e.limit} bans); lift one first."
+    ),
     errors.Failed: lambda e: "That failed; try again later.",
     errors.LineTooLong: lambda e: (
         f"Line too long (the limit is {e.limit} bytes); it was dropped."
@@ -301,6 +316,53 @@ def reason(e: ChatError) -> str:
     What the line protocol says of the refusal C{e}, without the C{!!!}.
     """
     return _REASONS[type(e)](e)
+
+
+def expiry(expires: float | None) -> str:
+    """When a ban ends, as the lists show it."""
+    return "no expiry" if expires is None else f"until {stamp(expires)}"
+
+
+def server_ban(ban: ServerBan) -> str:
+    """One server ban, as C{/sbans} and C{/sban} show it."""
+    because = f": {ban.reason}" if ban.reason else ""
+    when = f"{expiry(ban.expires)}; set by {ban.by} at {stamp(ban.at)}"
+    return f"{ban.mask} ({when}){because}"
+
+
+def _ban_added(e: events.ServerBanAdded) -> list[str]:
+    went = f"; {count_members(e.removed)} disconnected" if e.removed else ""
+    return [notice(f"Server ban set: {server_ban(e.entry)}{went}.")]
+
+
+def _ban_list(e: events.ServerBanList) -> list[str]:
+    if not e.total:
+        return [notice("There are no server bans.")]
+    more = f", the first {len(e.entries)} shown" if len(e.entries) < e.total else ""
+    return [
+        notice(f"{e.total} server ban(s){more}:"),
+        *[notice(f"  {server_ban(ban)}") for ban in e.entries],
+    ]
+
+
+def audit_line(entry: AuditEntry) -> str:
+    """One audit entry: when, who, what, to whom, where, and why."""
+    parts = [stamp(entry.time), entry.actor, entry.action]
+    if entry.target:
+        parts.append(entry.target)
+    if entry.room:
+        parts.append(f"in {entry.room}")
+    line = " ".join(parts)
+    return f"{line}: {entry.detail}" if entry.detail else line
+
+
+def _audit(e: events.AuditLog) -> list[str]:
+    if not e.entries:
+        return [notice("The audit log is empty.")]
+    return [
+        notice(f"Last {len(e.entries)} moderation action(s):"),
+        *[notice(f"  {audit_line(entry)}") for entry in e.entries],
+    ]
 
 
 def _replay(e: events.Replay) -> list[str]:
@@ -389,6 +451,17 @@ _LINES: dict[type[Any], Callable[[Any], Sequence[str]]] = {
         lambda e: notice("You are no longer a server operator.")
     ),
     events.PasswordChanged: _one(lambda e: notice("Your password is changed.")),
+    events.Killed: _one(
+        lambda e: error(f"You were disconnected by {e.by} ({e.reason}).")
+    ),
+    events.KillDone: _one(lambda e: notice(f"{e.nick} was disconnected ({e.reason}).")),
+    events.ServerNotice: _one(
+        lambda e: notice(f"Notice to everyone from {e.by}: {e.text}")
+    ),
+    events.ServerBanAdded: _ban_added,
+    events.ServerBanRemoved: _one(lambda e: notice(f"Server ban on {e.mask} lifted.")),
+    events.ServerBanList: _ban_list,
+    events.AuditLog: _audit,
     events.Goodbye: _one(lambda e: goodbye()),
     events.Closing: _one(lambda e: shutting_down()),
     events.Refused: _one(lambda e: error(reason(e.error))),

@@ -26,9 +26,11 @@ from twisted.internet.defer import Deferred
 from chatservice.core import errors, events
 from chatservice.core.accounts import Accounts
 from chatservice.core.chat import Chat
+from chatservice.core.durations import parse_duration
 from chatservice.core.errors import ChatError
 from chatservice.core.history import HISTORY_MAX
 from chatservice.core.rooms import Member, Room
+from chatservice.core.server_operators import AUDIT_MAX, ServerOperators
 from chatservice.frontends.web.renderer import EmptyHistory, RequestId
 
 # The longest request id, in characters, given back.
@@ -80,6 +82,9 @@ class Requester(Protocol):
 
     @property
     def accounts(self) -> Accounts | None: ...
+
+    @property
+    def operators(self) -> ServerOperators | None: ...
 
     def me(self) -> Member: ...
 
@@ -332,6 +337,58 @@ def _run(work: Coroutine[Any, Any, None]) -> Deferred[None]:
     return Deferred.fromCoroutine(work)
 
 
+# Server operators
+
+AUDIT_DEFAULT = 20
+
+
+def _operators(who: Requester) -> ServerOperators:
+    if who.operators is None:
+        raise errors.NoPrivileges()
+    return who.operators
+
+
+def _oper(who: Requester, a: dict[str, Any]) -> Deferred[None] | None:
+    operators = who.operators
+    if operators is None:
+        raise errors.NotServerOperator(a["name"])
+    if operators.is_operator(who.me()):
+        who.chat.tell(who.me(), events.ServerOperatorUp())
+        return None
+    return _run(operators.oper(who.me(), a["name"], a["password"]))
+
+
+def _kill(who: Requester, a: dict[str, Any]) -> None:
+    _operators(who).kill(who.me(), a["nick"], a.get("reason", ""))
+
+
+def _wall(who: Requester, a: dict[str, Any]) -> None:
+    _operators(who).wall(who.me(), a["text"])
+
+
+def _server_ban(who: Requester, a: dict[str, Any]) -> None:
+    operators = _operators(who)
+    typed = a.get("duration", "")
+    duration = parse_duration(typed) if typed.strip() else None
+    operators.ban(who.me(), a["mask"], duration, a.get("reason", ""))
+
+
+def _server_unban(who: Requester, a: dict[str, Any]) -> None:
+    _operators(who).unban(who.me(), a["mask"])
+
+
+def _server_bans(who: Requester, a: dict[str, Any]) -> None:
+    _operators(who).bans(who.me())
+
+
+def _audit(who: Requester, a: dict[str, Any]) -> None:
+    operators = _operators(who)
+    n = a.get("n", AUDIT_DEFAULT)
+    if not 1 <= n <= AUDIT_MAX:
+        raise BadField("n", f"an integer from 1 to {AUDIT_MAX}")
+    operators.audit(who.me(), n)
+
+
 def _quit(who: Requester, a: dict[str, Any]) -> None:
     who.chat.quit(who.me(), a.get("message", ""))
 
@@ -372,6 +429,21 @@ REQUESTS: dict[str, Request] = {
         Request("login", (_NICK, Field("password")), _login),
         Request("logout", (), _logout),
         Request("password", (Field("old"), Field("new")), _password),
+        Request("oper", (Field("name"), Field("password")), _oper),
+        Request("kill", (_NICK, Field("reason", required=False)), _kill),
+        Request("wall", (_TEXT,), _wall),
+        Request(
+            "server_ban",
+            (
+                Field("mask"),
+                Field("duration", required=False),
+                Field("reason", required=False),
+            ),
+            _server_ban,
+        ),
+        Request("server_unban", (Field("mask"),), _server_unban),
+        Request("server_bans", (), _server_bans),
+        Request("audit", (Field("n", int, required=False),), _audit),
         Request("quit", (Field("message", required=False),), _quit),
         Request("ping", (), _ping),
     ]

@@ -30,6 +30,7 @@ from chatservice.core.accounts import Accounts
 from chatservice.core.chat import Chat
 from chatservice.core.errors import ChatError
 from chatservice.core.rooms import Member
+from chatservice.core.server_operators import ServerOperators
 from chatservice.core.stats import Stats
 from chatservice.frontends.admission import Admission
 from chatservice.frontends.limits import Limits
@@ -188,6 +189,10 @@ class WebSession(StreamSession):
     def accounts(self) -> Accounts | None:
         return self.factory.accounts
 
+    @property
+    def operators(self) -> ServerOperators | None:
+        return self.factory.operators
+
     def me(self) -> Member:
         member = self.member
         assert member is not None
@@ -333,6 +338,7 @@ class WebFactory(StreamFactory):
     Builds L{WebSession}s for the one chat, through the one admission.
 
     @param accounts: the accounts, if the server keeps them.
+    @param operators: the server operators, if any may be.
     """
 
     protocol = WebSession
@@ -343,9 +349,11 @@ class WebFactory(StreamFactory):
         admission: Admission,
         accounts: Accounts | None = None,
         limits: Limits | None = None,
+        operators: ServerOperators | None = None,
     ) -> None:
         super().__init__(chat, admission, limits)
         self.accounts = accounts
+        self.operators = operators
         # Events are dated by the reactor's clock (the wall clock).
         self.renderer = JSONRenderer(self.reactor.seconds)
 

@@ -15,8 +15,10 @@ from wsproto import Connection, ConnectionType
 from wsproto.events import TextMessage
 
 from chatservice.core import errors, events
+from chatservice.core.audit import AuditEntry
 from chatservice.core.errors import ChatError
 from chatservice.core.events import Event, HistoryLine
+from chatservice.core.server_bans import ServerBan
 from chatservice.frontends.web import requests
 from chatservice.frontends.web.frames import text_frame
 from chatservice.frontends.web.renderer import (
@@ -135,6 +137,68 @@ EXAMPLES: list[tuple[Event, dict[str, Any]]] = [
     ),
     (events.ServerOperatorUp(), {"type": "server_operator_up"}),
     (events.ServerOperatorDown(), {"type": "server_operator_down"}),
+    (
+        events.Killed("boss", "flood"),
+        {"type": "killed", "by": "boss", "reason": "flood"},
+    ),
+    (
+        events.KillDone("bob", "flood"),
+        {"type": "kill_done", "nick": "bob", "reason": "flood"},
+    ),
+    (
+        events.ServerNotice("boss", "restart <soon>"),
+        {"type": "server_notice", "by": "boss", "text": "restart <soon>"},
+    ),
+    (
+        events.ServerBanAdded(ServerBan("*@10.0.0.0/8", "boss", 1.5, None, "x"), 2),
+        {
+            "type": "server_ban_added",
+            "entry": {
+                "mask": "*@10.0.0.0/8",
+                "by": "boss",
+                "at": 1.5,
+                "expires": None,
+                "reason": "x",
+            },
+            "removed": 2,
+        },
+    ),
+    (
+        events.ServerBanRemoved("$a:bob"),
+        {"type": "server_ban_removed", "mask": "$a:bob"},
+    ),
+    (
+        events.ServerBanList([ServerBan("$a:bob", "boss", 1.0, 61.0, "")], 7),
+        {
+            "type": "server_ban_list",
+            "entries": [
+                {
+                    "mask": "$a:bob",
+                    "by": "boss",
+                    "at": 1.0,
+                    "expires": 61.0,
+                    "reason": "",
+                }
+            ],
+            "total": 7,
+        },
+    ),
+    (
+        events.AuditLog([AuditEntry(2.0, "boss", "kill", "bob", "", "flood")]),
+        {
+            "type": "audit_log",
+            "entries": [
+                {
+                    "time": 2.0,
+                    "actor": "boss",
+                    "action": "kill",
+                    "target": "bob",
+                    "room": "",
+                    "detail": "flood",
+                }
+            ],
+        },
+    ),
     (
         events.Private("ann", "psst", False),
         {

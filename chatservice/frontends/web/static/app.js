@@ -567,6 +567,38 @@ const handlers = {
     if (state.credentials && state.loggingIn) state.credentials.password = state.loggingIn.password;
     meta(current(), "Password changed.");
   },
+  server_operator_up: () => meta(current(), "You are now a server operator."),
+  server_operator_down: () => meta(current(), "You are no longer a server operator."),
+  killed(e) {
+    connection.stop();
+    meta(current(), `You were disconnected by ${e.by} (${e.reason}). Click the status to come back.`);
+  },
+  kill_done: (e) => meta(current(), `${e.nick} was disconnected (${e.reason}).`),
+  server_notice: (e) => meta(current(), `Notice to everyone from ${e.by}: ${e.text}`),
+  server_ban_added(e) {
+    const went = e.removed ? `; ${e.removed} disconnected` : "";
+    meta(current(), `Server ban set: ${banText(e.entry)}${went}.`);
+  },
+  server_ban_removed: (e) => meta(current(), `Server ban on ${e.mask} lifted.`),
+  server_ban_list(e) {
+    if (!e.total) {
+      meta(current(), "There are no server bans.");
+      return;
+    }
+    meta(current(), `${e.total} server ban(s):`);
+    for (const ban of e.entries) meta(current(), `  ${banText(ban)}`);
+  },
+  audit_log(e) {
+    if (!e.entries.length) {
+      meta(current(), "The audit log is empty.");
+      return;
+    }
+    meta(current(), `Last ${e.entries.length} moderation action(s):`);
+    for (const a of e.entries) {
+      const parts = [stampOf(a.time), a.actor, a.action, a.target, a.room && `in ${a.room}`].filter(Boolean);
+      meta(current(), `  ${parts.join(" ")}${a.detail ? `: ${a.detail}` : ""}`);
+    }
+  },
   goodbye() {
     connection.stop();
     meta(current(), "You left the chat. Click the status to come back.");
@@ -575,10 +607,21 @@ const handlers = {
     meta(current(), "The server is shutting down; this page reconnects when it is back.");
   },
   error(e) {
+    // Banned: trying again would only be refused again.
+    if (e.code === "server_banned") connection.stop();
     // A refusal of a request is told where the request was made.
     if (e.id === undefined) problem(current(), describe(e));
   },
 };
+
+function stampOf(seconds) {
+  return new Date(seconds * 1000).toISOString().slice(0, 19).replace("T", " ");
+}
+
+function banText(ban) {
+  const until = ban.expires === null ? "no expiry" : `until ${stampOf(ban.expires)}`;
+  return `${ban.mask} (${until}; set by ${ban.by})${ban.reason ? `: ${ban.reason}` : ""}`;
+}
 
 function handle(event) {
   const handler = handlers[event.type];

@@ -21,6 +21,13 @@ export const COMMANDS = [
   ["login", "NICK PASSWORD", "Log in as the registered NICK."],
   ["logout", "", "Log out."],
   ["password", "OLD NEW", "Change your password from OLD to NEW."],
+  ["oper", "NAME PASSWORD", "Become a server operator as the operator account NAME."],
+  ["kill", "NICK [REASON]", "Disconnect NICK from the server (server operators only)."],
+  ["wall", "TEXT", "Send TEXT to everyone connected (server operators only)."],
+  ["sban", "MASK [DURATION] [REASON]", "Ban an address or an account ($a:NAME) from the server (server operators only)."],
+  ["unsban", "MASK", "Lift the server ban on MASK (server operators only)."],
+  ["sbans", "", "List the server bans (server operators only)."],
+  ["audit", "[N]", "Show the last N (default 20, at most 200) moderation actions (server operators only)."],
   ["clear", "", "Clear this conversation's scrollback (here only)."],
   ["help", "", "List the commands."],
   ["quit", "[MESSAGE]", "Leave the chat; your rooms see MESSAGE."],
@@ -97,6 +104,35 @@ export function parseLine(line, here) {
       return { request: { type: "logout" } };
     case "password":
       return words.length === 2 ? { request: { type: "password", old: words[0], new: words[1] } } : usage(name);
+    case "oper":
+      return words.length === 2 ? { request: { type: "oper", name: words[0], password: words[1] } } : usage(name);
+    case "kill": {
+      if (!words[0]) return usage(name);
+      const reason = rest.slice(words[0].length).trim();
+      return { request: { type: "kill", nick: words[0], ...(reason ? { reason } : {}) } };
+    }
+    case "wall":
+      return rest ? { request: { type: "wall", text: rest } } : usage(name);
+    case "sban": {
+      if (!words[0]) return usage(name);
+      let after = rest.slice(words[0].length).trim();
+      const second = words[1] || "";
+      // The second word is a duration when it reads as one, as /sban reads it.
+      const duration = /^\d/.test(second) || /^(forever|permanent)$/i.test(second) ? second : "";
+      if (duration) after = after.slice(second.length).trim();
+      return {
+        request: { type: "server_ban", mask: words[0], ...(duration ? { duration } : {}), ...(after ? { reason: after } : {}) },
+      };
+    }
+    case "unsban":
+      return words.length === 1 ? { request: { type: "server_unban", mask: words[0] } } : usage(name);
+    case "sbans":
+      return { request: { type: "server_bans" } };
+    case "audit": {
+      if (!rest) return { request: { type: "audit" } };
+      const n = Number(rest);
+      return Number.isInteger(n) && n >= 1 && n <= 200 ? { request: { type: "audit", n } } : usage(name);
+    }
     case "quit":
       return { request: { type: "quit", ...(rest ? { message: rest } : {}) } };
     case "help":
