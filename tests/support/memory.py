@@ -23,8 +23,10 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
 from chatservice.core.accounts import Account, Accounts
+from chatservice.core.audit import Audit
 from chatservice.core.chat import Chat
 from chatservice.core.history import DEFAULT_REPLAY, History
+from chatservice.core.server_bans import ServerBans
 from chatservice.core.server_operators import ServerOperators
 from chatservice.core.stats import Stats
 from chatservice.frontends.admission import Admission
@@ -196,8 +198,13 @@ def line_factory(
         replay=replay,
         stats=stats,
         registered=registered,
+        # Bans expire, and the audit log is dated, by the fake clock.
+        audit=Audit(reactor.seconds),
+        server_bans=ServerBans(reactor.seconds),
     )
-    admission = Admission(Limits() if limits is None else limits, stats, reactor)
+    admission = Admission(
+        Limits() if limits is None else limits, stats, reactor, chat.server_bans
+    )
     return LineFactory(
         chat, admission, None if accounts is None else accounts(chat, registered)
     )
@@ -239,6 +246,7 @@ class Harness:
         self.admission = self.factory.admission
         self.accounts = self.factory.accounts
         self.operators = ServerOperators(self.chat, self.accounts, operators)
+        self.factory.operators = self.operators
         self.stats = self.factory.stats
         self.check = check
         self.irc: IRCFactory | None = None

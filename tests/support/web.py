@@ -40,7 +40,9 @@ HOST = "chat.example:8080"
 
 def web_front_end(harness: Harness, origins: tuple[str, ...] = ()) -> ChatSite:
     """A web front end on C{harness}'s chat and admission, and its site."""
-    factory = WebFactory(harness.chat, harness.admission, harness.accounts)
+    factory = WebFactory(
+        harness.chat, harness.admission, harness.accounts, operators=harness.operators
+    )
     return web_site(factory, origins)
 
 

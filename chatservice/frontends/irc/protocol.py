@@ -545,6 +545,11 @@ class IRCProtocol(StreamSession):
         """
         try:
             member = self.chat.connect(self, nick, account)
+        except errors.ServerBanned as e:
+            # 465 and ERROR, and the connection goes.
+            self._nick = None
+            self.drop(e, "server ban")
+            return
         except ChatError:
             self._nick = None
             raise
