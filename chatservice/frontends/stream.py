@@ -227,6 +227,15 @@ class StreamSession(TimeoutMixin, Protocol):
         return self.transport.getPeer()  # type: ignore[union-attr]
 
     @property
+    def address(self) -> str:
+        """
+        The peer's IP address as text ("" if it has none, over a UNIX
+        socket say): what the chat's address masks match.
+        """
+        host = getattr(self.peer, "host", "")
+        return host.split("%", 1)[0] if isinstance(host, str) else ""
+
+    @property
     def nick(self) -> str:
         """
         The member's nickname, or C{*} before it has one.

@@ -868,9 +868,9 @@ class IRCProtocol(StreamSession):
                     raise r.need_more_params("MODE")
                 (self.chat.voice if adding else self.chat.devoice)(member, room, nick)
             elif letter == "t":
-                self.chat.lock_topic(member, room, adding)
+                self.chat.set_setting(member, room, "topic_locked", adding)
             elif letter == "s":
-                self.chat.set_secret(member, room, adding)
+                self.chat.set_setting(member, room, "secret", adding)
             elif letter == "b" and not arguments:
                 self.numeric("368", name, "End of channel ban list")
             else:

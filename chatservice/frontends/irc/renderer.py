@@ -29,6 +29,8 @@ from chatservice.frontends.irc.split import split
 
 # What every user's host shows.
 CLOAK = "chatservice"
+# The room settings that are channel modes without an argument.
+_FLAG_MODES = {"secret": "s", "topic_locked": "t"}
 # The most bytes of an IRC line, its CRLF included.
 LINE_MAX = 512
 ACTION = "\x01ACTION "
@@ -427,11 +429,8 @@ class IRCRenderer:
         if kind is events.Voiced or kind is events.Devoiced:
             sign = "+v" if kind is events.Voiced else "-v"
             return _lines([line(user(e.by), "MODE", channel(e.room), sign, e.nick)])
-        if kind is events.SecretSet:
-            sign = "+s" if e.secret else "-s"
-            return _lines([line(user(e.nick), "MODE", channel(e.room), sign)])
-        if kind is events.TopicLocked:
-            sign = "+t" if e.locked else "-t"
+        if kind is events.SettingChanged and e.setting in _FLAG_MODES:
+            sign = ("+" if e.value else "-") + _FLAG_MODES[e.setting]
             return _lines([line(user(e.nick), "MODE", channel(e.room), sign)])
         if kind is events.Closing:
             return _lines([f"ERROR :Closing link: {self.server} is shutting down"])

@@ -76,9 +76,35 @@ def topic_set(room: str, nick: str, text: str) -> str:
     return f"[{room}] --- {nick} set the topic: {text}"
 
 
-def topic_locked(room: str, nick: str, locked: bool) -> str:
-    who = "only operators" if locked else "anyone"
-    return f"[{room}] --- {nick} let {who} set the topic"
+# How each flag of a room reads, on and off.
+_FLAG_WORDS = {
+    "invite_only": ("made the room invite only", "opened the room to all"),
+    "moderated": (
+        "made the room moderated: only operators and voices speak",
+        "let everyone speak",
+    ),
+    "no_external": (
+        "closed the room to outside messages",
+        "opened the room to outside messages",
+    ),
+    "secret": ("made the room secret", "made the room public"),
+    "topic_locked": ("let only operators set the topic", "let anyone set the topic"),
+}
+
+
+def setting_changed(room: str, nick: str, setting: str, value: object) -> str:
+    if setting == "key":
+        done = "removed the key" if value is None else f"set the key to {value}"
+    elif setting == "limit":
+        done = (
+            "removed the member limit"
+            if value is None
+            else f"limited the room to {value} members"
+        )
+    else:
+        on, off = _FLAG_WORDS[setting]
+        done = on if value else off
+    return f"[{room}] --- {nick} {done}"
 
 
 def kicked(room: str, nick: str, by: str, reason: str) -> str:
@@ -399,16 +425,12 @@ _LINES: dict[type[Any], Callable[[Any], Sequence[str]]] = {
     events.Topic: _one(lambda e: topic(e.room, e.text, e.nick, e.time)),
     events.NoTopic: _one(lambda e: notice(f"{e.room} has no topic.")),
     events.TopicSet: _one(lambda e: topic_set(e.room, e.nick, e.text)),
-    events.TopicLocked: _one(lambda e: topic_locked(e.room, e.nick, e.locked)),
+    events.SettingChanged: _one(
+        lambda e: setting_changed(e.room, e.nick, e.setting, e.value)
+    ),
     events.Kicked: _one(lambda e: kicked(e.room, e.nick, e.by, e.reason)),
     events.Opped: _one(lambda e: opped(e.room, e.nick, e.by)),
     events.Deopped: _one(lambda e: deopped(e.room, e.nick, e.by)),
-    events.SecretSet: _one(
-        lambda e: (
-            f"[{e.room}] --- {e.nick} made the room "
-            + ("secret" if e.secret else "public")
-        )
-    ),
     events.Voiced: _one(lambda e: f"[{e.room}] --- {e.by} gave {e.nick} a voice"),
     events.Devoiced: _one(lambda e: f"[{e.room}] --- {e.by} took {e.nick}'s voice"),
     events.OperatorUnchanged: _one(

@@ -450,11 +450,8 @@ const handlers = {
     if (c.key === state.current) drawHeading();
     meta(c, e.text ? `--- ${e.nick} set the topic: ${e.text}` : `--- ${e.nick} cleared the topic`, e.time);
   },
-  topic_locked(e) {
-    meta(room(e.room), `--- ${e.nick} let ${e.locked ? "only operators" : "anyone"} set the topic`, e.time);
-  },
-  secret_set(e) {
-    meta(room(e.room), `--- ${e.nick} made the room ${e.secret ? "secret" : "visible"}`, e.time);
+  setting_changed(e) {
+    meta(room(e.room), `--- ${e.nick} set ${e.setting.replace("_", " ")} to ${e.value === null ? "none" : e.value}`, e.time);
   },
   operator_unchanged(e) {
     meta(current(), `${e.nick} is ${e.operator ? "already" : "not"} an operator of ${e.room}.`);
