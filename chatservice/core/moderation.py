@@ -32,6 +32,7 @@ from twisted.logger import Logger
 
 from chatservice.core import errors, events, names
 from chatservice.core.audit import Audit
+from chatservice.core.durations import DURATION_MAX
 from chatservice.core.events import Ban, MaskKind, Setting
 from chatservice.core.fanout import Fanout
 from chatservice.core.masks import BadMask, Identity, Mask, parse_mask
@@ -45,9 +46,6 @@ from chatservice.core.whowas import identity
 LIST_MAX = 1000
 # The longest reason kept with a ban or mute, in characters.
 REASON_MAX = 200
-# The longest a ban or mute may last, in seconds (about ten years); longer
-# is "until removed", which is said with no duration.
-DURATION_MAX = 10 * 366 * 24 * 3600.0
 # The longest room key, in characters (as IRC servers commonly allow).
 KEY_MAX = 23
 # The highest member limit.

@@ -6,7 +6,8 @@ registered rooms, seen as the events emitted and the typed errors raised.
 from __future__ import annotations
 
 from chatservice.core import errors, events
-from chatservice.core.moderation import DURATION_MAX, LIST_MAX, RoomRecord
+from chatservice.core.durations import DURATION_MAX
+from chatservice.core.moderation import LIST_MAX, RoomRecord
 from chatservice.core.rooms import Member
 from tests.core.test_operators import OperatorTestCase
 
