@@ -42,11 +42,12 @@ function usage(name) {
   return { error: `Usage: ${USAGE[name]}` };
 }
 
-// Whether a word is meant as how long a ban or mute lasts, as the server
-// reads one (chatservice/core/durations.py): 30s, 10m, 2h, 7d, 4w, a
-// number of seconds, or forever.
+// Whether the word after a mask is meant as how long a ban or mute lasts,
+// as the line protocol reads it: a duration (30s, 10m, 2h, 7d, 4w, a number
+// of seconds, forever), or a word that starts like a number (-5m, 10x),
+// which the server then refuses rather than take as a reason.
 export function looksLikeDuration(word) {
-  return /^\d{1,12}[smhdw]?$/i.test(word) || /^(forever|permanent|never)$/i.test(word);
+  return /^-?\d/.test(word) || /^(forever|permanent|never)$/i.test(word);
 }
 
 // The words of '/room set' (as the line protocol spells them), each the
