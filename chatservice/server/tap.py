@@ -67,7 +67,11 @@ def makeService(options: Options) -> IService:
         max_per_room=options["history-max-per-room"],
         days=options["history-days"],
         stats=stats,
+        load_rooms=chat.load_rooms,
     )
+    # Registered rooms are written through as they change.
+    chat.save_room = database.save_room
+    chat.forget_room = database.forget_room
     accounts = Accounts(
         chat,
         in_thread=lambda f, *args: deferToThread(f, *args),

@@ -21,6 +21,11 @@ Versions:
     end's rendering is part of; existing chunks are re-encoded.
  4. Room topics: the latest of each room, one row a room. Not history
     records: retention prunes lines, and a topic must outlive them.
+ 5. Registered rooms (L{chatservice.core.moderation.RoomRecord}), one row
+    a room. What a room has several of (bans, mutes, operator accounts) and
+    its settings are JSON in a column each rather than tables of their own:
+    a room is always read and written whole, and one row a room is the
+    unit a cluster will replicate.
 """
 
 from __future__ import annotations
@@ -98,7 +103,7 @@ One step of a migration: an SQL statement, or a function that runs its own
 on the connection (inside the migration's transaction).
 """
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # MIGRATIONS[n] takes a database from version n to n + 1. Never edit one
 # that has shipped: add the next.
 MIGRATIONS: dict[int, list[Step]] = {
@@ -190,6 +195,25 @@ MIGRATIONS: dict[int, list[Step]] = {
             topic TEXT NOT NULL,
             nick TEXT NOT NULL,
             time REAL NOT NULL
+        )
+        """,
+    ],
+    4: [
+        # settings: a JSON object of the room's flags, key and limit; bans
+        # and quiets: JSON lists of {mask, by, at, expires, reason}
+        # objects; op_accounts: a JSON list of folded account names.
+        # updated: when the row was last written, for people reading the
+        # file.
+        """
+        CREATE TABLE rooms (
+            key TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            founder TEXT NOT NULL,
+            settings TEXT NOT NULL,
+            bans TEXT NOT NULL,
+            quiets TEXT NOT NULL,
+            op_accounts TEXT NOT NULL,
+            updated REAL NOT NULL
         )
         """,
     ],

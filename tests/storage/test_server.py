@@ -332,13 +332,15 @@ class RestartTests(unittest.SynchronousTestCase):
                 VERSION_2_CAFE_REPLAY,
             )
             outputs.append(self.stop(server))
-            self.assertEqual(read_file(self.path, "PRAGMA user_version"), [(4,)])
+            self.assertEqual(
+                read_file(self.path, "PRAGMA user_version"), [(SCHEMA_VERSION,)]
+            )
             self.assertEqual(read_file(self.path, MESSAGES), VERSION_2_ROWS)
             histories.append(read_file(self.path, "SELECT * FROM history"))
         first, second = outputs
-        self.assertEqual(first.count(b"to schema version"), 2, first)
-        self.assertIn(b"to schema version 3", first)
-        self.assertIn(b"to schema version 4", first)
+        self.assertEqual(first.count(b"to schema version"), SCHEMA_VERSION - 2, first)
+        for version in range(3, SCHEMA_VERSION + 1):
+            self.assertIn(b"to schema version %d" % version, first)
         self.assertNotIn(b"Migrated", second)
         self.assertEqual(histories[0], histories[1])
 
