@@ -275,6 +275,21 @@ def parser() -> argparse.ArgumentParser:
         "protocol in the same alternation (with any --server), to compare "
         "its fan-out",
     )
+    p.add_argument(
+        "--bans",
+        type=_positive_int,
+        metavar="N",
+        help="run ours twice in the same alternation, each with a moderator "
+        "in the lobby: one with no lists, one that sets N bans (and "
+        "--mutes) matching nobody first: what moderation costs fan-out",
+    )
+    p.add_argument(
+        "--mutes",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --bans: also set N mutes",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     return p
 
@@ -372,7 +387,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         if args.also_line and args.protocol == "line":
             raise BenchError("--also-line compares --protocol irc or ws with line")
-        if args.servers or args.also_line:
+        if args.bans is not None:
+            if args.protocol != "line" or args.target is not None:
+                raise BenchError("--bans starts ours, over the line protocol")
+            if args.servers or args.also_line or args.compare or args.history:
+                raise BenchError("--bans is a lineup of its own")
+            with_lists = f"bans {args.bans}" + (
+                f" mutes {args.mutes}" if args.mutes else ""
+            )
+            contenders = [
+                Contender("no lists", command, "line", moderator=True),
+                Contender(
+                    with_lists,
+                    command,
+                    "line",
+                    moderator=True,
+                    bans=args.bans,
+                    mutes=args.mutes,
+                ),
+            ]
+            lineups = run_lineup(points, contenders, args.rounds, options, progress)
+            output = {"mode": "lineup", "points": [x.summary() for x in lineups]}
+            text = format_lineups(lineups)
+            ok = all(x.ok for x in lineups)
+        elif args.servers or args.also_line:
             if args.target is not None or args.compare or args.history:
                 raise BenchError(
                     "--server and --also-line start every server; they take "

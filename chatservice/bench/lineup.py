@@ -11,6 +11,7 @@ IRC, ngircd and InspIRCd, and ours over the line protocol
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 import statistics
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chatservice.bench.launch import PORT_PATTERN, launched
+from chatservice.bench.moderator import moderated
 from chatservice.bench.options import Options, Point, point_label
 from chatservice.bench.point import run_point
 from chatservice.bench.progress import Progress
@@ -27,12 +29,19 @@ from chatservice.bench.results import PointResult
 
 @dataclass(frozen=True)
 class Contender:
-    """One server of a lineup, and how to speak to it."""
+    """
+    One server of a lineup, and how to speak to it; with C{moderator}, a
+    moderator in its lobby setting C{bans} bans and C{mutes} mutes first
+    (L{chatservice.bench.moderator}).
+    """
 
     label: str
     command: list[str]
     protocol: str
     pattern: re.Pattern[bytes] = PORT_PATTERN
+    moderator: bool = False
+    bans: int = 0
+    mutes: int = 0
 
 
 @dataclass
@@ -118,9 +127,18 @@ def run_lineup(
                 own = dataclasses.replace(
                     options, protocol=contender.protocol, rate=rate
                 )
-                with launched(
-                    contender.command, contender.label, pattern=contender.pattern
-                ) as server:
+                with contextlib.ExitStack() as stack:
+                    server = stack.enter_context(
+                        launched(
+                            contender.command,
+                            contender.label,
+                            pattern=contender.pattern,
+                        )
+                    )
+                    if contender.moderator:
+                        stack.enter_context(
+                            moderated(server, contender.bans, contender.mutes)
+                        )
                     lineup.runs[contender.label].append(
                         run_point(server, receivers, senders, own, progress)
                     )

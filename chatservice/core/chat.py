@@ -35,6 +35,7 @@ from chatservice.core.history import (
     Page,
     encode_record,
 )
+from chatservice.core.moderation import RoomModeration, RoomRecord
 from chatservice.core.operators import RoomOperators
 from chatservice.core.rooms import Member, Room
 from chatservice.core.sanitize import safe
@@ -69,10 +70,11 @@ def _folded_room(requested: str) -> str:
     return names.fold(requested.removeprefix("#"))
 
 
-class Chat(RoomOperators):
+class Chat(RoomOperators, RoomModeration):
     """
     Members, rooms, and what they may do. What a room's operators may do
-    (topics, kicks, operator status) is L{RoomOperators}'.
+    (topics, kicks, operator status) is L{RoomOperators}'; who may enter
+    and speak, and registered rooms, L{RoomModeration}'s.
 
     @param schedule: when to write a turn's output (see L{Fanout}).
     @param history: where room messages and actions are recorded, and
@@ -123,6 +125,10 @@ class Chat(RoomOperators):
         self.whowas = Whowas()
         self.audit = Audit(clock) if audit is None else audit
         self.server_bans = ServerBans(clock) if server_bans is None else server_bans
+        self.room_records: dict[str, RoomRecord] = {}
+        # Where changes to registered rooms are stored, if anywhere.
+        self.save_room: Callable[[RoomRecord], object] | None = None
+        self.forget_room: Callable[[str], object] | None = None
         self._guest_numbers = count(1)
 
     # Connection life cycle
@@ -276,6 +282,7 @@ class Chat(RoomOperators):
         if nick == member.nick:
             self.fanout.tell(member, events.SameNick(nick))
             return
+        self._check_rename(member, nick)
         self._set_nick(member, nick)
 
     def _set_nick(self, member: Member, nick: str) -> None:
@@ -288,6 +295,7 @@ class Chat(RoomOperators):
         self.fanout.tell(member, events.NickChanged(nick, old))
         for room in member.rooms.values():
             self.fanout.post(room, member, events.Renamed(room.name, old, nick))
+        self._renamed(member)
 
     def log_in(self, member: Member, nick: str, take_name: bool = True) -> None:
         """
@@ -324,6 +332,7 @@ class Chat(RoomOperators):
             and member.folded not in self.registered
         ):
             member.account = folded
+            self._renamed(member)
             return
         holder = self.members.get(folded)
         if holder is not None and holder is not member:
@@ -331,6 +340,8 @@ class Chat(RoomOperators):
         member.account = folded
         if member.nick != nick:
             self._set_nick(member, nick)
+        else:
+            self._renamed(member)
 
     def _displace(self, holder: Member, nick: str) -> None:
         """
@@ -349,6 +360,8 @@ class Chat(RoomOperators):
         self.fanout.tell(member, events.LoggedOut())
         if member.folded in self.registered:
             self._set_nick(member, self.guest_nick())
+        else:
+            self._renamed(member)
 
     def find(self, nick: str) -> Member:
         """
@@ -361,14 +374,22 @@ class Chat(RoomOperators):
 
     # Rooms
 
-    def join(self, member: Member, requested: str, announce: bool = True) -> Room:
+    def join(
+        self,
+        member: Member,
+        requested: str,
+        announce: bool = True,
+        key: str | None = None,
+    ) -> Room:
         """
         Put C{member} in the room C{requested}, creating it, and tell it the
         room's topic, if it has one, and replay the room's history to it. A
         member already in the room stays as it is. Whoever enters a room
-        empty is its operator.
+        empty is its operator, unless it is registered to someone else.
+        The room's rules may refuse it (L{RoomModeration._admit}).
 
         @param announce: tell the member it entered, and how many are there.
+        @param key: the room's key, if the member gave one.
         """
         name = _room_name(requested)
         folded = names.fold(name)
@@ -377,17 +398,23 @@ class Chat(RoomOperators):
             return room
         room = self.rooms.get(folded)
         if room is None:
-            room = self.rooms[folded] = Room(name, self.clock())
+            room = Room(name, self.clock())
             topic = None if self.history is None else self.history.topics.get(folded)
             if topic is not None:
                 # The room may be spelt otherwise this time.
                 room.topic = replace(topic, room=name)
+            self._restore(room)
+            self._admit(member, room, key)
+            self.rooms[folded] = room
+        else:
+            self._admit(member, room, key)
         # Lines said before the join are not the joiner's to see.
         self.fanout.flush_room(room)
-        if not room.members:
+        if not room.members and room.founder is None:
             room.operators.add(member)
         room.add(member)
         member.rooms[folded] = room
+        self._entered(member, room)
         log.info("{nick} joined {room}", nick=member.nick, room=room.name)
         if announce:
             self.fanout.tell(member, events.Entered(room.name, len(room.members)))
@@ -481,8 +508,7 @@ class Chat(RoomOperators):
         if not tags:
             self.say_all(member, room, (text,))
             return
-        if member.rooms.get(room.folded) is not room:
-            raise errors.NotInRoom(room.name)
+        self._may_speak(member, room)
         text = safe(text)
         self.fanout.post(room, member, _Said(room.name, member.nick, text, tags))
         if self.history is not None:
@@ -496,7 +522,9 @@ class Chat(RoomOperators):
         call, and the busiest path of all costs no call per line.
         """
         if member.rooms.get(room.folded) is not room:
-            raise errors.NotInRoom(room.name)
+            self._check_outsider(member, room)
+        elif room.gagged:
+            self._check_voice(member, room)
         name = room.name
         nick = member.nick
         pending = room.pending
@@ -515,8 +543,7 @@ class Chat(RoomOperators):
         """
         Send an action (C{/me}) from C{member} to everyone else in C{room}.
         """
-        if member.rooms.get(room.folded) is not room:
-            raise errors.NotInRoom(room.name)
+        self._may_speak(member, room)
         text = safe(text)
         self.fanout.post(room, member, events.Acted(room.name, member.nick, text, tags))
         if self.history is not None:
@@ -527,14 +554,24 @@ class Chat(RoomOperators):
         Send a notice (IRC's C{NOTICE}) from C{member} to everyone else in
         C{room}. It is kept in the history as a message.
         """
-        if member.rooms.get(room.folded) is not room:
-            raise errors.NotInRoom(room.name)
+        self._may_speak(member, room)
         text = safe(text)
         self.fanout.post(
             room, member, events.Noticed(room.name, member.nick, text, tags)
         )
         if self.history is not None:
             room.to_record.append(encode_record(MESSAGE, member.nick, text))
+
+    def _may_speak(self, member: Member, room: Room) -> None:
+        """
+        Check that C{member} may speak in C{room}: from inside, unless it
+        is gagged and the member is silenced; from outside, if the room
+        lets it.
+        """
+        if member.rooms.get(room.folded) is not room:
+            self._check_outsider(member, room)
+        elif room.gagged:
+            self._check_voice(member, room)
 
     def whisper(
         self,

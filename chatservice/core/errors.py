@@ -128,6 +128,149 @@ class BadCursor(ChatError):
     cursor: str
 
 
+# Moderation
+
+
+@dataclass(eq=False)
+class Banned(ChatError):
+    """The member is banned from C{room}, for C{reason} (may be empty)."""
+
+    code = "banned"
+    room: str
+    reason: str
+
+
+@dataclass(eq=False)
+class InviteOnly(ChatError):
+    """C{room} is entered by invitation only, and the member has none."""
+
+    code = "invite_only"
+    room: str
+
+
+@dataclass(eq=False)
+class BadKey(ChatError):
+    """C{room} has a key, and the member did not give it."""
+
+    code = "bad_key"
+    room: str
+
+
+@dataclass(eq=False)
+class RoomFull(ChatError):
+    """C{room} has as many members as its limit allows."""
+
+    code = "room_full"
+    room: str
+
+
+@dataclass(eq=False)
+class CannotSpeak(ChatError):
+    """
+    The member may not speak in C{room}: C{why} is C{moderated} (only
+    operators and voiced members speak), C{muted} (a quiet matches it) or
+    C{banned} (it speaks from outside the room, which bans it).
+    """
+
+    code = "cannot_speak"
+    room: str
+    why: Literal["moderated", "muted", "banned"]
+
+
+@dataclass(eq=False)
+class BadMask(ChatError):
+    """C{mask} is not a mask: C{reason} says why."""
+
+    code = "bad_mask"
+    mask: str
+    reason: str
+
+
+@dataclass(eq=False)
+class BadSetting(ChatError):
+    """C{value} is not a value the room setting C{setting} takes."""
+
+    code = "bad_setting"
+    setting: str
+    value: str
+
+
+@dataclass(eq=False)
+class BadDuration(ChatError):
+    """
+    C{duration} is not a duration a ban or mute may last: a number of
+    seconds, minutes, hours or days (C{30s}, C{10m}, C{2h}, C{7d}), more
+    than none and at most ten years, or C{forever}.
+    """
+
+    code = "bad_duration"
+    duration: str
+
+
+@dataclass(eq=False)
+class ListFull(ChatError):
+    """The C{kind} list of C{room} holds C{limit} entries, its most."""
+
+    code = "list_full"
+    room: str
+    kind: str
+    limit: int
+
+
+@dataclass(eq=False)
+class NoSuchMask(ChatError):
+    """C{mask} is not on the C{kind} list of C{room}."""
+
+    code = "no_such_mask"
+    room: str
+    kind: str
+    mask: str
+
+
+@dataclass(eq=False)
+class AlreadyInRoom(ChatError):
+    """C{nick}, invited into C{room}, is in it already."""
+
+    code = "already_in_room"
+    room: str
+    nick: str
+
+
+@dataclass(eq=False)
+class BannedNick(ChatError):
+    """
+    The nickname C{nick} is banned in C{room}, which the member is in: it
+    may not take it there.
+    """
+
+    code = "banned_nick"
+    room: str
+    nick: str
+
+
+@dataclass(eq=False)
+class RoomNotRegistered(ChatError):
+    code = "room_not_registered"
+    room: str
+
+
+@dataclass(eq=False)
+class RoomAlreadyRegistered(ChatError):
+    """C{room} is registered to C{founder} already."""
+
+    code = "room_already_registered"
+    room: str
+    founder: str
+
+
+@dataclass(eq=False)
+class NotFounder(ChatError):
+    """Only the founder of C{room} (or a server operator) may do that."""
+
+    code = "not_founder"
+    room: str
+
+
 # Accounts
 
 
@@ -199,7 +342,7 @@ class NotLoggedIn(ChatError):
     """
 
     code = "not_logged_in"
-    to: Literal["logout", "password"]
+    to: Literal["logout", "password", "register_room"]
 
 
 @dataclass(eq=False)
@@ -254,27 +397,6 @@ class NoText(ChatError):
     """The request needs text, and none was given (or none was left once made safe)."""
 
     code = "no_text"
-
-
-@dataclass(eq=False)
-class BadDuration(ChatError):
-    """
-    C{text} is not a duration the chat takes; C{reason} says why (the
-    syntax, or the bound: at most ten years).
-    """
-
-    code = "bad_duration"
-    text: str
-    reason: str
-
-
-@dataclass(eq=False)
-class BadMask(ChatError):
-    """C{text} is not a mask the request takes; C{reason} says why."""
-
-    code = "bad_mask"
-    text: str
-    reason: str
 
 
 @dataclass(eq=False)

@@ -126,18 +126,6 @@ class TopicSet(RoomEvent):
 
 
 @dataclass(frozen=True, slots=True)
-class TopicLocked(RoomEvent):
-    """
-    C{nick} let only operators (C{locked}) or anyone in C{room} set its
-    topic: IRC's channel mode C{+t}.
-    """
-
-    room: str
-    nick: str
-    locked: bool
-
-
-@dataclass(frozen=True, slots=True)
 class Kicked(RoomEvent):
     """
     C{by} put C{nick} out of C{room}, giving C{reason} (empty: none given;
@@ -187,16 +175,80 @@ class Devoiced(RoomEvent):
     by: str
 
 
+# What a room's settings may be: their names, as every front end spells
+# them (IRC maps each to a channel mode letter).
+Setting = Literal[
+    "invite_only", "key", "limit", "moderated", "no_external", "secret", "topic_locked"
+]
+# The lists of masks a room keeps: who may not enter, who may not speak.
+MaskKind = Literal["ban", "quiet"]
+
+
 @dataclass(frozen=True, slots=True)
-class SecretSet(RoomEvent):
+class SettingChanged(RoomEvent):
     """
-    C{nick} made C{room} secret (hidden from listings and from who is not
-    in it) or not: IRC's channel mode C{+s}.
+    C{nick} changed the setting C{setting} of C{room} to C{value}: a flag
+    (C{invite_only}, C{moderated}, C{no_external}, C{secret},
+    C{topic_locked}) on or off, the C{key} (None: no key) or the member
+    C{limit} (None: no limit). Told only of a change.
     """
 
     room: str
     nick: str
-    secret: bool
+    setting: Setting
+    value: bool | int | str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Ban:
+    """
+    One entry of a room's (or the server's) list of masks: C{mask}, in its
+    canonical spelling (L{chatservice.core.masks}), set by C{by} at C{at},
+    until C{expires} (None: until removed), for C{reason} (may be empty).
+    """
+
+    mask: str
+    by: str
+    at: float
+    expires: float | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class MaskAdded(RoomEvent):
+    """
+    C{nick} added C{entry} to the C{kind} list of C{room}: a ban (whoever
+    matches cannot enter, and is put out) or a quiet (a mute: cannot
+    speak).
+    """
+
+    room: str
+    nick: str
+    kind: MaskKind
+    entry: Ban
+
+
+@dataclass(frozen=True, slots=True)
+class MaskRemoved(RoomEvent):
+    """C{nick} took C{mask} off the C{kind} list of C{room}."""
+
+    room: str
+    nick: str
+    kind: MaskKind
+    mask: str
+
+
+@dataclass(frozen=True, slots=True)
+class RoomRegistered(RoomEvent):
+    """
+    C{nick} registered C{room} to the account C{founder} (None: C{nick}
+    unregistered it): its settings, lists and operators are kept, and
+    survive the room emptying and the server restarting.
+    """
+
+    room: str
+    nick: str
+    founder: str | None
 
 
 # Replies and notices: what one member is told.
@@ -274,6 +326,55 @@ class OperatorUnchanged(Event):
     room: str
     nick: str
     operator: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MaskList(Event):
+    """
+    The C{kind} list of C{room}, oldest first (expired entries gone): what
+    the member asked to see.
+    """
+
+    room: str
+    kind: MaskKind
+    entries: Sequence[Ban]
+
+
+@dataclass(frozen=True, slots=True)
+class Invited(Event):
+    """C{by} invited the member told into C{room}."""
+
+    room: str
+    by: str
+
+
+@dataclass(frozen=True, slots=True)
+class InviteSent(Event):
+    """The member's invitation of C{nick} into C{room} was delivered."""
+
+    room: str
+    nick: str
+
+
+@dataclass(frozen=True, slots=True)
+class RoomSettings(Event):
+    """
+    The settings of C{room}, as the member asked (or entering showed
+    them): its flags, its C{key} (None: none, or the member may not see
+    it) and member C{limit} (None: none), and the account of its
+    C{founder} (None: not registered).
+    """
+
+    room: str
+    invite_only: bool
+    key: str | None
+    limit: int | None
+    moderated: bool
+    no_external: bool
+    secret: bool
+    topic_locked: bool
+    founder: str | None
+    created: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from twisted.logger import Logger
 
 from chatservice.core import errors, events, names
+from chatservice.core.audit import Audit
 from chatservice.core.fanout import Fanout
 from chatservice.core.history import History
 from chatservice.core.rooms import Member, Room
@@ -46,9 +47,15 @@ class RoomOperators:
     members: dict[str, Member]
     clock: Callable[[], float]
 
+    audit: Audit
+
     if TYPE_CHECKING:
 
         def _remove(self, member: Member, room: Room) -> None: ...
+
+        def _operator_changed(
+            self, room: Room, target: Member, operator: bool
+        ) -> None: ...
 
     def _as_operator(self, member: Member, room: Room) -> None:
         """
@@ -84,8 +91,8 @@ class RoomOperators:
         """
         Make C{text} (cleaned, at most L{TOPIC_MAX} characters) the topic of
         C{room}; an empty text clears it. Only an operator may, unless the
-        room's topic is unlocked (L{lock_topic}). Everyone in the room, the
-        setter too, is told; the history keeps it.
+        room's topic is unlocked (the C{topic_locked} setting). Everyone in
+        the room, the setter too, is told; the history keeps it.
         """
         if member.rooms.get(room.folded) is not room:
             raise errors.NotInRoom(room.name)
@@ -101,28 +108,6 @@ class RoomOperators:
         log.info("{nick} set the topic of {room}", nick=member.nick, room=room.name)
         self.fanout.post(room, None, events.TopicSet(room.name, member.nick, text))
 
-    def lock_topic(self, member: Member, room: Room, locked: bool) -> None:
-        """
-        Let only operators (C{locked}) or anyone in C{room} set its topic.
-        The room is told only of a change.
-        """
-        self._as_operator(member, room)
-        if room.topic_locked == locked:
-            return
-        room.topic_locked = locked
-        self.fanout.post(room, None, events.TopicLocked(room.name, member.nick, locked))
-
-    def set_secret(self, member: Member, room: Room, secret: bool) -> None:
-        """
-        Make C{room} secret or not (L{Room.secret}); the room is told only
-        of a change.
-        """
-        self._as_operator(member, room)
-        if room.secret == secret:
-            return
-        room.secret = secret
-        self.fanout.post(room, None, events.SecretSet(room.name, member.nick, secret))
-
     def kick(self, member: Member, room: Room, nick: str, reason: str = "") -> None:
         """
         Put the member called C{nick} out of C{room}, for C{reason} (may be
@@ -137,6 +122,7 @@ class RoomOperators:
         # _remove flushes the room before the target goes, so the kick
         # reaches it too, after every line said before it.
         self._remove(target, room)
+        self.audit.record(member.nick, "kick", target.nick, room.name, event.reason)
         log.info(
             "{by} kicked {nick} from {room}",
             by=member.nick,
@@ -167,6 +153,12 @@ class RoomOperators:
             self.fanout.tell(
                 member, events.OperatorUnchanged(room.name, target.nick, operator)
             )
+            return
+        changed = self._target(room, nick)
+        self.audit.record(
+            member.nick, "op" if operator else "deop", changed.nick, room.name
+        )
+        self._operator_changed(room, changed, operator)
 
     def voice(self, member: Member, room: Room, nick: str) -> None:
         """

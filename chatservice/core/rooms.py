@@ -8,7 +8,8 @@ delivery in L{chatservice.core.fanout}.
 from __future__ import annotations
 
 from chatservice.core import names
-from chatservice.core.events import Event, Topic
+from chatservice.core.events import Ban, Event, Topic
+from chatservice.core.masks import Mask
 from chatservice.core.session import Renderer, Session
 
 
@@ -27,6 +28,7 @@ class Member:
     __slots__ = (
         "__weakref__",
         "account",
+        "address",
         "connected",
         "folded",
         "nick",
@@ -46,6 +48,9 @@ class Member:
         self.outbox: list[bytes] = []
         self.connected = True
         self.account: str | None = None
+        # The peer's IP address, if its session knows it: what address
+        # masks match.
+        self.address: str = getattr(session, "address", "")
 
     def __repr__(self) -> str:
         return f"<Member {self.nick!r}>"
@@ -76,17 +81,46 @@ class Room:
     @ivar topic: the room's topic, if it has one.
     @ivar topic_locked: only operators may set the topic (IRC's C{+t}, on
         by default).
+    @ivar invite_only: only whom an operator invited may enter (C{+i}).
+    @ivar key: the word one must give to enter (C{+k}), if any.
+    @ivar limit: the most members the room takes (C{+l}), if any.
+    @ivar no_external: only members may speak to it (C{+n}, on by default).
+    @ivar moderated: only operators and voiced members speak (C{+m}).
+    @ivar bans: who may not enter, by canonical mask (C{+b}).
+    @ivar quiets: who may not speak, by canonical mask (a mute, C{+q}).
+    @ivar silenced: the members a quiet matches, with when the latest such
+        quiet ends (None: never); kept up to date as quiets, nicknames and
+        accounts change, so that speaking costs a look-up, not a match.
+    @ivar gagged: the room is moderated or has quiets: speaking in it is
+        checked at all. The one test the busiest path pays.
+    @ivar invited: folded nicknames and accounts invited in, each used up
+        on entering.
+    @ivar founder: the account the room is registered to, if it is.
+    @ivar op_accounts: accounts a registered room makes operators on
+        entering, whatever their nickname.
     """
 
     __slots__ = (
+        "bans",
         "by_renderer",
         "created",
         "folded",
+        "founder",
+        "gagged",
+        "invite_only",
+        "invited",
+        "key",
+        "limit",
         "members",
+        "moderated",
         "name",
+        "no_external",
+        "op_accounts",
         "operators",
         "pending",
+        "quiets",
         "secret",
+        "silenced",
         "to_record",
         "topic",
         "topic_locked",
@@ -106,6 +140,18 @@ class Room:
         self.topic: Topic | None = None
         self.topic_locked = True
         self.secret = False
+        self.invite_only = False
+        self.key: str | None = None
+        self.limit: int | None = None
+        self.no_external = True
+        self.moderated = False
+        self.bans: dict[str, tuple[Mask, Ban]] = {}
+        self.quiets: dict[str, tuple[Mask, Ban]] = {}
+        self.silenced: dict[Member, float | None] = {}
+        self.gagged = False
+        self.invited: set[str] = set()
+        self.founder: str | None = None
+        self.op_accounts: set[str] = set()
 
     def add(self, member: Member) -> None:
         self.members[member] = None
@@ -118,6 +164,7 @@ class Room:
         del self.members[member]
         self.operators.discard(member)
         self.voiced.discard(member)
+        self.silenced.pop(member, None)
         self._ungroup(member, member.renderer)
 
     def regroup(self, member: Member, old: Renderer) -> None:
@@ -140,6 +187,10 @@ class Room:
 
     def __repr__(self) -> str:
         return f"<Room {self.name!r} ({len(self.members)} members)>"
+
+    def regag(self) -> None:
+        """Work out L{gagged} again, after a setting or quiet changed."""
+        self.gagged = self.moderated or bool(self.quiets)
 
     def visible_to(self, member: Member) -> bool:
         """

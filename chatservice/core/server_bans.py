@@ -2,18 +2,22 @@
 Server bans: accounts and addresses the whole server refuses, with an
 optional expiry and a reason, for server operators to set.
 
-A ban's mask is one of:
+A ban's mask is one of the room bans' masks (L{chatservice.core.masks},
+one matcher for both), narrowed to what a server ban is about, who
+connects:
 
   - C{$a:NAME}: the account C{NAME} (IRC's extban spelling); C{*} and
     C{?} may glob.
   - an address: C{1.2.3.4}, C{2001:db8::1}, a CIDR block C{10.0.0.0/8},
-    or a glob of the address's text C{10.0.*}; each may be written as
-    C{*@HOST} or C{*!*@HOST}, as IRC users type K-lines. A nickname or
-    user part other than C{*} is refused: a server ban is about who
-    connects, and nicknames change.
+    or a glob of the address's text C{10.0.*}; each may be written bare,
+    as C{*@HOST} or as C{*!*@HOST}, as IRC users type K-lines, and is kept
+    as C{*!*@HOST}. A nickname or user part other than C{*} is refused
+    (nicknames change; use a room ban for them), and so is a host that is
+    not an address or that matches every member (C{*}, C{0.0.0.0/0}, or
+    the cloak C{chatservice} every IRC user is shown with).
 
-Masks are kept in a canonical form (C{$a:folded}, C{*@host}), the key of
-the list, so one ban cannot be set twice under two spellings. An address
+Masks are kept in a canonical form (C{$a:folded}, C{*!*@address}), the key
+of the list, so one ban cannot be set twice under two spellings. An address
 ban is checked when a connection is admitted, before anything is read from
 it; an account ban when a member logs in (or registers with IRC with an
 account). Connections without an IP address (UNIX sockets) match no address
@@ -23,35 +27,30 @@ The list is bounded (L{MAX_BANS}); checking a connection costs a dictionary
 look-up for exact addresses and accounts, and a walk of the wide masks
 (blocks and globs) only, never anything per message. Expired bans are
 dropped when next met.
-
-The matching here is narrow on purpose: the room bans' general masks
-(L{chatservice.core.masks}) are to take it over.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from twisted.logger import Logger
 
 from chatservice.core import errors, names
+from chatservice.core.masks import BadMask, Identity, Mask, parse_mask
 from chatservice.core.rooms import Member
 
 log = Logger()
 
 # Server bans kept at most; a full list refuses new ones.
 MAX_BANS = 10_000
-# The longest mask, in characters.
-MASK_MAX = 200
 
 ACCOUNT = "$a:"
-ANY_HOST = "*@"
+ANY_HOST = "*!*@"
 
-_ADDRESS_GLOB = re.compile(r"[0-9a-f.:*?/]+")
-_ACCOUNT_GLOB = re.compile(r"[^\s,!@$]+")
+# What an address host may hold: IP digits, separators, globs, a prefix.
+_ADDRESS_CHARS = frozenset("0123456789abcdef.:*?/")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -78,46 +77,6 @@ class ServerBan:
         return self.expires is not None and self.expires <= now
 
 
-@dataclass(frozen=True, slots=True)
-class ServerMask:
-    """
-    A parsed mask: its canonical C{text}, and what it matches: an account
-    (C{account}, a folded glob), or an address (C{network}, a block; or
-    C{pattern}, a glob of the address's text). C{exact}: it matches one
-    account or address only, found by look-up.
-    """
-
-    text: str
-    account: str | None = None
-    network: Network | None = None
-    pattern: re.Pattern[str] | None = None
-    exact: bool = False
-
-    def matches_address(self, address: str) -> bool:
-        """Whether the mask matches the IP C{address} (as L{address_text} has it)."""
-        if not address or self.account is not None:
-            return False
-        if self.exact:
-            return self.text == ANY_HOST + address
-        if self.network is not None:
-            try:
-                return ip_of(address) in self.network
-            except ValueError:
-                return False
-        if self.pattern is not None:
-            return self.pattern.fullmatch(address) is not None
-        return False
-
-    def matches_account(self, account: str | None) -> bool:
-        """Whether the mask matches the account C{account}, in any case."""
-        if account is None or self.account is None:
-            return False
-        folded = names.fold(account)
-        if self.pattern is not None:
-            return self.pattern.fullmatch(folded) is not None
-        return folded == self.account
-
-
 def ip_of(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     """The IP C{address} names, an IPv4-mapped IPv6 address as IPv4."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
@@ -136,85 +95,83 @@ def address_text(address: str) -> str:
         return ""
 
 
-def _glob(pattern: str) -> re.Pattern[str]:
-    return re.compile(
-        "".join(
-            ".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern
-        ),
-        re.IGNORECASE | re.DOTALL,
-    )
-
-
 def _wild(text: str) -> bool:
     return "*" in text or "?" in text
 
 
-def parse_server_mask(text: str) -> ServerMask:
+def is_exact(mask: Mask) -> bool:
+    """Whether C{mask} matches one account or address only (a look-up finds it)."""
+    host = mask.text.removeprefix(ACCOUNT).removeprefix(ANY_HOST)
+    return not _wild(host) and "/" not in host
+
+
+def by_address(address: str) -> Identity:
+    """What a server ban matches a connection from C{address} by."""
+    return Identity("", "", address_text(address), None)
+
+
+def by_account(account: str | None) -> Identity:
+    """What a server ban matches a login as C{account} by."""
+    return Identity("", "", "", None if account is None else names.fold(account))
+
+
+# No one: matched only by a mask that matches anyone shown the cloak.
+_NOBODY = Identity("", "", "", None)
+
+
+def parse_server_mask(text: str) -> Mask:
     """
     The server ban mask C{text}, checked and made canonical; raises
     L{errors.BadMask} saying why it is none.
     """
     typed = text.strip()
-    if not typed:
-        raise errors.BadMask(text, "empty")
-    if len(typed) > MASK_MAX:
-        raise errors.BadMask(typed[:MASK_MAX], f"longer than {MASK_MAX} characters")
-    if typed[:3].lower() == ACCOUNT:
-        return _account_mask(typed, typed[3:])
-    host = typed
-    if "!" in host:
-        nick, _, host = host.partition("!")
-        if nick not in ("", "*"):
-            raise errors.BadMask(typed, HOW)
-    if "@" in host:
-        user, _, host = host.partition("@")
-        if user not in ("", "*"):
-            raise errors.BadMask(typed, HOW)
-    return _address_mask(typed, host.lower())
+    shown = typed[:64]
+    if typed[:3].lower() != ACCOUNT and "!" not in typed and "@" not in typed:
+        # A bare word is an address here (a room ban reads it as a nickname).
+        typed = ANY_HOST + typed
+    try:
+        mask = parse_mask(typed)
+    except BadMask as e:
+        raise errors.BadMask(shown, str(e)) from None
+    if mask.is_account:
+        if not mask.text[len(ACCOUNT) :].strip("*?"):
+            raise errors.BadMask(shown, "that matches every account")
+        return mask
+    nick, _, rest = mask.text.partition("!")
+    user, _, host = rest.partition("@")
+    if nick != "*" or user != "*":
+        raise errors.BadMask(shown, HOW)
+    return parse_mask(ANY_HOST + _address_host(shown, host))
 
 
-def _account_mask(typed: str, name: str) -> ServerMask:
-    if not name or not _ACCOUNT_GLOB.fullmatch(name):
-        raise errors.BadMask(typed, "name an account after $a:")
-    folded = names.fold(name)
-    if not folded.strip("*?"):
-        raise errors.BadMask(typed, "that matches every account")
-    if _wild(folded):
-        return ServerMask(ACCOUNT + folded, account=folded, pattern=_glob(folded))
-    return ServerMask(ACCOUNT + folded, account=folded, exact=True)
-
-
-def _address_mask(typed: str, host: str) -> ServerMask:
-    if not host or not _ADDRESS_GLOB.fullmatch(host):
-        raise errors.BadMask(typed, HOW)
-    if not host.strip("*?.:/"):
-        raise errors.BadMask(typed, "that matches every address")
+def _address_host(shown: str, host: str) -> str:
+    """The canonical text of the address C{host}; refuses hosts that are none."""
+    if not host or not set(host) <= _ADDRESS_CHARS:
+        raise errors.BadMask(shown, HOW)
+    # A host glob matching the cloak every IRC user is shown with matches
+    # everyone a room ban would; as a server ban it is refused with the rest.
+    if not host.strip("*?.:/") or parse_mask(ANY_HOST + host).matches(_NOBODY):
+        raise errors.BadMask(shown, "that matches every address")
     if _wild(host):
         if "/" in host:
-            raise errors.BadMask(typed, "a CIDR block cannot have wildcards")
-        return ServerMask(ANY_HOST + host, pattern=_glob(host))
+            raise errors.BadMask(shown, "a CIDR block cannot have wildcards")
+        return host
     try:
-        if "/" in host:
-            network = ipaddress.ip_network(host, strict=False)
-        else:
-            ip = ip_of(host)
-            return ServerMask(ANY_HOST + str(ip), exact=True)
+        if "/" not in host:
+            return str(ip_of(host))
+        network = ipaddress.ip_network(host, strict=False)
     except ValueError:
-        raise errors.BadMask(typed, HOW) from None
+        raise errors.BadMask(shown, HOW) from None
     if network.prefixlen == 0:
-        raise errors.BadMask(typed, "that matches every address")
+        raise errors.BadMask(shown, "that matches every address")
     if network.num_addresses == 1:
-        return ServerMask(ANY_HOST + str(network.network_address), exact=True)
-    return ServerMask(ANY_HOST + str(network), network=network)
+        return str(network.network_address)
+    return str(network)
 
 
 def address_of(member: Member) -> str:
-    """
-    The IP address C{member} connected from, as masks match it; "" if
-    unknown. Read from the member, or from its session (C{address}).
-    """
-    found = getattr(member, "address", None) or getattr(member.session, "address", "")
-    return address_text(found) if isinstance(found, str) else ""
+    """The IP address C{member} connected from, as masks match it; "" if unknown."""
+    return address_text(member.address)
 
 
 def quit_reason(ban: ServerBan) -> str:
@@ -243,9 +200,9 @@ class ServerBans:
         self.save = save
         self.delete = delete
         self.limit = limit
-        self._bans: dict[str, tuple[ServerBan, ServerMask]] = {}
+        self._bans: dict[str, tuple[ServerBan, Mask]] = {}
         # The bans that need a walk to match: blocks, globs.
-        self._wide: dict[str, tuple[ServerBan, ServerMask]] = {}
+        self._wide: dict[str, tuple[ServerBan, Mask]] = {}
 
     def __len__(self) -> int:
         return len(self._bans)
@@ -267,10 +224,10 @@ class ServerBans:
             self.save(ban)
         return ban
 
-    def _put(self, ban: ServerBan, mask: ServerMask) -> None:
+    def _put(self, ban: ServerBan, mask: Mask) -> None:
         self._bans.pop(mask.text, None)
         self._bans[mask.text] = (ban, mask)
-        if not mask.exact:
+        if not is_exact(mask):
             self._wide[mask.text] = (ban, mask)
 
     def remove(self, text: str) -> ServerBan:
@@ -310,7 +267,7 @@ class ServerBans:
                 )
                 continue
             if not ban.expired(now):
-                self._put(ban, mask)
+                self._put(replace(ban, mask=mask.text), mask)
 
     def entries(self) -> list[ServerBan]:
         """The bans in force, oldest first; expired ones are dropped."""
@@ -331,12 +288,12 @@ class ServerBans:
             return None
         return found[0]
 
-    def _wide_match(self, matches: Callable[[ServerMask], bool]) -> ServerBan | None:
+    def _wide_match(self, who: Identity) -> ServerBan | None:
         now = self.clock()
         expired = []
         hit = None
         for key, (ban, mask) in self._wide.items():
-            if not matches(mask):
+            if not mask.matches(who):
                 continue
             if ban.expired(now):
                 expired.append(key)
@@ -355,7 +312,7 @@ class ServerBans:
         found = self._live(ANY_HOST + address)
         if found is not None or not self._wide:
             return found
-        return self._wide_match(lambda mask: mask.matches_address(address))
+        return self._wide_match(by_address(address))
 
     def account_ban(self, account: str | None) -> ServerBan | None:
         """The ban in force on the account C{account} (any case), if any."""
@@ -364,7 +321,7 @@ class ServerBans:
         found = self._live(ACCOUNT + names.fold(account))
         if found is not None or not self._wide:
             return found
-        return self._wide_match(lambda mask: mask.matches_account(account))
+        return self._wide_match(by_account(account))
 
     def member_ban(self, member: Member) -> ServerBan | None:
         """The ban in force on C{member}'s address or account, if any."""

@@ -36,12 +36,14 @@ from chatservice.core import errors, events, names
 from chatservice.core.accounts import Accounts
 from chatservice.core.audit import AuditEntry
 from chatservice.core.chat import Chat
-from chatservice.core.durations import check_duration
+from chatservice.core.durations import DURATION_MAX
 from chatservice.core.rooms import Member
 from chatservice.core.sanitize import safe
 from chatservice.core.server_bans import (
     ServerBan,
     address_of,
+    by_account,
+    by_address,
     parse_server_mask,
     quit_reason,
 )
@@ -211,7 +213,8 @@ class ServerOperators:
         """
         self._require(member)
         parsed = parse_server_mask(mask)
-        duration = check_duration(duration)
+        if duration is not None and not 0 < duration <= DURATION_MAX:
+            raise errors.BadDuration(f"{duration:g}")
         chat = self.chat
         bans = chat.server_bans
         now = bans.clock()
@@ -232,8 +235,8 @@ class ServerOperators:
             for each in chat.members.values()
             if each not in self._up
             and (
-                parsed.matches_address(address_of(each))
-                or parsed.matches_account(each.account)
+                parsed.matches(by_address(address_of(each)))
+                or parsed.matches(by_account(each.account))
             )
         ]
         chat.tell(member, events.ServerBanAdded(entry, len(matched)))

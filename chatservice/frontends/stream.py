@@ -229,12 +229,11 @@ class StreamSession(TimeoutMixin, Protocol):
     @property
     def address(self) -> str:
         """
-        The IP address the connection comes from, as text; "" for one
-        without (a UNIX socket). What server bans on addresses match.
+        The peer's IP address as text ("" if it has none, over a UNIX
+        socket say): what the chat's address masks match.
         """
-        transport = self.transport
-        host = None if transport is None else getattr(transport.getPeer(), "host", None)
-        return host if isinstance(host, str) else ""
+        host = getattr(self.peer, "host", "")
+        return host.split("%", 1)[0] if isinstance(host, str) else ""
 
     @property
     def nick(self) -> str:

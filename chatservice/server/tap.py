@@ -69,7 +69,11 @@ def makeService(options: Options) -> IService:
         stats=stats,
         server_bans=chat.server_bans,
         audit=chat.audit,
+        load_rooms=chat.load_rooms,
     )
+    # Registered rooms are written through as they change.
+    chat.save_room = database.save_room
+    chat.forget_room = database.forget_room
     accounts = Accounts(
         chat,
         in_thread=lambda f, *args: deferToThread(f, *args),

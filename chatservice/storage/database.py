@@ -1,7 +1,7 @@
 """
-The database service: room history, topics and accounts in SQLite, on one
-connection used by one thread of its own. The file's shape is
-L{chatservice.storage.schema}'s and the queries are
+The database service: room history, topics, accounts and registered rooms
+in SQLite, on one connection used by one thread of its own. The file's
+shape is L{chatservice.storage.schema}'s and the queries are
 L{chatservice.storage.store}'s; this module runs them in order, off the
 reactor thread.
 
@@ -16,6 +16,12 @@ History is written by group commit: the lines recorded in the last
 L{FLUSH_INTERVAL} seconds go in one transaction. A hard kill can lose at
 most that much; a normal stop (SIGTERM, SIGINT, the end of C{twistd}) writes
 everything first.
+
+Registered rooms are written when they change, a turn of the reactor after
+the change: all the changes of one turn (a ban that puts out ten members,
+a mode line that sets five settings) are one transaction of the room's
+last state. One write is in flight at a time, so a failed write put back
+never overtakes a newer state of the same room.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from twisted.python.threadpool import ThreadPool
 from chatservice.core.accounts import Account
 from chatservice.core.audit import KEEP, Audit
 from chatservice.core.history import History, Place, Stored, Unwritten, count_lines
+from chatservice.core.moderation import RoomRecord
 from chatservice.core.server_bans import ServerBans
 from chatservice.core.stats import Stats
 from chatservice.storage.schema import DatabaseError
@@ -91,9 +98,11 @@ class Database(Service):
     query the server runs, all in order.
 
     Starting opens the file and loads what the server keeps in memory: the
-    tail of every room's history, every room's topic, the accounts, the
-    server bans and the newest of the audit log; the bans and the audit
-    log are then given this database to save to.
+    tail of every room's history, every room's topic, the accounts,
+    (handed to C{load_rooms}) the registered rooms, the server bans and the
+    newest of the audit log; the bans and the audit log are then given this
+    database to save to. L{save_room} and L{forget_room} are what the chat
+    calls when a registered room changes.
     """
 
     store: Store
@@ -108,10 +117,12 @@ class Database(Service):
         days: float = 0,
         interval: float = FLUSH_INTERVAL,
         stats: Stats | None = None,
+        load_rooms: Callable[[list[RoomRecord]], object] | None = None,
         server_bans: ServerBans | None = None,
         audit: Audit | None = None,
     ) -> None:
         self.path = path
+        self.load_rooms = load_rooms
         self.server_bans = server_bans
         self.audit = audit
         self.stats = Stats() if stats is None else stats
@@ -126,6 +137,12 @@ class Database(Service):
         self._flush_call: IDelayedCall | None = None
         self._writing: Deferred[Any] | None = None
         self._pruner: LoopingCall | None = None
+        # Registered rooms changed and not yet written: folded name to the
+        # room's last state, or None if it was unregistered.
+        self._rooms: dict[str, RoomRecord | None] = {}
+        self._rooms_call: IDelayedCall | None = None
+        self._rooms_writing: Deferred[None] | None = None
+        self._closed = False
 
     def startService(self) -> None:
         self.store = open_store(self.path)
@@ -133,6 +150,8 @@ class Database(Service):
             self.history.load(self.store.tails(self.history.keep))
             self.history.load_topics(self.store.topics())
         self.accounts.update(self.store.accounts())
+        if self.load_rooms is not None:
+            self.load_rooms(self.store.rooms())
         if self.server_bans is not None:
             self.server_bans.load(self.store.server_bans())
             self.server_bans.save = lambda ban: self.write(
@@ -231,6 +250,99 @@ class Database(Service):
                 count=count_lines(lost),
             )
 
+    def save_room(self, record: RoomRecord) -> None:
+        """
+        Store the registered room C{record} (the chat's C{save_room}): soon,
+        on the database thread, and only its last state if it changes
+        again before then. Never raises; a failure is logged and retried.
+        """
+        self._room_changed(record.key, record)
+
+    def forget_room(self, key: str) -> None:
+        """
+        Store no more the room whose folded name is C{key} (the chat's
+        C{forget_room}), as L{save_room} stores one.
+        """
+        self._room_changed(key, None)
+
+    def _room_changed(self, key: str, record: RoomRecord | None) -> None:
+        if self._closed:
+            log.error(
+                "Registered room {key} changed after the database closed;"
+                " the change is not stored",
+                key=key,
+            )
+            return
+        self._rooms[key] = record
+        # While stopping, the stop writes it.
+        if self.running:
+            self._next_rooms(0)
+
+    def _next_rooms(self, delay: float) -> None:
+        if self._rooms and self._rooms_call is None and self._rooms_writing is None:
+            self._rooms_call = self.reactor.callLater(delay, self._write_rooms)
+
+    def _write_rooms(self) -> None:
+        self._rooms_call = None
+        changes, self._rooms = self._rooms, {}
+        writing = self._rooms_writing = self.run(
+            self.store.write_rooms, changes, self.reactor.seconds()
+        )
+
+        def written(_: object) -> None:
+            self._rooms_writing = None
+            if self.running:
+                self._next_rooms(0)
+
+        def failed(failure: Any) -> None:
+            log.failure(
+                "Storing {count} registered room(s) failed; they will be tried again",
+                failure,
+                count=len(changes),
+            )
+            self._put_back_rooms(changes)
+            self._rooms_writing = None
+            if self.running:
+                self._next_rooms(RETRY_INTERVAL)
+
+        writing.addCallbacks(written, failed)
+
+    def _put_back_rooms(self, changes: dict[str, RoomRecord | None]) -> None:
+        """Put back what failed to be written, unless changed since."""
+        self._rooms = {**changes, **self._rooms}
+
+    async def _write_rooms_at_stop(self) -> None:
+        """
+        Write the registered rooms changed since the last write, trying a
+        failing disk a few times before saying which are lost.
+        """
+        if self._rooms_call is not None and self._rooms_call.active():
+            self._rooms_call.cancel()
+        self._rooms_call = None
+        if self._rooms_writing is not None:
+            await self._rooms_writing
+        failures = 0
+        while self._rooms and failures < STOP_TRIES:
+            changes, self._rooms = self._rooms, {}
+            try:
+                await self.run(self.store.write_rooms, changes, self.reactor.seconds())
+            except Exception:
+                failures += 1
+                log.failure(
+                    "Storing {count} registered room(s) failed (try {attempt}"
+                    " of {tries})",
+                    count=len(changes),
+                    attempt=failures,
+                    tries=STOP_TRIES,
+                )
+                self._put_back_rooms(changes)
+        if self._rooms:
+            log.critical(
+                "Changes to registered rooms {keys} could not be stored and are lost",
+                keys=", ".join(sorted(self._rooms)),
+            )
+            self._rooms = {}
+
     def prune(self) -> Deferred[None]:
         before = self.reactor.seconds() - self.days * 86400 if self.days > 0 else 0.0
         d = self.run(self.store.prune, self.max_per_room, before)
@@ -261,6 +373,8 @@ class Database(Service):
         if self._writing is not None:
             await self._writing
         await self.write_all()
+        await self._write_rooms_at_stop()
+        self._closed = True
         await self.run(self.store.close)
         self.pool.stop()
 

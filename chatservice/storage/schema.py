@@ -21,7 +21,12 @@ Versions:
     end's rendering is part of; existing chunks are re-encoded.
  4. Room topics: the latest of each room, one row a room. Not history
     records: retention prunes lines, and a topic must outlive them.
- 5. Server bans (one row a ban, keyed by its canonical mask; expired ones
+ 5. Registered rooms (L{chatservice.core.moderation.RoomRecord}), one row
+    a room. What a room has several of (bans, mutes, operator accounts) and
+    its settings are JSON in a column each rather than tables of their own:
+    a room is always read and written whole, and one row a room is the
+    unit a cluster will replicate.
+ 6. Server bans (one row a ban, keyed by its canonical mask; expired ones
     are deleted when the server meets them) and the audit log of
     moderation actions (one row an action, kept: retention is the
     operator's, with SQL).
@@ -102,7 +107,7 @@ One step of a migration: an SQL statement, or a function that runs its own
 on the connection (inside the migration's transaction).
 """
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 # MIGRATIONS[n] takes a database from version n to n + 1. Never edit one
 # that has shipped: add the next.
 MIGRATIONS: dict[int, list[Step]] = {
@@ -198,6 +203,25 @@ MIGRATIONS: dict[int, list[Step]] = {
         """,
     ],
     4: [
+        # settings: a JSON object of the room's flags, key and limit; bans
+        # and quiets: JSON lists of {mask, by, at, expires, reason}
+        # objects; op_accounts: a JSON list of folded account names.
+        # updated: when the row was last written, for people reading the
+        # file.
+        """
+        CREATE TABLE rooms (
+            key TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            founder TEXT NOT NULL,
+            settings TEXT NOT NULL,
+            bans TEXT NOT NULL,
+            quiets TEXT NOT NULL,
+            op_accounts TEXT NOT NULL,
+            updated REAL NOT NULL
+        )
+        """,
+    ],
+    5: [
         # expires NULL: for ever.
         """
         CREATE TABLE server_bans (

@@ -1,7 +1,7 @@
 """
 The queries on the SQLite file, run synchronously: room history in chunks,
-room topics, accounts, server bans and the audit log. Opening a file here
-also locks and migrates it.
+room topics, accounts, registered rooms, server bans and the audit log.
+Opening a file here also locks and migrates it.
 
 A L{Store} belongs to one thread at a time: the main thread at start-up,
 then only the database thread of L{chatservice.storage.database.Database},
@@ -11,13 +11,22 @@ which is what keeps the reactor thread off the disk.
 from __future__ import annotations
 
 import sqlite3
+import time
+from collections.abc import Mapping
+
+from twisted.logger import Logger
 
 from chatservice.core.accounts import Account
 from chatservice.core.audit import AuditEntry
 from chatservice.core.events import Topic
 from chatservice.core.history import Place, Stored, Unwritten
+from chatservice.core.moderation import RoomRecord
+from chatservice.core.sanitize import safe
 from chatservice.core.server_bans import ServerBan
+from chatservice.storage.rooms import from_row, to_row
 from chatservice.storage.schema import DatabaseError, migrate
+
+log = Logger()
 
 # About the most bytes in one chunk, so that splitting one (the messages
 # view copies the rest of a chunk per line) stays cheap.
@@ -280,6 +289,59 @@ class Store:
                 " SET password_hash = excluded.password_hash",
                 (nick_key, nick, password_hash, now),
             )
+
+    def rooms(self) -> list[RoomRecord]:
+        """
+        Every registered room. A row that keeps no room (edited by hand,
+        say) is skipped with a log line naming it: one bad room must not
+        keep the server, or the other rooms, from starting.
+        """
+        records = []
+        for row in self.connection.execute(
+            "SELECT key, name, founder, settings, bans, quiets, op_accounts,"
+            " updated FROM rooms ORDER BY key"
+        ):
+            try:
+                records.append(from_row(row))
+            except (ValueError, TypeError) as e:
+                log.error(
+                    "Skipped registered room {key} of {path}: {reason}",
+                    key=safe(str(row[0]))[:64],
+                    path=self.path,
+                    reason=safe(str(e))[:200],
+                )
+        return records
+
+    def save_room(self, record: RoomRecord, updated: float | None = None) -> None:
+        """Keep the registered room C{record}, in place of what was kept."""
+        self.write_rooms({record.key: record}, updated)
+
+    def forget_room(self, key: str) -> None:
+        """Keep the room whose folded name is C{key} no more."""
+        self.write_rooms({key: None})
+
+    def write_rooms(
+        self, changes: Mapping[str, RoomRecord | None], updated: float | None = None
+    ) -> None:
+        """
+        Keep each room of C{changes} (folded name to its record, or None to
+        forget it) in one transaction, dated C{updated} (now if None).
+        """
+        when = time.time() if updated is None else updated
+        saved = [to_row(r, when) for r in changes.values() if r is not None]
+        forgotten = [(key,) for key, r in changes.items() if r is None]
+        with self._transaction():
+            if saved:
+                self.connection.executemany(
+                    "INSERT OR REPLACE INTO rooms (key, name, founder, settings,"
+                    " bans, quiets, op_accounts, updated)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    saved,
+                )
+            if forgotten:
+                self.connection.executemany(
+                    "DELETE FROM rooms WHERE key = ?", forgotten
+                )
 
     def server_bans(self) -> list[ServerBan]:
         """Every stored server ban, oldest first."""

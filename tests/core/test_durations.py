@@ -1,64 +1,37 @@
-"""
-Durations as moderators type them (L{chatservice.core.durations}).
-"""
+"""How long a ban or mute lasts, as typed."""
 
 from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from chatservice.core import errors
-from chatservice.core.durations import (
-    MAX_SECONDS,
-    check_duration,
-    describe,
-    parse_duration,
-)
+from chatservice.core.durations import DURATION_MAX, looks_like_duration, parse_duration
 
 
-class ParseDurationTests(SynchronousTestCase):
+class DurationTests(SynchronousTestCase):
     def test_units(self) -> None:
-        for text, seconds in [
-            ("30s", 30),
-            ("10m", 600),
-            ("2h", 7200),
-            ("7d", 7 * 86400),
-            ("1w", 7 * 86400),
-            ("1h30m", 5400),
-            ("45", 45),
-            (" 2H ", 7200),
-        ]:
+        cases = {
+            "30": 30,
+            "30s": 30,
+            "10m": 600,
+            "2h": 7200,
+            "7D": 604800,
+            "1w": 604800,
+        }
+        for text, seconds in cases.items():
             self.assertEqual(parse_duration(text), seconds, text)
 
     def test_forever(self) -> None:
-        """C{0} and C{forever} mean no expiry."""
-        for text in ("0", "forever", "FOREVER", "permanent"):
-            self.assertIsNone(parse_duration(text), text)
+        for text in ("0", "forever", "Permanent"):
+            self.assertIsNone(parse_duration(text))
 
-    def test_malformed(self) -> None:
-        for text in ("", "abc", "10x", "-5m", "1.5h", "m10", "10 m", "9" * 20, "h"):
-            e = self.assertRaises(errors.BadDuration, parse_duration, text)
-            self.assertEqual(e.text, text)
+    def test_refused(self) -> None:
+        """Past, absurdly far, and malformed durations are refused."""
+        for text in ("-5m", "", "5x", "1.5h", "9999999999999d", "3661d", "m", "5 m"):
+            self.assertRaises(errors.BadDuration, parse_duration, text)
+        self.assertEqual(parse_duration(f"{int(DURATION_MAX)}"), DURATION_MAX)
 
-    def test_noTime(self) -> None:
-        """A duration of no time that is not C{0} is refused, not taken as ever."""
-        self.assertRaises(errors.BadDuration, parse_duration, "0s")
-        self.assertRaises(errors.BadDuration, parse_duration, "0h0m")
-
-    def test_farFuture(self) -> None:
-        """At most ten years."""
-        self.assertEqual(parse_duration("3650d"), MAX_SECONDS)
-        e = self.assertRaises(errors.BadDuration, parse_duration, "3651d")
-        self.assertIn("ten years", e.reason)
-        self.assertRaises(errors.BadDuration, parse_duration, "999999999999w")
-
-    def test_check(self) -> None:
-        """Numbers from a request are held to the same bounds."""
-        self.assertIsNone(check_duration(None))
-        self.assertEqual(check_duration(60), 60.0)
-        for bad in (0, -1, MAX_SECONDS + 1, float("nan"), float("inf")):
-            self.assertRaises(errors.BadDuration, check_duration, bad)
-
-    def test_describe(self) -> None:
-        for seconds, text in [(90, "1m30s"), (7200, "2h"), (86400 * 8, "1w1d")]:
-            self.assertEqual(describe(seconds), text)
-            self.assertEqual(parse_duration(text), seconds)
+    def test_looksLike(self) -> None:
+        self.assertTrue(looks_like_duration("10m"))
+        self.assertTrue(looks_like_duration("forever"))
+        self.assertFalse(looks_like_duration("spamming"))

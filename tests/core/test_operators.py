@@ -212,19 +212,24 @@ class TopicTests(OperatorTestCase):
         An operator may let anyone set the topic (IRC's C{-t}), and lock it
         again; the room is told of each change only.
         """
-        self.chat.lock_topic(self.alice, self.room, False)
-        unlocked = events.TopicLocked("python", "alice", False)
+        self.chat.set_setting(self.alice, self.room, "topic_locked", False)
+        unlocked = events.SettingChanged("python", "alice", "topic_locked", False)
         self.assertEqual(self.everyone(), [[unlocked]] * 3)
-        self.chat.lock_topic(self.alice, self.room, False)
+        self.chat.set_setting(self.alice, self.room, "topic_locked", False)
         self.assertEqual(self.everyone(), [[], [], []])
         self.chat.set_topic(self.bob, self.room, "mine")
         self.assertEqual(
             self.everyone(), [[events.TopicSet("python", "bob", "mine")]] * 3
         )
         self.assertRaises(
-            errors.NotOperator, self.chat.lock_topic, self.bob, self.room, True
+            errors.NotOperator,
+            self.chat.set_setting,
+            self.bob,
+            self.room,
+            "topic_locked",
+            True,
         )
-        self.chat.lock_topic(self.alice, self.room, True)
+        self.chat.set_setting(self.alice, self.room, "topic_locked", True)
         self.everyone()
         self.assertRaises(
             errors.NotOperator, self.chat.set_topic, self.bob, self.room, "again"
@@ -398,10 +403,11 @@ class SecretTests(OperatorTestCase):
         A secret room is left out of the listing and its names are hidden
         from who is not in it; the room is told of a change only.
         """
-        self.chat.set_secret(self.alice, self.room, True)
-        self.chat.set_secret(self.alice, self.room, True)
+        self.chat.set_setting(self.alice, self.room, "secret", True)
+        self.chat.set_setting(self.alice, self.room, "secret", True)
         self.assertEqual(
-            self.everyone(), [[events.SecretSet("python", "alice", True)]] * 3
+            self.everyone(),
+            [[events.SettingChanged("python", "alice", "secret", True)]] * 3,
         )
         dave = self.connect("dave")
         self.chat.list_rooms(dave)
@@ -415,7 +421,12 @@ class SecretTests(OperatorTestCase):
 
     def test_onlyOperators(self) -> None:
         self.assertRaises(
-            errors.NotOperator, self.chat.set_secret, self.bob, self.room, True
+            errors.NotOperator,
+            self.chat.set_setting,
+            self.bob,
+            self.room,
+            "secret",
+            True,
         )
         self.assertFalse(self.room.secret)
 

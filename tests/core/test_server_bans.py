@@ -7,9 +7,12 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 
 from chatservice.core import errors
+from chatservice.core.masks import parse_mask
 from chatservice.core.server_bans import (
     ServerBan,
     ServerBans,
+    by_account,
+    by_address,
     parse_server_mask,
 )
 
@@ -30,16 +33,16 @@ class ParseTests(SynchronousTestCase):
     def test_canonical(self) -> None:
         """Each way to write a mask has one canonical form."""
         for typed, canonical in [
-            ("1.2.3.4", "*@1.2.3.4"),
-            ("*@1.2.3.4", "*@1.2.3.4"),
-            ("*!*@1.2.3.4", "*@1.2.3.4"),
-            ("@1.2.3.4", "*@1.2.3.4"),
-            ("10.1.2.3/8", "*@10.0.0.0/8"),
-            ("10.1.2.3/32", "*@10.1.2.3"),
-            ("2001:DB8::1", "*@2001:db8::1"),
-            ("2001:db8::/32", "*@2001:db8::/32"),
-            ("::ffff:1.2.3.4", "*@1.2.3.4"),
-            ("*@10.0.*", "*@10.0.*"),
+            ("1.2.3.4", "*!*@1.2.3.4"),
+            ("*@1.2.3.4", "*!*@1.2.3.4"),
+            ("*!*@1.2.3.4", "*!*@1.2.3.4"),
+            ("@1.2.3.4", "*!*@1.2.3.4"),
+            ("10.1.2.3/8", "*!*@10.0.0.0/8"),
+            ("10.1.2.3/32", "*!*@10.1.2.3"),
+            ("2001:DB8::1", "*!*@2001:db8::1"),
+            ("2001:db8::/32", "*!*@2001:db8::/32"),
+            ("::ffff:1.2.3.4", "*!*@1.2.3.4"),
+            ("*@10.0.*", "*!*@10.0.*"),
             ("$a:Bob", "$a:bob"),
             ("$A:ÉLODIE", "$a:élodie"),
             ("$a:spam*", "$a:spam*"),
@@ -66,30 +69,42 @@ class ParseTests(SynchronousTestCase):
             "*@10.0.0.0/33",
             "*@10.*/8",
             "*@evil.example.com",
+            "*@*c*",
+            "*!*@c*",
             "1.2.3.4" + "0" * 300,
         ]:
             e = self.assertRaises(errors.BadMask, parse_server_mask, typed)
             self.assertTrue(e.reason, typed)
 
     def test_matches(self) -> None:
+        """The room bans' matcher, by address or by account only."""
         exact = parse_server_mask("1.2.3.4")
-        self.assertTrue(exact.matches_address("1.2.3.4"))
-        self.assertFalse(exact.matches_address("1.2.3.5"))
-        self.assertFalse(exact.matches_account("1.2.3.4"))
+        self.assertTrue(exact.matches(by_address("1.2.3.4")))
+        self.assertTrue(exact.matches(by_address("::ffff:1.2.3.4")))
+        self.assertFalse(exact.matches(by_address("1.2.3.5")))
+        self.assertFalse(exact.matches(by_account("1.2.3.4")))
         block = parse_server_mask("10.0.0.0/8")
-        self.assertTrue(block.matches_address("10.200.0.1"))
-        self.assertFalse(block.matches_address("11.0.0.1"))
-        self.assertFalse(block.matches_address(""))
+        self.assertTrue(block.matches(by_address("10.200.0.1")))
+        self.assertFalse(block.matches(by_address("11.0.0.1")))
+        self.assertFalse(block.matches(by_address("")))
         glob = parse_server_mask("*@10.0.*")
-        self.assertTrue(glob.matches_address("10.0.7.1"))
-        self.assertFalse(glob.matches_address("10.1.7.1"))
+        self.assertTrue(glob.matches(by_address("10.0.7.1")))
+        self.assertFalse(glob.matches(by_address("10.1.7.1")))
         account = parse_server_mask("$a:élodie")
-        self.assertTrue(account.matches_account("ÉLODIE"))
-        self.assertFalse(account.matches_account(None))
-        self.assertFalse(account.matches_address("1.2.3.4"))
+        self.assertTrue(account.matches(by_account("ÉLODIE")))
+        self.assertFalse(account.matches(by_account(None)))
+        self.assertFalse(account.matches(by_address("1.2.3.4")))
         wide = parse_server_mask("$a:spam?")
-        self.assertTrue(wide.matches_account("SPAM1"))
-        self.assertFalse(wide.matches_account("spam12"))
+        self.assertTrue(wide.matches(by_account("SPAM1")))
+        self.assertFalse(wide.matches(by_account("spam12")))
+
+    def test_sameAsRoomMasks(self) -> None:
+        """
+        A server ban's mask is a room ban's (L{parse_mask}), so the two
+        spell and match a mask alike.
+        """
+        for typed in ["*!*@10.0.0.0/8", "*@10.0.*", "$a:Bob"]:
+            self.assertEqual(parse_server_mask(typed), parse_mask(typed), typed)
 
 
 class ServerBansTests(SynchronousTestCase):
@@ -102,11 +117,11 @@ class ServerBansTests(SynchronousTestCase):
         )
 
     def test_addressBans(self) -> None:
-        self.bans.add(ban("*@1.2.3.4"))
-        self.bans.add(ban("*@10.0.0.0/8"))
-        self.assertEqual(self.bans.address_ban("1.2.3.4"), ban("*@1.2.3.4"))
-        self.assertEqual(self.bans.address_ban("::ffff:1.2.3.4"), ban("*@1.2.3.4"))
-        self.assertEqual(self.bans.address_ban("10.9.9.9"), ban("*@10.0.0.0/8"))
+        self.bans.add(ban("*!*@1.2.3.4"))
+        self.bans.add(ban("*!*@10.0.0.0/8"))
+        self.assertEqual(self.bans.address_ban("1.2.3.4"), ban("*!*@1.2.3.4"))
+        self.assertEqual(self.bans.address_ban("::ffff:1.2.3.4"), ban("*!*@1.2.3.4"))
+        self.assertEqual(self.bans.address_ban("10.9.9.9"), ban("*!*@10.0.0.0/8"))
         self.assertIsNone(self.bans.address_ban("192.168.0.1"))
         self.assertIsNone(self.bans.address_ban(""))
         self.assertIsNone(self.bans.address_ban("/tmp/chat.sock"))
@@ -129,15 +144,15 @@ class ServerBansTests(SynchronousTestCase):
         A ban stops matching when it expires, and is dropped then, from
         memory and from storage.
         """
-        self.bans.add(ban("*@1.2.3.4", expires=1060.0))
-        self.bans.add(ban("*@10.0.0.0/8", expires=1060.0))
+        self.bans.add(ban("*!*@1.2.3.4", expires=1060.0))
+        self.bans.add(ban("*!*@10.0.0.0/8", expires=1060.0))
         self.clock.now = 1059.9
         self.assertIsNotNone(self.bans.address_ban("1.2.3.4"))
         self.assertIsNotNone(self.bans.address_ban("10.0.0.1"))
         self.clock.now = 1060.0
         self.assertIsNone(self.bans.address_ban("1.2.3.4"))
         self.assertIsNone(self.bans.address_ban("10.0.0.1"))
-        self.assertEqual(self.deleted, ["*@1.2.3.4", "*@10.0.0.0/8"])
+        self.assertEqual(self.deleted, ["*!*@1.2.3.4", "*!*@10.0.0.0/8"])
         self.assertEqual(self.bans.entries(), [])
 
     def test_bounded(self) -> None:
@@ -146,24 +161,24 @@ class ServerBansTests(SynchronousTestCase):
         holds, and room an expired ban left.
         """
         for n in range(3):
-            self.bans.add(ban(f"*@10.0.0.{n}", expires=2000.0 if n else None))
-        e = self.assertRaises(errors.ServerBansFull, self.bans.add, ban("*@10.0.0.9"))
+            self.bans.add(ban(f"*!*@10.0.0.{n}", expires=2000.0 if n else None))
+        e = self.assertRaises(errors.ServerBansFull, self.bans.add, ban("*!*@10.0.0.9"))
         self.assertEqual(e.limit, 3)
-        self.bans.add(ban("*@10.0.0.1", reason="again"))
+        self.bans.add(ban("*!*@10.0.0.1", reason="again"))
         self.assertEqual(len(self.bans), 3)
         self.clock.now = 2000.0
-        self.bans.add(ban("*@10.0.0.9"))
+        self.bans.add(ban("*!*@10.0.0.9"))
         self.assertEqual(
             [b.mask for b in self.bans.entries()],
-            ["*@10.0.0.0", "*@10.0.0.1", "*@10.0.0.9"],
+            ["*!*@10.0.0.0", "*!*@10.0.0.1", "*!*@10.0.0.9"],
         )
 
     def test_remove(self) -> None:
-        self.bans.add(ban("*@1.2.3.4"))
-        self.assertEqual(self.bans.remove("1.2.3.4"), ban("*@1.2.3.4"))
-        self.assertEqual(self.deleted, ["*@1.2.3.4"])
+        self.bans.add(ban("*!*@1.2.3.4"))
+        self.assertEqual(self.bans.remove("1.2.3.4"), ban("*!*@1.2.3.4"))
+        self.assertEqual(self.deleted, ["*!*@1.2.3.4"])
         e = self.assertRaises(errors.NoSuchServerBan, self.bans.remove, "1.2.3.4")
-        self.assertEqual(e.mask, "*@1.2.3.4")
+        self.assertEqual(e.mask, "*!*@1.2.3.4")
         self.assertRaises(errors.BadMask, self.bans.remove, "nonsense")
 
     def test_load(self) -> None:
@@ -172,7 +187,7 @@ class ServerBansTests(SynchronousTestCase):
         ones whose mask is no longer read are left out.
         """
         self.bans.load(
-            [ban("*@1.2.3.4"), ban("*@5.6.7.8", expires=999.0), ban("garbage")]
+            [ban("*!*@1.2.3.4"), ban("*!*@5.6.7.8", expires=999.0), ban("garbage")]
         )
-        self.assertEqual(self.bans.entries(), [ban("*@1.2.3.4")])
+        self.assertEqual(self.bans.entries(), [ban("*!*@1.2.3.4")])
         self.assertEqual(self.saved, [])

@@ -203,7 +203,7 @@ class BanTests(PowersTestCase):
         """
         entry = self.operators.ban(self.boss, "192.168.0.0/16", 3600, "spam")
         self.assertEqual(
-            entry, ServerBan("*@192.168.0.0/16", "boss", 1000.0, 4600.0, "spam")
+            entry, ServerBan("*!*@192.168.0.0/16", "boss", 1000.0, 4600.0, "spam")
         )
         self.assertFalse(self.bob.connected)
         self.assertTrue(self.alice.connected)
@@ -222,7 +222,7 @@ class BanTests(PowersTestCase):
         (audit,) = self.chat.audit.recent(1)
         self.assertEqual(
             (audit.action, audit.target, audit.detail),
-            ("server-ban", "*@192.168.0.0/16", "spam (for 3600 s)"),
+            ("server-ban", "*!*@192.168.0.0/16", "spam (for 3600 s)"),
         )
 
     def test_accountBan(self) -> None:
@@ -318,7 +318,7 @@ class BanTests(PowersTestCase):
             self.take(self.boss), [events.ServerBanList([first, second], 2)]
         )
         self.operators.unban(self.boss, "*!*@1.1.1.1")
-        self.assertEqual(self.take(self.boss), [events.ServerBanRemoved("*@1.1.1.1")])
+        self.assertEqual(self.take(self.boss), [events.ServerBanRemoved("*!*@1.1.1.1")])
         self.assertRaises(
             errors.NoSuchServerBan, self.operators.unban, self.boss, "1.1.1.1"
         )

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.e2e.test_web import BlockingWebClient
 from tests.support.browser import Page, find_browser, web_server
 from tests.support.helpers import SocketClient, make_temp_dir
 
@@ -31,6 +32,35 @@ RECONNECT_WAIT = 15.0
 
 def screenshot_path(testcase: SynchronousTestCase) -> Path:
     return Path(tempfile.gettempdir()) / "chatservice-browser" / f"{testcase.id()}.png"
+
+
+# Whether every flag of the room settings panel is disabled, and how many
+# buttons it has to remove a ban or a mute.
+_ALL_FLAGS_DISABLED = (
+    "return [...document.querySelectorAll('#room-panel [data-setting]')]"
+    ".every((box) => box.disabled)"
+)
+_REMOVE_BUTTONS = "return document.querySelectorAll('#room-panel .remove').length"
+
+
+def panel_flags(page: Page) -> dict[str, bool]:
+    """
+    The flags the room settings panel shows, as the settings say them
+    (its "outside messages" box shows C{no_external} turned over).
+    """
+    found = page.js(
+        "return Object.fromEntries("
+        "[...document.querySelectorAll('#room-panel [data-setting]')]"
+        ".map((box) => [box.dataset.setting,"
+        " box.dataset.inverse ? !box.checked : box.checked]))"
+    )
+    return {str(k): bool(v) for k, v in found.items()}
+
+
+def field(page: Page, element_id: str) -> str:
+    return str(
+        page.js("return document.getElementById(arguments[0]).value", element_id)
+    )
 
 
 class BrowserTests(SynchronousTestCase):
@@ -101,6 +131,86 @@ class BrowserTests(SynchronousTestCase):
         self.assertTrue(path.stat().st_size > 0)
         if os.environ.get("WEB_CLIENT_SCREENSHOT"):
             shutil.copyfile(path, os.environ["WEB_CLIENT_SCREENSHOT"])
+
+    def test_roomSettingsChangeLive(self) -> None:
+        """
+        A web user's room settings panel follows what an operator (another
+        page, by its own panel and by slash commands) changes, as it
+        happens: flags, key, limit, bans and mutes, a voice; a WebSocket
+        program banned by nickname is put out. The watcher, no operator,
+        may not change anything.
+        """
+        _, port = web_server(self)
+        url = f"http://127.0.0.1:{port}/"
+        olga = Page(self, url)
+        olga.choose_nick("olga")
+        olga.join("lobby")
+        wendy = Page(self, url)
+        wendy.choose_nick("wendy")
+        wendy.join("lobby")
+        olga.wait_line("--> wendy joined")
+        # A program on the WebSocket, to be banned.
+        bot = BlockingWebClient(port)
+        self.addCleanup(bot.close)
+        bot.send({"type": "nick", "nick": "nick"})
+        bot.send({"type": "join", "room": "lobby"})
+        wendy.wait_line("--> nick joined")
+
+        wendy.click("settings")
+        wendy.wait(lambda: wendy.text("panel-founder") == "Not registered")
+        self.assertEqual(
+            panel_flags(wendy),
+            {
+                "invite_only": False,
+                "moderated": False,
+                "secret": False,
+                "topic_locked": True,
+                "no_external": True,
+            },
+        )
+        self.assertTrue(wendy.js(_ALL_FLAGS_DISABLED))
+        wendy.wait(lambda: wendy.text("panel-bans") == "No bans.")
+
+        olga.click("settings")
+        olga.wait(lambda: olga.text("panel-founder") == "Not registered")
+        self.assertFalse(olga.js(_ALL_FLAGS_DISABLED))
+        olga.js(
+            "document.querySelector('#room-panel [data-setting=moderated]').click()"
+        )
+        wendy.wait(lambda: panel_flags(wendy)["moderated"])
+        wendy.wait_line(
+            "--- olga made the room moderated: only operators and voices speak"
+        )
+        olga.type("/room set external on")
+        wendy.wait(lambda: not panel_flags(wendy)["no_external"])
+        olga.type("/room set key sesame")
+        wendy.wait(lambda: field(wendy, "panel-key-value") == "sesame")
+        olga.type("/room set limit 5")
+        wendy.wait(lambda: field(wendy, "panel-limit-value") == "5")
+        wendy.wait_line("--- olga limited the room to 5 members")
+
+        olga.type("/ban nick 10m spam")
+        wendy.wait_line("<-- nick was kicked by olga (spam)")
+        bot.wait_for(type="kicked", nick="nick", reason="spam")
+        wendy.wait(
+            lambda: wendy.text("panel-bans").startswith("nick!*@* (by olga, until")
+        )
+        wendy.wait(lambda: "nick" not in wendy.members())
+        olga.type("/mute $a:troll")
+        wendy.wait(lambda: wendy.text("panel-mutes") == "$a:troll (by olga)")
+        # The watcher has no remove buttons; the operator's lift the ban.
+        self.assertEqual(wendy.js(_REMOVE_BUTTONS), 0)
+        olga.wait(lambda: olga.js(_REMOVE_BUTTONS) == 2)
+        olga.js("document.querySelector('#panel-bans .remove').click()")
+        wendy.wait(lambda: wendy.text("panel-bans") == "No bans.")
+        wendy.wait_line("--- olga lifted the ban on nick!*@*")
+
+        olga.type("/voice wendy")
+        wendy.wait(lambda: "+wendy" in wendy.members())
+        wendy.type("/room set secret on")
+        wendy.wait_line("You are not an operator of lobby.")
+        self.assertFalse(panel_flags(wendy)["secret"])
+        wendy.screenshot(screenshot_path(self))
 
     def test_registerReloadLogInAndSeeHistory(self) -> None:
         """

@@ -122,7 +122,7 @@ class LineTests(FrontEndsTestCase):
         boss.say("/sban 192.0.2.0/24 2h spam bots")
         lines = boss.take()
         self.assertIn(
-            "*** Server ban set: *@192.0.2.0/24 (until 1970-01-01 02:00:00; set by"
+            "*** Server ban set: *!*@192.0.2.0/24 (until 1970-01-01 02:00:00; set by"
             " boss at 1970-01-01 00:00:00): spam bots; 1 member disconnected.",
             lines,
         )
@@ -148,7 +148,7 @@ class LineTests(FrontEndsTestCase):
         boss.say("/sbans")
         self.assertEqual(boss.take()[0], "*** 1 server ban(s):")
         boss.say("/unsban *@192.0.2.0/24")
-        self.assertEqual(boss.take(), ["*** Server ban on *@192.0.2.0/24 lifted."])
+        self.assertEqual(boss.take(), ["*** Server ban on *!*@192.0.2.0/24 lifted."])
         self.harness.connect(self.harness.address("192.0.2.8"))
 
     def test_sbanExpires(self) -> None:
@@ -164,12 +164,14 @@ class LineTests(FrontEndsTestCase):
         boss = self.oper()
         for line, error in [
             ("/sban", "!!! Usage: /sban MASK [DURATION] [REASON]"),
-            ("/sban bob", "!!! Bad mask 'bob': a server ban is an address"),
-            ("/sban *@* spam", "!!! Bad mask '*@*': that matches every address."),
-            ("/sban 1.2.3.4 10x", "!!! Bad duration '10x'"),
-            ("/sban 1.2.3.4 0s", "!!! Bad duration '0s'"),
-            ("/sban 1.2.3.4 3651d", "!!! Bad duration '3651d': it must be at most"),
-            ("/unsban 1.2.3.4", "!!! There is no server ban on *@1.2.3.4."),
+            ("/sban bob", "!!! Invalid mask bob: a server ban is an address"),
+            ("/sban bob!*@1.2.3.4", "!!! Invalid mask bob!*@1.2.3.4: a server ban"),
+            ("/sban *@* spam", "!!! Invalid mask *@*: that matches every address."),
+            ("/sban *@*c* spam", "!!! Invalid mask *@*c*: that matches every"),
+            ("/sban 1.2.3.4 10x", "!!! Invalid duration 10x:"),
+            ("/sban 1.2.3.4 0s", "!!! Invalid duration 0s:"),
+            ("/sban 1.2.3.4 3661d", "!!! Invalid duration 3661d:"),
+            ("/unsban 1.2.3.4", "!!! There is no server ban on *!*@1.2.3.4."),
             ("/audit 0", "!!! Usage: /audit [N]"),
             ("/audit 201", "!!! Usage: /audit [N]"),
             ("/audit x", "!!! Usage: /audit [N]"),
@@ -178,6 +180,44 @@ class LineTests(FrontEndsTestCase):
             (got,) = boss.take()
             self.assertTrue(got.startswith(error), (line, got))
         self.assertEqual(len(self.harness.chat.server_bans), 0)
+
+    def test_sbanDuration(self) -> None:
+        """
+        The word after the mask is read as /ban reads it: a duration when
+        it reads as one or starts like a number, else the reason's first.
+        """
+        boss = self.oper()
+        boss.say("/sban 192.0.2.1 2h spam")
+        boss.say("/sban 192.0.2.2 spam for 2h")
+        boss.say("/sban 192.0.2.3 -5m spam")
+        self.assertTrue(boss.take()[-1].startswith("!!! Invalid duration -5m:"))
+        bans = {ban.mask: ban for ban in self.harness.chat.server_bans.entries()}
+        self.assertEqual(sorted(bans), ["*!*@192.0.2.1", "*!*@192.0.2.2"])
+        first, second = bans["*!*@192.0.2.1"], bans["*!*@192.0.2.2"]
+        self.assertEqual((first.expires, first.reason), (first.at + 7200, "spam"))
+        self.assertEqual((second.expires, second.reason), (None, "spam for 2h"))
+
+    def test_unregisterOverruled(self) -> None:
+        """
+        A server operator may unregister a room it does not own; anyone
+        else but its founder may not.
+        """
+        bob = self.harness.connect()
+        bob.say(f"/login bob {PASSWORD}")
+        bob.say("/join den")
+        bob.say("/room register")
+        other = self.harness.connect()
+        other.say("/join den")
+        boss = self.oper()
+        boss.say("/join den")
+        for client in (bob, other, boss):
+            client.take()
+        other.say("/room unregister")
+        self.assertEqual(other.take(), ["!!! Only the founder of den may do that."])
+        boss.say("/room unregister")
+        line = "[den] --- boss unregistered the room"
+        self.assertEqual((bob.take(), boss.take()), ([line], [line]))
+        self.assertIsNone(self.harness.chat.room("den").founder)
 
     def test_sbanAccount(self) -> None:
         """An account ban disconnects at login, with the reason."""
@@ -304,7 +344,7 @@ class IRCTests(FrontEndsTestCase):
         victim = self.irc("victim", "203.0.113.5")
         ircop.send("KLINE 10 *@203.0.113.0/24 :go away\r\n")
         (added,) = ircop.take()
-        self.assertIn("NOTICE ircop :Added K-line on *@203.0.113.0/24 (until", added)
+        self.assertIn("NOTICE ircop :Added K-line on *!*@203.0.113.0/24 (until", added)
         self.assertEqual(
             victim.take(),
             [
@@ -403,9 +443,11 @@ class WebTests(FrontEndsTestCase):
         (bans, _) = self.request(web, type="server_bans")
         self.assertEqual((bans["type"], bans["total"]), ("server_ban_list", 1))
         (bad,) = self.request(web, type="server_ban", mask="1.2.3.4", duration="soon")
-        self.assertEqual((bad["code"], bad["text"]), ("bad_duration", "soon"))
+        self.assertEqual((bad["code"], bad["duration"]), ("bad_duration", "soon"))
+        (bad,) = self.request(web, type="server_ban", mask="1.2.3.4", duration=-5)
+        self.assertEqual(bad["code"], "bad_duration")
         (bad,) = self.request(web, type="server_ban", mask="*@*")
-        self.assertEqual(bad["code"], "bad_mask")
+        self.assertEqual((bad["code"], bad["mask"]), ("bad_mask", "*@*"))
         (bad,) = self.request(web, type="audit", n=500)
         self.assertEqual((bad["code"], bad["field"]), ("bad_field", "n"))
         (killed, _) = self.request(web, type="kill", nick=target.nick, reason="bye")
@@ -419,6 +461,24 @@ class WebTests(FrontEndsTestCase):
         self.assertEqual([e["action"] for e in log["entries"]], ["server-ban", "kill"])
         (unbanned, _) = self.request(web, type="server_unban", mask="$a:spam*")
         self.assertEqual(unbanned, {"type": "server_ban_removed", "mask": "$a:spam*"})
+
+    def test_unregisterOverruled(self) -> None:
+        """A server operator on the web may unregister a room it does not own."""
+        bob = self.harness.connect()
+        bob.say(f"/login bob {PASSWORD}")
+        bob.say("/join den")
+        bob.say("/room register")
+        web = self.web()
+        (refused,) = self.request(web, type="unregister_room", room="den")
+        self.assertEqual(refused["code"], "not_founder")
+        self.request(web, type="oper", name="boss", password=PASSWORD)
+        bob.take()
+        (done,) = self.request(web, type="unregister_room", room="den")
+        self.assertEqual(done["type"], "ok")
+        self.assertIsNone(self.harness.chat.room("den").founder)
+        self.assertEqual(
+            bob.take(), [f"[den] --- {web_nick(web)} unregistered the room"]
+        )
 
     def test_killedWebClient(self) -> None:
         boss = self.oper()

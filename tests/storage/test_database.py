@@ -456,9 +456,9 @@ class ModerationStorageTests(unittest.TestCase):
     @deferred_test
     async def test_storedAcrossRestarts(self) -> None:
         database, bans, audit = self.start()
-        kept = bans.add(ServerBan("*@10.0.0.0/8", "boss", T0, None, "spam"))
+        kept = bans.add(ServerBan("*!*@10.0.0.0/8", "boss", T0, None, "spam"))
         bans.add(ServerBan("$a:bob", "boss", T0, T0 + 60, ""))
-        bans.add(ServerBan("*@1.2.3.4", "boss", T0, None, "x"))
+        bans.add(ServerBan("*!*@1.2.3.4", "boss", T0, None, "x"))
         bans.remove("1.2.3.4")
         audit.record("boss", "kill", "bob", detail="flood")
         await database.stopService()

@@ -20,18 +20,18 @@ class ServerBanStoreTests(unittest.SynchronousTestCase):
         """
         store, path = new_store(self)
         odd = ServerBan("$a:o'brien", "boss (Chief)", T0 + 1, None, "'; DROP TABLE x")
-        store.save_server_ban(ServerBan("*@10.0.0.0/8", "boss", T0, T0 + 60, "spam"))
+        store.save_server_ban(ServerBan("*!*@10.0.0.0/8", "boss", T0, T0 + 60, "spam"))
         store.save_server_ban(odd)
-        store.save_server_ban(ServerBan("*@1.2.3.4", "boss", T0 + 2, None, ""))
-        store.save_server_ban(ServerBan("*@10.0.0.0/8", "boss", T0, T0 + 99, "again"))
-        store.delete_server_ban("*@1.2.3.4")
-        store.delete_server_ban("*@9.9.9.9")
+        store.save_server_ban(ServerBan("*!*@1.2.3.4", "boss", T0 + 2, None, ""))
+        store.save_server_ban(ServerBan("*!*@10.0.0.0/8", "boss", T0, T0 + 99, "again"))
+        store.delete_server_ban("*!*@1.2.3.4")
+        store.delete_server_ban("*!*@9.9.9.9")
         store.close()
         again = open_store(str(path))
         self.addCleanup(again.close)
         self.assertEqual(
             again.server_bans(),
-            [ServerBan("*@10.0.0.0/8", "boss", T0, T0 + 99, "again"), odd],
+            [ServerBan("*!*@10.0.0.0/8", "boss", T0, T0 + 99, "again"), odd],
         )
 
 

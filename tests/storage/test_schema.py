@@ -11,7 +11,10 @@ from twisted.logger import LogEvent, capturedLogs
 from twisted.trial import unittest
 
 from chatservice.core.accounts import Account
+from chatservice.core.audit import AuditEntry
 from chatservice.core.history import ACTION, HISTORY_MAX, MESSAGE, Entry, History
+from chatservice.core.moderation import RoomRecord
+from chatservice.core.server_bans import ServerBan
 from chatservice.storage.schema import MIGRATIONS, SCHEMA_VERSION, DatabaseError
 from chatservice.storage.store import Store, open_store
 from tests.storage.helpers import (
@@ -86,6 +89,7 @@ class MigrationTests(unittest.SynchronousTestCase):
             1: "0bdbea6d211f6576",
             2: "73a44a94cdc68a69",
             3: "a2a8b1f14f8d347e",
+            4: "90ef7d1b50206940",
         }
         found = {}
         for version in shipped:
@@ -96,6 +100,35 @@ class MigrationTests(unittest.SynchronousTestCase):
             found[version] = digest.hexdigest()[:16]
         self.assertEqual(found, shipped)
         self.assertEqual(sorted(MIGRATIONS), list(range(SCHEMA_VERSION)))
+
+    def test_fromVersion5(self) -> None:
+        """
+        A file as main left it at version 5 (registered rooms, no server
+        bans or audit log) gains the server bans and the audit log at 6,
+        and keeps its rooms.
+        """
+        path = str(make_temp_dir(self) / "v5.sqlite3")
+        room = RoomRecord("lobby", "Lobby", "alice", op_accounts=frozenset({"bob"}))
+        store = open_store(path)
+        store.save_room(room, T0)
+        store.close()
+        db = sqlite3.connect(path, isolation_level=None)
+        db.execute("DROP TABLE server_bans")
+        db.execute("DROP TABLE audit")
+        db.execute("PRAGMA user_version = 5")
+        db.close()
+        with capturedLogs() as events:
+            store = open_store(path)
+        self.addCleanup(store.close)
+        self.assertEqual([e["version"] for e in events if "version" in e], [6])
+        self.assertEqual(store.rooms(), [room])
+        self.assertEqual(store.server_bans(), [])
+        self.assertEqual(store.audit(10), [])
+        ban = ServerBan("*!*@10.0.0.0/8", "boss", T0, None, "spam")
+        store.save_server_ban(ban)
+        store.save_audit(AuditEntry(T0, "boss", "server-ban", ban.mask, "", "spam"))
+        self.assertEqual(store.server_bans(), [ban])
+        self.assertEqual(len(store.audit(10)), 1)
 
     def test_newerVersionRefused(self) -> None:
         path = make_temp_dir(self) / "new.sqlite3"

@@ -340,7 +340,7 @@ class RestartTests(unittest.SynchronousTestCase):
         first, second = outputs
         self.assertEqual(first.count(b"to schema version"), SCHEMA_VERSION - 2, first)
         for version in range(3, SCHEMA_VERSION + 1):
-            self.assertIn(f"to schema version {version}".encode(), first)
+            self.assertIn(b"to schema version %d" % version, first)
         self.assertNotIn(b"Migrated", second)
         self.assertEqual(histories[0], histories[1])
 

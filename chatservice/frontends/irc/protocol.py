@@ -29,7 +29,11 @@ from chatservice import __version__
 from chatservice.core import errors, events, names
 from chatservice.core.accounts import Account, Accounts
 from chatservice.core.chat import Chat
-from chatservice.core.durations import check_duration, parse_duration
+from chatservice.core.durations import (
+    DURATION_MAX,
+    looks_like_duration,
+    parse_duration,
+)
 from chatservice.core.errors import ChatError
 from chatservice.core.events import Event, LoggedIn, Motd, Refused
 from chatservice.core.operators import TOPIC_MAX
@@ -59,7 +63,6 @@ REGISTRATION_TIMEOUT = 60.0
 # How many audit entries AUDIT shows when not told.
 AUDIT_DEFAULT = 20
 # What KLINE reads as a duration before the mask: minutes, or ours.
-_KLINE_DURATION = re.compile(r"\d{1,12}|(?:\d{1,12}[smhdw])+|forever|permanent")
 # Bytes of an IRC line before its CRLF, not counting its tags.
 IRC_MAX_LINE = 510
 # Bytes of a line a client may send: its tags (with their @ and the space
@@ -878,9 +881,9 @@ class IRCProtocol(StreamSession):
                     raise r.need_more_params("MODE")
                 (self.chat.voice if adding else self.chat.devoice)(member, room, nick)
             elif letter == "t":
-                self.chat.lock_topic(member, room, adding)
+                self.chat.set_setting(member, room, "topic_locked", adding)
             elif letter == "s":
-                self.chat.set_secret(member, room, adding)
+                self.chat.set_setting(member, room, "secret", adding)
             elif letter == "b" and not arguments:
                 self.numeric("368", name, "End of channel ban list")
             else:
@@ -1235,17 +1238,22 @@ class IRCProtocol(StreamSession):
         """
         C{KLINE [duration] mask [:reason]}: a bare number is minutes, as
         Charybdis and Solanum read it (0: permanent); our own durations
-        (C{30m}, C{2h}, C{7d}, C{forever}) are read too.
+        (C{30m}, C{2h}, C{7d}, C{forever}) are read too. The duration comes
+        before the mask here, so only a first word that is one
+        (L{looks_like_duration}) is taken as one: an address mask starts
+        like a number too.
         """
         if not params or not params[0]:
             raise r.need_more_params("KLINE")
         operators = self._operators()
         duration = None
-        if len(params) >= 2 and _KLINE_DURATION.fullmatch(params[0].lower()):
-            typed = params.pop(0)
-            if typed.isdigit():
-                minutes = int(typed[:12])
-                duration = None if minutes == 0 else check_duration(minutes * 60, typed)
+        if len(params) >= 2 and looks_like_duration(params[0]):
+            typed = params.pop(0).strip()
+            if typed.isascii() and typed.isdigit():
+                minutes = int(typed)
+                duration = None if minutes == 0 else minutes * 60.0
+                if duration is not None and duration > DURATION_MAX:
+                    raise errors.BadDuration(typed[:32])
             else:
                 duration = parse_duration(typed)
         reason = params[1] if len(params) > 1 else ""

@@ -29,6 +29,8 @@ from chatservice.frontends.irc.split import split
 
 # What every user's host shows.
 CLOAK = "chatservice"
+# The room settings that are channel modes without an argument.
+_FLAG_MODES = {"secret": "s", "topic_locked": "t"}
 # The most bytes of an IRC line, its CRLF included.
 LINE_MAX = 512
 ACTION = "\x01ACTION "
@@ -240,8 +242,11 @@ _SENTENCES: dict[type[Any], Callable[[Any], str]] = {
     errors.Busy: lambda e: "Your last account command is still being worked on",
     errors.NotSaved: lambda e: "That failed; try again later",
     errors.Failed: lambda e: "That failed; try again later",
-    errors.BadDuration: lambda e: f"Bad duration {e.text!r}: {e.reason}",
-    errors.BadMask: lambda e: f"Bad mask {e.text!r}: {e.reason}",
+    errors.BadDuration: lambda e: (
+        f"Bad duration {e.duration!r}: give 30s, 10m, 2h, 7d or 4w (at most "
+        "ten years), or forever"
+    ),
+    errors.BadMask: lambda e: f"Bad mask {e.mask!r}: {e.reason}",
     errors.NoSuchServerBan: lambda e: f"No K-line on {e.mask}",
     errors.ServerBansFull: lambda e: f"The K-line list is full ({e.limit})",
 }
@@ -448,11 +453,8 @@ class IRCRenderer:
         if kind is events.Voiced or kind is events.Devoiced:
             sign = "+v" if kind is events.Voiced else "-v"
             return _lines([line(user(e.by), "MODE", channel(e.room), sign, e.nick)])
-        if kind is events.SecretSet:
-            sign = "+s" if e.secret else "-s"
-            return _lines([line(user(e.nick), "MODE", channel(e.room), sign)])
-        if kind is events.TopicLocked:
-            sign = "+t" if e.locked else "-t"
+        if kind is events.SettingChanged and e.setting in _FLAG_MODES:
+            sign = ("+" if e.value else "-") + _FLAG_MODES[e.setting]
             return _lines([line(user(e.nick), "MODE", channel(e.room), sign)])
         if kind is events.Closing:
             return _lines([f"ERROR :Closing link: {self.server} is shutting down"])

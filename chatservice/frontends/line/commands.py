@@ -11,6 +11,7 @@ the line renderer words.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -18,17 +19,20 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from chatservice.core import errors, events
+from chatservice.core import errors, events, names
 from chatservice.core.accounts import Accounts
-from chatservice.core.durations import parse_duration
+from chatservice.core.durations import looks_like_duration, parse_duration
 from chatservice.core.errors import ChatError
+from chatservice.core.events import MaskKind, Setting
 from chatservice.core.history import HISTORY_MAX
+from chatservice.core.rooms import Room
 from chatservice.core.server_operators import AUDIT_MAX, ServerOperators
 from chatservice.frontends.line.user import LineUser
 from chatservice.frontends.line.wire import (
     EmptyHistory,
     NoSuchCommand,
     Notice,
+    StatusUnchanged,
     UnknownCommand,
     Usage,
 )
@@ -78,7 +82,11 @@ def _nick(user: LineUser, argument: str) -> None:
 
 
 def _join(user: LineUser, argument: str) -> None:
-    user.join(_required(argument, "join"))
+    name, _, key = argument.partition(" ")
+    key = key.strip()
+    if not name or " " in key:
+        raise _usage("join")
+    user.join(name, key or None)
 
 
 def _part(user: LineUser, argument: str) -> None:
@@ -90,8 +98,18 @@ def _rooms(user: LineUser, argument: str) -> None:
 
 
 def _who(user: LineUser, argument: str) -> None:
-    chat = user.chat
-    chat.names(user.member, chat.room(argument) if argument else user.here())
+    user.chat.names(user.member, _seen(user, argument) if argument else user.here())
+
+
+def _seen(user: LineUser, name: str) -> Room:
+    """
+    The existing room C{name}, if C{user} may see it: a secret room is, to
+    whoever is not in it, a room there is not.
+    """
+    room = user.chat.room(name)
+    if not room.visible_to(user.member):
+        raise errors.NoSuchRoom(name)
+    return room
 
 
 # What /topic takes to clear the topic: a topic of one dash says nothing.
@@ -120,6 +138,168 @@ def _op(user: LineUser, argument: str) -> None:
 def _deop(user: LineUser, argument: str) -> None:
     (nick,) = _words(argument, "deop", 1)
     user.chat.deop(user.member, user.here(), nick)
+
+
+def _voice(user: LineUser, argument: str) -> None:
+    (nick,) = _words(argument, "voice", 1)
+    _set_voice(user, nick, True)
+
+
+def _devoice(user: LineUser, argument: str) -> None:
+    (nick,) = _words(argument, "devoice", 1)
+    _set_voice(user, nick, False)
+
+
+def _set_voice(user: LineUser, nick: str, voice: bool) -> None:
+    """
+    Give or take a voice. The core says nothing when the voice is as asked
+    already; a line user who typed a command is told so rather than left
+    wondering whether it took.
+    """
+    room = user.here()
+    target = user.chat.members.get(names.fold(nick))
+    unchanged = target is not None and (target in room.voiced) == voice
+    if voice:
+        user.chat.voice(user.member, room, nick)
+    else:
+        user.chat.devoice(user.member, room, nick)
+    if unchanged:
+        assert target is not None
+        user.chat.tell(user.member, StatusUnchanged(room.name, target.nick, voice))
+
+
+# A word after the mask that starts as a number does (or with a sign before
+# one) is meant as a duration: "-5m" or "2026-12-03" is refused as one,
+# rather than taken as the first word of the reason of a ban for ever.
+_DURATION_START = re.compile(r"[-+]?\d")
+
+
+def _mask_arguments(argument: str, command: str) -> tuple[str, float | None, str]:
+    """
+    MASK [DURATION] [REASON...] as typed: the mask, how long (None: until
+    removed), and the reason (may be empty).
+    """
+    mask, _, rest = argument.partition(" ")
+    if not mask:
+        raise _usage(command)
+    rest = rest.strip()
+    first, _, after = rest.partition(" ")
+    if first and (looks_like_duration(first) or _DURATION_START.match(first)):
+        return mask, parse_duration(first), after.strip()
+    return mask, None, rest
+
+
+def _add_mask(user: LineUser, argument: str, kind: MaskKind, command: str) -> None:
+    mask, duration, reason = _mask_arguments(argument, command)
+    user.chat.add_mask(user.member, user.here(), kind, mask, duration, reason)
+
+
+def _remove_mask(user: LineUser, argument: str, kind: MaskKind, command: str) -> None:
+    (mask,) = _words(argument, command, 1)
+    user.chat.remove_mask(user.member, user.here(), kind, mask)
+
+
+def _list_masks(user: LineUser, argument: str, kind: MaskKind) -> None:
+    room = _seen(user, argument) if argument else user.here()
+    user.chat.list_masks(user.member, room, kind)
+
+
+def _ban(user: LineUser, argument: str) -> None:
+    _add_mask(user, argument, "ban", "ban")
+
+
+def _unban(user: LineUser, argument: str) -> None:
+    _remove_mask(user, argument, "ban", "unban")
+
+
+def _bans(user: LineUser, argument: str) -> None:
+    _list_masks(user, argument, "ban")
+
+
+def _mute(user: LineUser, argument: str) -> None:
+    _add_mask(user, argument, "quiet", "mute")
+
+
+def _unmute(user: LineUser, argument: str) -> None:
+    _remove_mask(user, argument, "quiet", "unmute")
+
+
+def _mutes(user: LineUser, argument: str) -> None:
+    _list_masks(user, argument, "quiet")
+
+
+def _invite(user: LineUser, argument: str) -> None:
+    words = argument.split()
+    if not 1 <= len(words) <= 2:
+        raise _usage("invite")
+    chat = user.chat
+    room = chat.room_of(user.member, words[1]) if len(words) == 2 else user.here()
+    chat.invite(user.member, room, words[0])
+
+
+# The settings /room set takes, as the line protocol names them: the core's
+# name, and whether "on" means the core's value true.
+_SETTINGS: dict[str, tuple[Setting, bool]] = {
+    "invite": ("invite_only", True),
+    "moderated": ("moderated", True),
+    "secret": ("secret", True),
+    "topiclock": ("topic_locked", True),
+    # "external on" lets outsiders speak: the core's no_external off.
+    "external": ("no_external", False),
+    "key": ("key", True),
+    "limit": ("limit", True),
+}
+
+_SWITCH = {"on": True, "off": False}
+
+
+def _setting_value(name: str, value: str) -> tuple[Setting, bool | int | str | None]:
+    """The core's setting and value for C{/room set NAME VALUE}."""
+    found = _SETTINGS.get(name.lower())
+    if found is None:
+        raise errors.BadSetting(name[:32], value[:64])
+    setting, on = found
+    lowered = value.lower()
+    if setting == "key":
+        return setting, None if lowered == "off" else value
+    if setting == "limit":
+        if lowered == "off":
+            return setting, None
+        if not value.isdigit() or len(value) > 12:
+            raise errors.BadSetting(setting, value[:64])
+        return setting, int(value)
+    if lowered not in _SWITCH:
+        raise errors.BadSetting(setting, value[:64])
+    return setting, _SWITCH[lowered] == on
+
+
+def _room(user: LineUser, argument: str) -> None:
+    chat = user.chat
+    member = user.member
+    action, _, rest = argument.partition(" ")
+    action = action.lower()
+    rest = rest.strip()
+    if action == "info":
+        words = rest.split()
+        if len(words) > 1:
+            raise _usage("room")
+        room = chat.room_of(member, words[0]) if words else user.here()
+        chat.tell(member, chat.settings_of(member, room))
+    elif action == "set":
+        words = rest.split()
+        if len(words) != 2:
+            raise _usage("room")
+        setting, value = _setting_value(*words)
+        chat.set_setting(member, user.here(), setting, value)
+    elif action == "register" and not rest:
+        chat.register_room(member, user.here())
+    elif action == "unregister" and not rest:
+        # A server operator may unregister a room it does not own.
+        operators = user.operators
+        overrule = operators is not None and operators.is_operator(member)
+        chat.unregister_room(member, user.here(), overrule=overrule)
+    else:
+        raise _usage("room")
 
 
 def _msg(user: LineUser, argument: str) -> None:
@@ -251,20 +431,11 @@ def _wall(user: LineUser, argument: str) -> None:
     _operators(user).wall(user.member, _required(argument, "wall"))
 
 
-def _looks_like_duration(word: str) -> bool:
-    return word[:1].isdigit() or word.lower() in ("forever", "permanent")
-
-
 def _sban(user: LineUser, argument: str) -> None:
     operators = _operators(user)
-    mask, _, rest = argument.partition(" ")
-    rest = rest.strip()
-    first, _, after = rest.partition(" ")
-    duration = None
-    if first and _looks_like_duration(first):
-        duration = parse_duration(first)
-        rest = after.strip()
-    operators.ban(user.member, _required(mask, "sban"), duration, rest)
+    # The word after the mask is read as /ban reads it.
+    mask, duration, reason = _mask_arguments(argument, "sban")
+    operators.ban(user.member, mask, duration, reason)
 
 
 def _unsban(user: LineUser, argument: str) -> None:
@@ -303,8 +474,9 @@ COMMANDS: dict[str, Command] = {
         ),
         Command(
             "join",
-            "ROOM",
-            "Enter ROOM (creating it if needed) and talk there.",
+            "ROOM [KEY]",
+            "Enter ROOM (creating it if needed) and talk there; KEY if the "
+            "room has one.",
             _join,
             takes_name=True,
         ),
@@ -340,6 +512,70 @@ COMMANDS: dict[str, Command] = {
             "NICK",
             "Take operator status in your current room from NICK (operators only).",
             _deop,
+        ),
+        Command(
+            "voice",
+            "NICK",
+            "Let NICK speak in your current room even when it is moderated "
+            "(operators only).",
+            _voice,
+        ),
+        Command(
+            "devoice",
+            "NICK",
+            "Take NICK's voice in your current room (operators only).",
+            _devoice,
+        ),
+        Command(
+            "ban",
+            "MASK [DURATION] [REASON]",
+            "Keep whoever MASK matches (a nickname, nick!user@host, *@ADDRESS, "
+            "a network such as *@10.0.0.0/8, or $a:ACCOUNT) out of your "
+            "current room, for DURATION (30s, 10m, 2h, 7d, 4w; default: until "
+            "unbanned); members it matches are put out (operators only).",
+            _ban,
+        ),
+        Command(
+            "unban",
+            "MASK",
+            "Take MASK off the ban list of your current room (operators only).",
+            _unban,
+        ),
+        Command(
+            "bans", "[ROOM]", "List the bans of ROOM, or your current room.", _bans
+        ),
+        Command(
+            "mute",
+            "MASK [DURATION] [REASON]",
+            "Keep whoever MASK matches (as for /ban) from speaking in your "
+            "current room, for DURATION (default: until unmuted; operators only).",
+            _mute,
+        ),
+        Command(
+            "unmute",
+            "MASK",
+            "Take MASK off the mute list of your current room (operators only).",
+            _unmute,
+        ),
+        Command(
+            "mutes", "[ROOM]", "List the mutes of ROOM, or your current room.", _mutes
+        ),
+        Command(
+            "invite",
+            "NICK [ROOM]",
+            "Invite NICK into ROOM, or your current room: it may then enter "
+            "even if the room is invite only (only operators invite into such "
+            "a room).",
+            _invite,
+        ),
+        Command(
+            "room",
+            "info [ROOM] | set SETTING VALUE | register | unregister",
+            "Show the settings of ROOM or your current room; as its operator, "
+            "change one (invite on|off, key WORD|off, limit N|off, moderated "
+            "on|off, secret on|off, topiclock on|off, external on|off); "
+            "register it to your account, or unregister it (its founder only).",
+            _room,
         ),
         Command("msg", "NICK TEXT", "Send TEXT privately to NICK only.", _msg),
         Command("me", "ACTION", "Describe an action: '* you ACTION'.", _me),

@@ -89,14 +89,14 @@ class LineUser:
     def _latest(self) -> Room | None:
         return next(reversed(self.member.rooms.values()), None)
 
-    def join(self, requested: str) -> Room:
+    def join(self, requested: str, key: str | None = None) -> Room:
         """
-        Enter the room C{requested} and make it current; joining a room one
-        is in already only makes it current.
+        Enter the room C{requested}, giving C{key} if it has one, and make
+        it current; joining a room one is in already only makes it current.
         """
         member = self.member
         before = len(member.rooms)
-        room = self.chat.join(member, requested)
+        room = self.chat.join(member, requested, key=key)
         if len(member.rooms) == before:
             self.chat.tell(member, Switched(room.name))
         self.current = room

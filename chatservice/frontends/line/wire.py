@@ -21,6 +21,7 @@ from chatservice.core import errors, events
 from chatservice.core.audit import AuditEntry
 from chatservice.core.errors import ChatError
 from chatservice.core.events import Event
+from chatservice.core.moderation import KEY_MAX, LIMIT_MAX
 from chatservice.core.server_bans import ServerBan
 
 NEWLINE = b"\r\n"
@@ -78,9 +79,135 @@ def topic_set(room: str, nick: str, text: str) -> str:
     return f"[{room}] --- {nick} set the topic: {text}"
 
 
-def topic_locked(room: str, nick: str, locked: bool) -> str:
-    who = "only operators" if locked else "anyone"
-    return f"[{room}] --- {nick} let {who} set the topic"
+# How each flag of a room reads, on and off.
+_FLAG_WORDS = {
+    "invite_only": ("made the room invite only", "opened the room to all"),
+    "moderated": (
+        "made the room moderated: only operators and voices speak",
+        "let everyone speak",
+    ),
+    "no_external": (
+        "closed the room to outside messages",
+        "opened the room to outside messages",
+    ),
+    "secret": ("made the room secret", "made the room public"),
+    "topic_locked": ("let only operators set the topic", "let anyone set the topic"),
+}
+
+
+def setting_changed(room: str, nick: str, setting: str, value: object) -> str:
+    if setting == "key":
+        done = "removed the key" if value is None else f"set the key to {value}"
+    elif setting == "limit":
+        done = (
+            "removed the member limit"
+            if value is None
+            else f"limited the room to {value} members"
+        )
+    else:
+        on, off = _FLAG_WORDS[setting]
+        done = on if value else off
+    return f"[{room}] --- {nick} {done}"
+
+
+# What /room set and /room info call each setting of the core's.
+SETTING_NAMES: dict[str, str] = {
+    "invite_only": "invite",
+    "key": "key",
+    "limit": "limit",
+    "moderated": "moderated",
+    "no_external": "external",
+    "secret": "secret",
+    "topic_locked": "topiclock",
+}
+
+
+def span(seconds: float) -> str:
+    """
+    A length of time as a moderator would type it: C{10m}, C{2h}, C{7d},
+    in the largest unit that says it exactly.
+    """
+    whole = max(round(seconds), 1)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if whole % size == 0:
+            return f"{whole // size}{unit}"
+    return f"{whole}s"
+
+
+def until(when: float) -> str:
+    """When an expiry falls, to the minute, UTC."""
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(when))
+
+
+# How each list of masks reads: its name, and what an entry does to whom
+# it matches.
+_MASK_WORDS = {"ban": ("bans", "banned"), "quiet": ("mutes", "muted")}
+_LIST_NAMES = {"ban": "ban list", "quiet": "mute list"}
+
+
+def mask_added(room: str, nick: str, kind: str, entry: events.Ban) -> str:
+    """
+    C{nick} banned or muted C{entry.mask}: how long (as typed: C{for 10m})
+    and why, if it said.
+    """
+    how_long = "" if entry.expires is None else f" for {span(entry.expires - entry.at)}"
+    because = f" ({entry.reason})" if entry.reason else ""
+    return f"[{room}] --- {nick} {_MASK_WORDS[kind][1]} {entry.mask}{how_long}{because}"
+
+
+def mask_removed(room: str, nick: str, kind: str, mask: str) -> str:
+    return f"[{room}] --- {nick} un{_MASK_WORDS[kind][1]} {mask}"
+
+
+def mask_entry(entry: events.Ban) -> str:
+    """One entry of a list of masks, as C{/bans} and C{/mutes} show it."""
+    how_long = "for ever" if entry.expires is None else f"until {until(entry.expires)}"
+    because = f": {entry.reason}" if entry.reason else ""
+    return notice(
+        f"  {entry.mask} (by {entry.by} at {stamp(entry.at)}, {how_long}){because}"
+    )
+
+
+def _mask_list(e: events.MaskList) -> list[str]:
+    name = _MASK_WORDS[e.kind][0]
+    if not e.entries:
+        return [notice(f"{e.room} has no {name}.")]
+    return [
+        notice(f"{name.capitalize()} of {e.room} ({len(e.entries)}):"),
+        *[mask_entry(entry) for entry in e.entries],
+    ]
+
+
+def _switch(on: bool) -> str:
+    return "on" if on else "off"
+
+
+def room_settings(e: events.RoomSettings) -> str:
+    """
+    A room's settings, as C{/room info} shows them: each by the name
+    C{/room set} takes, so that what is read can be typed back.
+    """
+    settings = ", ".join(
+        [
+            f"invite {_switch(e.invite_only)}",
+            f"key {'off' if e.key is None else e.key}",
+            f"limit {'off' if e.limit is None else e.limit}",
+            f"moderated {_switch(e.moderated)}",
+            f"secret {_switch(e.secret)}",
+            f"topiclock {_switch(e.topic_locked)}",
+            f"external {_switch(not e.no_external)}",
+        ]
+    )
+    owner = "not registered" if e.founder is None else f"registered to {e.founder}"
+    return notice(
+        f"Settings of {e.room}: {settings}; {owner}; created {stamp(e.created)}."
+    )
+
+
+def room_registered(room: str, nick: str, founder: str | None) -> str:
+    if founder is None:
+        return f"[{room}] --- {nick} unregistered the room"
+    return f"[{room}] --- {nick} registered the room to the account {founder}"
 
 
 def kicked(room: str, nick: str, by: str, reason: str) -> str:
@@ -183,6 +310,18 @@ class EmptyHistory(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class StatusUnchanged(Event):
+    """
+    The member asked to give (C{voice} true) or take a voice in C{room} to
+    or from C{nick}, who has (or lacks) one already: nothing was done.
+    """
+
+    room: str
+    nick: str
+    voice: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Notice(Event):
     """A line of the line front end's own text, such as help."""
 
@@ -224,6 +363,32 @@ def _invalid_name(e: errors.InvalidName) -> str:
     return f"Invalid {what}: {e.reason}."
 
 
+def _cannot_speak(e: errors.CannotSpeak) -> str:
+    if e.why == "muted":
+        return f"You are muted in {e.room}."
+    if e.why == "moderated":
+        return f"{e.room} is moderated: only operators and voiced members speak."
+    return f"You are banned from {e.room}."
+
+
+# What each setting takes, for a refused value.
+_SETTING_VALUES = {
+    "key": f"a word of 1 to {KEY_MAX} characters without commas, or off",
+    "limit": f"a number from 1 to {LIMIT_MAX}, or off",
+}
+
+
+def _bad_setting(e: errors.BadSetting) -> str:
+    name = SETTING_NAMES.get(e.setting)
+    if name is None:
+        return (
+            f"No such setting: {e.setting}. Settings: "
+            f"{', '.join(sorted(SETTING_NAMES.values()))}."
+        )
+    takes = _SETTING_VALUES.get(e.setting, "on or off")
+    return f"Invalid value for {name}: {e.value} (it takes {takes})."
+
+
 # How each refusal reads, by its type.
 _REASONS: dict[type[Any], Callable[[Any], str]] = {
     errors.InvalidName: _invalid_name,
@@ -241,6 +406,44 @@ _REASONS: dict[type[Any], Callable[[Any], str]] = {
     errors.TopicTooLong: lambda e: (
         f"Topic too long (the limit is {e.limit} characters); it was not set."
     ),
+    errors.BadCursor: lambda e: f"{e.cursor} is not a place in that room's history.",
+    errors.Banned: lambda e: (
+        f"You are banned from {e.room}: {e.reason}."
+        if e.reason
+        else f"You are banned from {e.room}."
+    ),
+    errors.InviteOnly: lambda e: (
+        f"{e.room} is invite only: an operator of it must /invite you first."
+    ),
+    errors.BadKey: lambda e: (
+        f"{e.room} has a key, and that was not it: /join {e.room} KEY."
+    ),
+    errors.RoomFull: lambda e: f"{e.room} is full; try again later.",
+    errors.CannotSpeak: _cannot_speak,
+    errors.BadMask: lambda e: f"Invalid mask {e.mask}: {e.reason}.",
+    errors.BadSetting: _bad_setting,
+    errors.BadDuration: lambda e: (
+        f"Invalid duration {e.duration}: give 30s, 10m, 2h, 7d or 4w (at "
+        "most ten years), or forever."
+    ),
+    errors.ListFull: lambda e: (
+        f"The {_LIST_NAMES.get(e.kind, e.kind)} of {e.room} is full "
+        f"({e.limit} entries); remove some first."
+    ),
+    errors.NoSuchMask: lambda e: (
+        f"{e.mask} is not "
+        f"{_MASK_WORDS[e.kind][1] if e.kind in _MASK_WORDS else e.kind} "
+        f"in {e.room}."
+    ),
+    errors.AlreadyInRoom: lambda e: f"{e.nick} is in {e.room} already.",
+    errors.BannedNick: lambda e: (
+        f"The nickname {e.nick} is banned in {e.room}; you cannot take it there."
+    ),
+    errors.RoomNotRegistered: lambda e: f"{e.room} is not registered.",
+    errors.RoomAlreadyRegistered: lambda e: (
+        f"{e.room} is registered to {e.founder} already."
+    ),
+    errors.NotFounder: lambda e: f"Only the founder of {e.room} may do that.",
     errors.NoHistory: lambda e: "This server keeps no history.",
     errors.NoAccounts: lambda e: "This server keeps no accounts.",
     errors.BadPassword: _password_rule,
@@ -262,6 +465,8 @@ _REASONS: dict[type[Any], Callable[[Any], str]] = {
     errors.NotLoggedIn: lambda e: (
         "You are not logged in."
         if e.to == "logout"
+        else "Only a logged-in user may register a room: /login NICK PASSWORD."
+        if e.to == "register_room"
         else "Log in first: /login NICK PASSWORD."
     ),
     errors.TooManyFailures: lambda e: (
@@ -275,8 +480,6 @@ _REASONS: dict[type[Any], Callable[[Any], str]] = {
     ),
     errors.NoPrivileges: lambda e: "Only server operators may do that; see /oper.",
     errors.NoText: lambda e: "There is no text to send.",
-    errors.BadDuration: lambda e: f"Bad duration {e.text!r}: {e.reason}.",
-    errors.BadMask: lambda e: f"Bad mask {e.text!r}: {e.reason}.",
     errors.ServerBanned: lambda e: (
         f"You are banned from this server ({e.reason})."
         if e.reason
@@ -381,13 +584,18 @@ def who(
     nicks: Sequence[str],
     limit: int = WHO_LIMIT,
     operators: Container[str] = (),
+    voiced: Container[str] = (),
 ) -> str:
     """
     The names in C{room}, at most C{limit} of them, as one line of text;
-    an operator's with an C{@} before it (nicknames cannot start with one).
+    an operator's with an C{@} before it, a voiced member's with a C{+}
+    (nicknames cannot start with either).
     """
     shown = ", ".join(
-        [f"@{nick}" if nick in operators else nick for nick in nicks[:limit]]
+        [
+            f"@{nick}" if nick in operators else f"+{nick}" if nick in voiced else nick
+            for nick in nicks[:limit]
+        ]
     )
     if len(nicks) > limit:
         shown += f", and {len(nicks) - limit} more"
@@ -395,7 +603,7 @@ def who(
 
 
 def _names(e: events.Names) -> list[str]:
-    return [notice(who(e.room, e.nicks, operators=e.operators))]
+    return [notice(who(e.room, e.nicks, operators=e.operators, voiced=e.voiced))]
 
 
 def _room_list(e: events.RoomList) -> list[str]:
@@ -472,18 +680,30 @@ _LINES: dict[type[Any], Callable[[Any], Sequence[str]]] = {
     events.Topic: _one(lambda e: topic(e.room, e.text, e.nick, e.time)),
     events.NoTopic: _one(lambda e: notice(f"{e.room} has no topic.")),
     events.TopicSet: _one(lambda e: topic_set(e.room, e.nick, e.text)),
-    events.TopicLocked: _one(lambda e: topic_locked(e.room, e.nick, e.locked)),
+    events.SettingChanged: _one(
+        lambda e: setting_changed(e.room, e.nick, e.setting, e.value)
+    ),
     events.Kicked: _one(lambda e: kicked(e.room, e.nick, e.by, e.reason)),
     events.Opped: _one(lambda e: opped(e.room, e.nick, e.by)),
     events.Deopped: _one(lambda e: deopped(e.room, e.nick, e.by)),
-    events.SecretSet: _one(
-        lambda e: (
-            f"[{e.room}] --- {e.nick} made the room "
-            + ("secret" if e.secret else "public")
-        )
-    ),
     events.Voiced: _one(lambda e: f"[{e.room}] --- {e.by} gave {e.nick} a voice"),
     events.Devoiced: _one(lambda e: f"[{e.room}] --- {e.by} took {e.nick}'s voice"),
+    events.MaskAdded: _one(lambda e: mask_added(e.room, e.nick, e.kind, e.entry)),
+    events.MaskRemoved: _one(lambda e: mask_removed(e.room, e.nick, e.kind, e.mask)),
+    events.MaskList: _mask_list,
+    events.RoomRegistered: _one(lambda e: room_registered(e.room, e.nick, e.founder)),
+    events.RoomSettings: _one(room_settings),
+    events.Invited: _one(
+        lambda e: notice(f"{e.by} invites you to {e.room}: /join {e.room} to enter.")
+    ),
+    events.InviteSent: _one(lambda e: notice(f"You invited {e.nick} to {e.room}.")),
+    StatusUnchanged: _one(
+        lambda e: notice(
+            f"{e.nick} has a voice in {e.room} already."
+            if e.voice
+            else f"{e.nick} has no voice in {e.room}."
+        )
+    ),
     events.OperatorUnchanged: _one(
         lambda e: notice(
             f"{e.nick} is an operator of {e.room} already."

@@ -19,16 +19,18 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from twisted.internet.defer import Deferred
 
 from chatservice.core import errors, events
 from chatservice.core.accounts import Accounts
 from chatservice.core.chat import Chat
-from chatservice.core.durations import parse_duration
+from chatservice.core.durations import DURATION_MAX, parse_duration
 from chatservice.core.errors import ChatError
+from chatservice.core.events import MaskKind, Setting
 from chatservice.core.history import HISTORY_MAX
+from chatservice.core.moderation import FLAGS
 from chatservice.core.rooms import Member, Room
 from chatservice.core.server_operators import AUDIT_MAX, ServerOperators
 from chatservice.frontends.web.renderer import EmptyHistory, RequestId
@@ -96,7 +98,9 @@ Handler = Callable[[Requester, dict[str, Any]], "Deferred[None] | None"]
 class Field:
     """
     One field of a request: C{kind} C{str}, C{int} or C{bool}; a required
-    string must not be empty.
+    string must not be empty. C{kind} L{object} takes any JSON value,
+    null included, for the handler to check: a room setting's value, a
+    duration given as seconds or as text.
     """
 
     name: str
@@ -109,6 +113,8 @@ class Field:
             return "an integer"
         if self.kind is bool:
             return "a boolean"
+        if self.kind is object:
+            return "a value"
         return "a non-empty string" if self.required else "a string"
 
 
@@ -191,6 +197,14 @@ def parse(data: bytes) -> Parsed:
     arguments: dict[str, Any] = {}
     for field in request.fields:
         value = message.get(field.name)
+        if field.kind is object:
+            if field.name in message:
+                arguments[field.name] = (
+                    clean(value) if isinstance(value, str) else value
+                )
+            elif field.required:
+                raise Invalid(BadField(field.name, field.expected), id)
+            continue
         if value is None:
             if field.required:
                 raise Invalid(BadField(field.name, field.expected), id)
@@ -223,7 +237,7 @@ def _me(who: Requester, a: dict[str, Any]) -> None:
 def _join(who: Requester, a: dict[str, Any]) -> None:
     # A web client shows who is in the room it enters.
     chat = who.chat
-    room = chat.join(who.me(), a["room"])
+    room = chat.join(who.me(), a["room"], key=a.get("key"))
     chat.names(who.me(), room)
 
 
@@ -291,6 +305,7 @@ def _topic(who: Requester, a: dict[str, Any]) -> None:
     room = chat.room_of(who.me(), a["room"])
     if "text" in a:
         chat.set_topic(who.me(), room, a["text"])
+        _told(who, room)
     else:
         chat.topic(who.me(), room)
 
@@ -299,16 +314,169 @@ def _kick(who: Requester, a: dict[str, Any]) -> None:
     chat = who.chat
     room = chat.room_of(who.me(), a["room"])
     chat.kick(who.me(), room, a["nick"], a.get("reason", ""))
+    _told(who, room)
 
 
 def _op(who: Requester, a: dict[str, Any]) -> None:
     chat = who.chat
-    chat.op(who.me(), chat.room_of(who.me(), a["room"]), a["nick"])
+    room = chat.room_of(who.me(), a["room"])
+    chat.op(who.me(), room, a["nick"])
+    _told(who, room)
 
 
 def _deop(who: Requester, a: dict[str, Any]) -> None:
     chat = who.chat
-    chat.deop(who.me(), chat.room_of(who.me(), a["room"]), a["nick"])
+    room = chat.room_of(who.me(), a["room"])
+    chat.deop(who.me(), room, a["nick"])
+    _told(who, room)
+
+
+# Room moderation
+
+# What the C{value} of a C{set} request may be, as JSON spells it.
+_VALUE = "a boolean, a string, an integer or null"
+_DURATION = 'a number of seconds, or text such as "10m" or "forever"'
+SETTINGS: frozenset[str] = frozenset(
+    [
+        "invite_only",
+        "key",
+        "limit",
+        "moderated",
+        "no_external",
+        "secret",
+        "topic_locked",
+    ]
+)
+
+
+def _told(who: Requester, room: Room) -> None:
+    """
+    Deliver what C{room} was told now, rather than at the end of the turn:
+    a request's answer comes after what it did, as the protocol promises.
+    """
+    who.chat.fanout.flush_room(room)
+
+
+def _visible(who: Requester, name: str) -> Room:
+    """
+    The room called C{name}, if the requester may see it: a secret room
+    it is not in is no room to it.
+    """
+    room = who.chat.room(name)
+    if not room.visible_to(who.me()):
+        raise errors.NoSuchRoom(name)
+    return room
+
+
+def _duration(a: dict[str, Any]) -> float | None:
+    """
+    How long the ban or mute asked for lasts, in seconds (None: until
+    taken off): a number of seconds, or text as every front end takes it.
+    """
+    value = a.get("duration")
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return parse_duration(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BadField("duration", _DURATION)
+    # Compared before converting: a huge integer has no float.
+    if not 0 < value <= DURATION_MAX:
+        raise errors.BadDuration(str(value)[:32])
+    return float(value)
+
+
+def _masker(kind: MaskKind) -> Handler:
+    def add(who: Requester, a: dict[str, Any]) -> None:
+        chat = who.chat
+        member = who.me()
+        room = chat.room_of(member, a["room"])
+        duration = _duration(a)
+        chat.add_mask(member, room, kind, a["mask"], duration, a.get("reason", ""))
+        _told(who, room)
+
+    return add
+
+
+def _unmasker(kind: MaskKind) -> Handler:
+    def remove(who: Requester, a: dict[str, Any]) -> None:
+        chat = who.chat
+        member = who.me()
+        room = chat.room_of(member, a["room"])
+        chat.remove_mask(member, room, kind, a["mask"])
+        _told(who, room)
+
+    return remove
+
+
+def _lister(kind: MaskKind) -> Handler:
+    def masks(who: Requester, a: dict[str, Any]) -> None:
+        who.chat.list_masks(who.me(), _visible(who, a["room"]), kind)
+
+    return masks
+
+
+def _voice(who: Requester, a: dict[str, Any]) -> None:
+    chat = who.chat
+    room = chat.room_of(who.me(), a["room"])
+    chat.voice(who.me(), room, a["nick"])
+    _told(who, room)
+
+
+def _devoice(who: Requester, a: dict[str, Any]) -> None:
+    chat = who.chat
+    room = chat.room_of(who.me(), a["room"])
+    chat.devoice(who.me(), room, a["nick"])
+    _told(who, room)
+
+
+def _invite(who: Requester, a: dict[str, Any]) -> None:
+    chat = who.chat
+    chat.invite(who.me(), chat.room_of(who.me(), a["room"]), a["nick"])
+
+
+def _room_settings(who: Requester, a: dict[str, Any]) -> None:
+    chat = who.chat
+    member = who.me()
+    chat.tell(member, chat.settings_of(member, _visible(who, a["room"])))
+
+
+def _set(who: Requester, a: dict[str, Any]) -> None:
+    chat = who.chat
+    member = who.me()
+    setting = a["setting"]
+    value = a.get("value")
+    if setting not in SETTINGS:
+        raise errors.BadSetting(setting[:32], str(value)[:64])
+    if value is not None and (
+        type(value) not in (bool, int, str)
+        or (type(value) is int and value.bit_length() > 64)
+    ):
+        raise BadField("value", _VALUE)
+    if setting in FLAGS and type(value) is not bool:
+        # Said back short, however long what came.
+        raise errors.BadSetting(setting, str(value)[:64])
+    room = chat.room_of(member, a["room"])
+    chat.set_setting(member, room, cast(Setting, setting), value)
+    _told(who, room)
+
+
+def _register_room(who: Requester, a: dict[str, Any]) -> None:
+    chat = who.chat
+    room = chat.room_of(who.me(), a["room"])
+    chat.register_room(who.me(), room)
+    _told(who, room)
+
+
+def _unregister_room(who: Requester, a: dict[str, Any]) -> None:
+    # Its founder may, in the room or not; so may a server operator, who
+    # overrules the founder.
+    room = _visible(who, a["room"])
+    me = who.me()
+    operators = who.operators
+    overrule = operators is not None and operators.is_operator(me)
+    who.chat.unregister_room(me, room, overrule=overrule)
+    _told(who, room)
 
 
 def _accounts(who: Requester) -> Accounts:
@@ -368,8 +536,8 @@ def _wall(who: Requester, a: dict[str, Any]) -> None:
 
 def _server_ban(who: Requester, a: dict[str, Any]) -> None:
     operators = _operators(who)
-    typed = a.get("duration", "")
-    duration = parse_duration(typed) if typed.strip() else None
+    # Read as a room ban's is; an empty string (a form left blank) is none.
+    duration = None if a.get("duration") == "" else _duration(a)
     operators.ban(who.me(), a["mask"], duration, a.get("reason", ""))
 
 
@@ -400,13 +568,20 @@ def _ping(who: Requester, a: dict[str, Any]) -> None:
 _ROOM = Field("room")
 _NICK = Field("nick")
 _TEXT = Field("text")
+_MASK = Field("mask")
+_MASK_ADD = (
+    _ROOM,
+    _MASK,
+    Field("duration", object, required=False),
+    Field("reason", required=False),
+)
 
 REQUESTS: dict[str, Request] = {
     request.type: request
     for request in [
         Request("say", (_ROOM, _TEXT), _say),
         Request("me", (_ROOM, _TEXT), _me),
-        Request("join", (_ROOM,), _join),
+        Request("join", (_ROOM, Field("key", required=False)), _join),
         Request("part", (_ROOM, Field("reason", required=False)), _part),
         Request("nick", (_NICK,), _nick),
         Request("msg", (_NICK, _TEXT), _msg),
@@ -425,6 +600,19 @@ REQUESTS: dict[str, Request] = {
         Request("kick", (_ROOM, _NICK, Field("reason", required=False)), _kick),
         Request("op", (_ROOM, _NICK), _op),
         Request("deop", (_ROOM, _NICK), _deop),
+        Request("voice", (_ROOM, _NICK), _voice),
+        Request("devoice", (_ROOM, _NICK), _devoice),
+        Request("invite", (_ROOM, _NICK), _invite),
+        Request("ban", _MASK_ADD, _masker("ban")),
+        Request("unban", (_ROOM, _MASK), _unmasker("ban")),
+        Request("bans", (_ROOM,), _lister("ban")),
+        Request("mute", _MASK_ADD, _masker("quiet")),
+        Request("unmute", (_ROOM, _MASK), _unmasker("quiet")),
+        Request("mutes", (_ROOM,), _lister("quiet")),
+        Request("room_settings", (_ROOM,), _room_settings),
+        Request("set", (_ROOM, Field("setting"), Field("value", object)), _set),
+        Request("register_room", (_ROOM,), _register_room),
+        Request("unregister_room", (_ROOM,), _unregister_room),
         Request("register", (Field("password"),), _register),
         Request("login", (_NICK, Field("password")), _login),
         Request("logout", (), _logout),
@@ -436,7 +624,7 @@ REQUESTS: dict[str, Request] = {
             "server_ban",
             (
                 Field("mask"),
-                Field("duration", required=False),
+                Field("duration", object, required=False),
                 Field("reason", required=False),
             ),
             _server_ban,

@@ -467,14 +467,16 @@ class RoomTests(ChatTestCase):
 
     def test_joinInvalid(self) -> None:
         a, b = self.clients(2)
-        a.say("/join bad room")
+        a.say("/join bad!room")
         a.say("/join #")
         a.say("/join")
+        # The word after the room is its key: a third is one too many.
+        a.say("/join bad room key")
         lines = a.take()
-        self.assertEqual(len(lines), 3)
+        self.assertEqual(len(lines), 4)
         self.assertTrue(lines[0].startswith("!!! Invalid room name: "), lines[0])
         self.assertTrue(lines[1].startswith("!!! Invalid room name: "), lines[1])
-        self.assertEqual(lines[2], "!!! Usage: /join ROOM")
+        self.assertEqual(lines[2:], ["!!! Usage: /join ROOM [KEY]"] * 2)
         self.assertNothing(b)
 
     def test_roomIsolation(self) -> None:
@@ -748,8 +750,8 @@ class HelpTests(ChatTestCase):
         [a] = self.clients(1)
         for name, command in COMMANDS.items():
             a.say(f"/help {name}")
-            # More commands than flood control's burst.
-            a.harness.settle(1)
+            # More commands than the flood limiter's burst: a line a second.
+            self.harness.advance(1)
             self.assertEqual(a.take(), [f"*** {command.usage}: {command.summary}"])
 
     def test_helpBogus(self) -> None:

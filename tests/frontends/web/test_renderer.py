@@ -89,12 +89,13 @@ EXAMPLES: list[tuple[Event, dict[str, Any]]] = [
         },
     ),
     (
-        events.TopicLocked("lobby", "ann", True),
+        events.SettingChanged("lobby", "ann", "topic_locked", True),
         {
-            "type": "topic_locked",
+            "type": "setting_changed",
             "room": "lobby",
             "nick": "ann",
-            "locked": True,
+            "setting": "topic_locked",
+            "value": True,
             "time": NOW,
         },
     ),
@@ -126,13 +127,99 @@ EXAMPLES: list[tuple[Event, dict[str, Any]]] = [
         {"type": "devoiced", "room": "lobby", "nick": "bob", "by": "ann", "time": NOW},
     ),
     (
-        events.SecretSet("lobby", "ann", True),
+        events.SettingChanged("lobby", "ann", "limit", None),
         {
-            "type": "secret_set",
+            "type": "setting_changed",
             "room": "lobby",
             "nick": "ann",
-            "secret": True,
+            "setting": "limit",
+            "value": None,
             "time": NOW,
+        },
+    ),
+    (
+        events.MaskAdded(
+            "lobby", "ann", "ban", events.Ban("bob!*@*", "ann", 1.0, None, "spam")
+        ),
+        {
+            "type": "mask_added",
+            "room": "lobby",
+            "nick": "ann",
+            "kind": "ban",
+            "entry": {
+                "mask": "bob!*@*",
+                "by": "ann",
+                "at": 1.0,
+                "expires": None,
+                "reason": "spam",
+            },
+            "time": NOW,
+        },
+    ),
+    (
+        events.MaskRemoved("lobby", "ann", "quiet", "bob!*@*"),
+        {
+            "type": "mask_removed",
+            "room": "lobby",
+            "nick": "ann",
+            "kind": "quiet",
+            "mask": "bob!*@*",
+            "time": NOW,
+        },
+    ),
+    (
+        events.MaskList(
+            "lobby", "ban", [events.Ban("bob!*@*", "ann", 1.0, None, "spam")]
+        ),
+        {
+            "type": "mask_list",
+            "room": "lobby",
+            "kind": "ban",
+            "entries": [
+                {
+                    "mask": "bob!*@*",
+                    "by": "ann",
+                    "at": 1.0,
+                    "expires": None,
+                    "reason": "spam",
+                }
+            ],
+        },
+    ),
+    (
+        events.RoomRegistered("lobby", "ann", "ann"),
+        {
+            "type": "room_registered",
+            "room": "lobby",
+            "nick": "ann",
+            "founder": "ann",
+            "time": NOW,
+        },
+    ),
+    (
+        events.Invited("lobby", "ann"),
+        {"type": "invited", "room": "lobby", "by": "ann"},
+    ),
+    (
+        events.InviteSent("lobby", "bob"),
+        {"type": "invite_sent", "room": "lobby", "nick": "bob"},
+    ),
+    (
+        events.RoomSettings(
+            "lobby", True, "k", 5, False, True, False, True, "ann", 1.0
+        ),
+        {
+            "type": "room_settings",
+            "room": "lobby",
+            "invite_only": True,
+            "key": "k",
+            "limit": 5,
+            "moderated": False,
+            "no_external": True,
+            "secret": False,
+            "topic_locked": True,
+            "founder": "ann",
+            "created": 1.0,
         },
     ),
     (events.ServerOperatorUp(), {"type": "server_operator_up"}),
@@ -150,11 +237,11 @@ EXAMPLES: list[tuple[Event, dict[str, Any]]] = [
         {"type": "server_notice", "by": "boss", "text": "restart <soon>"},
     ),
     (
-        events.ServerBanAdded(ServerBan("*@10.0.0.0/8", "boss", 1.5, None, "x"), 2),
+        events.ServerBanAdded(ServerBan("*!*@10.0.0.0/8", "boss", 1.5, None, "x"), 2),
         {
             "type": "server_ban_added",
             "entry": {
-                "mask": "*@10.0.0.0/8",
+                "mask": "*!*@10.0.0.0/8",
                 "by": "boss",
                 "at": 1.5,
                 "expires": None,

@@ -8,6 +8,7 @@
 import { COMMANDS, parseLine } from "./commands.js";
 import { Connection } from "./connection.js";
 import { describe } from "./errors.js";
+import * as settings from "./settings.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -50,6 +51,11 @@ const state = {
   switchTo: null,
   namesAsked: new Set(),
   topicAsked: new Set(),
+  // Settings and lists asked for by a command, to be shown as lines.
+  settingsAsked: new Set(),
+  listsAsked: new Set(),
+  // The keys given to enter rooms, to enter them again after a reconnect.
+  keys: new Map(),
   sent: [],
   sentAt: 0,
   draft: "",
@@ -95,6 +101,10 @@ function conversation(kind, name) {
     // oldest line shown.
     replayed: false,
     firstTime: undefined,
+    // A room's settings, bans and mutes, once asked for (null: not known).
+    settings: null,
+    bans: null,
+    mutes: null,
   };
   c.log.hidden = true;
   // Scrolled to the top (or, when nothing scrolls, wheeled up): the page
@@ -129,6 +139,10 @@ function select(key) {
   drawTabs();
   drawHeading();
   drawMembers();
+  if (panel.shown) {
+    if (c.kind === "room" && c.joined) panel.open(c);
+    else panel.close();
+  }
 }
 
 function remove(c) {
@@ -176,6 +190,7 @@ function drawHeading() {
   $("title").textContent = c.kind === "private" ? `${c.name} (private)` : c.name;
   $("topic").textContent = c.topic;
   $("topic").hidden = !c.topic;
+  $("settings").hidden = c.kind !== "room" || !c.joined;
 }
 
 function rank(info) {
@@ -349,6 +364,13 @@ function setMember(c, nick, change) {
   const info = c.members.get(nick) || { op: false, voice: false };
   c.members.set(nick, { ...info, ...change });
   if (c.key === state.current) drawMembers();
+  if (nick === state.me) panel.update(c);
+}
+
+// Whether the user runs the room of conversation `c`.
+function operatorOf(c) {
+  const info = c.members.get(state.me);
+  return Boolean(info && info.op);
 }
 
 function dropMember(c, nick) {
@@ -425,6 +447,8 @@ const handlers = {
       c.members.clear();
       saveRooms();
       drawTabs();
+      if (panel.room === c) panel.close();
+      if (c.key === state.current) drawHeading();
     }
     dropMember(c, e.nick);
   },
@@ -450,11 +474,58 @@ const handlers = {
     if (c.key === state.current) drawHeading();
     meta(c, e.text ? `--- ${e.nick} set the topic: ${e.text}` : `--- ${e.nick} cleared the topic`, e.time);
   },
-  topic_locked(e) {
-    meta(room(e.room), `--- ${e.nick} let ${e.locked ? "only operators" : "anyone"} set the topic`, e.time);
+  setting_changed(e) {
+    const c = room(e.room);
+    if (c.settings) c.settings = { ...c.settings, [e.setting]: e.value };
+    meta(c, settings.settingMessage(e.nick, e.setting, e.value), e.time);
+    panel.update(c);
   },
-  secret_set(e) {
-    meta(room(e.room), `--- ${e.nick} made the room ${e.secret ? "secret" : "visible"}`, e.time);
+  room_settings(e) {
+    const c = state.conversations.get(keyOf("room", e.room));
+    if (c) {
+      c.settings = e;
+      panel.update(c);
+    }
+    if (state.settingsAsked.delete(fold(e.room))) meta(current(), `Settings of ${e.room}: ${settings.settingsSummary(e)}.`);
+  },
+  mask_added(e) {
+    const c = room(e.room);
+    const list = e.kind === "ban" ? "bans" : "mutes";
+    c[list] = settings.listAdd(c[list], e.entry);
+    meta(c, settings.maskAddedMessage(e), e.time);
+    panel.update(c);
+  },
+  mask_removed(e) {
+    const c = room(e.room);
+    const list = e.kind === "ban" ? "bans" : "mutes";
+    c[list] = settings.listRemove(c[list], e.mask);
+    meta(c, `--- ${e.nick} lifted the ${settings.KIND_NAMES[e.kind]} on ${e.mask}`, e.time);
+    panel.update(c);
+  },
+  mask_list(e) {
+    const c = state.conversations.get(keyOf("room", e.room));
+    if (c) {
+      c[e.kind === "ban" ? "bans" : "mutes"] = e.entries;
+      panel.update(c);
+    }
+    const name = settings.KIND_NAMES[e.kind];
+    if (state.listsAsked.delete(`${e.kind}:${fold(e.room)}`)) {
+      const where = current();
+      meta(where, e.entries.length ? `${e.entries.length} ${name}(s) in ${e.room}:` : `No ${name}s in ${e.room}.`);
+      for (const entry of e.entries) meta(where, `  ${settings.entryText(entry)}`);
+    }
+  },
+  room_registered(e) {
+    const c = room(e.room);
+    if (c.settings) c.settings = { ...c.settings, founder: e.founder };
+    meta(c, e.founder ? `--- ${e.nick} registered the room to ${e.founder}` : `--- ${e.nick} unregistered the room`, e.time);
+    panel.update(c);
+  },
+  invited(e) {
+    meta(current(), `${e.by} invites you to ${e.room}: /join ${e.room}`);
+  },
+  invite_sent(e) {
+    meta(room(e.room), `You invited ${e.nick} to ${e.room}.`);
   },
   operator_unchanged(e) {
     meta(current(), `${e.nick} is ${e.operator ? "already" : "not"} an operator of ${e.room}.`);
@@ -466,12 +537,17 @@ const handlers = {
     c.joined = true;
     c.members.clear();
     saveRooms();
+    // Its settings, for the panel; its lists when the panel opens.
+    c.bans = null;
+    c.mutes = null;
+    connection.request({ type: "room_settings", room: e.room }).catch(() => {});
     if (!c.rejoining) meta(c, `You entered ${e.room} (${e.count} here).`);
     if (state.switchTo === fold(e.room) || current().kind === "server") {
       state.switchTo = null;
       select(c.key);
     } else {
       drawTabs();
+      if (c.key === state.current) drawHeading();
     }
   },
   topic(e) {
@@ -680,7 +756,10 @@ function restore() {
   const rooms = reconnected
     ? [...state.conversations.values()].filter((c) => c.kind === "room" && c.joined).map((c) => c.name)
     : saved.get("rooms", []);
-  for (const name of rooms) connection.send({ type: "join", room: name }).catch(failed(room(name)));
+  for (const name of rooms) {
+    const key = state.keys.get(fold(name));
+    connection.send({ type: "join", room: name, ...(key ? { key } : {}) }).catch(failed(room(name)));
+  }
   const held = connection.held;
   connection.setReady();
   if (reconnected) {
@@ -694,6 +773,7 @@ function restore() {
 const socketUrl = new URL("ws", location.href);
 socketUrl.protocol = location.protocol === "https:" ? "wss:" : "ws:";
 const connection = new Connection(socketUrl.href, handle, onState);
+const panel = new settings.RoomPanel((request) => connection.request(request), operatorOf);
 
 // What the user types
 
@@ -755,6 +835,17 @@ function perform(text) {
     }
     case "join":
       state.switchTo = fold(request.room);
+      if (request.key) {
+        ask(request, c).then(() => state.keys.set(fold(request.room), request.key));
+        return;
+      }
+      break;
+    case "room_settings":
+      state.settingsAsked.add(fold(request.room));
+      break;
+    case "bans":
+    case "mutes":
+      state.listsAsked.add(`${request.type === "bans" ? "ban" : "quiet"}:${fold(request.room)}`);
       break;
     case "history":
       room(request.room).historyAsked = true;
@@ -914,6 +1005,11 @@ $("people").addEventListener("click", () => {
   document.body.classList.toggle("show-members");
 });
 $("status").addEventListener("click", () => connection.retryNow());
+$("settings").addEventListener("click", () => {
+  const c = current();
+  if (panel.shown) panel.close();
+  else if (c.kind === "room" && c.joined) panel.open(c);
+});
 window.addEventListener("online", () => connection.retryNow());
 document.addEventListener("visibilitychange", () => {
   if (!document.hidden) {

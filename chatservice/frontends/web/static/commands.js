@@ -5,7 +5,7 @@
 // What /help lists, as the line protocol's /help words it.
 export const COMMANDS = [
   ["nick", "NAME", "Change your nickname."],
-  ["join", "ROOM", "Enter ROOM (creating it if needed) and talk there."],
+  ["join", "ROOM [KEY]", "Enter ROOM (creating it if needed) and talk there; KEY if it has one."],
   ["part", "[ROOM]", "Leave ROOM, or the room you are looking at."],
   ["rooms", "", "List the rooms and how many are in each."],
   ["who", "[ROOM]", "List who is in ROOM, or in this room."],
@@ -13,6 +13,16 @@ export const COMMANDS = [
   ["kick", "NICK [REASON]", "Put NICK out of this room (operators only)."],
   ["op", "NICK", "Make NICK an operator of this room (operators only)."],
   ["deop", "NICK", "Take operator status in this room from NICK (operators only)."],
+  ["voice", "NICK", "Let NICK speak in this room when it is moderated (operators only)."],
+  ["devoice", "NICK", "Take the voice of NICK in this room (operators only)."],
+  ["ban", "MASK [DURATION] [REASON]", "Ban MASK (nick, nick!user@host, $a:account) from this room, for DURATION (10m, 2h, 7d; default for ever); members it matches are put out (operators only)."],
+  ["unban", "MASK", "Lift the ban on MASK in this room (operators only)."],
+  ["bans", "[ROOM]", "List the bans of this room, or of ROOM."],
+  ["mute", "MASK [DURATION] [REASON]", "Keep MASK from speaking in this room, for DURATION (operators only)."],
+  ["unmute", "MASK", "Lift the mute on MASK in this room (operators only)."],
+  ["mutes", "[ROOM]", "List the mutes of this room, or of ROOM."],
+  ["invite", "NICK [ROOM]", "Invite NICK into this room (or ROOM), past its invite-only setting."],
+  ["room", "info|set|register|unregister", "'/room info' shows this room's settings; '/room set invite|moderated|secret|topiclock|external on|off', '/room set key WORD|off', '/room set limit N|off' change them (operators only); '/room register' keeps the room for your account, '/room unregister' lets it go."],
   ["msg", "NICK TEXT", "Send TEXT privately to NICK, in a tab of its own."],
   ["query", "NICK", "Open a private conversation with NICK."],
   ["me", "ACTION", "Describe an action: '* you ACTION'."],
@@ -39,6 +49,48 @@ function usage(name) {
   return { error: `Usage: ${USAGE[name]}` };
 }
 
+// Whether the word after a mask is meant as how long a ban or mute lasts,
+// as the line protocol reads it: a duration (30s, 10m, 2h, 7d, 4w, a number
+// of seconds, forever), or a word that starts like a number (-5m, 10x),
+// which the server then refuses rather than take as a reason.
+export function looksLikeDuration(word) {
+  return /^-?\d/.test(word) || /^(forever|permanent|never)$/i.test(word);
+}
+
+// The words of '/room set' (as the line protocol spells them), each the
+// setting it changes and how its value is read.
+const ON = /^(on|yes|true)$/i;
+const OFF = /^(off|no|false)$/i;
+const flag = (setting, inverse = false) => (value) =>
+  ON.test(value) ? { setting, value: !inverse } : OFF.test(value) ? { setting, value: inverse } : null;
+const SETTINGS = {
+  invite: flag("invite_only"),
+  moderated: flag("moderated"),
+  secret: flag("secret"),
+  topiclock: flag("topic_locked"),
+  external: flag("no_external", true),
+  key: (value) => ({ setting: "key", value: OFF.test(value) ? null : value }),
+  limit: (value) => {
+    if (OFF.test(value)) return { setting: "limit", value: null };
+    const n = Number(value);
+    return /^\d+$/.test(value) && Number.isSafeInteger(n) && n > 0 ? { setting: "limit", value: n } : null;
+  },
+};
+const SET_USAGE =
+  "Usage: /room set invite|moderated|secret|topiclock|external on|off, /room set key WORD|off, /room set limit N|off";
+
+// A ban or a mute: MASK [DURATION] [REASON].
+function maskRequest(type, words, rest) {
+  const request = { type, mask: words[0] };
+  let after = rest.slice(words[0].length).trim();
+  if (words[1] && looksLikeDuration(words[1])) {
+    request.duration = words[1];
+    after = after.slice(words[1].length).trim();
+  }
+  if (after) request.reason = after;
+  return request;
+}
+
 // What a typed line asks for, in the conversation `here` ({kind: "room" |
 // "private" | "server", name}): one of
 //   {request}       a request to send;
@@ -61,6 +113,7 @@ export function parseLine(line, here) {
     case "nick":
       return words.length === 1 ? { request: { type: "nick", nick: words[0] } } : usage(name);
     case "join":
+      if (words.length === 2) return { request: { type: "join", room: words[0], key: words[1] } };
       return words.length === 1 ? { request: { type: "join", room: words[0] } } : usage(name);
     case "part":
       if (words[0]) return { request: { type: "part", room: words[0] } };
@@ -81,6 +134,39 @@ export function parseLine(line, here) {
     case "op":
     case "deop":
       return words.length === 1 ? needRoom({ type: name, room, nick: words[0] }) : usage(name);
+    case "voice":
+    case "devoice":
+      return words.length === 1 ? needRoom({ type: name, room, nick: words[0] }) : usage(name);
+    case "ban":
+    case "mute":
+      return words[0] ? needRoom({ room, ...maskRequest(name, words, rest) }) : usage(name);
+    case "unban":
+    case "unmute":
+      return words.length === 1 ? needRoom({ type: name, room, mask: words[0] }) : usage(name);
+    case "bans":
+    case "mutes":
+      if (words.length > 1) return usage(name);
+      return words[0] ? { request: { type: name, room: words[0] } } : needRoom({ type: name, room });
+    case "invite":
+      if (words.length === 2) return { request: { type: "invite", room: words[1], nick: words[0] } };
+      return words.length === 1 ? needRoom({ type: "invite", room, nick: words[0] }) : usage(name);
+    case "room": {
+      const sub = (words[0] || "").toLowerCase();
+      if (sub === "info" && words.length <= 2) {
+        return words[1] ? { request: { type: "room_settings", room: words[1] } } : needRoom({ type: "room_settings", room });
+      }
+      if ((sub === "register" || sub === "unregister") && words.length <= 2) {
+        const type = `${sub}_room`;
+        return words[1] ? { request: { type, room: words[1] } } : needRoom({ type, room });
+      }
+      if (sub === "set") {
+        const word = (words[1] || "").toLowerCase();
+        const read = words.length === 3 && Object.hasOwn(SETTINGS, word) && SETTINGS[word];
+        const change = read && read(words[2]);
+        return change ? needRoom({ type: "set", room, ...change }) : { error: SET_USAGE };
+      }
+      return usage(name);
+    }
     case "msg": {
       if (words.length < 2) return usage(name);
       return { request: { type: "msg", nick: words[0], text: rest.slice(words[0].length).trim() } };
@@ -113,17 +199,9 @@ export function parseLine(line, here) {
     }
     case "wall":
       return rest ? { request: { type: "wall", text: rest } } : usage(name);
-    case "sban": {
-      if (!words[0]) return usage(name);
-      let after = rest.slice(words[0].length).trim();
-      const second = words[1] || "";
-      // The second word is a duration when it reads as one, as /sban reads it.
-      const duration = /^\d/.test(second) || /^(forever|permanent)$/i.test(second) ? second : "";
-      if (duration) after = after.slice(second.length).trim();
-      return {
-        request: { type: "server_ban", mask: words[0], ...(duration ? { duration } : {}), ...(after ? { reason: after } : {}) },
-      };
-    }
+    case "sban":
+      // The word after the mask is read as /ban reads it.
+      return words[0] ? { request: maskRequest("server_ban", words, rest) } : usage(name);
     case "unsban":
       return words.length === 1 ? { request: { type: "server_unban", mask: words[0] } } : usage(name);
     case "sbans":

@@ -11,6 +11,27 @@ const REASONS = {
   no_room: () => "You are not in any room; /join one first.",
   not_operator: (e) => `You are not an operator of ${e.room}.`,
   target_not_in_room: (e) => `${e.nick} is not in ${e.room}.`,
+  banned: (e) => `You are banned from ${e.room}${e.reason ? ` (${e.reason})` : ""}.`,
+  invite_only: (e) => `${e.room} is invite only: ask an operator there for an invitation.`,
+  bad_key: (e) => `${e.room} has a key: /join ${e.room} KEY.`,
+  room_full: (e) => `${e.room} is full.`,
+  cannot_speak: (e) =>
+    e.why === "muted"
+      ? `You are muted in ${e.room}.`
+      : e.why === "moderated"
+        ? `${e.room} is moderated: only operators and voiced members speak.`
+        : `You are banned from ${e.room}.`,
+  bad_mask: (e) => `Not a mask: ${e.mask} (${e.reason}).`,
+  bad_setting: (e) => `${e.setting} cannot be set to ${e.value}.`,
+  bad_duration: (e) => `Not a duration: ${e.duration} (say 30s, 10m, 2h, 7d, up to ten years, or forever).`,
+  list_full: (e) => `The ${e.kind === "quiet" ? "mute" : "ban"} list of ${e.room} is full (${e.limit}); remove one first.`,
+  no_such_mask: (e) => `${e.mask} is not ${e.kind === "quiet" ? "muted" : "banned"} in ${e.room}.`,
+  already_in_room: (e) => `${e.nick} is in ${e.room} already.`,
+  banned_nick: (e) => `The nickname ${e.nick} is banned in ${e.room}.`,
+  room_not_registered: (e) => `${e.room} is not registered.`,
+  room_already_registered: (e) => `${e.room} is registered to ${e.founder} already.`,
+  not_founder: (e) => `Only the founder of ${e.room} may do that.`,
+  bad_field: (e) => `Bad ${e.field}: expected ${e.expected}.`,
   topic_too_long: (e) => `Topic too long (the limit is ${e.limit} characters); it was not set.`,
   no_history: () => "This server keeps no history.",
   bad_cursor: () => "Older history cannot be found from here (the server restarted); reload the page to see it.",
@@ -22,7 +43,8 @@ const REASONS = {
   not_registered: (e) => `${e.nick} is not registered.`,
   already_logged_in: (e) => `You are logged in as ${e.nick} already.`,
   wrong_password: (e) => (e.nick ? `Wrong password for ${e.nick}.` : "Wrong password; the password is unchanged."),
-  not_logged_in: (e) => (e.to === "logout" ? "You are not logged in." : "Log in first."),
+  not_logged_in: (e) =>
+    e.to === "logout" ? "You are not logged in." : e.to === "register_room" ? "Log in first: a room is registered to an account." : "Log in first.",
   too_many_failures: (e) => `Too many failed logins; try again in ${e.wait} s.`,
   busy: () => "Your last account command is still being worked on.",
   not_saved: () => "That was not saved; try again later.",
@@ -30,8 +52,6 @@ const REASONS = {
   not_server_operator: (e) => `${e.name} is not a server operator.`,
   no_privileges: () => "Only server operators may do that; see /oper.",
   no_text: () => "There is no text to send.",
-  bad_duration: (e) => `Bad duration '${e.text}': ${e.reason}.`,
-  bad_mask: (e) => `Bad mask '${e.text}': ${e.reason}.`,
   server_banned: (e) => (e.reason ? `You are banned from this server (${e.reason}).` : "You are banned from this server."),
   no_such_server_ban: (e) => `There is no server ban on ${e.mask}.`,
   server_bans_full: (e) => `The server ban list is full (${e.limit} bans); lift one first.`,
