@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import json
 import time
-import unittest as stdlib_unittest
 from pathlib import Path
 
 from twisted.trial import unittest
 
 from chatservice.core.events import Ban
 from chatservice.core.moderation import RoomRecord
-from chatservice.frontends.line.commands import COMMANDS
 from chatservice.storage.store import open_store
 from tests.support.helpers import ServerProcess, SocketClient, make_temp_dir
 
@@ -115,18 +113,11 @@ class RegisteredRoomRestartTests(unittest.SynchronousTestCase):
         expect(bob, "alice made bob an operator")
         self.stop(server)
 
-        # (The name is as whoever made the room this time spelt it: the core
-        # does not restore a registered room's spelling.)
         [(key, _, founder, ops, bans)] = stored_rooms(self.path)
         self.assertEqual((key, founder), ("python", "alice"))
         self.assertEqual(ops, ["alice", "bob"])
         self.assertIn("mallory!*@*", bans)
 
-    @stdlib_unittest.skipIf(
-        "room" not in COMMANDS,
-        "PENDING the line front end's /room and /ban (branch line, issue 14):"
-        " runs once they are on main",
-    )
     def test_registeredOverTheLineProtocol(self) -> None:
         """
         PENDING: written against the line syntax the line branch brings
