@@ -73,10 +73,9 @@ class RegisteredRoomRestartTests(unittest.SynchronousTestCase):
         the topic open to everyone); an operator the founder makes is
         written to the file, the rest of the room with it.
 
-        (No front end registers a room, or says "banned", on main yet: so
-        the room is put in the file with the store, between two runs, and
-        the ban is only checked to be kept. The in-process tests in
-        tests/storage/test_room_restart.py check that it keeps people out.)
+        (The room is put in the file with the store, between two runs, so
+        that this checks what is read, not only what this build wrote;
+        L{test_registeredOverTheLineProtocol} goes through the commands.)
         """
         server = self.server()
         self.register(self.client(server, "alice"))
@@ -98,14 +97,15 @@ class RegisteredRoomRestartTests(unittest.SynchronousTestCase):
         server = self.server()
         bob = self.client(server, "bob2")
         bob.send(f"/login bob {PASSWORD}\n/join python\n".encode())
-        expect(bob, "Now talking in python")
+        # The room keeps the spelling it was registered with.
+        expect(bob, "Now talking in Python")
         bob.send("/topic Tout sur Python 🐍\n".encode())
         expect(bob, "bob set the topic: Tout sur Python 🐍")
         alice = self.client(server, "alicia")
         alice.send(b"/join python\n")
-        expect(alice, "Now talking in python")
+        expect(alice, "Now talking in Python")
         alice.send(f"/login alice {PASSWORD}\n/part python\n/join python\n".encode())
-        expect(alice, "Now talking in python")
+        expect(alice, "Now talking in Python")
         alice.send(b"/who\n")
         who = expect(alice, "@alice")
         self.assertNotIn(b"@bob", who)
@@ -120,10 +120,6 @@ class RegisteredRoomRestartTests(unittest.SynchronousTestCase):
 
     def test_registeredOverTheLineProtocol(self) -> None:
         """
-        PENDING: written against the line syntax the line branch brings
-        (C{/room register}, C{/room set moderated on}, C{/ban MASK}); skipped
-        until C{/room} is a line command.
-
         A logged-in user registers a room, makes it moderated and bans
         mallory; after a restart the room is still moderated, mallory still
         kept out, and the founder, under another nickname, is its operator.
@@ -147,12 +143,12 @@ class RegisteredRoomRestartTests(unittest.SynchronousTestCase):
         expect(mallory, "anned")
         bob = self.client(server, "bob")
         bob.send(b"/join python\n")
-        expect(bob, "Now talking in python")
+        expect(bob, "Now talking in Python")
         bob.send(b"hello\n")
         expect(bob, "moderated")
         ally = self.client(server, "ally")
         ally.send(f"/login alice {PASSWORD}\n/join python\n".encode())
-        expect(ally, "Now talking in python")
+        expect(ally, "Now talking in Python")
         ally.send(b"/who\n")
         expect(ally, "@alice")
         self.stop(server)
