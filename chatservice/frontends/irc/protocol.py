@@ -936,6 +936,11 @@ class IRCProtocol(StreamSession):
                 refusals.setdefault(repr(refusal), refusal)
             except ChatError as e:
                 refusals.setdefault(repr(e), e)
+        # Whoever may not change the channel's modes is told that alone.
+        for each in refusals.values():
+            if isinstance(each, errors.NotOperator | errors.NotInRoom):
+                self.tell(Refused(each))
+                return
         for each in refusals.values():
             self.tell(Refused(each))
 
@@ -1334,10 +1339,12 @@ class IRCProtocol(StreamSession):
 
     def deliver(self, data: bytes) -> None:
         # A user who quits or is renamed is told of once by each room this
-        # client shares with it; IRC says it once. Only output written
-        # since a quit or rename was (the renderers count them) is searched;
-        # every IRC member of a room is handed the same bytes, so the search
-        # and the rewrite are made once for them all.
+        # client shares with it; IRC says it once. The changes of a MODE
+        # line are each an event of the core's, one MODE line each; IRC
+        # says the changes made together in one. Only output written since
+        # a quit, rename or mode change was (the renderers count them) is
+        # searched; every IRC member of a room is handed the same bytes, so
+        # the search and the rewrite are made once for them all.
         written = self.factory.departures.count
         if written != self._departures_seen:
             self._departures_seen = written
@@ -1435,14 +1442,16 @@ def _needs_once(data: bytes) -> bool:
     """
     if data is not _last[0]:
         _last[0] = data
-        _last[1] = b" QUIT " in data or b" NICK " in data
+        _last[1] = b" QUIT " in data or b" NICK " in data or b" MODE #" in data
     return bool(_last[1])
 
 
 def _once(data: bytes) -> bytes:
     """
     C{data} with each C{QUIT} and C{NICK} line after the first alike left
-    out; remembered for the last C{data} asked about.
+    out, and runs of channel C{MODE} lines from one user to one channel
+    made one (L{_merge_modes}); remembered for the last C{data} asked
+    about.
     """
     if data is _last_once[0]:
         return _last_once[1]
@@ -1456,10 +1465,84 @@ def _once(data: bytes) -> bytes:
             if bare in seen:
                 continue
             seen.add(bare)
-        kept.append(each + b"\r\n")
-    once = b"".join(kept)
+        kept.append(each)
+    once = b"".join([each + b"\r\n" for each in _merge_modes(kept)])
     _last_once[:] = [data, once]
     return once
+
+
+def _mode_line(line: bytes) -> tuple[bytes, bytes, list[bytes]] | None:
+    """
+    The tags, the C{:source MODE #channel} and the changes (the mode
+    string, then the arguments) of a channel C{MODE} line; None for any
+    other line, and for one whose arguments could not be moved into the
+    middle of a line (empty, or starting with C{:}).
+    """
+    tagged = b""
+    if line.startswith(b"@"):
+        tagged, _, line = line.partition(b" ")
+    parts = line.split(b" ")
+    if len(parts) < 4 or parts[1] != b"MODE" or not parts[2].startswith(b"#"):
+        return None
+    changes = parts[3:]
+    if changes[-1].startswith(b":"):
+        changes[-1] = changes[-1][1:]
+    if any(not each or each.startswith(b":") for each in changes):
+        return None
+    # The time a line was written is not what tells lines apart.
+    kept = b";".join(
+        t for t in tagged.lstrip(b"@").split(b";") if not t.startswith(b"time=")
+    )
+    return kept, b" ".join(parts[:3]), changes
+
+
+def _merge_modes(lines: list[bytes]) -> list[bytes]:
+    """
+    C{lines} with each run of channel C{MODE} lines from one source to one
+    channel (with the same tags, but for the time) written as one line,
+    as IRC servers show a MODE command's changes: C{+b mask} and C{-l}
+    are C{+b-l mask}. A line takes at most L{MODES} arguments and fits
+    IRC's 512 bytes; the first line's tags are kept.
+    """
+    out: list[bytes] = []
+    run: tuple[bytes, bytes] | None = None
+    signs = b""
+    arguments: list[bytes] = []
+    tagged = b""
+    for line in lines:
+        parsed = _mode_line(line)
+        if parsed is not None:
+            kept, head, changes = parsed
+            modes, more = changes[0], changes[1:]
+            if (kept, head) == run and len(arguments) + len(more) <= MODES:
+                joined = _joined(signs, modes)
+                merged = b" ".join([head, joined, *arguments, *more])
+                if len(merged) <= 510:
+                    signs = joined
+                    arguments.extend(more)
+                    out[-1] = tagged + merged
+                    continue
+            run = (kept, head)
+            signs, arguments = modes, more
+            tagged = line.partition(b" ")[0] + b" " if line.startswith(b"@") else b""
+        else:
+            run = None
+        out.append(line)
+    return out
+
+
+def _joined(modes: bytes, more: bytes) -> bytes:
+    """Two mode strings as one: C{+b} and C{+k} are C{+bk}, with C{-l}
+    C{+bk-l}."""
+    sign = next((c for c in reversed(modes) if c in b"+-"), None)
+    joined = bytearray(modes)
+    for char in more:
+        if char in b"+-":
+            if char == sign:
+                continue
+            sign = char
+        joined.append(char)
+    return bytes(joined)
 
 
 def _in_batch(line: bytes, tag: bytes) -> bytes:

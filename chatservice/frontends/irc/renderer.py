@@ -314,6 +314,18 @@ _MESSAGES = frozenset(
 # What echo-message shows a sender of its own room lines.
 _ECHOED = frozenset({events.Said, events.Acted, events.Noticed})
 _NOTHING: frozenset[type[Event]] = frozenset()
+# What IRC shows as a channel MODE line.
+_MODE_CHANGES = frozenset(
+    {
+        events.Opped,
+        events.Deopped,
+        events.Voiced,
+        events.Devoiced,
+        events.SettingChanged,
+        events.MaskAdded,
+        events.MaskRemoved,
+    }
+)
 
 
 class MessageIds:
@@ -348,10 +360,11 @@ class MessageIds:
 
 class Departures:
     """
-    How many quits and renames the renderers of a server have written, in
-    all: a client whose output was written since it last looked holds no
-    C{QUIT} or C{NICK} that another room's copy could repeat, and need not
-    be searched for one (see L{chatservice.frontends.irc.protocol}).
+    How many quits, renames and channel mode changes the renderers of a
+    server have written, in all: a client whose output was written since
+    it last looked holds no C{QUIT} or C{NICK} that another room's copy
+    could repeat, nor C{MODE} lines to make one, and need not be searched
+    for them (see L{chatservice.frontends.irc.protocol}).
     """
 
     __slots__ = ("count",)
@@ -484,6 +497,8 @@ class IRCRenderer:
             )
         if kind is events.TopicSet:
             return _lines([line(user(e.nick), "TOPIC", channel(e.room), e.text)])
+        if kind in _MODE_CHANGES:
+            self.departures.count += 1
         if kind is events.Opped or kind is events.Deopped:
             sign = "+o" if kind is events.Opped else "-o"
             return _lines([line(user(e.by), "MODE", channel(e.room), sign, e.nick)])
