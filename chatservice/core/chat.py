@@ -399,11 +399,11 @@ class Chat(RoomOperators, RoomModeration):
         room = self.rooms.get(folded)
         if room is None:
             room = Room(name, self.clock())
+            self._restore(room)
             topic = None if self.history is None else self.history.topics.get(folded)
             if topic is not None:
                 # The room may be spelt otherwise this time.
-                room.topic = replace(topic, room=name)
-            self._restore(room)
+                room.topic = replace(topic, room=room.name)
             self._admit(member, room, key)
             self.rooms[folded] = room
         else:

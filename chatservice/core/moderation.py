@@ -543,6 +543,8 @@ class RoomModeration:
         record = self.room_records.get(room.folded)
         if record is None:
             return
+        # A registered room keeps the spelling it was registered with.
+        room.name = record.name
         room.founder = record.founder
         room.invite_only = record.invite_only
         room.key = record.room_key

@@ -426,7 +426,8 @@ class RegisteredRoomTests(OperatorTestCase):
         for member in (self.alice, self.bob, self.carol):
             self.chat.part(member, self.room)
         self.assertNotIn("python", self.chat.rooms)
-        room = self.chat.join(self.bob, "python")
+        room = self.chat.join(self.bob, "PYTHON")
+        self.assertEqual(room.name, "python")
         self.assertEqual(room.operators, set())
         self.assertTrue(room.moderated)
         self.assertIn("mallory!*@*", room.bans)

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import json
 import time
-import unittest as stdlib_unittest
 from pathlib import Path
 
 from twisted.trial import unittest
 
 from chatservice.core.events import Ban
 from chatservice.core.moderation import RoomRecord
-from chatservice.frontends.line.commands import COMMANDS
 from chatservice.storage.store import open_store
 from tests.support.helpers import ServerProcess, SocketClient, make_temp_dir
 
@@ -75,10 +73,9 @@ class RegisteredRoomRestartTests(unittest.SynchronousTestCase):
         the topic open to everyone); an operator the founder makes is
         written to the file, the rest of the room with it.
 
-        (No front end registers a room, or says "banned", on main yet: so
-        the room is put in the file with the store, between two runs, and
-        the ban is only checked to be kept. The in-process tests in
-        tests/storage/test_room_restart.py check that it keeps people out.)
+        (The room is put in the file with the store, between two runs, so
+        that this checks what is read, not only what this build wrote;
+        L{test_registeredOverTheLineProtocol} goes through the commands.)
         """
         server = self.server()
         self.register(self.client(server, "alice"))
@@ -100,14 +97,15 @@ class RegisteredRoomRestartTests(unittest.SynchronousTestCase):
         server = self.server()
         bob = self.client(server, "bob2")
         bob.send(f"/login bob {PASSWORD}\n/join python\n".encode())
-        expect(bob, "Now talking in python")
+        # The room keeps the spelling it was registered with.
+        expect(bob, "Now talking in Python")
         bob.send("/topic Tout sur Python 🐍\n".encode())
         expect(bob, "bob set the topic: Tout sur Python 🐍")
         alice = self.client(server, "alicia")
         alice.send(b"/join python\n")
-        expect(alice, "Now talking in python")
+        expect(alice, "Now talking in Python")
         alice.send(f"/login alice {PASSWORD}\n/part python\n/join python\n".encode())
-        expect(alice, "Now talking in python")
+        expect(alice, "Now talking in Python")
         alice.send(b"/who\n")
         who = expect(alice, "@alice")
         self.assertNotIn(b"@bob", who)
@@ -115,24 +113,13 @@ class RegisteredRoomRestartTests(unittest.SynchronousTestCase):
         expect(bob, "alice made bob an operator")
         self.stop(server)
 
-        # (The name is as whoever made the room this time spelt it: the core
-        # does not restore a registered room's spelling.)
         [(key, _, founder, ops, bans)] = stored_rooms(self.path)
         self.assertEqual((key, founder), ("python", "alice"))
         self.assertEqual(ops, ["alice", "bob"])
         self.assertIn("mallory!*@*", bans)
 
-    @stdlib_unittest.skipIf(
-        "room" not in COMMANDS,
-        "PENDING the line front end's /room and /ban (branch line, issue 14):"
-        " runs once they are on main",
-    )
     def test_registeredOverTheLineProtocol(self) -> None:
         """
-        PENDING: written against the line syntax the line branch brings
-        (C{/room register}, C{/room set moderated on}, C{/ban MASK}); skipped
-        until C{/room} is a line command.
-
         A logged-in user registers a room, makes it moderated and bans
         mallory; after a restart the room is still moderated, mallory still
         kept out, and the founder, under another nickname, is its operator.
@@ -156,12 +143,12 @@ class RegisteredRoomRestartTests(unittest.SynchronousTestCase):
         expect(mallory, "anned")
         bob = self.client(server, "bob")
         bob.send(b"/join python\n")
-        expect(bob, "Now talking in python")
+        expect(bob, "Now talking in Python")
         bob.send(b"hello\n")
         expect(bob, "moderated")
         ally = self.client(server, "ally")
         ally.send(f"/login alice {PASSWORD}\n/join python\n".encode())
-        expect(ally, "Now talking in python")
+        expect(ally, "Now talking in Python")
         ally.send(b"/who\n")
         expect(ally, "@alice")
         self.stop(server)

@@ -381,7 +381,7 @@ class IRCTests(FrontEndsTestCase):
         self.assertEqual(lines[0], f"{SERVER} NOTICE ircop :Removed K-line on $a:bob")
         self.assertIn("No K-line on $a:bob", lines[1])
         self.assertEqual(codes(lines[2:3]), ["461"])
-        self.assertIn("Bad mask 'bob'", lines[3])
+        self.assertIn("bob is not a mask: a server ban is", lines[3])
         ircop.send("STATS m\r\nSTATS\r\n")
         self.assertEqual(codes(ircop.take()), ["219", "461"])
 

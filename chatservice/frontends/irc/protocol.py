@@ -35,7 +35,8 @@ from chatservice.core.durations import (
     parse_duration,
 )
 from chatservice.core.errors import ChatError
-from chatservice.core.events import Event, LoggedIn, Motd, Refused
+from chatservice.core.events import Event, LoggedIn, MaskKind, Motd, Refused, Setting
+from chatservice.core.moderation import KEY_MAX, LIMIT_MAX, LIST_MAX
 from chatservice.core.operators import TOPIC_MAX
 from chatservice.core.rooms import Member, Room
 from chatservice.core.server_operators import AUDIT_MAX, ServerOperators
@@ -71,6 +72,8 @@ IRC_MAX_TAGGED_LINE = tags.CLIENT_TAGS_MAX + 2 + IRC_MAX_LINE
 # Lines a client may send at once: clients burst MODE and WHO on joining.
 IRC_FLOOD_BURST = 40
 NETWORK = "chatservice"
+# The most changes with an argument one MODE line makes (ISUPPORT's MODES).
+MODES = 12
 # The most characters of a USER name kept (IRC's USERLEN).
 USERLEN = 16
 TARGMAX = {
@@ -250,6 +253,9 @@ class IRCProtocol(StreamSession):
         try:
             room = self._channel(member, target.decode("utf-8"))
         except ChatError:
+            return start
+        if room.gagged:
+            # Who may speak is checked line by line, each refusal answered.
             return start
         # A line that would not fit relayed is refused by lineReceived.
         room_left = r.text_room(member.nick, "PRIVMSG", r.channel(room.name))
@@ -651,7 +657,7 @@ class IRCProtocol(StreamSession):
         self.numeric("001", f"Welcome to the {NETWORK} IRC Network {r.user(nick)}")
         self.numeric("002", f"Your host is {server}, running version {version}")
         self.numeric("003", f"This server was created {factory.created}")
-        self.numeric("004", server, version, "io", "bostv", "bov")
+        self.numeric("004", server, version, "io", "biklmnoqstv", "bkloqv")
         self._isupport()
         self.irc_LUSERS([])
         self.irc_MOTD([])
@@ -690,6 +696,7 @@ class IRCProtocol(StreamSession):
         return member
 
     def irc_JOIN(self, params: list[str]) -> None:
+        # JOIN #a,#b k1,k2: each channel with the key in the same place.
         if not params:
             raise r.need_more_params("JOIN")
         member = self._member()
@@ -697,13 +704,15 @@ class IRCProtocol(StreamSession):
             for room in list(member.rooms.values()):
                 self.chat.part(member, room)
             return
-        for target in params[0].split(",")[: TARGMAX["JOIN"]]:
+        keys = params[1].split(",") if len(params) > 1 else []
+        for index, target in enumerate(params[0].split(",")[: TARGMAX["JOIN"]]):
+            key = keys[index] if index < len(keys) and keys[index] else None
             try:
                 if not target.startswith("#"):
                     raise IRCError("403", (target, "No such channel"))
                 if names.fold(target[1:]) in member.rooms:
                     continue
-                room = self.chat.join(member, target)
+                room = self.chat.join(member, target, key=key)
                 self.chat.names(member, room)
             except ChatError as e:
                 self.tell(Refused(e))
@@ -816,10 +825,16 @@ class IRCProtocol(StreamSession):
             return
         member = self._member()
         room = self._room(target)
-        name = r.channel(room.name)
+        if not room.visible_to(member):
+            # A secret channel is no channel to whoever is not in it.
+            raise errors.NoSuchRoom(target)
         if len(params) == 1:
-            modes = "+" + "s" * room.secret + "t" * room.topic_locked
-            self.numeric("324", name, modes)
+            settings = self.chat.settings_of(member, room)
+            inside = member.rooms.get(room.folded) is room
+            name = r.channel(room.name)
+            shown = r.channel_modes(settings, room.key is not None, inside)
+            self.numeric("324", name, *shown)
+            self.numeric("329", name, str(int(settings.created)))
             return
         self._channel_modes(member, room, params[1], params[2:])
 
@@ -859,35 +874,106 @@ class IRCProtocol(StreamSession):
         self, member: Member, room: Room, modes: str, arguments: list[str]
     ) -> None:
         """
-        Carry out a channel mode string: C{+o}/C{-o} and C{+v}/C{-v} with
-        nicknames, C{+s} and C{-s}, C{+t}
-        and C{-t}; C{b} with no argument lists the (empty) ban list. Any
-        other mode is refused with C{472}.
+        Carry out a channel mode string, each change in turn, through the
+        core's operations: C{o} and C{v} with nicknames; the lists C{b}
+        (bans) and C{q} (quiets) with masks, or without one to list them
+        (once per line); C{k} with a key (C{-k} takes one and ignores it);
+        C{l} with a limit (C{-l} takes none); the flags C{i m n s t}. The
+        room is told of each change that took effect; a change that did
+        not is refused on its own (C{696} for a bad mask, key or limit,
+        C{472} for an unknown letter, C{461} for a missing argument, the
+        core's refusal else, C{482} for a non-operator), each refusal once
+        a line, and the others go on. After L{MODES} changes with an
+        argument the rest of the line is ignored, as Solanum does.
         """
         name = r.channel(room.name)
+        chat = self.chat
         adding = True
         given = iter(arguments)
+        taken = 0
+        listed: set[str] = set()
+        refusals: dict[str, ChatError] = {}
         for letter in modes:
             if letter in "+-":
                 adding = letter == "+"
-            elif letter == "o":
-                nick = next(given, None)
-                if nick is None:
+                continue
+            argument: str | None = None
+            try:
+                if letter in _FLAGS:
+                    chat.set_setting(member, room, _FLAGS[letter], adding)
+                    continue
+                if letter not in _WITH_ARGUMENT:
+                    raise IRCError("472", (letter, "is unknown mode char to me"))
+                if adding or letter != "l":
+                    argument = next(given, None)
+                if argument is not None:
+                    taken += 1
+                    if taken > MODES:
+                        break
+                if letter in "bq":
+                    kind: MaskKind = "ban" if letter == "b" else "quiet"
+                    if argument is None:
+                        if letter not in listed:
+                            listed.add(letter)
+                            chat.list_masks(member, room, kind)
+                    elif adding:
+                        chat.add_mask(member, room, kind, argument)
+                    else:
+                        chat.remove_mask(member, room, kind, argument)
+                elif letter == "k" and not adding:
+                    chat.set_setting(member, room, "key", None)
+                elif letter == "l" and not adding:
+                    chat.set_setting(member, room, "limit", None)
+                elif argument is None:
                     raise r.need_more_params("MODE")
-                (self.chat.op if adding else self.chat.deop)(member, room, nick)
-            elif letter == "v":
-                nick = next(given, None)
-                if nick is None:
-                    raise r.need_more_params("MODE")
-                (self.chat.voice if adding else self.chat.devoice)(member, room, nick)
-            elif letter == "t":
-                self.chat.set_setting(member, room, "topic_locked", adding)
-            elif letter == "s":
-                self.chat.set_setting(member, room, "secret", adding)
-            elif letter == "b" and not arguments:
-                self.numeric("368", name, "End of channel ban list")
-            else:
-                raise IRCError("472", (letter, "is unknown mode char to me"))
+                elif letter == "k":
+                    chat.set_setting(member, room, "key", argument)
+                elif letter == "l":
+                    chat.set_setting(member, room, "limit", _limit(argument))
+                else:
+                    operation = {
+                        ("o", True): chat.op,
+                        ("o", False): chat.deop,
+                        ("v", True): chat.voice,
+                        ("v", False): chat.devoice,
+                    }[letter, adding]
+                    operation(member, room, argument)
+            except errors.BadMask as e:
+                refusal: ChatError = IRCError(
+                    "696", (name, letter, e.mask or "*", f"Invalid mask: {e.reason}")
+                )
+                refusals.setdefault(repr(refusal), refusal)
+            except errors.BadSetting:
+                shown = "*" if letter == "k" or not argument else argument
+                refusal = IRCError("696", (name, letter, shown, _BAD_SETTING[letter]))
+                refusals.setdefault(repr(refusal), refusal)
+            except ChatError as e:
+                refusals.setdefault(repr(e), e)
+        # Whoever may not change the channel's modes is told that alone.
+        for each in refusals.values():
+            if isinstance(each, errors.NotOperator | errors.NotInRoom):
+                self.tell(Refused(each))
+                return
+        for each in refusals.values():
+            self.tell(Refused(each))
+
+    def irc_INVITE(self, params: list[str]) -> None:
+        # INVITE nick #channel; INVITE alone lists one's invitations.
+        member = self._member()
+        if not params:
+            for room in self.chat.listing():
+                if member.folded in room.invited or (
+                    member.account is not None and member.account in room.invited
+                ):
+                    self.numeric("336", r.channel(room.name))
+            self.numeric("337", "End of /INVITE list")
+            return
+        if len(params) < 2:
+            raise r.need_more_params("INVITE")
+        room = self._room(params[1])
+        if not room.visible_to(member):
+            raise errors.NotInRoom(params[1])
+        self.chat.invite(member, room, params[0])
 
     # Talking
 
@@ -915,7 +1001,7 @@ class IRCProtocol(StreamSession):
         for target in params[0].split(",")[: TARGMAX[command]]:
             try:
                 if target.startswith("#"):
-                    room = self._channel(member, target)
+                    room = self._speaking_to(member, target)
                     if not notice:
                         self._fits(member, r.channel(room.name), size)
                     if ctcp is not None:
@@ -934,6 +1020,10 @@ class IRCProtocol(StreamSession):
                     away = self._away(self.chat.find(target))
                     if away is not None and not notice:
                         self.numeric("301", target, away)
+            except errors.NotInRoom as e:
+                # From outside a room with +n.
+                if not notice:
+                    self.tell(Refused(r.cannot_send(e.room)))
             except ChatError as e:
                 if not notice:
                     self.tell(Refused(e))
@@ -976,6 +1066,16 @@ class IRCProtocol(StreamSession):
             for each in members:
                 if each is not member or renderer.echo:
                     fanout.queue(each, data)
+
+    def _speaking_to(self, member: Member, target: str) -> Room:
+        """
+        The room C{member} talks to as C{target}: one it is in, or one it
+        is not in, which the core lets it speak to only without C{+n}.
+        """
+        try:
+            return self._channel(member, target)
+        except IRCError:
+            return self._room(target)
 
     def _fits(self, member: Member, target: str, size: int) -> None:
         """
@@ -1328,10 +1428,12 @@ class IRCProtocol(StreamSession):
 
     def deliver(self, data: bytes) -> None:
         # A user who quits or is renamed is told of once by each room this
-        # client shares with it; IRC says it once. Only output written
-        # since a quit or rename was (the renderers count them) is searched;
-        # every IRC member of a room is handed the same bytes, so the search
-        # and the rewrite are made once for them all.
+        # client shares with it; IRC says it once. The changes of a MODE
+        # line are each an event of the core's, one MODE line each; IRC
+        # says the changes made together in one. Only output written since
+        # a quit, rename or mode change was (the renderers count them) is
+        # searched; every IRC member of a room is handed the same bytes, so
+        # the search and the rewrite are made once for them all.
         written = self.factory.departures.count
         if written != self._departures_seen:
             self._departures_seen = written
@@ -1429,14 +1531,16 @@ def _needs_once(data: bytes) -> bool:
     """
     if data is not _last[0]:
         _last[0] = data
-        _last[1] = b" QUIT " in data or b" NICK " in data
+        _last[1] = b" QUIT " in data or b" NICK " in data or b" MODE #" in data
     return bool(_last[1])
 
 
 def _once(data: bytes) -> bytes:
     """
     C{data} with each C{QUIT} and C{NICK} line after the first alike left
-    out; remembered for the last C{data} asked about.
+    out, and runs of channel C{MODE} lines from one user to one channel
+    made one (L{_merge_modes}); remembered for the last C{data} asked
+    about.
     """
     if data is _last_once[0]:
         return _last_once[1]
@@ -1450,10 +1554,84 @@ def _once(data: bytes) -> bytes:
             if bare in seen:
                 continue
             seen.add(bare)
-        kept.append(each + b"\r\n")
-    once = b"".join(kept)
+        kept.append(each)
+    once = b"".join([each + b"\r\n" for each in _merge_modes(kept)])
     _last_once[:] = [data, once]
     return once
+
+
+def _mode_line(line: bytes) -> tuple[bytes, bytes, list[bytes]] | None:
+    """
+    The tags, the C{:source MODE #channel} and the changes (the mode
+    string, then the arguments) of a channel C{MODE} line; None for any
+    other line, and for one whose arguments could not be moved into the
+    middle of a line (empty, or starting with C{:}).
+    """
+    tagged = b""
+    if line.startswith(b"@"):
+        tagged, _, line = line.partition(b" ")
+    parts = line.split(b" ")
+    if len(parts) < 4 or parts[1] != b"MODE" or not parts[2].startswith(b"#"):
+        return None
+    changes = parts[3:]
+    if changes[-1].startswith(b":"):
+        changes[-1] = changes[-1][1:]
+    if any(not each or each.startswith(b":") for each in changes):
+        return None
+    # The time a line was written is not what tells lines apart.
+    kept = b";".join(
+        t for t in tagged.lstrip(b"@").split(b";") if not t.startswith(b"time=")
+    )
+    return kept, b" ".join(parts[:3]), changes
+
+
+def _merge_modes(lines: list[bytes]) -> list[bytes]:
+    """
+    C{lines} with each run of channel C{MODE} lines from one source to one
+    channel (with the same tags, but for the time) written as one line,
+    as IRC servers show a MODE command's changes: C{+b mask} and C{-l}
+    are C{+b-l mask}. A line takes at most L{MODES} arguments and fits
+    IRC's 512 bytes; the first line's tags are kept.
+    """
+    out: list[bytes] = []
+    run: tuple[bytes, bytes] | None = None
+    signs = b""
+    arguments: list[bytes] = []
+    tagged = b""
+    for line in lines:
+        parsed = _mode_line(line)
+        if parsed is not None:
+            kept, head, changes = parsed
+            modes, more = changes[0], changes[1:]
+            if (kept, head) == run and len(arguments) + len(more) <= MODES:
+                joined = _joined(signs, modes)
+                merged = b" ".join([head, joined, *arguments, *more])
+                if len(merged) <= 510:
+                    signs = joined
+                    arguments.extend(more)
+                    out[-1] = tagged + merged
+                    continue
+            run = (kept, head)
+            signs, arguments = modes, more
+            tagged = line.partition(b" ")[0] + b" " if line.startswith(b"@") else b""
+        else:
+            run = None
+        out.append(line)
+    return out
+
+
+def _joined(modes: bytes, more: bytes) -> bytes:
+    """Two mode strings as one: C{+b} and C{+k} are C{+bk}, with C{-l}
+    C{+bk-l}."""
+    sign = next((c for c in reversed(modes) if c in b"+-"), None)
+    joined = bytearray(modes)
+    for char in more:
+        if char in b"+-":
+            if char == sign:
+                continue
+            sign = char
+        joined.append(char)
+    return bytes(joined)
 
 
 def _in_batch(line: bytes, tag: bytes) -> bytes:
@@ -1474,6 +1652,28 @@ _INVALID_UTF8 = (
 _BEFORE_REGISTRATION = frozenset(
     {"CAP", "PASS", "NICK", "USER", "PING", "PONG", "QUIT", "AUTHENTICATE"}
 )
+
+
+# The channel modes that are room settings without an argument.
+_FLAGS: dict[str, Setting] = {
+    letter: setting for setting, letter in r.FLAG_MODES.items()
+}
+# The channel modes with an argument (C{l} only when set, the lists only
+# to change them).
+_WITH_ARGUMENT = frozenset("bqklov")
+# Why a key or a limit was refused (ERR_INVALIDMODEPARAM's text).
+_BAD_SETTING = {
+    "k": f"Invalid key: 1 to {KEY_MAX} characters, no spaces or commas",
+    "l": f"Invalid limit: a whole number from 1 to {LIMIT_MAX}",
+}
+_DIGITS = re.compile("[0-9]{1,9}")
+
+
+def _limit(text: str) -> int:
+    """The member limit C{text} gives, or the core's refusal."""
+    if not _DIGITS.fullmatch(text):
+        raise errors.BadSetting("limit", text[:64])
+    return int(text)
 
 
 def _is_nickname(name: str) -> bool:
@@ -1551,7 +1751,10 @@ class IRCFactory(StreamFactory):
             f"CHANNELLEN={names.ROOM_MAX + 1}",
             f"TOPICLEN={TOPIC_MAX}",
             f"TARGMAX={targmax}",
-            "CHANMODES=b,,,st",
+            "CHANMODES=bq,k,l,imnst",
+            "EXTBAN=$,a",
+            f"MAXLIST=b:{LIST_MAX},q:{LIST_MAX}",
+            f"MODES={MODES}",
             f"NETWORK={NETWORK}",
             "ELIST=CMNTU",
             "UTF8ONLY",

@@ -23,14 +23,27 @@ from typing import Any, Literal
 
 from chatservice.core import errors, events
 from chatservice.core.errors import ChatError
-from chatservice.core.events import Event
+from chatservice.core.events import Event, Setting
 from chatservice.frontends.irc import caps, tags
 from chatservice.frontends.irc.split import split
 
 # What every user's host shows.
 CLOAK = "chatservice"
-# The room settings that are channel modes without an argument.
-_FLAG_MODES = {"secret": "s", "topic_locked": "t"}
+# The room settings that are channel modes without an argument, by name.
+FLAG_MODES: dict[Setting, str] = {
+    "invite_only": "i",
+    "moderated": "m",
+    "no_external": "n",
+    "secret": "s",
+    "topic_locked": "t",
+}
+# The channel mode letter of each list of masks a room keeps.
+LIST_MODES = {"ban": "b", "quiet": "q"}
+# Each list's numerics: an entry, the end (Solanum's 728 and 729 for quiets).
+_LIST_NUMERICS = {
+    "ban": ("367", "368", "End of channel ban list"),
+    "quiet": ("728", "729", "End of channel quiet list"),
+}
 # The most bytes of an IRC line, its CRLF included.
 LINE_MAX = 512
 ACTION = "\x01ACTION "
@@ -195,6 +208,32 @@ def _refusal(e: ChatError) -> tuple[str, tuple[str, ...]]:
         return "482", (_as_channel(e.room), "You're not channel operator")
     if isinstance(e, errors.TargetNotInRoom):
         return "441", (e.nick, _as_channel(e.room), "They aren't on that channel")
+    if isinstance(e, errors.Banned):
+        why = f"Cannot join channel (+b): {e.reason}" if e.reason else _BANNED
+        return "474", (_as_channel(e.room), why)
+    if isinstance(e, errors.InviteOnly):
+        return "473", (_as_channel(e.room), "Cannot join channel (+i)")
+    if isinstance(e, errors.BadKey):
+        return "475", (_as_channel(e.room), "Cannot join channel (+k)")
+    if isinstance(e, errors.RoomFull):
+        return "471", (_as_channel(e.room), "Cannot join channel (+l)")
+    if isinstance(e, errors.CannotSpeak):
+        return "404", (_as_channel(e.room), _CANNOT_SPEAK[e.why])
+    if isinstance(e, errors.AlreadyInRoom):
+        return "443", (e.nick, _as_channel(e.room), "is already on channel")
+    if isinstance(e, errors.BannedNick):
+        return "435", (
+            e.nick,
+            _as_channel(e.room),
+            "Cannot change nickname while banned on channel",
+        )
+    if isinstance(e, errors.ListFull):
+        letter = LIST_MODES.get(e.kind, e.kind)
+        return "478", (
+            _as_channel(e.room),
+            letter,
+            f"Channel {e.kind} list is full ({e.limit} entries)",
+        )
     if isinstance(e, errors.TopicTooLong):
         return "NOTICE", (f"The topic is too long (the limit is {e.limit})",)
     if isinstance(e, errors.LineTooLong):
@@ -214,6 +253,22 @@ def _refusal(e: ChatError) -> tuple[str, tuple[str, ...]]:
 
 def _as_channel(room: str) -> str:
     return room if room.startswith("#") else channel(room)
+
+
+_BANNED = "Cannot join channel (+b)"
+# Why one may not speak in a channel, as ERR_CANNOTSENDTOCHAN says it.
+_CANNOT_SPEAK = {
+    "moderated": "Cannot send to channel (+m: only operators and voiced users)",
+    "muted": "Cannot send to channel (you are muted: +q)",
+    "banned": "Cannot send to channel (you are banned: +b)",
+}
+
+
+def cannot_send(room: str) -> IRCError:
+    """ERR_CANNOTSENDTOCHAN for one outside C{room}, which has C{+n}."""
+    return IRCError(
+        "404", (_as_channel(room), "Cannot send to channel (+n: you are not on it)")
+    )
 
 
 # Refusals that end the connection: IRC says them with ERROR.
@@ -242,11 +297,12 @@ _SENTENCES: dict[type[Any], Callable[[Any], str]] = {
     errors.Busy: lambda e: "Your last account command is still being worked on",
     errors.NotSaved: lambda e: "That failed; try again later",
     errors.Failed: lambda e: "That failed; try again later",
-    errors.BadDuration: lambda e: (
-        f"Bad duration {e.duration!r}: give 30s, 10m, 2h, 7d or 4w (at most "
-        "ten years), or forever"
+    errors.NoSuchMask: lambda e: (
+        f"{e.mask} is not on the {e.kind} list of {_as_channel(e.room)}"
     ),
-    errors.BadMask: lambda e: f"Bad mask {e.mask!r}: {e.reason}",
+    errors.BadMask: lambda e: f"{e.mask} is not a mask: {e.reason}",
+    errors.BadSetting: lambda e: f"{e.value} is not a value for {e.setting}",
+    errors.BadDuration: lambda e: f"{e.duration} is not a duration",
     errors.NoSuchServerBan: lambda e: f"No K-line on {e.mask}",
     errors.ServerBansFull: lambda e: f"The K-line list is full ({e.limit})",
 }
@@ -277,6 +333,18 @@ _MESSAGES = frozenset(
 # What echo-message shows a sender of its own room lines.
 _ECHOED = frozenset({events.Said, events.Acted, events.Noticed})
 _NOTHING: frozenset[type[Event]] = frozenset()
+# What IRC shows as a channel MODE line.
+_MODE_CHANGES = frozenset(
+    {
+        events.Opped,
+        events.Deopped,
+        events.Voiced,
+        events.Devoiced,
+        events.SettingChanged,
+        events.MaskAdded,
+        events.MaskRemoved,
+    }
+)
 
 
 class MessageIds:
@@ -311,10 +379,11 @@ class MessageIds:
 
 class Departures:
     """
-    How many quits and renames the renderers of a server have written, in
-    all: a client whose output was written since it last looked holds no
-    C{QUIT} or C{NICK} that another room's copy could repeat, and need not
-    be searched for one (see L{chatservice.frontends.irc.protocol}).
+    How many quits, renames and channel mode changes the renderers of a
+    server have written, in all: a client whose output was written since
+    it last looked holds no C{QUIT} or C{NICK} that another room's copy
+    could repeat, nor C{MODE} lines to make one, and need not be searched
+    for them (see L{chatservice.frontends.irc.protocol}).
     """
 
     __slots__ = ("count",)
@@ -447,15 +516,21 @@ class IRCRenderer:
             )
         if kind is events.TopicSet:
             return _lines([line(user(e.nick), "TOPIC", channel(e.room), e.text)])
+        if kind in _MODE_CHANGES:
+            self.departures.count += 1
         if kind is events.Opped or kind is events.Deopped:
             sign = "+o" if kind is events.Opped else "-o"
             return _lines([line(user(e.by), "MODE", channel(e.room), sign, e.nick)])
         if kind is events.Voiced or kind is events.Devoiced:
             sign = "+v" if kind is events.Voiced else "-v"
             return _lines([line(user(e.by), "MODE", channel(e.room), sign, e.nick)])
-        if kind is events.SettingChanged and e.setting in _FLAG_MODES:
-            sign = ("+" if e.value else "-") + _FLAG_MODES[e.setting]
-            return _lines([line(user(e.nick), "MODE", channel(e.room), sign)])
+        if kind is events.SettingChanged:
+            return _lines([line(user(e.nick), "MODE", channel(e.room), *_change(e))])
+        if kind is events.MaskAdded or kind is events.MaskRemoved:
+            added = kind is events.MaskAdded
+            sign = ("+" if added else "-") + LIST_MODES[e.kind]
+            mask = e.entry.mask if added else e.mask
+            return _lines([line(user(e.nick), "MODE", channel(e.room), sign, mask)])
         if kind is events.Closing:
             return _lines([f"ERROR :Closing link: {self.server} is shutting down"])
         if kind is TagMsg:
@@ -546,6 +621,12 @@ class IRCRenderer:
             return [self.numeric(nick, "331", channel(e.room), "No topic is set")]
         if kind is events.OperatorUnchanged:
             return []
+        if kind is events.MaskList:
+            return self.mask_list(nick, e)
+        if kind is events.Invited:
+            return [line(user(e.by), "INVITE", nick, channel(e.room))]
+        if kind is events.InviteSent:
+            return [self.numeric(nick, "341", e.nick, channel(e.room))]
         if kind is events.RoomList:
             return [
                 self.numeric(nick, "321", "Channel", "Users  Name"),
@@ -743,6 +824,25 @@ class IRCRenderer:
             for group in _fit(marked, LINE_MAX - head)
         ]
 
+    def mask_list(self, nick: str, listing: events.MaskList) -> list[str]:
+        """
+        A list of masks: RPL_BANLIST (367) for bans, Solanum's RPL_QUIETLIST
+        (728, with the mode letter) for quiets, each entry with who set it
+        and when; then the end of the list.
+        """
+        entry, end, text = _LIST_NUMERICS[listing.kind]
+        target = channel(listing.room)
+        letter = () if listing.kind == "ban" else (LIST_MODES[listing.kind],)
+        return [
+            *[
+                self.numeric(
+                    nick, entry, target, *letter, ban.mask, ban.by, str(int(ban.at))
+                )
+                for ban in listing.entries
+            ],
+            self.numeric(nick, end, target, *letter, text),
+        ]
+
     def motd(self, nick: str, text: Iterable[str]) -> list[str]:
         lines = list(text)
         if not lines:
@@ -752,6 +852,40 @@ class IRCRenderer:
             *[self.numeric(nick, "372", f"- {each}") for each in lines],
             self.numeric(nick, "376", "End of /MOTD command."),
         ]
+
+
+def channel_modes(
+    settings: events.RoomSettings, keyed: bool, inside: bool
+) -> tuple[str, ...]:
+    """
+    RPL_CHANNELMODEIS's modes and values for C{settings}: the flags set,
+    C{k} if the room is C{keyed}, C{l} if it has a limit; the key and the
+    limit themselves only for a member (C{inside}), as Solanum and Hybrid
+    show them.
+    """
+    flags = [letter for name, letter in FLAG_MODES.items() if getattr(settings, name)]
+    values = []
+    if keyed:
+        flags.append("k")
+        if inside and settings.key is not None:
+            values.append(settings.key)
+    if settings.limit is not None:
+        flags.append("l")
+        if inside:
+            values.append(str(settings.limit))
+    return ("+" + "".join(flags), *values)
+
+
+def _change(event: events.SettingChanged) -> tuple[str, ...]:
+    """A setting's change as a channel mode and its argument, if any."""
+    setting = event.setting
+    if setting in FLAG_MODES:
+        return (("+" if event.value else "-") + FLAG_MODES[setting],)
+    letter = "k" if setting == "key" else "l"
+    if event.value is None:
+        # The key taken off is not shown again.
+        return ("-k", "*") if letter == "k" else ("-l",)
+    return ("+" + letter, str(event.value))
 
 
 def _prefix(nick: str, names: events.Names, every: bool) -> str:

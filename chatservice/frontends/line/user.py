@@ -57,14 +57,20 @@ class LineUser:
     ) -> LineUser:
         """
         Add a member for C{session} under a fresh guest nickname, welcome it,
-        and put it in the lobby.
+        and put it in the lobby, if the lobby lets it in.
         """
         member = chat.connect(session, chat.guest_nick())
         chat.tell(member, events.Welcome(member.nick, DEFAULT_ROOM))
         if chat.motd:
             chat.tell(member, events.Motd(chat.motd))
         user = cls(chat, member, accounts, operators)
-        user.current = chat.join(member, DEFAULT_ROOM, announce=False)
+        try:
+            user.current = chat.join(member, DEFAULT_ROOM, announce=False)
+        except errors.ChatError as e:
+            # A lobby closed to this newcomer (a ban on its address, a
+            # key, a limit): it is told why, and is in no room until it
+            # joins one.
+            chat.tell(member, events.Refused(e))
         return user
 
     def here(self) -> Room:

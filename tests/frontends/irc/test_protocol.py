@@ -77,7 +77,7 @@ class RegistrationTests(SynchronousTestCase):
         self.assertEqual(
             codes(lines),
             [
-                *("001", "002", "003", "004", "005"),
+                *("001", "002", "003", "004", "005", "005"),
                 *("251", "252", "254", "255", "265", "266", "422"),
             ],
         )
@@ -86,8 +86,11 @@ class RegistrationTests(SynchronousTestCase):
             ":My.Little.Server 001 alice :Welcome to the chatservice IRC Network "
             "alice!alice@chatservice",
         )
-        [isupport] = [line for line in lines if " 005 " in line]
-        for token in ["CASEMAPPING=", "CHANTYPES=#", "PREFIX=(ov)@+", "NETWORK="]:
+        isupport = " ".join(line for line in lines if " 005 " in line)
+        for token in [
+            *("CASEMAPPING=", "CHANTYPES=#", "PREFIX=(ov)@+", "NETWORK="),
+            *(" CHANMODES=bq,k,l,imnst ", " EXTBAN=$,a ", " MAXLIST=b:1000,q:1000 "),
+        ]:
             self.assertIn(token, isupport)
         self.assertIn("alice", self.harness.chat.members)
 
@@ -473,10 +476,12 @@ class OperatorTests(SynchronousTestCase):
 
     def test_modes(self) -> None:
         self.alice.send("MODE #python\r\nMODE #python -t\r\nMODE #python +x\r\n")
+        created = int(self.harness.chat.rooms["python"].created)
         self.assertEqual(
             self.alice.take(),
             [
-                ":My.Little.Server 324 alice #python +t",
+                ":My.Little.Server 324 alice #python +nt",
+                f":My.Little.Server 329 alice #python {created}",
                 # Replies go out at once, room events at the end of the turn.
                 ":My.Little.Server 472 alice x :is unknown mode char to me",
                 ":alice!alice@chatservice MODE #python -t",
@@ -605,28 +610,34 @@ class RFCDetailTests(SynchronousTestCase):
         """
         self.alice.send("MODE #chan +s\r\nMODE #chan\r\n")
         self.assertEqual(self.bob.take(), [":alice!alice@chatservice MODE #chan +s"])
-        self.assertEqual(
-            self.alice.take(),
-            [
-                ":My.Little.Server 324 alice #chan +st",
-                ":alice!alice@chatservice MODE #chan +s",
-            ],
-        )
+        lines = self.alice.take()
+        self.assertEqual(lines[0], ":My.Little.Server 324 alice #chan +nst")
+        self.assertEqual(codes(lines), ["324", "329"])
+        self.assertEqual(lines[-1], ":alice!alice@chatservice MODE #chan +s")
         self.bob.send("NAMES #chan\r\n")
         self.assertEqual(
             self.bob.take()[0], ":My.Little.Server 353 bob @ #chan :@alice bob"
         )
         carol = self.harness.connect_irc()
         register(carol, "carol")
-        carol.send("NAMES #chan\r\nWHO #chan\r\nLIST\r\n")
+        carol.send("NAMES #chan\r\nWHO #chan\r\nLIST\r\nWHOIS alice\r\n")
+        carol.send("MODE #chan\r\nMODE #chan b\r\nNAMES\r\nWHO *\r\n")
+        lines = carol.take()
         self.assertEqual(
-            carol.take(),
+            lines[:4],
             [
                 ":My.Little.Server 366 carol #chan :End of /NAMES list.",
                 ":My.Little.Server 315 carol #chan :End of /WHO list.",
                 ":My.Little.Server 321 carol Channel :Users  Name",
                 ":My.Little.Server 323 carol :End of /LIST",
             ],
+        )
+        # Nor WHOIS, MODE (the channel is no channel to carol), NAMES of
+        # every channel, WHO of everyone.
+        self.assertNotIn("#chan", "".join(lines[4:]).replace(" #chan :No such", ""))
+        self.assertEqual(
+            codes(lines[4:]),
+            ["311", "312", "318", "403", "403", "366", *["352"] * 3, "315"],
         )
         self.bob.send("MODE #chan -s\r\n")
         self.assertEqual(codes(self.bob.take()), ["482"])

@@ -168,6 +168,25 @@ class BanTests(ModerationTestCase):
         dave.say("/join python")
         self.assertEqual(dave.take()[0], "*** Now talking in python (3 members).")
 
+    def test_lobbyClosedToNewcomer(self) -> None:
+        """
+        A newcomer the lobby bans is welcomed, told why it is in no room,
+        and may go elsewhere; the server carries on.
+        """
+        self.alice.say("/join lobby")
+        self.alice.say("/ban *@10.0.0.66")
+        self.everyone()
+        troll = self.harness.connect(self.harness.address("10.0.0.66"))
+        lines = troll.take()
+        self.assertIn("!!! You are banned from lobby.", lines)
+        troll.say("hello?")
+        self.assertEqual(
+            troll.take(), ["!!! You are not in any room; /join one first."]
+        )
+        troll.say("/join elsewhere")
+        self.assertEqual(troll.take()[0], "*** Now talking in elsewhere (1 member).")
+        self.assertNothingElse()
+
     def test_network(self) -> None:
         self.alice.say("/ban *@10.0.0.0/29")
         self.alice.take()
