@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
+from collections.abc import Iterator, MutableMapping
+from typing import Generic, TypeVar
 
 from chatservice.core import names
 
@@ -46,18 +47,47 @@ class BadMask(ValueError):
     """The text is not a mask; the message says why."""
 
 
-@dataclass(frozen=True, slots=True)
+IP = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _ip(address: str) -> IP | None:
+    if not address:
+        return None
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
 class Identity:
     """
     What masks are matched against: a member's folded nickname, user name
     (IRC's C{USER}, else the nickname), address (the peer's IP, "" if not
-    known) and folded account (None if not logged in).
+    known) and folded account (None if not logged in). Made once per check
+    and matched against every mask of a list, so what every mask would
+    otherwise redo (folding, reading the address) is done here, once.
     """
 
-    nick: str
-    user: str
-    address: str
-    account: str | None
+    __slots__ = ("account", "address", "ip", "nick", "user")
+
+    def __init__(self, nick: str, user: str, address: str, account: str | None) -> None:
+        self.nick = nick
+        self.user = user.casefold()
+        self.address = address.casefold()
+        self.account = account
+        self.ip = _ip(address)
+
+    def __repr__(self) -> str:
+        return f"<Identity {self.nick}!{self.user}@{self.address} {self.account}>"
+
+
+# A part of a mask: None matches anything, a string only itself, a pattern
+# what its glob does. Most masks are mostly exact or C{*}, and comparing a
+# string costs a tenth of running a pattern.
+Part = str | re.Pattern[str] | None
 
 
 def _glob(pattern: str) -> re.Pattern[str]:
@@ -70,6 +100,22 @@ def _glob(pattern: str) -> re.Pattern[str]:
         else:
             parts.append(re.escape(char))
     return re.compile("".join(parts), re.DOTALL)
+
+
+def _part(pattern: str) -> Part:
+    if pattern.strip("*") == "":
+        return None
+    if "*" not in pattern and "?" not in pattern:
+        return pattern
+    return _glob(pattern)
+
+
+def _is(part: Part, value: str) -> bool:
+    if part is None:
+        return True
+    if type(part) is str:
+        return part == value
+    return part.fullmatch(value) is not None  # type: ignore[union-attr]
 
 
 def _network(host: str) -> Network | None:
@@ -87,54 +133,50 @@ class Mask:
     and removal compares (so C{BOB}, C{bob!*@*} and C{Bob!*@*} are one).
     """
 
-    __slots__ = ("_account", "_host", "_network", "_nick", "_user", "text")
+    __slots__ = (
+        "_account",
+        "_host",
+        "_network",
+        "_nick",
+        "_user",
+        "is_account",
+        "text",
+    )
 
     def __init__(self, text: str) -> None:
         self.text = text
-        self._account: re.Pattern[str] | None = None
-        self._nick = self._user = self._host = None
+        self.is_account = text.startswith(ACCOUNT_PREFIX)
+        self._account: Part = None
+        self._nick: Part = None
+        self._user: Part = None
+        self._host: Part = None
         self._network: Network | None = None
-        if text.startswith(ACCOUNT_PREFIX):
-            self._account = _glob(text[len(ACCOUNT_PREFIX) :])
+        if self.is_account:
+            self._account = _part(text[len(ACCOUNT_PREFIX) :])
             return
         nick, _, rest = text.partition("!")
         user, _, host = rest.partition("@")
-        self._nick = _glob(nick)
-        self._user = _glob(user)
+        self._nick = _part(nick)
+        self._user = _part(user)
         self._network = _network(host)
-        self._host = _glob(host)
-
-    @property
-    def is_account(self) -> bool:
-        return self._account is not None
+        self._host = _part(host)
 
     def matches(self, who: Identity) -> bool:
-        if self._account is not None:
-            return who.account is not None and bool(
-                self._account.fullmatch(who.account)
-            )
-        assert self._nick is not None and self._user is not None
-        if not self._nick.fullmatch(who.nick):
+        if self.is_account:
+            account = who.account
+            return account is not None and _is(self._account, account)
+        if not _is(self._nick, who.nick) or not _is(self._user, who.user):
             return False
-        if not self._user.fullmatch(who.user.casefold()):
-            return False
-        return self._host_matches(who.address)
-
-    def _host_matches(self, address: str) -> bool:
-        assert self._host is not None
-        if self._host.fullmatch(CLOAK):
+        host = self._host
+        if host is None:
             return True
-        if not address:
-            return False
-        if self._network is not None:
-            try:
-                ip = ipaddress.ip_address(address)
-            except ValueError:
-                return False
-            if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-                ip = ip.ipv4_mapped
-            return ip.version == self._network.version and ip in self._network
-        return bool(self._host.fullmatch(address.casefold()))
+        network = self._network
+        if network is not None:
+            ip = who.ip
+            return ip is not None and ip.version == network.version and ip in network
+        if _is(host, CLOAK):
+            return True
+        return who.address != "" and _is(host, who.address)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Mask) and other.text == self.text
@@ -144,6 +186,89 @@ class Mask:
 
     def __repr__(self) -> str:
         return f"<Mask {self.text!r}>"
+
+
+V = TypeVar("V")
+
+
+def _bucket(mask: Mask) -> tuple[str, str] | None:
+    """
+    Where a list files C{mask} for a quick look-up: by its exact account,
+    nickname or host, whichever it has first; None if it has none (then
+    every check tries it).
+    """
+    if mask.is_account:
+        account = mask._account
+        return ("a", account) if type(account) is str else None
+    if type(mask._nick) is str:
+        return ("n", mask._nick)
+    if type(mask._host) is str and mask._network is None:
+        return ("h", mask._host)
+    return None
+
+
+class MaskList(MutableMapping[str, tuple[Mask, V]], Generic[V]):
+    """
+    A list of masks (a room's bans, say), by canonical text, each with
+    what the list keeps of it (who set it, until when).
+
+    Most masks name one nickname, host or account exactly; the list files
+    those under it, so that L{matching} looks at the few masks that could
+    match someone, not every one: entering a room with a thousand bans
+    costs a few look-ups and the masks with globs.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[Mask, V]] = {}
+        self._buckets: dict[tuple[str, str], dict[str, Mask]] = {}
+        self._rest: dict[str, Mask] = {}
+
+    def __getitem__(self, key: str) -> tuple[Mask, V]:
+        return self._entries[key]
+
+    def __setitem__(self, key: str, value: tuple[Mask, V]) -> None:
+        if key in self._entries:
+            del self[key]
+        self._entries[key] = value
+        bucket = _bucket(value[0])
+        where = self._rest if bucket is None else self._buckets.setdefault(bucket, {})
+        where[key] = value[0]
+
+    def __delitem__(self, key: str) -> None:
+        mask = self._entries.pop(key)[0]
+        bucket = _bucket(mask)
+        if bucket is None:
+            del self._rest[key]
+            return
+        filed = self._buckets[bucket]
+        del filed[key]
+        if not filed:
+            del self._buckets[bucket]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def matching(self, who: Identity) -> Iterator[tuple[Mask, V]]:
+        """The entries whose mask matches C{who}."""
+        buckets = self._buckets
+        if buckets:
+            keys = [("n", who.nick), ("h", who.address)]
+            if who.address != CLOAK:
+                keys.append(("h", CLOAK))
+            if who.account is not None:
+                keys.append(("a", who.account))
+            for key in keys:
+                filed = buckets.get(key)
+                if filed:
+                    for text, mask in filed.items():
+                        if mask.matches(who):
+                            yield self._entries[text]
+        for text, mask in self._rest.items():
+            if mask.matches(who):
+                yield self._entries[text]
 
 
 def _clean(text: str) -> str:

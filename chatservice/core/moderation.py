@@ -35,7 +35,7 @@ from chatservice.core.audit import Audit
 from chatservice.core.durations import DURATION_MAX
 from chatservice.core.events import Ban, MaskKind, Setting
 from chatservice.core.fanout import Fanout
-from chatservice.core.masks import BadMask, Identity, Mask, parse_mask
+from chatservice.core.masks import BadMask, Identity, Mask, MaskList, parse_mask
 from chatservice.core.rooms import Member, Room
 from chatservice.core.sanitize import safe
 from chatservice.core.whowas import identity
@@ -93,7 +93,7 @@ def _mask(text: str) -> Mask:
         raise errors.BadMask(safe(text)[:64], str(e)) from None
 
 
-def _prune(entries: dict[str, tuple[Mask, Ban]], now: float) -> None:
+def _prune(entries: MaskList[Ban], now: float) -> None:
     """Drop the entries of C{entries} that have expired."""
     expired = [
         key
@@ -105,7 +105,7 @@ def _prune(entries: dict[str, tuple[Mask, Ban]], now: float) -> None:
 
 
 def _until(
-    entries: dict[str, tuple[Mask, Ban]], who: Identity, now: float
+    entries: MaskList[Ban], who: Identity, now: float
 ) -> tuple[bool, float | None]:
     """
     Whether an entry of C{entries} in force matches C{who}, and until when
@@ -113,15 +113,14 @@ def _until(
     """
     matched = False
     until: float | None = 0.0
-    for mask, ban in entries.values():
+    for _, ban in entries.matching(who):
         if ban.expires is not None and ban.expires <= now:
             continue
-        if mask.matches(who):
-            matched = True
-            if ban.expires is None:
-                return True, None
-            if until is not None:
-                until = max(until, ban.expires)
+        matched = True
+        if ban.expires is None:
+            return True, None
+        if until is not None:
+            until = max(until, ban.expires)
     return matched, until
 
 
@@ -171,10 +170,8 @@ class RoomModeration:
             return
         if room.bans:
             now = self.clock()
-            _prune(room.bans, now)
-            who = identity_of(member)
-            for mask, ban in room.bans.values():
-                if mask.matches(who):
+            for _, ban in room.bans.matching(identity_of(member)):
+                if ban.expires is None or ban.expires > now:
                     raise errors.Banned(room.name, ban.reason)
         if room.invite_only and not self._invited(member, room):
             raise errors.InviteOnly(room.name)
@@ -329,7 +326,7 @@ class RoomModeration:
 
     # Lists of masks
 
-    def _entries(self, room: Room, kind: MaskKind) -> dict[str, tuple[Mask, Ban]]:
+    def _entries(self, room: Room, kind: MaskKind) -> MaskList[Ban]:
         return room.bans if kind == "ban" else room.quiets
 
     def add_mask(
@@ -354,9 +351,11 @@ class RoomModeration:
         self._as_operator(member, room)
         entries = self._entries(room, kind)
         now = self.clock()
-        _prune(entries, now)
         if mask.text not in entries and len(entries) >= LIST_MAX:
-            raise errors.ListFull(room.name, kind, LIST_MAX)
+            # Only a full list is worth going through for what expired.
+            _prune(entries, now)
+            if len(entries) >= LIST_MAX:
+                raise errors.ListFull(room.name, kind, LIST_MAX)
         reason = safe(reason).strip()[:REASON_MAX]
         expires = None if duration is None else now + duration
         ban = Ban(mask.text, member.nick, now, expires, reason)

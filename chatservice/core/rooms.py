@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from chatservice.core import names
 from chatservice.core.events import Ban, Event, Topic
-from chatservice.core.masks import Mask
+from chatservice.core.masks import MaskList
 from chatservice.core.session import Renderer, Session
 
 
@@ -145,8 +145,8 @@ class Room:
         self.limit: int | None = None
         self.no_external = True
         self.moderated = False
-        self.bans: dict[str, tuple[Mask, Ban]] = {}
-        self.quiets: dict[str, tuple[Mask, Ban]] = {}
+        self.bans: MaskList[Ban] = MaskList()
+        self.quiets: MaskList[Ban] = MaskList()
         self.silenced: dict[Member, float | None] = {}
         self.gagged = False
         self.invited: set[str] = set()

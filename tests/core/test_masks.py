@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from chatservice.core.masks import MASK_MAX, BadMask, Identity, parse_mask
+from chatservice.core.masks import MASK_MAX, BadMask, Identity, MaskList, parse_mask
 
 
 def who(
@@ -112,3 +112,47 @@ class MatchTests(SynchronousTestCase):
         self.assertFalse(mask.matches(who(account="alicia")))
         self.assertFalse(mask.matches(who(nick="alice")))
         self.assertTrue(parse_mask("$a:ali*").matches(who(account="alicia")))
+
+
+class MaskListTests(SynchronousTestCase):
+    """
+    A list files exact masks under what they name, and finds the same
+    entries as trying every mask would.
+    """
+
+    def test_matchingAsEveryMask(self) -> None:
+        texts = [
+            "bob",
+            "bo*",
+            "*@10.0.0.7",
+            "*@10.0.0.0/8",
+            "*!*@chatservice",
+            "$a:alice",
+            "$a:al*",
+            "x!y@z",
+        ]
+        entries: MaskList[int] = MaskList()
+        for n, text in enumerate(texts):
+            mask = parse_mask(text)
+            entries[mask.text] = (mask, n)
+        people = [
+            who(),
+            who(nick="bobby", address="10.1.1.1"),
+            who(nick="al", address="", account="alice"),
+            who(nick="zed", address="192.0.2.1", account="alicia"),
+        ]
+        for person in people:
+            found = sorted(n for _, n in entries.matching(person))
+            every = sorted(n for mask, n in entries.values() if mask.matches(person))
+            self.assertEqual(found, every, person)
+        self.assertEqual(len(entries), len(texts))
+
+    def test_removeAndReplace(self) -> None:
+        entries: MaskList[str] = MaskList()
+        mask = parse_mask("bob")
+        entries[mask.text] = (mask, "first")
+        entries[mask.text] = (mask, "second")
+        self.assertEqual([v for _, v in entries.matching(who())], ["second"])
+        del entries[mask.text]
+        self.assertEqual(list(entries.matching(who())), [])
+        self.assertEqual(entries, {})
