@@ -516,6 +516,17 @@ class IRCRenderer:
             )
         if kind is events.TopicSet:
             return _lines([line(user(e.nick), "TOPIC", channel(e.room), e.text)])
+        if kind is events.RoomRegistered:
+            # IRC has no word for it: a notice from the server to the
+            # channel, as services' registrations are announced.
+            done = (
+                "unregistered the channel"
+                if e.founder is None
+                else f"registered the channel to the account {e.founder}"
+            )
+            return _lines(
+                [line(self.server, "NOTICE", channel(e.room), f"{e.nick} {done}")]
+            )
         if kind in _MODE_CHANGES:
             self.departures.count += 1
         if kind is events.Opped or kind is events.Deopped:

@@ -529,3 +529,27 @@ class InviteTests(ModerationTestCase):
         self.alice.send("MODE #chan +s\r\n")
         self.carol.send("INVITE alice #chan\r\n")
         self.assertEqual(codes(self.carol.take()), ["442"])
+
+
+class RegisteredTests(ModerationTestCase):
+    def test_registrationAnnounced(self) -> None:
+        """
+        A room registered (from another front end: IRC has no command for
+        it) is announced to the channel as a server notice.
+        """
+        member = self.member(self.alice)
+        member.account = "alice"
+        self.harness.chat.register_room(member, self.room)
+        self.harness.turn()
+        self.assertEqual(
+            self.bob.take(),
+            [
+                f"{SERVER} NOTICE #chan :alice registered the channel to the "
+                "account alice"
+            ],
+        )
+        self.harness.chat.unregister_room(member, self.room)
+        self.harness.turn()
+        self.assertEqual(
+            self.bob.take(), [f"{SERVER} NOTICE #chan :alice unregistered the channel"]
+        )
