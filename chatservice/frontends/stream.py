@@ -41,9 +41,11 @@ from zope.interface import implementer
 
 from chatservice import _twisted_private
 from chatservice.core import errors, events
+from chatservice.core.accounts import Accounts
 from chatservice.core.chat import Chat
 from chatservice.core.flood import TokenBucket
 from chatservice.core.rooms import Member
+from chatservice.core.server_operators import ServerOperators
 from chatservice.core.session import Renderer
 from chatservice.core.stats import Stats
 from chatservice.frontends.admission import Admission, Refusal
@@ -107,7 +109,9 @@ class StreamFactory(ServerFactory["StreamSession"]):
 
     @cvar renderer: how this front end writes events; one for all its
         sessions.
+    @param accounts: the accounts, if the server keeps them.
     @param limits: this front end's limits, if not the admission's.
+    @param operators: the server operators, if any may be.
     """
 
     renderer: Renderer
@@ -116,10 +120,14 @@ class StreamFactory(ServerFactory["StreamSession"]):
         self,
         chat: Chat,
         admission: Admission,
+        accounts: Accounts | None = None,
         limits: Limits | None = None,
+        operators: ServerOperators | None = None,
     ) -> None:
         self.chat = chat
         self.admission = admission
+        self.accounts = accounts
+        self.operators = operators
         self.limits = admission.limits if limits is None else limits
         self.reactor: IReactorTime = admission.reactor
         self.stats: Stats = admission.stats

@@ -1710,19 +1710,19 @@ class IRCFactory(StreamFactory):
         super().__init__(
             chat,
             admission,
+            accounts,
             dataclasses.replace(
                 base,
                 max_line=IRC_MAX_TAGGED_LINE,
                 flood_burst=max(base.flood_burst, IRC_FLOOD_BURST),
             ),
+            operators,
         )
         self.server = server
-        self.accounts = accounts
         self._msgids = MessageIds()
         self.departures = Departures()
         self._renderers: dict[frozenset[str], IRCRenderer] = {}
         self.renderer = self.renderer_for(frozenset())
-        self.operators = operators
         # Members with user mode +i; they drop out when collected, and
         # count only while connected.
         self.invisible: weakref.WeakSet[Member] = weakref.WeakSet()

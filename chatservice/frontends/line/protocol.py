@@ -12,14 +12,9 @@ from __future__ import annotations
 from twisted.internet.defer import Deferred
 
 from chatservice.core import sanitize
-from chatservice.core.accounts import Accounts
-from chatservice.core.chat import Chat
 from chatservice.core.errors import ChatError
 from chatservice.core.events import Refused
 from chatservice.core.rooms import Member
-from chatservice.core.server_operators import ServerOperators
-from chatservice.frontends.admission import Admission
-from chatservice.frontends.limits import Limits
 from chatservice.frontends.line import commands
 from chatservice.frontends.line.user import LineUser
 from chatservice.frontends.line.wire import LineRenderer
@@ -101,15 +96,3 @@ class LineFactory(StreamFactory):
 
     protocol = LineProtocol
     renderer = LineRenderer()
-
-    def __init__(
-        self,
-        chat: Chat,
-        admission: Admission,
-        accounts: Accounts | None = None,
-        limits: Limits | None = None,
-        operators: ServerOperators | None = None,
-    ) -> None:
-        super().__init__(chat, admission, limits)
-        self.accounts = accounts
-        self.operators = operators

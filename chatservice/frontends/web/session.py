@@ -351,9 +351,7 @@ class WebFactory(StreamFactory):
         limits: Limits | None = None,
         operators: ServerOperators | None = None,
     ) -> None:
-        super().__init__(chat, admission, limits)
-        self.accounts = accounts
-        self.operators = operators
+        super().__init__(chat, admission, accounts, limits, operators)
         # Events are dated by the reactor's clock (the wall clock).
         self.renderer = JSONRenderer(self.reactor.seconds)
 
