@@ -317,18 +317,20 @@ def _kick(who: Requester, a: dict[str, Any]) -> None:
     _told(who, room)
 
 
-def _op(who: Requester, a: dict[str, Any]) -> None:
-    chat = who.chat
-    room = chat.room_of(who.me(), a["room"])
-    chat.op(who.me(), room, a["nick"])
-    _told(who, room)
+def _status(
+    change: Callable[[Chat], Callable[[Member, Room, str], None]],
+) -> Handler:
+    """
+    A request that changes the status of C{nick} in C{room} (operator,
+    voice) with the operation C{change} picks from the chat.
+    """
 
+    def handle(who: Requester, a: dict[str, Any]) -> None:
+        room = who.chat.room_of(who.me(), a["room"])
+        change(who.chat)(who.me(), room, a["nick"])
+        _told(who, room)
 
-def _deop(who: Requester, a: dict[str, Any]) -> None:
-    chat = who.chat
-    room = chat.room_of(who.me(), a["room"])
-    chat.deop(who.me(), room, a["nick"])
-    _told(who, room)
+    return handle
 
 
 # Room moderation
@@ -414,20 +416,6 @@ def _lister(kind: MaskKind) -> Handler:
         who.chat.list_masks(who.me(), _visible(who, a["room"]), kind)
 
     return masks
-
-
-def _voice(who: Requester, a: dict[str, Any]) -> None:
-    chat = who.chat
-    room = chat.room_of(who.me(), a["room"])
-    chat.voice(who.me(), room, a["nick"])
-    _told(who, room)
-
-
-def _devoice(who: Requester, a: dict[str, Any]) -> None:
-    chat = who.chat
-    room = chat.room_of(who.me(), a["room"])
-    chat.devoice(who.me(), room, a["nick"])
-    _told(who, room)
 
 
 def _invite(who: Requester, a: dict[str, Any]) -> None:
@@ -598,10 +586,10 @@ REQUESTS: dict[str, Request] = {
         Request("rooms", (), _rooms),
         Request("topic", (_ROOM, Field("text", required=False)), _topic),
         Request("kick", (_ROOM, _NICK, Field("reason", required=False)), _kick),
-        Request("op", (_ROOM, _NICK), _op),
-        Request("deop", (_ROOM, _NICK), _deop),
-        Request("voice", (_ROOM, _NICK), _voice),
-        Request("devoice", (_ROOM, _NICK), _devoice),
+        Request("op", (_ROOM, _NICK), _status(lambda chat: chat.op)),
+        Request("deop", (_ROOM, _NICK), _status(lambda chat: chat.deop)),
+        Request("voice", (_ROOM, _NICK), _status(lambda chat: chat.voice)),
+        Request("devoice", (_ROOM, _NICK), _status(lambda chat: chat.devoice)),
         Request("invite", (_ROOM, _NICK), _invite),
         Request("ban", _MASK_ADD, _masker("ban")),
         Request("unban", (_ROOM, _MASK), _unmasker("ban")),
