@@ -10,12 +10,13 @@ log file, say) cannot make every welcome megabytes long.
 from __future__ import annotations
 
 from chatservice.core import sanitize
+from chatservice.server.small_files import SmallFileError, read_small
 
 MAX_BYTES = 16 * 1024
 MAX_LINES = 100
 
 
-class MotdError(Exception):
+class MotdError(SmallFileError):
     """The message of the day cannot be used; the text says why."""
 
 
@@ -23,13 +24,7 @@ def read_motd(path: str) -> list[str]:
     """
     The lines of the file at C{path}, ready to send. Blocks: reads a file.
     """
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_BYTES + 1)
-    except OSError as e:
-        raise MotdError(f"cannot read {path}: {e.strerror or e}") from None
-    if len(data) > MAX_BYTES:
-        raise MotdError(f"{path} is over {MAX_BYTES} bytes")
+    data = read_small(path, MAX_BYTES, MotdError)
     lines = [sanitize.clean(line.rstrip(b"\r")) for line in data.splitlines()]
     while lines and not lines[-1].strip():
         lines.pop()

@@ -13,11 +13,12 @@ than read.
 from __future__ import annotations
 
 from chatservice.core import names
+from chatservice.server.small_files import SmallFileError, read_small
 
 MAX_BYTES = 64 * 1024
 
 
-class OperatorsFileError(Exception):
+class OperatorsFileError(SmallFileError):
     """The operators file cannot be used; the text says why."""
 
 
@@ -25,13 +26,7 @@ def read_operators(path: str) -> list[str]:
     """
     The account names the file at C{path} lists. Blocks: reads a file.
     """
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_BYTES + 1)
-    except OSError as e:
-        raise OperatorsFileError(f"cannot read {path}: {e.strerror or e}") from None
-    if len(data) > MAX_BYTES:
-        raise OperatorsFileError(f"{path} is over {MAX_BYTES} bytes")
+    data = read_small(path, MAX_BYTES, OperatorsFileError)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:

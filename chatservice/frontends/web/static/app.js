@@ -9,15 +9,7 @@ import { COMMANDS, parseLine } from "./commands.js";
 import { Connection } from "./connection.js";
 import { describe } from "./errors.js";
 import * as settings from "./settings.js";
-
-const $ = (id) => document.getElementById(id);
-
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
+import { $, el } from "./dom.js";
 
 // What outlives a reload: the nickname chosen, whether it is registered,
 // the rooms joined. Never a password.

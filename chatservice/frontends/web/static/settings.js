@@ -6,15 +6,7 @@
 // its controls into the same requests the slash commands make.
 
 import { describe } from "./errors.js";
-
-const $ = (id) => document.getElementById(id);
-
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
+import { $, el } from "./dom.js";
 
 // The flags, as the panel and the messages name them. Outside messages are
 // shown as allowed or not: the setting says "no_external".
