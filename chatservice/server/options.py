@@ -378,7 +378,8 @@ class Options(usage.Options):
     opt_port.__doc__ = (
         "Listen on ENDPOINT, a Twisted server endpoint string such as "
         "tcp:12345:interface=0.0.0.0, tcp6:12345:interface=\\:\\:1, "
-        "unix:/tmp/chat.sock or ssl:6697:privateKey=key.pem:certKey=cert.pem. "
+        "unix:/tmp/chat.sock or ssl:6697:privateKey=key.pem:certKey=cert.pem; "
+        "reuseport:12345 is a TCP port that several processes share. "
         "May be given several times. [default: " + DEFAULT_PORT + "]"
     )
     opt_p = opt_port

@@ -131,7 +131,7 @@ class PackagingTests(unittest.SynchronousTestCase):
         self.assertNotIn("twisted/plugins/__init__.py", files)
         self.assertEqual(
             sorted(f for f in files if f.startswith("twisted/") and f.endswith(".py")),
-            ["twisted/plugins/chat_plugin.py"],
+            ["twisted/plugins/chat_plugin.py", "twisted/plugins/chat_reuseport.py"],
         )
 
 
