@@ -146,19 +146,18 @@ class RoomOperators:
     def _set_operator(
         self, member: Member, room: Room, nick: str, operator: bool
     ) -> None:
-        target = self._set_status(
+        target, changed = self._set_status(
             member, room, nick, operator, room.operators, events.Opped, events.Deopped
         )
-        if target is not None:
+        if not changed:
             self.fanout.tell(
                 member, events.OperatorUnchanged(room.name, target.nick, operator)
             )
             return
-        changed = self._target(room, nick)
         self.audit.record(
-            member.nick, "op" if operator else "deop", changed.nick, room.name
+            member.nick, "op" if operator else "deop", target.nick, room.name
         )
-        self._operator_changed(room, changed, operator)
+        self._operator_changed(room, target, operator)
 
     def voice(self, member: Member, room: Room, nick: str) -> None:
         """
@@ -188,21 +187,21 @@ class RoomOperators:
         holders: set[Member],
         given: type[events.Voiced] | type[events.Opped],
         taken: type[events.Devoiced] | type[events.Deopped],
-    ) -> Member | None:
+    ) -> tuple[Member, bool]:
         """
         Give (or take) a status in C{room}, kept as the set C{holders}, to
         the member called C{nick}, and tell the room with C{given} (or
-        C{taken}). The member is returned if it had (or lacked) the status
-        already, and nothing was done.
+        C{taken}). Returns the member, and whether anything changed: not
+        if it had (or lacked) the status already.
         """
         self._as_operator(member, room)
         target = self._target(room, nick)
         if (target in holders) == give:
-            return target
+            return target, False
         if give:
             holders.add(target)
         else:
             holders.discard(target)
         event = (given if give else taken)(room.name, target.nick, member.nick)
         self.fanout.post(room, None, event)
-        return None
+        return target, True
