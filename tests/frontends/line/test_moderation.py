@@ -6,8 +6,6 @@ line client types and sees them (docs/protocol.md, "Room moderation").
 
 from __future__ import annotations
 
-from twisted.trial import unittest
-
 from chatservice.core.accounts import Account, Accounts
 from chatservice.core.history import History
 from chatservice.core.moderation import LIST_MAX
@@ -15,6 +13,7 @@ from chatservice.frontends.limits import Limits
 from chatservice.frontends.line.commands import _SETTINGS, COMMANDS
 from chatservice.frontends.line.wire import SETTING_NAMES
 from tests.core.test_accounts import HASHER, PASSWORD, Hashing, Saves
+from tests.frontends.line.test_operators import ThreeClientsTestCase
 from tests.support.memory import Connection, Harness
 
 # 2026-11-24 09:15:02 UTC
@@ -24,7 +23,7 @@ STAMP = "2026-11-24 09:15:02"
 NOT_OPERATOR = "!!! You are not an operator of python."
 
 
-class ModerationTestCase(unittest.SynchronousTestCase):
+class ModerationTestCase(ThreeClientsTestCase):
     """
     alice (10.0.0.1), bob (10.0.0.7) and carol (10.0.0.9) in the lobby;
     alice created python, bob joined it after, carol is only in the lobby.
@@ -66,22 +65,6 @@ class ModerationTestCase(unittest.SynchronousTestCase):
         client = self.harness.connect(self.harness.address(host))
         client.take()
         return client
-
-    def everyone(self) -> list[list[str]]:
-        return [c.take() for c in (self.alice, self.bob, self.carol)]
-
-    def assertNothingElse(self) -> None:
-        self.assertEqual(self.everyone(), [[], [], []])
-
-    def assertRefused(self, cases: list[tuple[Connection, str, str]]) -> None:
-        """
-        Each (client, line, refusal): the line gets the refusal, told to
-        who sent it only.
-        """
-        for client, line, refusal in cases:
-            client.say(line)
-            self.assertEqual(client.take(), [refusal], line)
-            self.assertNothingElse()
 
     def room(self, client: Connection, command: str) -> list[str]:
         client.say(command)

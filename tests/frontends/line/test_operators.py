@@ -16,23 +16,15 @@ from tests.support.memory import Connection, Harness
 WHEN = 1795511702.0
 
 
-class OperatorTestCase(unittest.SynchronousTestCase):
+class ThreeClientsTestCase(unittest.SynchronousTestCase):
     """
-    alice, bob and carol in the lobby; alice created python, bob joined it
-    after, carol is only in the lobby. Everyone's output is taken.
+    alice, bob and carol, line clients each test sets up: what each said
+    is taken, and refusals are checked, for the three of them at once.
     """
 
-    def setUp(self) -> None:
-        self.harness = Harness(history=lambda clock: History(clock=clock.seconds))
-        self.harness.advance_to(WHEN)
-        self.alice, self.bob, self.carol = self.harness.clients(3)
-        for client, nick in zip(
-            (self.alice, self.bob, self.carol), ("alice", "bob", "carol"), strict=True
-        ):
-            client.say(f"/nick {nick}")
-        self.alice.say("/join python")
-        self.bob.say("/join python")
-        self.everyone()
+    alice: Connection
+    bob: Connection
+    carol: Connection
 
     def everyone(self) -> list[list[str]]:
         return [c.take() for c in (self.alice, self.bob, self.carol)]
@@ -49,6 +41,25 @@ class OperatorTestCase(unittest.SynchronousTestCase):
             client.say(line)
             self.assertEqual(client.take(), [refusal], line)
             self.assertNothingElse()
+
+
+class OperatorTestCase(ThreeClientsTestCase):
+    """
+    alice, bob and carol in the lobby; alice created python, bob joined it
+    after, carol is only in the lobby. Everyone's output is taken.
+    """
+
+    def setUp(self) -> None:
+        self.harness = Harness(history=lambda clock: History(clock=clock.seconds))
+        self.harness.advance_to(WHEN)
+        self.alice, self.bob, self.carol = self.harness.clients(3)
+        for client, nick in zip(
+            (self.alice, self.bob, self.carol), ("alice", "bob", "carol"), strict=True
+        ):
+            client.say(f"/nick {nick}")
+        self.alice.say("/join python")
+        self.bob.say("/join python")
+        self.everyone()
 
     def who(self, client: Connection) -> str:
         client.say("/who python")
