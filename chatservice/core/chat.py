@@ -20,7 +20,9 @@ import time
 from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from dataclasses import replace
 from itertools import count
+from typing import Protocol
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from chatservice.core import errors, events, names
@@ -68,6 +70,26 @@ def _room_name(requested: str) -> str:
 
 def _folded_room(requested: str) -> str:
     return names.fold(requested.removeprefix("#"))
+
+
+class Cluster(Protocol):
+    """
+    What the chat tells a cluster node of its members (see
+    L{chatservice.cluster.replica}), and asks it of nicknames. A chat in
+    one process has none.
+    """
+
+    def connected(self, member: Member) -> None:
+        """C{member} joined the chat here."""
+
+    def changed(self, member: Member) -> None:
+        """C{member}'s nickname or account changed."""
+
+    def gone(self, member: Member, reason: str) -> None:
+        """C{member} left the chat (or was put out of it), for C{reason}."""
+
+    def claim(self, member: Member, nick: str) -> Deferred[bool]:
+        """Take C{nick} for C{member} across the cluster: fires True if taken."""
 
 
 class Chat(RoomOperators, RoomModeration):
@@ -130,6 +152,8 @@ class Chat(RoomOperators, RoomModeration):
         self.save_room: Callable[[RoomRecord], object] | None = None
         self.forget_room: Callable[[str], object] | None = None
         self._guest_numbers = count(1)
+        # The node this chat is a replica on, in a cluster.
+        self.cluster: Cluster | None = None
 
     # Connection life cycle
 
@@ -152,6 +176,8 @@ class Chat(RoomOperators, RoomModeration):
             member.account = names.fold(account)
         self.members[member.folded] = member
         self.stats.most_members = max(self.stats.most_members, len(self.members))
+        if self.cluster is not None:
+            self.cluster.connected(member)
         return member
 
     def connect_as(self, session: Session, nick: str) -> Member:
@@ -168,6 +194,8 @@ class Chat(RoomOperators, RoomModeration):
         member = Member(nick, session)
         member.account = folded
         self.members[folded] = member
+        if self.cluster is not None:
+            self.cluster.connected(member)
         return member
 
     def _check_account(self, account: str | None) -> None:
@@ -200,11 +228,14 @@ class Chat(RoomOperators, RoomModeration):
             return
         member.connected = False
         member.outbox.clear()
-        del self.members[member.folded]
+        if self.members.get(member.folded) is member:
+            del self.members[member.folded]
         self.whowas.record(member, self.clock())
         for room in list(member.rooms.values()):
             self._remove(member, room)
             self.fanout.post(room, None, events.Quit(room.name, member.nick, reason))
+        if self.cluster is not None:
+            self.cluster.gone(member, reason)
 
     def quit(self, member: Member, message: str) -> None:
         """
@@ -283,19 +314,40 @@ class Chat(RoomOperators, RoomModeration):
             self.fanout.tell(member, events.SameNick(nick))
             return
         self._check_rename(member, nick)
+        if self.cluster is None or names.fold(nick) == member.folded:
+            self._set_nick(member, nick)
+            return
+        # Another process may be giving the name away this very moment:
+        # the cluster says who has it.
+        self.cluster.claim(member, nick).addCallback(self._claimed, member, nick)
+
+    def _claimed(self, taken: bool, member: Member, nick: str) -> None:
+        if not member.connected:
+            return
+        holder = self.members.get(names.fold(nick))
+        if not taken or (holder is not None and holder is not member):
+            self.fanout.tell(member, events.Refused(errors.NickTaken(nick)))
+            return
         self._set_nick(member, nick)
 
     def _set_nick(self, member: Member, nick: str) -> None:
         old = member.nick
         log.info("{old} is now known as {nick}", old=old, nick=nick)
         self.whowas.record(member, self.clock())
-        del self.members[member.folded]
+        if self.members.get(member.folded) is member:
+            del self.members[member.folded]
         member.nick, member.folded = nick, names.fold(nick)
         self.members[member.folded] = member
         self.fanout.tell(member, events.NickChanged(nick, old))
         for room in member.rooms.values():
             self.fanout.post(room, member, events.Renamed(room.name, old, nick))
         self._renamed(member)
+
+    def _renamed(self, member: Member) -> None:
+        """C{member}'s nickname or account changed: the cluster hears too."""
+        super()._renamed(member)
+        if self.cluster is not None:
+            self.cluster.changed(member)
 
     def log_in(self, member: Member, nick: str, take_name: bool = True) -> None:
         """
@@ -398,12 +450,7 @@ class Chat(RoomOperators, RoomModeration):
             return room
         room = self.rooms.get(folded)
         if room is None:
-            room = Room(name, self.clock())
-            self._restore(room)
-            topic = None if self.history is None else self.history.topics.get(folded)
-            if topic is not None:
-                # The room may be spelt otherwise this time.
-                room.topic = replace(topic, room=room.name)
+            room = self.make_room(name)
             self._admit(member, room, key)
             self.rooms[folded] = room
         else:
@@ -423,6 +470,19 @@ class Chat(RoomOperators, RoomModeration):
         if self.history is not None:
             self.replay_history(member, room, self.replay)
         self.fanout.post(room, member, events.Joined(room.name, member.nick))
+        return room
+
+    def make_room(self, name: str) -> Room:
+        """
+        A new room called C{name} (valid already), not yet among the
+        rooms: as its registration, if any, and its last topic left it.
+        """
+        room = Room(name, self.clock())
+        self._restore(room)
+        topic = None if self.history is None else self.history.topics.get(room.folded)
+        if topic is not None:
+            # The room may be spelt otherwise this time.
+            room.topic = replace(topic, room=room.name)
         return room
 
     def replay_history(self, member: Member, room: Room, n: int) -> int:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from typing import Protocol
 
 from twisted.logger import Logger
 
@@ -43,6 +44,21 @@ log = Logger()
 # The events a renderer without an C{echoed} attribute shows a member of
 # its own doing: none (see L{chatservice.core.session.Renderer}).
 _NOTHING: frozenset[type[Event]] = frozenset()
+
+
+class Relay(Protocol):
+    """
+    Where a cluster node's fan-out sends what other processes must see.
+    """
+
+    def room(self, room: Room, pending: list[tuple[Member | None, Event]]) -> None:
+        """A room's events of this turn, in order, to be shared by all."""
+
+    def tell(self, member: Member, event: Event) -> None:
+        """C{event} for C{member}, a member of another process."""
+
+    def flush(self) -> None:
+        """The turn is over: send what was handed over during it."""
 
 
 def immediately(flush: Callable[[], None]) -> None:
@@ -79,11 +95,16 @@ class Fanout:
         self._flush_scheduled = False
         # Room events handed to members since the last flush.
         self._room_lines = 0
+        self.relay: Relay | None = None
+        self.applying = False
 
     def post(self, room: Room, sender: Member | None, event: Event) -> None:
         """
         Queue C{event} for every member of C{room} except C{sender}.
         """
+        if self.applying:
+            self.share(room, [(sender, event)])
+            return
         pending = room.pending
         pending.append((sender, event))
         if len(pending) == 1:
@@ -100,6 +121,10 @@ class Fanout:
         """
         Queue C{event} for C{member} alone, rendered for it now.
         """
+        if member.remote:
+            if self.relay is not None and not self.applying:
+                self.relay.tell(member, event)
+            return
         data = member.renderer.render_to(member.nick, event)
         # A delivery is a line queued for a recipient, and one event may be
         # several (a replay, a listing).
@@ -117,6 +142,10 @@ class Fanout:
         rendered: dict[object, bytes] = {}
         told = 0
         for member in members:
+            if member.remote:
+                self.tell(member, event)
+                told += 1
+                continue
             renderer = member.renderer
             data = rendered.get(renderer)
             if data is None:
@@ -130,13 +159,17 @@ class Fanout:
         """
         Queue bytes already rendered for C{member}.
         """
-        if not member.connected:
+        if not member.connected or member.remote:
             return
         outbox = member.outbox
         outbox.append(data)
         if len(outbox) == 1:
             self._dirty_members.append(member)
             self._request_flush()
+
+    def request_flush(self) -> None:
+        """Have L{flush} run at the end of this turn."""
+        self._request_flush()
 
     def _request_flush(self) -> None:
         if not self._flush_scheduled:
@@ -154,10 +187,22 @@ class Fanout:
             return
         room.pending = []
         records = room.to_record
+        if self.relay is not None:
+            # The history keeps them as they come back through the log.
+            room.to_record = []
+            self.relay.room(room, pending)
+            return
         if records:
             room.to_record = []
             assert self.history is not None
             self.history.record(room.folded, room.name, records)
+        self.share(room, pending)
+
+    def share(self, room: Room, pending: list[tuple[Member | None, Event]]) -> None:
+        """
+        Queue C{pending}, a room's events in order, for the room's members
+        on this process, rendered once per renderer.
+        """
         members = room.members
         if members:
             self._room_lines += len(pending)
@@ -169,6 +214,8 @@ class Fanout:
                     [sender in members for sender, _ in pending]
                 )
                 self._share_many(room, pending)
+            if self._dirty_members:
+                self._request_flush()
 
     def _share_one(self, room: Room, sender: Member | None, event: Event) -> None:
         # The common case, a single event this turn, without the joins.
@@ -236,6 +283,8 @@ class Fanout:
         rooms, self._dirty_rooms = self._dirty_rooms, []
         for room in rooms:
             self.flush_room(room)
+        if self.relay is not None:
+            self.relay.flush()
         members, self._dirty_members = self._dirty_members, []
         for member in members:
             try:

@@ -229,10 +229,13 @@ class History:
         self.archive: Archive | None = None
         self.run = secrets.token_hex(4)
 
-    def record(self, room_key: str, room: str, records: list[bytes]) -> None:
+    def record(
+        self, room_key: str, room: str, records: list[bytes], store: bool = True
+    ) -> None:
         """
         Keep the records (L{encode_record}) of one turn's messages and
-        actions in a room.
+        actions in a room; and, unless not to C{store} them (another
+        process of the cluster writes its own), queue them for the writer.
         """
         now = self.clock()
         tail = self.tails.get(room_key)
@@ -242,7 +245,7 @@ class History:
         tail.times.extend(repeat(now, len(records)))
         tail.end += len(records)
         unwritten = self.unwritten
-        if unwritten is not None:
+        if unwritten is not None and store:
             pending = self._unwritten(unwritten, room_key, room, now)
             pending.data += b"".join(records)
             pending.count += len(records)
@@ -257,16 +260,17 @@ class History:
             pending = unwritten[room_key] = Unwritten(now, room)
         return pending
 
-    def set_topic(self, room_key: str, topic: Topic) -> None:
+    def set_topic(self, room_key: str, topic: Topic, store: bool = True) -> None:
         """
         Keep C{topic} as the topic of a room, or clear it if its text is
-        empty, and queue the change for the writer.
+        empty, and queue the change for the writer unless not to C{store}
+        it.
         """
         if topic.text:
             self.topics[room_key] = topic
         else:
             self.topics.pop(room_key, None)
-        if self.unwritten is not None:
+        if self.unwritten is not None and store:
             self._unwritten(
                 self.unwritten, room_key, topic.room, topic.time
             ).topic = topic

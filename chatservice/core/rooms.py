@@ -23,6 +23,10 @@ class Member:
     @ivar folded: the nickname's key (L{names.fold}), unique among members.
     @ivar account: the folded name of the account it is logged in as.
     @ivar outbox: rendered output queued for it this turn.
+    @ivar remote: it is connected to another process of the chat (see
+        L{chatservice.cluster}): this one keeps it for names, listings and
+        rules, renders nothing for it, and hands what is told it to the
+        cluster.
     """
 
     __slots__ = (
@@ -33,6 +37,7 @@ class Member:
         "folded",
         "nick",
         "outbox",
+        "remote",
         "renderer",
         "rooms",
         "session",
@@ -51,6 +56,7 @@ class Member:
         # The peer's IP address, if its session knows it: what address
         # masks match.
         self.address: str = getattr(session, "address", "")
+        self.remote: bool = getattr(session, "remote", False)
 
     def __repr__(self) -> str:
         return f"<Member {self.nick!r}>"
@@ -155,6 +161,8 @@ class Room:
 
     def add(self, member: Member) -> None:
         self.members[member] = None
+        if member.remote:
+            return
         group = self.by_renderer.get(member.renderer)
         if group is None:
             group = self.by_renderer[member.renderer] = {}
@@ -165,7 +173,8 @@ class Room:
         self.operators.discard(member)
         self.voiced.discard(member)
         self.silenced.pop(member, None)
-        self._ungroup(member, member.renderer)
+        if not member.remote:
+            self._ungroup(member, member.renderer)
 
     def regroup(self, member: Member, old: Renderer) -> None:
         """
@@ -173,6 +182,8 @@ class Room:
         longer with C{old}: move it to its new group, keeping everything
         else of its membership.
         """
+        if member.remote:
+            return
         self._ungroup(member, old)
         group = self.by_renderer.get(member.renderer)
         if group is None:

@@ -227,14 +227,17 @@ class Harness:
         accounts: Callable[[Chat, dict[str, Account]], Accounts] | None = None,
         replay: int = DEFAULT_REPLAY,
         operators: Iterable[str] = (),
+        clock: GuardedClock | None = None,
     ) -> None:
         """
         @param history: the history, or what makes it given the clock.
         @param accounts: makes the accounts, given the chat and the dict of
             accounts it consults; without it the server keeps none.
         @param operators: the accounts that are server operators.
+        @param clock: the fake reactor, if it is shared (by the nodes of a
+            cluster); by default one of its own.
         """
-        self.clock = GuardedClock()
+        self.clock = GuardedClock() if clock is None else clock
         self.factory = line_factory(
             self.clock,
             limits,
