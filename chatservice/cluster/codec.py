@@ -120,7 +120,7 @@ class _Record:
         if self.plain:
             for item in values:
                 if type(item) is not str:
-                    raise CodecError(f"{self.name}: {item!r} is not a string")
+                    raise CodecError(f"{self.name}: {_shown(item)} is not a string")
             return [self.name, *values]
         return [
             self.name,
@@ -145,8 +145,8 @@ class _Record:
                 args.append(f.default())
         if found != len(value):
             known = {f.name for f in self.fields}
-            extra = sorted(set(value) - known)
-            raise CodecError(f"{self.name}: unknown fields {extra!r}")
+            extra = ", ".join(_shown(key) for key in list(set(value) - known)[:3])
+            raise CodecError(f"{self.name}: unknown fields {extra}")
         return self._build(args)
 
     def decode_list(self, value: list[object]) -> Any:
@@ -159,7 +159,7 @@ class _Record:
         if self.plain:
             for item in args:
                 if type(item) is not str or not (item.isascii() or _unicode(item)):
-                    raise CodecError(f"{self.name}: {item!r:.40} is not a string")
+                    raise CodecError(f"{self.name}: {_shown(item)} is not a string")
         else:
             args = [f.decode(item) for f, item in zip(self.fields, args, strict=False)]
         if given < len(self.fields):
@@ -171,6 +171,20 @@ class _Record:
             return self.cls(*args)
         except (TypeError, ValueError) as e:
             raise CodecError(f"{self.name}: {e}") from None
+
+
+def _shown(value: object) -> str:
+    """
+    C{value}, short, for an error message: never the whole of what may be
+    megabytes of JSON nested a thousand deep.
+    """
+    if isinstance(value, str):
+        return repr(value[:40]) + ("..." if len(value) > 40 else "")
+    if isinstance(value, int) and abs(value) >= 10**40:
+        return "a big integer"
+    if isinstance(value, (int, float)) or value is None:
+        return repr(value)
+    return f"a {type(value).__name__}"
 
 
 def _same(value: object) -> object:
@@ -198,13 +212,13 @@ def _unicode(text: str) -> bool:
 
 def _decode_str(value: object) -> str:
     if type(value) is not str or not (value.isascii() or _unicode(value)):
-        raise CodecError(f"{value!r:.40} is not a string")
+        raise CodecError(f"{_shown(value)} is not a string")
     return value
 
 
 def _encode_str(value: object) -> str:
     if type(value) is not str:
-        raise CodecError(f"{value!r:.40} is not a string")
+        raise CodecError(f"{_shown(value)} is not a string")
     return value
 
 
@@ -213,7 +227,7 @@ def _exact(kind: type, what: str) -> tuple[_Encode, _Decode]:
 
     def check(value: object) -> object:
         if type(value) is not kind:
-            raise CodecError(f"{value!r:.40} is not {what}")
+            raise CodecError(f"{_shown(value)} is not {what}")
         return value
 
     return check, check
@@ -221,7 +235,7 @@ def _exact(kind: type, what: str) -> tuple[_Encode, _Decode]:
 
 def _encode_float(value: object) -> float:
     if type(value) is not float and type(value) is not int:
-        raise CodecError(f"{value!r:.40} is not a number")
+        raise CodecError(f"{_shown(value)} is not a number")
     if not math.isfinite(value):
         raise CodecError(f"{value!r} is not a finite number")
     return value
@@ -229,7 +243,7 @@ def _encode_float(value: object) -> float:
 
 def _decode_float(value: object) -> float:
     if type(value) is not float and type(value) is not int:
-        raise CodecError(f"{value!r:.40} is not a number")
+        raise CodecError(f"{_shown(value)} is not a number")
     if not math.isfinite(value):
         raise CodecError(f"{value!r} is not a finite number")
     return float(value)
@@ -244,7 +258,9 @@ def _literal(allowed: tuple[object, ...]) -> tuple[_Encode, _Decode]:
         except TypeError:  # unhashable
             ok = False
         if not ok:
-            raise CodecError(f"{value!r:.40} is not one of {sorted(map(str, allowed))}")
+            raise CodecError(
+                f"{_shown(value)} is not one of {sorted(map(str, allowed))}"
+            )
         return value
 
     return check, check
@@ -258,7 +274,7 @@ def _union(members: list[tuple[_Encode, _Decode]]) -> tuple[_Encode, _Decode]:
                     return codec[which](value)
                 except CodecError:
                     pass
-            raise CodecError(f"{value!r:.40} is none of the types allowed")
+            raise CodecError(f"{_shown(value)} is none of the types allowed")
 
         return attempt
 
@@ -281,7 +297,7 @@ def _sequence(
                 return {"tuple": items}
             if kind is None or type(value) is kind:
                 return items
-        raise CodecError(f"{value!r:.40} is not a {(kind or Sequence).__name__}")
+        raise CodecError(f"{_shown(value)} is not a {(kind or Sequence).__name__}")
 
     def decode(value: object) -> object:
         as_tuple = kind is tuple
@@ -289,7 +305,7 @@ def _sequence(
             value = value["tuple"]
             as_tuple = True
         if type(value) is not list:
-            raise CodecError(f"{value!r:.40} is not a list")
+            raise CodecError(f"{_shown(value)} is not a list")
         items = [decode_item(v) for v in value]
         return tuple(items) if as_tuple else items
 
@@ -301,12 +317,12 @@ def _tuple(items: list[tuple[_Encode, _Decode]]) -> tuple[_Encode, _Decode]:
 
     def encode(value: object) -> object:
         if type(value) is not tuple or len(value) != len(items):
-            raise CodecError(f"{value!r:.40} is not a tuple of {len(items)}")
+            raise CodecError(f"{_shown(value)} is not a tuple of {len(items)}")
         return [codec[0](v) for codec, v in zip(items, value, strict=True)]
 
     def decode(value: object) -> object:
         if type(value) is not list or len(value) != len(items):
-            raise CodecError(f"{value!r:.40} is not a list of {len(items)}")
+            raise CodecError(f"{_shown(value)} is not a list of {len(items)}")
         return tuple(codec[1](v) for codec, v in zip(items, value, strict=True))
 
     return encode, decode
@@ -317,7 +333,7 @@ def _frozenset(item: tuple[_Encode, _Decode]) -> tuple[_Encode, _Decode]:
 
     def encode(value: object) -> object:
         if type(value) is not frozenset:
-            raise CodecError(f"{value!r:.40} is not a frozenset")
+            raise CodecError(f"{_shown(value)} is not a frozenset")
         items = [encode_item(v) for v in value]
         try:
             # The same set, the same bytes.
@@ -328,11 +344,11 @@ def _frozenset(item: tuple[_Encode, _Decode]) -> tuple[_Encode, _Decode]:
 
     def decode(value: object) -> object:
         if type(value) is not list:
-            raise CodecError(f"{value!r:.40} is not a list")
+            raise CodecError(f"{_shown(value)} is not a list")
         try:
             return frozenset([decode_item(v) for v in value])
         except TypeError:  # unhashable
-            raise CodecError(f"{value!r:.40} is not a set") from None
+            raise CodecError(f"{_shown(value)} is not a set") from None
 
     return encode, decode
 
@@ -343,7 +359,7 @@ def _nested(cls: type) -> tuple[_Encode, _Decode]:
 
     def encode(value: object) -> object:
         if type(value) is not cls:
-            raise CodecError(f"{value!r:.40} is not a {cls.__name__}")
+            raise CodecError(f"{_shown(value)} is not a {cls.__name__}")
         return record.encode_object(value)
 
     return encode, record.decode_object
@@ -459,7 +475,7 @@ def _decode(value: object, by_name: dict[str, _Record], what: str) -> Any:
     name = value[0]
     record = by_name.get(name) if type(name) is str else None
     if record is None:
-        raise CodecError(f"unknown {what} type {name!r:.40}")
+        raise CodecError(f"unknown {what} type {_shown(name)}")
     if not record.named:
         return record.decode_list(value)
     if len(value) != 2:
