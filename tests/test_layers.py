@@ -1,6 +1,7 @@
 """
 The layering rule, checked: the core imports no front end, no server, no
-client, no reactor and no Twisted protocol; storage imports no front end.
+client, no reactor and no Twisted protocol; storage and the cluster import
+no front end.
 Every import statement counts, at any depth (a function's, or one under
 C{TYPE_CHECKING}), as each is a dependency all the same.
 """
@@ -35,6 +36,15 @@ FORBIDDEN = {
         "chatservice.server",
         "chatservice.client",
         "chatservice.bench",
+    ),
+    # The backplane and the node's replica: Redis and the core, never a
+    # front end's protocol or the server's options.
+    "cluster": (
+        "chatservice.frontends",
+        "chatservice.server",
+        "chatservice.client",
+        "chatservice.bench",
+        "chatservice.storage",
     ),
 }
 
@@ -71,6 +81,9 @@ class LayerTests(SynchronousTestCase):
 
     def test_storage(self) -> None:
         self.assertEqual(violations("storage"), [])
+
+    def test_cluster(self) -> None:
+        self.assertEqual(violations("cluster"), [])
 
     def test_caught(self) -> None:
         """

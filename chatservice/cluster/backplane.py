@@ -30,10 +30,20 @@ and L{chatservice.cluster.redis} (Redis).
 
 from __future__ import annotations
 
+import os
+import socket
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from twisted.internet.defer import Deferred
+
+
+def default_node_id() -> str:
+    """The host's name and this process's id: unique on a host."""
+    host = "".join(
+        c if c.isalnum() or c in "._-" else "-" for c in socket.gethostname()
+    )
+    return f"{host[:48]}-{os.getpid()}"
 
 
 @dataclass(frozen=True, slots=True)

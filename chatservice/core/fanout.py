@@ -61,6 +61,11 @@ class Relay(Protocol):
         """The turn is over: send what was handed over during it."""
 
 
+def _here(sender: Member | None, members: dict[Member, None]) -> bool:
+    """Whether C{sender} is a member of a room, on this process."""
+    return sender is not None and not sender.remote and sender in members
+
+
 def immediately(flush: Callable[[], None]) -> None:
     """A scheduler that flushes at once: for tests and tools."""
     flush()
@@ -204,14 +209,19 @@ class Fanout:
         on this process, rendered once per renderer.
         """
         members = room.members
-        if members:
+        here = len(members)
+        if self.relay is not None:
+            # Members of other processes are theirs to count.
+            here = sum(map(len, room.by_renderer.values()))
+        if here:
             self._room_lines += len(pending)
             if len(pending) == 1:
-                self.stats.deliveries += len(members) - (pending[0][0] in members)
-                self._share_one(room, pending[0][0], pending[0][1])
+                sender = pending[0][0]
+                self.stats.deliveries += here - _here(sender, members)
+                self._share_one(room, sender, pending[0][1])
             else:
-                self.stats.deliveries += len(pending) * len(members) - sum(
-                    [sender in members for sender, _ in pending]
+                self.stats.deliveries += len(pending) * here - sum(
+                    [_here(sender, members) for sender, _ in pending]
                 )
                 self._share_many(room, pending)
             if self._dirty_members:

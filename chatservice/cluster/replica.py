@@ -1,0 +1,742 @@
+"""
+A node's replica of the chat, kept in step with the cluster's other nodes.
+
+Every node's L{Chat} holds the whole chat: its own members, whose sessions
+are here, and everyone else's, as members with a L{RemoteSession} (they are
+in rooms, listings and names, and the rules count them, but nothing is
+rendered for them here). L{Replica} sits on the chat's seam to the cluster:
+
+  - B{Out.} The fan-out hands it each room's events of the turn instead of
+    delivering them (L{Relay.room}); what is told a remote member, and what
+    changes of a member here (connected, renamed, logged in, gone), go the
+    same way. At the end of the turn all of it is one batch, one
+    L{Backplane.publish}: Redis work follows turns, not lines.
+  - B{In.} Every batch of the log, this node's own included, is applied in
+    the log's order: members of other nodes appear, move and go; rooms'
+    settings, topics, lists and statuses are set; and each room's events
+    are shared with the members here, rendered once per renderer. So every
+    node shows every room in the log's one order, a node's own lines
+    included, at the cost of a round trip to Redis.
+
+What a member here does to the chat is done at once, here, as in a single
+process (its refusals are immediate); what it does to rooms is set again
+when it comes back through the log, so that where two nodes changed one
+thing at once, all end as the log's order says. Who is in which room is
+the exception: for this node's own members it is what they did here; for
+everyone else's, what the log says.
+
+Nicknames are claimed in the backplane before a rename takes effect
+(L{chatservice.core.chat.Cluster.claim}); a newcomer's is claimed as it
+arrives, and one that loses a race (two nodes, one name, the same moment)
+gets a guest name and is told why.
+
+Encoding is L{chatservice.cluster.codec}'s; the entries of a batch are
+lists whose first item says what they are:
+
+  - C{["m", sid, nick, account, address, user, real]}: a member of the
+    publishing node is there, under that name and account.
+  - C{["g", sid, reason]}: a member is gone (from its own node), or must go
+    (from another node: killed).
+  - C{["r", room, [[sid, event, operator], ...]]}: a room's events, with
+    who caused each.
+  - C{["t", sid, event]}: an event for one member.
+  - C{["h"]}: a node started; the others answer with C{"m"}, C{"p"} and
+    C{"s"} entries of what they hold.
+  - C{["p", sid, room, operator, voiced]}: a member is in a room.
+  - C{["s", room, state]}: a room's topic, settings and lists.
+  - C{["n", node, reason]}: a node was lost, or stopped; its members quit
+    for C{reason}.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from itertools import count
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from chatservice.cluster import codec
+from chatservice.cluster.backplane import Backplane, Batch
+from chatservice.core import events, names
+from chatservice.core.chat import Chat
+from chatservice.core.errors import NickTaken
+from chatservice.core.events import Event
+from chatservice.core.history import ACTION, MESSAGE, Kind, encode_record
+from chatservice.core.masks import Mask
+from chatservice.core.rooms import Member, Room
+
+log = Logger()
+
+NODE_LOST = "node lost"
+"""The reason members of a lost node are seen to quit with."""
+SHUTTING_DOWN = "server shutting down"
+"""The reason members of a node that stopped are seen to quit with."""
+
+# Tries at a free guest name before giving up on a newcomer.
+GUEST_TRIES = 10
+
+_SPOKEN: dict[type[Event], Kind] = {
+    events.Said: MESSAGE,
+    events.Noticed: MESSAGE,
+    events.Acted: ACTION,
+}
+_MEMBERSHIP = (events.Joined, events.Left, events.Quit, events.Kicked)
+_STATUS: dict[type[Event], tuple[str, bool]] = {
+    events.Opped: ("operators", True),
+    events.Deopped: ("operators", False),
+    events.Voiced: ("voiced", True),
+    events.Devoiced: ("voiced", False),
+}
+
+
+def _encoded(event: Event) -> object | None:
+    """
+    C{event} as the log carries it; None for one a front end made for its
+    own connections (IRC's C{TAGMSG}), which stays on this node.
+    """
+    try:
+        return codec.encode_event(event)
+    except codec.CodecError:
+        log.debug("Not carried to other nodes: {event!r}", event=event)
+        return None
+
+
+class _Silent:
+    """The renderer of members of other nodes: nothing is rendered here."""
+
+    def render(self, event: Event) -> bytes:
+        return b""
+
+    def render_to(self, nick: str, event: Event) -> bytes:
+        return b""
+
+
+SILENT = _Silent()
+
+
+class RemoteSession:
+    """
+    A member's session as a node other than its own sees it: where it is,
+    and what its client said of itself; delivering and closing are its own
+    node's.
+    """
+
+    remote = True
+    renderer = SILENT
+
+    def __init__(
+        self, node: str, sid: str, address: str, identity: tuple[str, str] | None
+    ) -> None:
+        self.node = node
+        self.sid = sid
+        self.address = address
+        self.identity = identity
+
+    def deliver(self, data: bytes) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class Replica:
+    """
+    The node: the chat's seam to the backplane (see the module docstring).
+
+    @ivar local: this node's members, by session id.
+    @ivar ghosts: other nodes' members, by session id.
+    """
+
+    def __init__(self, chat: Chat, backplane: Backplane) -> None:
+        self.chat = chat
+        self.backplane = backplane
+        self.node = backplane.node
+        self.local: dict[str, Member] = {}
+        self.ghosts: dict[str, Member] = {}
+        self._sids: dict[Member, str] = {}
+        self._claimed: dict[Member, str] = {}
+        # Guest names left to try, for newcomers whose name was taken.
+        self._tries: dict[Member, int] = {}
+        self._numbers = count(1)
+        self._out: list[object] = []
+        # Entries that must follow the turn's room events ("g").
+        self._last: list[object] = []
+        chat.cluster = self
+        chat.fanout.relay = self
+        self._save_room = chat.save_room
+        chat.save_room = self._keep_room
+        self._stopping = False
+
+    def start(self) -> Deferred[None]:
+        """Join the cluster, and ask the others what they hold."""
+        d = self.backplane.start(self)
+
+        def started(_: None) -> None:
+            self._send(["h"])
+
+        return d.addCallback(started)
+
+    def stop(self, reason: str = SHUTTING_DOWN) -> Deferred[None]:
+        """
+        Leave the cluster: the others see this node's users quit for
+        C{reason}.
+        """
+        self._out.append(["n", self.node, reason])
+        self.flush()
+        self._stopping = True
+        return self.backplane.stop()
+
+    # Out: the chat's Cluster
+
+    def connected(self, member: Member) -> None:
+        sid = f"{self.node}/{next(self._numbers)}"
+        self.local[sid] = member
+        self._sids[member] = sid
+        self._send(self._member_entry(sid, member))
+        self._claim_now(member)
+
+    def changed(self, member: Member) -> None:
+        sid = self._sids.get(member)
+        if sid is None or member.remote:
+            return
+        self._send(self._member_entry(sid, member))
+        if self._claimed.get(member) != member.folded:
+            self._claim_now(member)
+
+    def gone(self, member: Member, reason: str) -> None:
+        if member.remote:
+            sid = member.session.sid  # type: ignore[attr-defined]
+            if self.chat.fanout.applying:
+                self.ghosts.pop(sid, None)
+            else:
+                # Put out by someone here (killed): its node closes it.
+                self._later(["g", sid, reason])
+            return
+        sid = self._sids.pop(member, "")
+        self.local.pop(sid, None)
+        key = self._claimed.pop(member, None)
+        if key is not None:
+            self.backplane.release(key, sid)
+        if not self.chat.fanout.applying:
+            self._later(["g", sid, reason])
+
+    def claim(self, member: Member, nick: str) -> Deferred[bool]:
+        return self.backplane.claim(names.fold(nick), self._sids.get(member, ""))
+
+    def _claim_now(self, member: Member) -> None:
+        """
+        Claim C{member}'s name, which it has taken already; if another node
+        has it, give the member a guest name instead, and tell it why.
+        """
+        sid = self._sids[member]
+        key = member.folded
+        old = self._claimed.get(member)
+
+        def claimed(taken: bool) -> None:
+            if not member.connected or member.folded != key:
+                if taken and self._claimed.get(member) != key:
+                    self.backplane.release(key, sid)
+                return
+            if taken:
+                self._claimed[member] = key
+                self._tries.pop(member, None)
+                if old is not None and old != key:
+                    self.backplane.release(old, sid)
+                return
+            log.info(
+                "{nick} is taken on another node: {sid} becomes a guest",
+                nick=member.nick,
+                sid=sid,
+            )
+            refusal = events.Refused(NickTaken(member.nick))
+            tries = self._tries.get(member, GUEST_TRIES)
+            if tries <= 0:
+                self._tries.pop(member, None)
+                self.chat.dismiss(member, refusal, "no free nickname")
+                return
+            self._tries[member] = tries - 1
+            self.chat.tell(member, refusal)
+            # _set_nick tells the cluster, which claims the new name.
+            self.chat._set_nick(member, self.chat.guest_nick())
+
+        self.backplane.claim(key, sid).addCallback(claimed)
+
+    # Out: the fan-out's Relay
+
+    def room(self, room: Room, pending: list[tuple[Member | None, Event]]) -> None:
+        items: list[object] = []
+        for sender, event in pending:
+            sid = None if sender is None else self._sid_of(sender)
+            encoded = _encoded(event)
+            if encoded is None:
+                continue
+            if type(event) is events.Joined and sender is not None:
+                items.append([sid, encoded, sender in room.operators])
+            else:
+                items.append([sid, encoded])
+        self._out.append(["r", room.name, items])
+
+    def tell(self, member: Member, event: Event) -> None:
+        encoded = _encoded(event)
+        if encoded is not None:
+            self._send(["t", self._sid_of(member), encoded])
+
+    def flush(self) -> None:
+        if self._last:
+            self._out.extend(self._last)
+            self._last = []
+        if not self._out:
+            return
+        entries, self._out = self._out, []
+        self._publish(entries)
+
+    def _publish(self, entries: list[object]) -> None:
+        try:
+            data = codec.dumps(entries)
+        except codec.CodecError as e:
+            if len(entries) > 1:
+                # Too big for one batch: two, in order.
+                half = len(entries) // 2
+                self._publish(entries[:half])
+                self._publish(entries[half:])
+                return
+            log.error("Dropped an entry the cluster cannot carry: {why}", why=str(e))
+            return
+        self.backplane.publish(data)
+
+    def _send(self, entry: object) -> None:
+        self._out.append(entry)
+        self.chat.fanout.request_flush()
+
+    def _later(self, entry: object) -> None:
+        self._last.append(entry)
+        self.chat.fanout.request_flush()
+
+    def _sid_of(self, member: Member) -> str:
+        if member.remote:
+            sid: str = member.session.sid  # type: ignore[attr-defined]
+            return sid
+        return self._sids.get(member, "")
+
+    def _member_entry(self, sid: str, member: Member) -> list[object]:
+        identity = getattr(member.session, "identity", None) or ("", "")
+        return [
+            "m",
+            sid,
+            member.nick,
+            member.account,
+            member.address,
+            identity[0],
+            identity[1],
+        ]
+
+    def _keep_room(self, record: Any) -> None:
+        # A registered room changed by the log is stored by its author.
+        if self._save_room is not None and not self.chat.fanout.applying:
+            self._save_room(record)
+
+    # In: the backplane's Listener
+
+    def batch(self, batch: Batch) -> None:
+        own = batch.node == self.node
+        try:
+            entries = codec.loads(batch.data)
+        except codec.CodecError as e:
+            log.warn(
+                "Skipped batch {seq} from {node}: {why}",
+                seq=batch.seq,
+                node=batch.node,
+                why=str(e),
+            )
+            return
+        with self._applying():
+            for entry in entries:
+                try:
+                    self._apply(entry, batch.node, own)
+                except Exception:
+                    log.failure(
+                        "Applying an entry of batch {seq} from {node} failed",
+                        seq=batch.seq,
+                        node=batch.node,
+                    )
+
+    def missed(self, count: int) -> None:
+        log.warn(
+            "{count} batches of the cluster log were lost here: some lines "
+            "were not delivered",
+            count=count,
+        )
+
+    def reset(self, epoch: str) -> None:
+        log.warn(
+            "The cluster log began anew ({epoch}): claiming this node's names again",
+            epoch=epoch,
+        )
+        for member in list(self.local.values()):
+            self._claimed.pop(member, None)
+            self._claim_now(member)
+
+    def claims_lost(self, keys: list[str]) -> None:
+        lost = set(keys)
+        for member in list(self.local.values()):
+            if self._claimed.get(member) in lost:
+                self._claimed.pop(member, None)
+                self.chat.dismiss(
+                    member,
+                    events.Killed(self.node, "your nickname was lost"),
+                    "nickname lost",
+                )
+
+    def node_lost(self, node: str) -> None:
+        log.warn("Node {node} is lost", node=node)
+        self._send(["n", node, NODE_LOST])
+
+    def fenced(self) -> None:
+        log.error(
+            "Cut off from the cluster for longer than the lease: dropping "
+            "{count} users",
+            count=len(self.local),
+        )
+        self._drop_everyone("cut off from the cluster")
+
+    # Applying the log
+
+    @contextmanager
+    def _applying(self) -> Iterator[None]:
+        fanout = self.chat.fanout
+        fanout.applying = True
+        try:
+            yield
+        finally:
+            fanout.applying = False
+
+    def _apply(self, entry: Any, node: str, own: bool) -> None:
+        kind = entry[0]
+        if kind == "r":
+            self._room_events(entry[1], entry[2], own)
+        elif kind == "m":
+            if not own:
+                self._member(node, entry[1:])
+        elif kind == "t":
+            self._tell(entry[1], codec.decode_event(entry[2]))
+        elif kind == "g":
+            self._gone(entry[1], entry[2])
+        elif kind == "p":
+            if not own:
+                self._present(*entry[1:5])
+        elif kind == "s":
+            if not own:
+                self._room_state(entry[1], entry[2])
+        elif kind == "h":
+            if not own:
+                self._answer_hello()
+        elif kind == "n":
+            self._node_lost(entry[1], entry[2])
+        else:
+            log.warn("Unknown cluster entry {kind!r}", kind=kind)
+
+    def _member(self, node: str, fields: list[Any]) -> None:
+        sid, nick, account, address, user, real = fields
+        chat = self.chat
+        ghost = self.ghosts.get(sid)
+        folded = names.fold(nick)
+        if ghost is None:
+            session = RemoteSession(node, sid, address, (user, real) if user else None)
+            ghost = Member(nick, session)
+            ghost.account = account
+            self.ghosts[sid] = ghost
+        else:
+            if chat.members.get(ghost.folded) is ghost:
+                del chat.members[ghost.folded]
+            ghost.nick, ghost.folded = nick, folded
+            ghost.account = account
+        holder = chat.members.get(folded)
+        if holder is not None and holder is not ghost:
+            log.warn(
+                "{nick} is held here by another member; the cluster's claim "
+                "decides who keeps it",
+                nick=nick,
+            )
+            return
+        chat.members[folded] = ghost
+        for room in ghost.rooms.values():
+            if room.quiets:
+                chat._silence(ghost, room)
+
+    def _gone(self, sid: str, reason: str) -> None:
+        member = self.local.get(sid)
+        if member is not None:
+            # Put out from another node: what it was told goes first.
+            self.chat.fanout.deliver(member)
+            self._drop(member)
+            member.session.close()
+            return
+        ghost = self.ghosts.pop(sid, None)
+        if ghost is not None:
+            self._drop(ghost)
+
+    def _drop(self, member: Member) -> None:
+        """
+        Take C{member} out of the chat without a word: its rooms were told
+        (its node published the quits).
+        """
+        chat = self.chat
+        member.connected = False
+        member.outbox.clear()
+        if chat.members.get(member.folded) is member:
+            del chat.members[member.folded]
+        chat.whowas.record(member, chat.clock())
+        for room in list(member.rooms.values()):
+            chat._remove(member, room)
+        if not member.remote:
+            sid = self._sids.pop(member, "")
+            self.local.pop(sid, None)
+            key = self._claimed.pop(member, None)
+            if key is not None:
+                self.backplane.release(key, sid)
+
+    def _tell(self, sid: str, event: Event) -> None:
+        member = self.local.get(sid)
+        if member is None or not member.connected:
+            return
+        if type(event) is events.Invited:
+            room = self.chat.rooms.get(names.fold(event.room))
+            if room is not None:
+                room.invited.add(member.folded)
+                if member.account is not None:
+                    room.invited.add(member.account)
+        self.chat.fanout.tell(member, event)
+
+    def _room(self, name: str) -> Room:
+        chat = self.chat
+        folded = names.fold(name)
+        room = chat.rooms.get(folded)
+        if room is None:
+            room = chat.rooms[folded] = chat.make_room(name)
+        return room
+
+    def _enter(self, member: Member, room: Room, operator: bool) -> None:
+        if member.rooms.get(room.folded) is room:
+            return
+        if operator:
+            room.operators.add(member)
+        room.add(member)
+        member.rooms[room.folded] = room
+        self.chat._entered(member, room)
+
+    def _leave(self, member: Member | None, room: Room) -> None:
+        if member is not None and member.rooms.get(room.folded) is room:
+            self.chat._remove(member, room)
+
+    def _room_events(self, name: str, items: list[Any], own: bool) -> None:
+        """
+        Apply a room's events and share them with its members here, in
+        order: who enters sees what follows, who leaves what went before.
+        This node's own members' comings and goings were done here already.
+        """
+        chat = self.chat
+        share = chat.fanout.share
+        folded = names.fold(name)
+        room = chat.rooms.get(folded)
+        pending: list[tuple[Member | None, Event]] = []
+        records: list[bytes] = []
+        for item in items:
+            sid = item[0]
+            event: Any = codec.decode_event(item[1])
+            sender = None
+            if sid is not None:
+                sender = self.local.get(sid) or self.ghosts.get(sid)
+            kind = type(event)
+            spoken = _SPOKEN.get(kind)
+            if spoken is not None:
+                pending.append((sender, event))
+                records.append(encode_record(spoken, event.nick, event.text))
+                continue
+            if kind not in _MEMBERSHIP:
+                if room is not None:
+                    self._set(room, event, own)
+                pending.append((sender, event))
+                continue
+            target = (
+                sender
+                if kind is events.Joined
+                else chat.members.get(names.fold(event.nick))
+            )
+            done_here = own and target is not None and not target.remote
+            if kind is events.Kicked:
+                # The one kicked is told too.
+                pending.append((None, event))
+            if room is not None and pending:
+                share(room, pending)
+                pending = []
+            if kind is events.Joined:
+                room = self._room(name)
+                if target is not None and not done_here:
+                    self._enter(target, room, len(item) > 2 and bool(item[2]))
+                pending.append((sender, event))
+                continue
+            if room is not None and not done_here:
+                self._leave(target, room)
+            room = chat.rooms.get(folded)
+            if kind is not events.Kicked:
+                pending.append((None, event))
+        if room is not None and pending:
+            share(room, pending)
+        if records and chat.history is not None:
+            chat.history.record(folded, name, records, store=own)
+
+    def _set(self, room: Room, event: Event, own: bool) -> None:
+        """Make C{room} as C{event} says it now is."""
+        chat = self.chat
+        kind = type(event)
+        if kind is events.TopicSet:
+            assert isinstance(event, events.TopicSet)
+            topic = events.Topic(room.name, event.text, event.nick, chat.clock())
+            if not own or room.topic is None or room.topic.text != event.text:
+                room.topic = topic if event.text else None
+                if chat.history is not None:
+                    chat.history.set_topic(room.folded, topic, store=False)
+        elif kind is events.SettingChanged:
+            assert isinstance(event, events.SettingChanged)
+            setattr(room, event.setting, event.value)
+            room.regag()
+            chat._keep(room)
+        elif kind is events.MaskAdded:
+            assert isinstance(event, events.MaskAdded)
+            entries = room.bans if event.kind == "ban" else room.quiets
+            entries[event.entry.mask] = (Mask(event.entry.mask), event.entry)
+            if event.kind == "quiet":
+                room.regag()
+                for each in room.members:
+                    chat._silence(each, room)
+            chat._keep(room)
+        elif kind is events.MaskRemoved:
+            assert isinstance(event, events.MaskRemoved)
+            entries = room.bans if event.kind == "ban" else room.quiets
+            entries.pop(event.mask, None)
+            if event.kind == "quiet":
+                room.regag()
+                for each in list(room.silenced):
+                    chat._silence(each, room)
+            chat._keep(room)
+        elif kind in _STATUS:
+            which, give = _STATUS[kind]
+            target = chat.members.get(names.fold(event.nick))  # type: ignore[attr-defined]
+            if target is not None and target in room.members:
+                holders: set[Member] = getattr(room, which)
+                if give:
+                    holders.add(target)
+                else:
+                    holders.discard(target)
+                if which == "operators":
+                    chat._operator_changed(room, target, give)
+        elif kind is events.RoomRegistered:
+            assert isinstance(event, events.RoomRegistered)
+            room.founder = event.founder
+            if event.founder is None:
+                room.op_accounts.clear()
+                chat.room_records.pop(room.folded, None)
+            else:
+                room.op_accounts.add(event.founder)
+                chat._keep(room)
+
+    def _present(self, sid: str, name: str, operator: bool, voiced: bool) -> None:
+        ghost = self.ghosts.get(sid)
+        if ghost is None:
+            return
+        room = self._room(name)
+        self._enter(ghost, room, operator)
+        if voiced:
+            room.voiced.add(ghost)
+
+    def _room_state(self, name: str, state: dict[str, Any]) -> None:
+        room = self._room(name)
+        topic = state.get("topic")
+        decoded = None if topic is None else codec.decode_event(topic)
+        room.topic = decoded if isinstance(decoded, events.Topic) else None
+        for setting, value in state["settings"].items():
+            setattr(room, setting, value)
+        room.founder = state.get("founder")
+        for kind, entries in (("bans", room.bans), ("quiets", room.quiets)):
+            listed = codec.decode_event(state[kind])
+            assert isinstance(listed, events.MaskList)
+            for ban in listed.entries:
+                entries[ban.mask] = (Mask(ban.mask), ban)
+        room.regag()
+        if room.quiets:
+            for each in room.members:
+                self.chat._silence(each, room)
+
+    def _answer_hello(self) -> None:
+        """Another node started: tell it what this node holds."""
+        rooms: dict[str, Room] = {}
+        for sid, member in self.local.items():
+            self._send(self._member_entry(sid, member))
+            for room in member.rooms.values():
+                rooms[room.folded] = room
+                self._send(
+                    [
+                        "p",
+                        sid,
+                        room.name,
+                        member in room.operators,
+                        member in room.voiced,
+                    ]
+                )
+        for room in rooms.values():
+            self._send(["s", room.name, self._state_of(room)])
+
+    def _state_of(self, room: Room) -> dict[str, Any]:
+        return {
+            "topic": None if room.topic is None else codec.encode_event(room.topic),
+            "settings": {
+                "invite_only": room.invite_only,
+                "key": room.key,
+                "limit": room.limit,
+                "moderated": room.moderated,
+                "no_external": room.no_external,
+                "secret": room.secret,
+                "topic_locked": room.topic_locked,
+            },
+            "founder": room.founder,
+            "bans": codec.encode_event(
+                events.MaskList(
+                    room.name, "ban", tuple(ban for _, ban in room.bans.values())
+                )
+            ),
+            "quiets": codec.encode_event(
+                events.MaskList(
+                    room.name, "quiet", tuple(ban for _, ban in room.quiets.values())
+                )
+            ),
+        }
+
+    def _node_lost(self, node: str, reason: str) -> None:
+        if node == self.node:
+            if self._stopping:
+                return
+            log.error("The cluster counted this node as lost: dropping its users")
+            with self._not_applying():
+                self._drop_everyone(reason)
+            return
+        for sid, ghost in list(self.ghosts.items()):
+            if ghost.session.node == node:  # type: ignore[attr-defined]
+                self.chat.disconnect(ghost, reason)
+                self.ghosts.pop(sid, None)
+
+    @contextmanager
+    def _not_applying(self) -> Iterator[None]:
+        fanout = self.chat.fanout
+        was, fanout.applying = fanout.applying, False
+        try:
+            yield
+        finally:
+            fanout.applying = was
+
+    def _drop_everyone(self, reason: str) -> None:
+        for member in list(self.local.values()):
+            self._claimed.pop(member, None)
+            self.chat.dismiss(member, events.Killed(self.node, reason), reason)

@@ -1,0 +1,357 @@
+"""
+Several nodes, one chat, in memory: each node a line (and IRC) front end on
+a chat whose L{Replica} shares one L{MemoryHub}, all on one fake clock.
+What a user on one node does must be seen as a single server shows it by
+users on every node.
+"""
+
+from __future__ import annotations
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from chatservice.cluster.backplane import Timers
+from chatservice.cluster.memory import MemoryBackplane, MemoryHub
+from chatservice.cluster.replica import Replica
+from chatservice.core import events
+from chatservice.core.history import History
+from tests.support.memory import Connection, GuardedClock, Harness, discard
+
+TIMERS = Timers(heartbeat=1.0, dead_after=3.0, lease=6.0, fence_margin=2.0)
+
+
+class Cluster:
+    """C{n} nodes on one hub and one clock."""
+
+    def __init__(self, testcase: SynchronousTestCase, n: int) -> None:
+        self.clock = GuardedClock()
+        self.hub = MemoryHub(self.clock)
+        self.nodes: list[Harness] = []
+        self.planes: list[MemoryBackplane] = []
+        self.replicas: list[Replica] = []
+        for i in range(n):
+            self.add(f"n{i + 1}")
+        testcase.addCleanup(self.stop)
+
+    def add(self, name: str) -> Harness:
+        node = Harness(
+            clock=self.clock,
+            history=History(clock=self.clock.seconds, persist=True),
+        )
+        plane = MemoryBackplane(self.hub, name, TIMERS)
+        replica = Replica(node.chat, plane)
+        replica.start()
+        self.nodes.append(node)
+        self.planes.append(plane)
+        self.replicas.append(replica)
+        self.settle()
+        return node
+
+    def settle(self) -> None:
+        """Let every published batch reach every node, and output go out."""
+        for _ in range(10):
+            self.clock.advance(0)
+
+    def stop(self) -> None:
+        for plane in self.planes:
+            plane.stop()
+
+    def connect(self, node: int, nick: str) -> Connection:
+        connection = self.nodes[node].connect()
+        self.settle()
+        connection.say(f"/nick {nick}")
+        self.settle()
+        return connection
+
+
+class ReplicaTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.cluster = Cluster(self, 3)
+
+    def test_room_line_crosses_nodes(self) -> None:
+        """
+        A line said in the lobby on one node reaches members on the others,
+        and the sender sees nothing of its own.
+        """
+        alice = self.cluster.connect(0, "alice")
+        bob = self.cluster.connect(1, "bob")
+        carol = self.cluster.connect(2, "carol")
+        discard(alice, bob, carol)
+        alice.say("hello, cluster")
+        self.cluster.settle()
+        self.assertEqual(bob.take(), ["[lobby] <alice> hello, cluster"])
+        self.assertEqual(carol.take(), ["[lobby] <alice> hello, cluster"])
+        self.assertEqual(alice.take(), [])
+
+    def test_one_order(self) -> None:
+        """
+        Two senders on two nodes flooding one room: every member on every
+        node sees the same lines in the same order.
+        """
+        alice = self.cluster.connect(0, "alice")
+        bob = self.cluster.connect(1, "bob")
+        carol = self.cluster.connect(2, "carol")
+        discard(alice, bob, carol)
+        for i in range(20):
+            alice.proto.dataReceived(f"a{i}\n".encode())
+            bob.proto.dataReceived(f"b{i}\n".encode())
+            if i % 3 == 0:
+                self.cluster.settle()
+        for _ in range(30):
+            # The flood limiter lets the rest through.
+            self.cluster.clock.advance(1)
+            self.cluster.settle()
+        seen = [[line.split("> ")[1] for line in c.take()] for c in (alice, bob, carol)]
+        # Alice and Bob see each other's, Carol sees everything.
+        order = seen[2]
+        self.assertEqual(len(order), 40)
+        self.assertEqual(seen[0], [t for t in order if t.startswith("b")])
+        self.assertEqual(seen[1], [t for t in order if t.startswith("a")])
+
+    def test_joins_and_names(self) -> None:
+        """
+        A member joining a room on one node is seen joining on the others,
+        and listed among its members everywhere.
+        """
+        alice = self.cluster.connect(0, "alice")
+        bob = self.cluster.connect(1, "bob")
+        discard(alice, bob)
+        alice.say("/join #tea")
+        self.cluster.settle()
+        bob.say("/join #tea")
+        self.cluster.settle()
+        self.assertIn("[tea] --> bob joined", "\n".join(alice.take()))
+        bob.take()
+        bob.say("/who")
+        self.cluster.settle()
+        who = "\n".join(bob.take())
+        self.assertIn("alice", who)
+        self.assertIn("bob", who)
+
+    def test_private_message(self) -> None:
+        """A private message reaches its addressee on another node."""
+        alice = self.cluster.connect(0, "alice")
+        bob = self.cluster.connect(2, "bob")
+        discard(alice, bob)
+        alice.say("/msg bob psst")
+        self.cluster.settle()
+        self.assertEqual(bob.take(), ["*alice* psst"])
+
+    def test_nick_unique(self) -> None:
+        """
+        A name held on one node is refused on another; once its holder
+        leaves, it is free.
+        """
+        alice = self.cluster.connect(0, "alice")
+        other = self.cluster.connect(1, "other")
+        discard(alice, other)
+        other.say("/nick alice")
+        self.cluster.settle()
+        self.assertIn("taken", "\n".join(other.take()))
+        self.assertEqual(other.nick, "other")
+        alice.say("/quit")
+        self.cluster.settle()
+        other.say("/nick alice")
+        self.cluster.settle()
+        self.assertEqual(other.nick, "alice")
+
+    def test_quit_seen(self) -> None:
+        """A member quitting on one node is seen to quit on the others."""
+        alice = self.cluster.connect(0, "alice")
+        bob = self.cluster.connect(1, "bob")
+        discard(alice, bob)
+        alice.say("/quit bye")
+        self.cluster.settle()
+        self.assertIn("alice", "\n".join(bob.take()))
+        self.assertNotIn("alice", self.cluster.nodes[1].chat.members)
+
+    def test_node_lost(self) -> None:
+        """
+        A node that stops beating takes its members with it: the others see
+        them quit, and their names are free again.
+        """
+        alice = self.cluster.connect(0, "alice")
+        bob = self.cluster.connect(1, "bob")
+        discard(alice, bob)
+        self.cluster.planes[0].cut()
+        for _ in range(5):
+            self.cluster.clock.advance(1)
+            self.cluster.settle()
+        lines = "\n".join(bob.take())
+        self.assertIn("alice", lines)
+        self.assertIn("node lost", lines)
+        self.assertNotIn("alice", self.cluster.nodes[1].chat.members)
+        self.assertIsNone(self.cluster.hub.holder("alice"))
+
+    def test_newcomer_node_learns_the_chat(self) -> None:
+        """
+        A node that starts late learns who is where, and each room's topic,
+        from the others' answers to its hello.
+        """
+        alice = self.cluster.connect(0, "alice")
+        alice.say("/join #tea")
+        alice.say("/topic Earl Grey only")
+        self.cluster.settle()
+        late = self.cluster.add("n4")
+        dave = late.connect()
+        self.cluster.settle()
+        dave.say("/join #tea")
+        self.cluster.settle()
+        lines = "\n".join(dave.take())
+        self.assertIn("Earl Grey only", lines)
+        self.assertIn("alice", late.chat.members)
+        self.assertIn(late.chat.members["alice"], late.chat.rooms["tea"].operators)
+
+    def test_room_rules_hold_everywhere(self) -> None:
+        """
+        A topic, an operator status and a ban set on one node hold on the
+        others: a banned user on another node cannot enter.
+        """
+        alice = self.cluster.connect(0, "alice")
+        bob = self.cluster.connect(1, "bob")
+        carol = self.cluster.connect(2, "carol")
+        alice.say("/join #tea")
+        self.cluster.settle()
+        bob.say("/join #tea")
+        self.cluster.settle()
+        alice.say("/op bob")
+        alice.say("/ban carol!*@*")
+        alice.say("/topic brewing")
+        self.cluster.settle()
+        for node in self.cluster.nodes:
+            room = node.chat.rooms["tea"]
+            self.assertEqual(sorted(m.nick for m in room.operators), ["alice", "bob"])
+            self.assertIn("carol!*@*", room.bans)
+            assert room.topic is not None
+            self.assertEqual(room.topic.text, "brewing")
+        discard(carol)
+        carol.say("/join #tea")
+        self.cluster.settle()
+        self.assertIn("banned", "\n".join(carol.take()).lower())
+
+    def test_kick_across_nodes(self) -> None:
+        """An operator on one node kicks a member on another: it is out."""
+        alice = self.cluster.connect(0, "alice")
+        bob = self.cluster.connect(1, "bob")
+        alice.say("/join #tea")
+        self.cluster.settle()
+        bob.say("/join #tea")
+        self.cluster.settle()
+        discard(alice, bob)
+        alice.say("/kick bob enough")
+        self.cluster.settle()
+        self.assertIn("kicked", "\n".join(bob.take()))
+        for node in self.cluster.nodes:
+            self.assertNotIn("bob", [m.nick for m in node.chat.rooms["tea"].members])
+
+    def test_history_replayed_on_another_node(self) -> None:
+        """Lines said on one node are replayed to who enters on another."""
+        alice = self.cluster.connect(0, "alice")
+        alice.say("/join #tea")
+        alice.say("first")
+        alice.say("second")
+        self.cluster.settle()
+        bob = self.cluster.connect(2, "bob")
+        discard(bob)
+        bob.say("/join #tea")
+        self.cluster.settle()
+        lines = "\n".join(bob.take())
+        self.assertIn("first", lines)
+        self.assertIn("second", lines)
+        # Only the node where they were said writes them.
+        stored = [
+            node.chat.history.unwritten if node.chat.history else None
+            for node in self.cluster.nodes
+        ]
+        self.assertIn("tea", stored[0] or {})
+        self.assertEqual((stored[1], stored[2]), ({}, {}))
+
+    def test_nick_race(self) -> None:
+        """
+        Clients on three nodes ask for one name in the same turn: exactly
+        one gets it, the others are told it is taken.
+        """
+        clients = [self.cluster.connect(i % 3, f"user{i}") for i in range(6)]
+        discard(*clients)
+        for client in clients:
+            client.proto.dataReceived(b"/nick prize\n")
+        self.cluster.settle()
+        holders = [c for c in clients if c.nick == "prize"]
+        self.assertEqual(len(holders), 1)
+        for client in clients:
+            if client not in holders:
+                self.assertIn("taken", "\n".join(client.take()))
+
+    def test_fenced(self) -> None:
+        """
+        A node cut off from the backplane for longer than its lease drops
+        its users, before anyone else may take their names.
+        """
+        alice = self.cluster.connect(0, "alice")
+        discard(alice)
+        self.cluster.planes[0].cut()
+        for _ in range(6):
+            self.cluster.clock.advance(1)
+            self.cluster.settle()
+        self.assertFalse(alice.connected)
+        self.assertIn("cut off", "\n".join(alice.take()))
+
+    def test_kill_remote(self) -> None:
+        """
+        A server operator's kill of a member on another node closes that
+        member's connection there.
+        """
+        alice = self.cluster.connect(0, "alice")
+        bob = self.cluster.connect(1, "bob")
+        discard(alice, bob)
+        chat = self.cluster.nodes[0].chat
+        chat.dismiss(chat.find("bob"), events.Killed("alice", "spam"), "Killed")
+        self.cluster.settle()
+        self.assertFalse(bob.connected)
+        self.assertIn("spam", "\n".join(bob.take()))
+        self.assertIn("bob", "\n".join(alice.take()))
+
+    def test_redis_restart(self) -> None:
+        """
+        The backplane loses everything (an epoch change): nodes claim their
+        names again and chat goes on.
+        """
+        alice = self.cluster.connect(0, "alice")
+        bob = self.cluster.connect(1, "bob")
+        discard(alice, bob)
+        self.cluster.hub.restart()
+        self.cluster.settle()
+        self.assertEqual(self.cluster.hub.holder("alice"), "n1/1")
+        alice.say("still here")
+        self.cluster.settle()
+        self.assertEqual(bob.take(), ["[lobby] <alice> still here"])
+
+    def test_irc_sees_the_cluster(self) -> None:
+        """
+        An IRC user on one node and line users on others share a room:
+        lines both ways, and NAMES, WHO and WHOIS list the remote users.
+        """
+        irc = self.cluster.nodes[0].connect_irc()
+        irc.lines("NICK ivy", "USER ivy 0 * :Ivy Irc", "JOIN #lobby")
+        self.cluster.settle()
+        bob = self.cluster.connect(1, "bob")
+        self.cluster.settle()
+        discard(irc, bob)
+        bob.say("hi ivy")
+        self.cluster.settle()
+        self.assertIn(":bob!bob@chatservice PRIVMSG #lobby :hi ivy", irc.take())
+        irc.lines("PRIVMSG #lobby :hi bob", "NAMES #lobby", "WHOIS bob")
+        self.cluster.settle()
+        self.assertEqual(bob.take(), ["[lobby] <ivy> hi bob"])
+        replies = "\n".join(irc.take())
+        self.assertIn("bob", replies.split(" 353 ")[1].split("\r")[0])
+        self.assertIn(" 311 ivy bob ", replies)
+
+    def test_stop(self) -> None:
+        """A node that stops: the others see its users quit, saying why."""
+        alice = self.cluster.connect(0, "alice")
+        bob = self.cluster.connect(1, "bob")
+        discard(alice, bob)
+        self.cluster.replicas[0].stop()
+        self.cluster.settle()
+        self.assertIn("server shutting down", "\n".join(bob.take()))
+        self.assertNotIn("alice", self.cluster.nodes[1].chat.members)
