@@ -46,6 +46,8 @@ lists whose first item says what they are:
   - C{["s", room, state]}: a room's topic, settings and lists.
   - C{["n", node, reason]}: a node was lost, or stopped; its members quit
     for C{reason}.
+  - C{["k", ServerBanAdded]}, C{["u", mask]}: a server ban set or lifted
+    (the node where it was stored it; the others keep it in memory).
 """
 
 from __future__ import annotations
@@ -169,6 +171,11 @@ class Replica:
         self._save_room = chat.save_room
         chat.save_room = self._keep_room
         self._stopping = False
+        bans = chat.server_bans
+        bans.announce_set = lambda ban: self._send(
+            ["k", codec.encode_event(events.ServerBanAdded(ban, 0))]
+        )
+        bans.announce_lifted = lambda mask: self._send(["u", mask])
 
     def start(self) -> Deferred[None]:
         """Join the cluster, and ask the others what they hold."""
@@ -435,6 +442,14 @@ class Replica:
                 self._answer_hello()
         elif kind == "n":
             self._node_lost(entry[1], entry[2])
+        elif kind == "k":
+            if not own:
+                added = codec.decode_event(entry[1])
+                assert isinstance(added, events.ServerBanAdded)
+                self.chat.server_bans.put(added.entry)
+        elif kind == "u":
+            if not own:
+                self.chat.server_bans.lift(entry[1])
         else:
             log.warn("Unknown cluster entry {kind!r}", kind=kind)
 

@@ -200,6 +200,10 @@ class ServerBans:
         self.save = save
         self.delete = delete
         self.limit = limit
+        # Told of each ban set or lifted here, for the other processes of a
+        # cluster (which keep it with L{put} and L{lift}).
+        self.announce_set: Callable[[ServerBan], object] | None = None
+        self.announce_lifted: Callable[[str], object] | None = None
         self._bans: dict[str, tuple[ServerBan, Mask]] = {}
         # The bans that need a walk to match: blocks, globs.
         self._wide: dict[str, tuple[ServerBan, Mask]] = {}
@@ -222,7 +226,26 @@ class ServerBans:
         self._put(ban, mask)
         if self.save is not None:
             self.save(ban)
+        if self.announce_set is not None:
+            self.announce_set(ban)
         return ban
+
+    def put(self, ban: ServerBan) -> None:
+        """
+        Keep C{ban}, set by another process of the cluster (which stored
+        it), in force here too.
+        """
+        try:
+            mask = parse_server_mask(ban.mask)
+        except errors.ChatError:
+            log.warn("Ignored a server ban on {mask!r}", mask=ban.mask)
+            return
+        self._put(ban, mask)
+
+    def lift(self, key: str) -> None:
+        """Lift here the ban on C{key} another process lifted (and forgot)."""
+        self._bans.pop(key, None)
+        self._wide.pop(key, None)
 
     def _put(self, ban: ServerBan, mask: Mask) -> None:
         self._bans.pop(mask.text, None)
@@ -242,6 +265,8 @@ class ServerBans:
                 self._drop(mask.text)
             raise errors.NoSuchServerBan(mask.text)
         self._drop(mask.text)
+        if self.announce_lifted is not None:
+            self.announce_lifted(mask.text)
         return found[0]
 
     def _drop(self, key: str) -> None:

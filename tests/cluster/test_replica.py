@@ -355,3 +355,20 @@ class ReplicaTests(SynchronousTestCase):
         self.cluster.settle()
         self.assertIn("server shutting down", "\n".join(bob.take()))
         self.assertNotIn("alice", self.cluster.nodes[1].chat.members)
+
+    def test_server_ban_everywhere(self) -> None:
+        """
+        A server ban set on one node holds on the others: a login as the
+        banned account there is refused; lifted, it is gone everywhere.
+        """
+        from chatservice.core.server_bans import ServerBan
+
+        chat = self.cluster.nodes[0].chat
+        chat.server_bans.add(ServerBan("$a:mallory", "oper", 0.0, None, "spam"))
+        self.cluster.settle()
+        for node in self.cluster.nodes:
+            self.assertIsNotNone(node.chat.server_bans.account_ban("mallory"))
+        chat.server_bans.remove("$a:mallory")
+        self.cluster.settle()
+        for node in self.cluster.nodes:
+            self.assertIsNone(node.chat.server_bans.account_ban("mallory"))
