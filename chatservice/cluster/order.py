@@ -92,7 +92,14 @@ class InOrder:
 
     def _fetched(self, epoch: str, after: int, batches: list[Batch]) -> None:
         self._fetching = False
+        # A catch-up asked for while this fetch was out (a resubscription)
+        # may need what this answer, read before it, cannot hold.
+        again, self._again = self._again, False
         if epoch != self.epoch:
+            # Begun anew meanwhile: this answer is of no use, but what was
+            # asked since still is.
+            if again or self._held:
+                self.catch_up()
             return
         batches = sorted(
             (b for b in batches if b.epoch == epoch and b.seq > self.last),
@@ -102,8 +109,10 @@ class InOrder:
         if self._held:
             lowest = min(self._held)
             first = lowest if first is None else min(first, lowest)
-        if first is not None and first > self.last + 1:
-            # The window starts after what we need: those are gone.
+        if not again and first is not None and first > self.last + 1:
+            # The window starts after what we need: those are gone. Only an
+            # answer read after every held batch was published may say so,
+            # hence not when a catch-up came in meanwhile.
             gone = first - self.last - 1
             self.stats.missed += gone
             log.warn(
@@ -120,10 +129,8 @@ class InOrder:
                 self._held.pop(batch.seq, None)
                 self._hand_on(batch)
         self._release()
-        if self._again or self._held:
-            self._again = False
-            if self._held:
-                self.catch_up()
+        if again or self._held:
+            self.catch_up()
 
     def _failed(self, failure: object) -> None:
         # The service is away; the reconnect will catch up.
