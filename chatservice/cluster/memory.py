@@ -2,7 +2,8 @@
 A backplane in one process: several nodes' L{MemoryBackplane}s share one
 L{MemoryHub}, which plays the part of Redis. For tests of the cluster's
 logic, driven by a L{twisted.internet.task.Clock}; the faults Redis can
-have are methods here (L{MemoryBackplane.cut}, L{MemoryHub.restart}).
+have are methods here (L{MemoryBackplane.cut}, L{MemoryHub.restart}), and so
+is a node's death (L{MemoryBackplane.crash}).
 
 Delivery is never synchronous: a published batch reaches subscribers on a
 later call of the scheduler, as a real network's would.
@@ -17,9 +18,12 @@ from dataclasses import dataclass
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
 
 from chatservice.cluster.backplane import BackplaneStats, Batch, Listener, Timers
 from chatservice.cluster.order import InOrder
+
+log = Logger()
 
 WINDOW = 1000
 
@@ -76,7 +80,7 @@ class MemoryHub:
         self.reaped.clear()
         for plane in list(self.planes):
             if plane.connected:
-                self.clock.callLater(0, plane._epoch_changed)
+                self.clock.callLater(0, plane._notice_epoch)
 
     def holder(self, key: str) -> str | None:
         claim = self.claims.get(key)
@@ -111,6 +115,8 @@ class MemoryBackplane:
         self._renew = LoopingCall(self._renew_claims)
         self._renew.clock = hub.clock
         self._reached = 0.0
+        self._fenced = False
+        self._dropped = 0
 
     # Backplane
 
@@ -142,9 +148,16 @@ class MemoryBackplane:
         if not self.connected:
             if len(self._queue) >= self._queue_max:
                 self.stats.dropped += 1
+                self._dropped += 1
+                if self._dropped == 1:
+                    log.warn("The cluster log's queue is full: dropping batches")
                 return
             self._queue.append(data)
             return
+        # As Redis's script refuses a batch of an epoch that is over: the
+        # node takes in the new epoch (and reset() publishes what it holds)
+        # before this batch goes into it.
+        self._notice_epoch()
         self.stats.published += 1
         self.hub.append(self.node, data)
 
@@ -182,13 +195,31 @@ class MemoryBackplane:
         """Lose the connection to the hub: nothing arrives, nothing leaves."""
         self.connected = False
 
+    def crash(self) -> None:
+        """
+        Die as a killed process does: stop beating and renewing and drop the
+        connection, giving nothing up; the others find out by the silence.
+        """
+        for loop in (self._beat, self._renew):
+            if loop.running:
+                loop.stop()
+        self.connected = False
+        if self in self.hub.planes:
+            self.hub.planes.remove(self)
+
     def mend(self) -> None:
         """Connect again: publish what waited, and catch up on the log."""
         self.connected = True
         self.stats.reconnects += 1
         self._reached = self.hub.clock.seconds()
-        if self.hub.epoch != self.epoch:
-            self._epoch_changed()
+        self._fenced = False
+        self._notice_epoch()
+        if self._dropped:
+            log.warn(
+                "Dropped {count} batches while the cluster log was away",
+                count=self._dropped,
+            )
+            self._dropped = 0
         while self._queue:
             self.publish(self._queue.popleft())
         self._order.catch_up()
@@ -210,21 +241,33 @@ class MemoryBackplane:
         assert self.listener is not None
         self.listener.missed(count)
 
-    def _epoch_changed(self) -> None:
+    def _notice_epoch(self) -> None:
+        """
+        If the hub began a new epoch, take it in: the whole of the new
+        epoch is wanted, from its first batch, since other nodes may have
+        published in it (what they hold, asserted again) before this node
+        noticed; then tell the listener, and read what the window holds.
+        """
+        if not self.connected or self.hub.epoch == self.epoch:
+            return
         assert self.listener is not None
         self.epoch = self.hub.epoch
         self.stats.resets += 1
-        self._order.begin(self.epoch, self.hub.seq)
+        self._order.begin(self.epoch, 0)
         self.listener.reset(self.epoch)
+        self._order.catch_up()
 
     def _heartbeat(self) -> None:
         now = self.hub.clock.seconds()
         if not self.connected:
-            if now - self._reached > self.timers.fence_after:
+            if now - self._reached > self.timers.fence_after and not self._fenced:
                 self._fence()
             return
         self._reached = now
+        self._fenced = False
         self.hub.beats[self.node] = now
+        # Beating again: if this node dies again, it is reaped again.
+        self.hub.reaped.discard(self.node)
         self.stats.nodes = {
             n for n, b in self.hub.beats.items() if now - b < self.timers.dead_after
         }
@@ -260,7 +303,8 @@ class MemoryBackplane:
             self.listener.claims_lost(lost)
 
     def _fence(self) -> None:
+        """Once per outage: forget the claims and tell the listener."""
+        self._fenced = True
         self._held.clear()
         assert self.listener is not None
         self.listener.fenced()
-        self._reached = self.hub.clock.seconds()
