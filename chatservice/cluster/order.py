@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from chatservice.cluster.backplane import BackplaneStats, Batch
 
@@ -132,10 +133,12 @@ class InOrder:
         if again or self._held:
             self.catch_up()
 
-    def _failed(self, failure: object) -> None:
+    def _failed(self, failure: Failure) -> None:
         # The service is away; the reconnect will catch up.
         self._fetching = False
-        log.info("Could not read the cluster log: {failure}", failure=failure)
+        log.info(
+            "Could not read the cluster log: {error}", error=failure.getErrorMessage()
+        )
 
     def _release(self) -> None:
         held = self._held

@@ -536,6 +536,7 @@ class RedisBackplane:
         self._held: dict[str, str] = {}
         self._beating = False
         self._beat_again = False
+        self._silent = 0
         self._renewing = False
         self._reaping: set[str] = set()
         self._reached = 0.0
@@ -1061,12 +1062,19 @@ class RedisBackplane:
             )
         except Exception as e:
             self._beating = False
-            if not self._stopped:
-                log.info("Could not beat: {error}", error=e)
+            self._silent += 1
+            if self._silent == 1 and not self._stopped:
+                log.info("Redis does not answer the heartbeat: {error}", error=e)
             return False
         self._beating = False
         if self._stopped:
             return False
+        if self._silent:
+            log.info(
+                "Redis answers the heartbeat again, after {count} failed",
+                count=self._silent,
+            )
+            self._silent = 0
         now = self._clock.seconds()
         self.stats.round_trip = now - sent
         # Redis heard from this node when it ran the script, sometime after
