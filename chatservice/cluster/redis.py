@@ -62,9 +62,9 @@ from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet import reactor as default_reactor
 from twisted.internet.defer import Deferred, fail, gatherResults, succeed
 from twisted.internet.endpoints import clientFromString, quoteStringArgument
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Factory
-from twisted.internet.task import LoopingCall
+from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -532,6 +532,7 @@ class RedisBackplane:
         self._failures = 0
         self._dropped = 0
         self._drained: list[Deferred[None]] = []
+        self._retry_call: IDelayedCall | None = None
         # Claims, liveness
         self._held: dict[str, str] = {}
         self._beating = False
@@ -572,6 +573,7 @@ class RedisBackplane:
         commands = self._service(txredisapi.RedisProtocol, self._prepare)
         await commands.whenConnected()
         while not await self._heartbeat():
+            await deferLater(self._clock, self.timers.heartbeat, lambda: None)
             await commands.whenConnected()
         self._service(_Subscriber, None)
         await self._first_subscription
@@ -657,6 +659,8 @@ class RedisBackplane:
         for loop in (self._beat, self._renew):
             if loop.running:
                 loop.stop()
+        if self._retry_call is not None and self._retry_call.active():
+            self._retry_call.cancel()
 
     async def _disconnect(self) -> None:
         services, self._services = self._services, []
@@ -823,9 +827,8 @@ class RedisBackplane:
 
     def _pump(self) -> None:
         """Send what waits and is not on its way yet, in order."""
-        if self._conn is None or self._paused or not self._started:
-            return
-        while self._in_flight < len(self._queue):
+        # An answer may come at once and change all this: asked each time.
+        while self._in_flight < len(self._queue) and self._may_send():
             out = self._queue[self._in_flight]
             keys = [
                 self._key("epoch"),
@@ -850,6 +853,15 @@ class RedisBackplane:
                 d = self._call("EVALSHA", PUBLISH.sha, len(keys), *keys, *args)
             self._in_flight += 1
             d.addBoth(self._published, out, self._pipeline)
+
+    def _may_send(self) -> bool:
+        return (
+            self._conn is not None
+            and self._started
+            and not self._paused
+            # Redis refused a batch: not before the retry.
+            and (self._retry_call is None or not self._retry_call.active())
+        )
 
     def _restart_pipeline(self) -> None:
         """Forget the answers still to come: the queue goes out again."""
@@ -925,16 +937,14 @@ class RedisBackplane:
             )
             if not self._queue:
                 self._emptied()
-        else:
-            log.warn(
-                "Redis refused a batch; trying again: {error}",
-                error=failure.getErrorMessage(),
-            )
-        pipeline = self._pipeline
-        self._clock.callLater(
-            self.timers.heartbeat,
-            lambda: self._pump() if pipeline == self._pipeline else None,
+            self._pump()
+            return
+        log.warn(
+            "Redis refused a batch; trying again: {error}",
+            error=failure.getErrorMessage(),
         )
+        if self._retry_call is None or not self._retry_call.active():
+            self._retry_call = self._clock.callLater(self.timers.heartbeat, self._pump)
 
     def _emptied(self) -> None:
         if self._dropped:
@@ -945,7 +955,8 @@ class RedisBackplane:
             self._dropped = 0
         drained, self._drained = self._drained, []
         for d in drained:
-            d.callback(None)
+            if not d.called:  # stop() may have stopped waiting
+                d.callback(None)
 
     # Receiving
 

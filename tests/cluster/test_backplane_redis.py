@@ -112,6 +112,7 @@ class FakeRedis:
         self.hang = False
         self.manual = False
         self.noscript = False
+        self.refuse = False
         self.pending: list[tuple[Deferred[Any], list[Any]]] = []
         self.appended: list[bytes] = []
 
@@ -124,6 +125,8 @@ class FakeRedis:
             return Deferred()
         if self.noscript and command == "EVALSHA":
             return fail(txredisapi.ResponseError("NOSCRIPT No matching script."))
+        if name == "publish" and self.refuse:
+            return fail(txredisapi.ResponseError("OOM command not allowed"))
         if name == "publish" and self.manual:
             d: Deferred[Any] = Deferred()
             self.pending.append((d, argv))
@@ -258,6 +261,24 @@ class FakeConnectionTests(SynchronousTestCase):
         self.redis.pending[3][0].callback(0)  # appended already: not again
         self.assertEqual(plane.stats.published, 2)
         self.assertEqual(len(plane._queue), 0)
+
+    def test_refused_retried_then_dropped(self) -> None:
+        """
+        A batch Redis refuses (out of memory) is tried again a heartbeat
+        later, and dropped, counted, after five refusals; the next goes on.
+        """
+        plane = self.running()
+        self.redis.refuse = True
+        plane.publish(b"x")
+        self.clock.pump([plane.timers.heartbeat / 2] * 7)
+        self.assertEqual(len(self.redis.publishes()), 4)
+        self.assertEqual(plane.stats.dropped, 0)
+        self.clock.pump([plane.timers.heartbeat / 2] * 2)
+        self.assertEqual(len(self.redis.publishes()), 5)
+        self.assertEqual(plane.stats.dropped, 1)
+        self.redis.refuse = False
+        plane.publish(b"y")
+        self.assertEqual(self.redis.appended, [b"y"])
 
     def test_epoch_refused(self) -> None:
         """
