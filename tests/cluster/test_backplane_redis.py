@@ -211,6 +211,18 @@ class FakeConnectionTests(SynchronousTestCase):
         self.clock.pump([1.0] * 30)
         self.assertEqual(self.listener.fences, 2)
 
+    def test_live_nodes_without_answer(self) -> None:
+        """
+        live_nodes() with Redis silent answers, after the reply timeout,
+        the nodes of the last heartbeat.
+        """
+        plane = self.running()
+        self.redis.hang = True
+        d = plane.live_nodes()
+        self.assertNoResult(d)
+        self.clock.advance(plane._reply_timeout)
+        self.assertEqual(self.successResultOf(d), ["a"])
+
     def test_queue_while_disconnected(self) -> None:
         """
         Batches published with no connection wait, bounded; what overflows
