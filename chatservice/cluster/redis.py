@@ -102,7 +102,8 @@ def endpoint_from(text: str) -> Address:
     C{redis://[[user]:password@]host[:port][/db]}, C{rediss://...} (TLS),
     C{unix:/path/redis.sock} or C{unix:///path/redis.sock?db=1}.
 
-    @raise ValueError: a URL that names no host, no path, or a bad number.
+    @raise ValueError: what is wrong with it (no host, no path, a bad
+        number, not an endpoint Twisted knows).
     """
     text = text.strip()
     if text.startswith(("redis://", "rediss://")):
@@ -118,14 +119,20 @@ def endpoint_from(text: str) -> Address:
             unquote(url.password) if url.password is not None else None,
             unquote(url.username) if url.username else None,
         )
-    if text.startswith("unix:/"):
+    rest = text.removeprefix("unix:")
+    if text.startswith("unix://") or (
+        rest.startswith("/") and not any(c in rest for c in ":=\\")
+    ):
+        # A URL; C{unix:/path:timeout=5} is an endpoint string.
         url = urlsplit(text)
         if not url.path or url.path == "/":
             raise ValueError(f"No socket path in {text!r}")
         path = quoteStringArgument(unquote(url.path))
         return Address(f"unix:path={path}", _db(_query_db(url.query)))
-    if ":" not in text:
-        raise ValueError(f"Not a Redis address: {text!r}")
+    try:
+        clientFromString(default_reactor, text)
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"Not a Redis address: {text!r} ({e})") from None
     return Address(text)
 
 

@@ -78,8 +78,14 @@ class EndpointFromTests(SynchronousTestCase):
             Address(r"unix:path=/tmp/a\:b.sock", 1),
         )
 
+    def test_unix_endpoint_string(self) -> None:
+        """C{unix:/path} followed by arguments is an endpoint string."""
+        text = "unix:/run/redis.sock:timeout=5"
+        self.assertEqual(endpoint_from(text), Address(text))
+
     def test_bad(self) -> None:
-        for text in ("localhost", "redis://host/x", "unix:/", "redis://host:99999"):
+        bad = ("localhost", "redis://host/x", "unix:/", "redis://host:99999", "nope:1")
+        for text in bad:
             with self.assertRaises(ValueError, msg=text):
                 endpoint_from(text)
 
