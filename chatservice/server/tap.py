@@ -25,6 +25,7 @@ from chatservice.frontends.admission import Admission
 from chatservice.frontends.irc.protocol import IRCFactory
 from chatservice.frontends.line.protocol import LineFactory
 from chatservice.server import tls
+from chatservice.server.cluster import join_cluster
 from chatservice.server.logs import json_observer_for
 from chatservice.server.options import Options, fatal, given, limits_from, reason
 from chatservice.server.service import ChatService, Listener
@@ -105,6 +106,7 @@ def makeService(options: Options) -> IService:
     )
     # The first child, so that it starts before the listeners.
     database.setServiceParent(service)
+    counts = join_cluster(service, chat, options, reactor)
     for description in options["port"]:
         listen(service, "Chat", "--port", description, factory)
     if options["irc-port"]:
@@ -130,9 +132,7 @@ def makeService(options: Options) -> IService:
     if options["metrics"] is not None:
         from chatservice.server.metrics import metrics_site
 
-        site = metrics_site(
-            stats, lambda: (len(chat.members), len(chat.rooms)), reactor
-        )
+        site = metrics_site(stats, counts, reactor)
         listen(service, "Metrics", "--metrics", options["metrics"], site)
     if options.under_twistd:
         listen_now(service)
