@@ -19,7 +19,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from chatservice.cluster.backplane import Backplane, Timers
+from chatservice.cluster.backplane import Backplane, BackplaneStats, Timers
 from chatservice.cluster.replica import Replica
 from chatservice.core.chat import Chat
 from chatservice.server.options import Options, timers_from
@@ -63,18 +63,19 @@ class ClusterService(Service):
 
 def join_cluster(
     parent: MultiService, chat: Chat, options: Options, reactor: IReactorTime
-) -> Callable[[], tuple[int, int]]:
+) -> tuple[Callable[[], tuple[int, int]], BackplaneStats | None]:
     """
     With C{--redis}, make C{chat} a node of the cluster, started and
     stopped under C{parent}. Returns what the metrics count: this node's
-    own clients (a replica knows everyone's), and the rooms.
+    own clients (a replica knows everyone's) and the rooms, and the
+    backplane's counts.
     """
     if options["redis"] is None:
-        return lambda: (len(chat.members), len(chat.rooms))
+        return (lambda: (len(chat.members), len(chat.rooms))), None
     backplane = redis_backplane(
         reactor, options["redis"], options["node-id"], timers_from(options)
     )
     cluster = ClusterService(chat, backplane)
     cluster.setServiceParent(parent)
     local = cluster.replica.local
-    return lambda: (len(local), len(chat.rooms))
+    return (lambda: (len(local), len(chat.rooms))), backplane.stats

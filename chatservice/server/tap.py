@@ -106,7 +106,7 @@ def makeService(options: Options) -> IService:
     )
     # The first child, so that it starts before the listeners.
     database.setServiceParent(service)
-    counts = join_cluster(service, chat, options, reactor)
+    counts, backplane = join_cluster(service, chat, options, reactor)
     for description in options["port"]:
         listen(service, "Chat", "--port", description, factory)
     if options["irc-port"]:
@@ -132,7 +132,7 @@ def makeService(options: Options) -> IService:
     if options["metrics"] is not None:
         from chatservice.server.metrics import metrics_site
 
-        site = metrics_site(stats, counts, reactor)
+        site = metrics_site(stats, counts, reactor, backplane)
         listen(service, "Metrics", "--metrics", options["metrics"], site)
     if options.under_twistd:
         listen_now(service)
