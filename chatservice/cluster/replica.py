@@ -46,6 +46,8 @@ lists whose first item says what they are:
   - C{["s", room, state]}: a room's topic, settings and lists.
   - C{["n", node, reason]}: a node was lost, or stopped; its members quit
     for C{reason}.
+  - C{["d", sid, nick]}: the owner of the registered C{nick}, logged in
+    elsewhere, takes it from this member, which becomes a guest.
   - C{["k", ServerBanAdded]}, C{["u", mask]}: a server ban set or lifted
     (the node where it was stored it; the others keep it in memory).
 """
@@ -162,6 +164,8 @@ class Replica:
         self._claimed: dict[Member, str] = {}
         # Guest names left to try, for newcomers whose name was taken.
         self._tries: dict[Member, int] = {}
+        # Names an owner here takes from a member of another node.
+        self._taking: set[str] = set()
         self._numbers = count(1)
         self._out: list[object] = []
         # Entries that must follow the turn's room events ("g").
@@ -233,6 +237,10 @@ class Replica:
     def claim(self, member: Member, nick: str) -> Deferred[bool]:
         return self.backplane.claim(names.fold(nick), self._sids.get(member, ""))
 
+    def displace(self, holder: Member, nick: str) -> None:
+        self._taking.add(names.fold(nick))
+        self._send(["d", self._sid_of(holder), nick])
+
     def _claim_now(self, member: Member) -> None:
         """
         Claim C{member}'s name, which it has taken already; if another node
@@ -269,7 +277,9 @@ class Replica:
             # _set_nick tells the cluster, which claims the new name.
             self.chat._set_nick(member, self.chat.guest_nick())
 
-        self.backplane.claim(key, sid).addCallback(claimed)
+        force = key in self._taking
+        self._taking.discard(key)
+        self.backplane.claim(key, sid, force).addCallback(claimed)
 
     # Out: the fan-out's Relay
 
@@ -442,6 +452,11 @@ class Replica:
                 self._answer_hello()
         elif kind == "n":
             self._node_lost(entry[1], entry[2])
+        elif kind == "d":
+            member = self.local.get(entry[1])
+            if member is not None and member.folded == names.fold(entry[2]):
+                with self._not_applying():
+                    self.chat._displace(member, entry[2])
         elif kind == "k":
             if not own:
                 added = codec.decode_event(entry[1])

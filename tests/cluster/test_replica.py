@@ -372,3 +372,24 @@ class ReplicaTests(SynchronousTestCase):
         self.cluster.settle()
         for node in self.cluster.nodes:
             self.assertIsNone(node.chat.server_bans.account_ban("mallory"))
+
+    def test_owner_takes_name_from_another_node(self) -> None:
+        """
+        The owner of a registered name logs in on one node while a guest
+        holds the name on another: the guest is renamed there, told why,
+        and the owner has the name everywhere.
+        """
+        squatter = self.cluster.connect(1, "alice")
+        owner = self.cluster.connect(0, "owner")
+        discard(squatter, owner)
+        chat = self.cluster.nodes[0].chat
+        chat.log_in(chat.find("owner"), "alice")
+        self.cluster.settle()
+        self.assertEqual(owner.nick, "alice")
+        self.assertTrue(squatter.nick.startswith("guest"))
+        self.assertIn("alice", "\n".join(squatter.take()))
+        self.assertEqual(self.cluster.hub.holder("alice"), "n1/1")
+        for node in self.cluster.nodes:
+            self.assertIs(
+                node.chat.members["alice"].remote, node is not self.cluster.nodes[0]
+            )
