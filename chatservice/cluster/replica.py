@@ -166,6 +166,9 @@ class Replica:
         self._tries: dict[Member, int] = {}
         # Names an owner here takes from a member of another node.
         self._taking: set[str] = set()
+        # Other nodes' members whose name a member here still held when
+        # they took it (it is being given up), by folded name.
+        self._waiting: dict[str, Member] = {}
         self._numbers = count(1)
         self._out: list[object] = []
         # Entries that must follow the turn's room events ("g").
@@ -379,6 +382,18 @@ class Replica:
                         seq=batch.seq,
                         node=batch.node,
                     )
+        if self._waiting:
+            self._seat_waiting()
+
+    def _seat_waiting(self) -> None:
+        """Give members of other nodes the names that were freed for them."""
+        members = self.chat.members
+        for key, ghost in list(self._waiting.items()):
+            if not ghost.connected or ghost.folded != key:
+                del self._waiting[key]
+            elif key not in members:
+                members[key] = ghost
+                del self._waiting[key]
 
     def missed(self, count: int) -> None:
         log.warn(
@@ -485,11 +500,9 @@ class Replica:
             ghost.account = account
         holder = chat.members.get(folded)
         if holder is not None and holder is not ghost:
-            log.warn(
-                "{nick} is held here by another member; the cluster's claim "
-                "decides who keeps it",
-                nick=nick,
-            )
+            # The holder is giving it up (the cluster's claim said so):
+            # the name is this one's once it has.
+            self._waiting[folded] = ghost
             return
         chat.members[folded] = ghost
         for room in ghost.rooms.values():
