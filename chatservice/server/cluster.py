@@ -28,12 +28,19 @@ log = Logger()
 
 
 def redis_backplane(
-    reactor: IReactorTime, address: str, node: str, timers: Timers
+    reactor: IReactorTime,
+    address: str,
+    node: str,
+    timers: Timers,
+    prefix: str = "chat:",
 ) -> Backplane:
-    """The Redis backplane at C{address} (see L{endpoint_from})."""
+    """
+    The Redis backplane at C{address} (see L{endpoint_from}), its keys
+    under C{prefix}.
+    """
     from chatservice.cluster.redis import RedisBackplane
 
-    return RedisBackplane(address, node, timers, clock=reactor)
+    return RedisBackplane(address, node, timers, clock=reactor, prefix=prefix)
 
 
 class ClusterService(Service):
@@ -73,7 +80,11 @@ def join_cluster(
     if options["redis"] is None:
         return (lambda: (len(chat.members), len(chat.rooms))), None
     backplane = redis_backplane(
-        reactor, options["redis"], options["node-id"], timers_from(options)
+        reactor,
+        options["redis"],
+        options["node-id"],
+        timers_from(options),
+        options["redis-prefix"],
     )
     cluster = ClusterService(chat, backplane)
     cluster.setServiceParent(parent)
