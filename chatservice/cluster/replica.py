@@ -38,7 +38,8 @@ lists whose first item says what they are:
   - C{["g", sid, reason]}: a member is gone (from its own node), or must go
     (from another node: killed).
   - C{["r", room, [[sid, event, operator], ...]]}: a room's events, with
-    who caused each.
+    who caused each; for a part or a quit, who left (a node applies it
+    only to that member, never to whoever has the name by then).
   - C{["t", sid, event]}: an event for one member.
   - C{["h"]}: a node started; the others answer with C{"m"}, C{"p"} and
     C{"s"} entries of what they hold.
@@ -88,6 +89,7 @@ _SPOKEN: dict[type[Event], Kind] = {
     events.Acted: ACTION,
 }
 _MEMBERSHIP = (events.Joined, events.Left, events.Quit, events.Kicked)
+_DEPARTURES = (events.Left, events.Quit)
 _STATUS: dict[type[Event], tuple[str, bool]] = {
     events.Opped: ("operators", True),
     events.Deopped: ("operators", False),
@@ -169,6 +171,9 @@ class Replica:
         # Other nodes' members whose name a member here still held when
         # they took it (it is being given up), by folded name.
         self._waiting: dict[str, Member] = {}
+        # Session ids of the members gone this turn, by folded name: their
+        # quits carry them (see L{room}).
+        self._departed: dict[str, str] = {}
         self._numbers = count(1)
         self._out: list[object] = []
         # Entries that must follow the turn's room events ("g").
@@ -227,9 +232,12 @@ class Replica:
                 self.ghosts.pop(sid, None)
             else:
                 # Put out by someone here (killed): its node closes it.
+                self._departed[member.folded] = sid
                 self._later(["g", sid, reason])
             return
         sid = self._sids.pop(member, "")
+        if not self.chat.fanout.applying:
+            self._departed[member.folded] = sid
         self.local.pop(sid, None)
         key = self._claimed.pop(member, None)
         if key is not None:
@@ -289,7 +297,11 @@ class Replica:
     def room(self, room: Room, pending: list[tuple[Member | None, Event]]) -> None:
         items: list[object] = []
         for sender, event in pending:
-            sid = None if sender is None else self._sid_of(sender)
+            if sender is None and type(event) in _DEPARTURES:
+                # Who went, not only under which name: see _room_events.
+                sid = self._departure(event.nick)  # type: ignore[attr-defined]
+            else:
+                sid = None if sender is None else self._sid_of(sender)
             encoded = _encoded(event)
             if encoded is None:
                 continue
@@ -308,10 +320,20 @@ class Replica:
         if self._last:
             self._out.extend(self._last)
             self._last = []
+        self._departed.clear()
         if not self._out:
             return
         entries, self._out = self._out, []
         self._publish(entries)
+
+    def _departure(self, nick: str) -> str | None:
+        """The session id of who left or quit as C{nick} this turn."""
+        folded = names.fold(nick)
+        sid = self._departed.get(folded)
+        if sid is None:
+            member = self.chat.members.get(folded)
+            sid = None if member is None else self._sid_of(member) or None
+        return sid
 
     def _publish(self, entries: list[object]) -> None:
         try:
@@ -603,11 +625,18 @@ class Replica:
                     self._set(room, event, own)
                 pending.append((sender, event))
                 continue
-            target = (
-                sender
-                if kind is events.Joined
-                else chat.members.get(names.fold(event.nick))
-            )
+            if kind is events.Joined:
+                target = sender
+            elif kind in _DEPARTURES and sid is not None and not own:
+                # Who left is known by session: a member this node no
+                # longer has is old news (a lost node's users, whom the
+                # others saw quit already), and its name may be someone
+                # else's by now.
+                if sender is None:
+                    continue
+                target = sender
+            else:
+                target = chat.members.get(names.fold(event.nick))
             done_here = own and target is not None and not target.remote
             if kind is events.Kicked:
                 # The one kicked is told too.

@@ -295,6 +295,40 @@ class ReplicaTests(SynchronousTestCase):
         self.assertFalse(alice.connected)
         self.assertIn("cut off", "\n".join(alice.take()))
 
+    def test_fenced_node_back_disturbs_nobody(self) -> None:
+        """
+        A node cut off long enough to be lost, and to fence itself, comes
+        back: the quits it publishes for its users then are old news to the
+        others, where someone else may hold the name by now. They do not
+        put that someone out of its rooms, nor show a second quit.
+        """
+        alice = self.cluster.connect(0, "alice")
+        bob = self.cluster.connect(1, "bob")
+        carol = self.cluster.connect(2, "carol")
+        discard(alice, bob, carol)
+        self.cluster.planes[0].cut()
+        for _ in range(6):
+            self.cluster.clock.advance(1)
+            self.cluster.settle()
+        self.assertFalse(alice.connected)
+        self.assertEqual(carol.take(), ["[lobby] <-- alice quit (node lost)"])
+        bob.say("/nick alice")
+        self.cluster.settle()
+        self.assertEqual(carol.take(), ["[lobby] --- bob is now known as alice"])
+        discard(bob)
+        self.cluster.planes[0].mend()
+        self.cluster.clock.advance(1)
+        self.cluster.settle()
+        carol.say("still here")
+        self.cluster.settle()
+        self.assertEqual(bob.take(), ["[lobby] <carol> still here"])
+        self.assertEqual(carol.take(), [])
+        for node in self.cluster.nodes[1:]:
+            self.assertEqual(
+                sorted(m.nick for m in node.chat.rooms["lobby"].members),
+                ["alice", "carol"],
+            )
+
     def test_kill_remote(self) -> None:
         """
         A server operator's kill of a member on another node closes that
