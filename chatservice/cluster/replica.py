@@ -381,8 +381,7 @@ class Replica:
                     self._apply(entry, batch.node, own)
                 except _MALFORMED as e:
                     log.warn(
-                        "Skipped a malformed entry of batch {seq} from {node}: "
-                        "{why}",
+                        "Skipped a malformed entry of batch {seq} from {node}: {why}",
                         seq=batch.seq,
                         node=batch.node,
                         why=f"{type(e).__name__}: {e}"[:200],
