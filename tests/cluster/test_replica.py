@@ -418,3 +418,19 @@ class ReplicaTests(SynchronousTestCase):
         self.cluster.settle()
         self.assertEqual(bob.take(), ["[lobby] <alice> still fine"])
         self.assertTrue(logged)
+
+    def test_newcomer_while_cut_off(self) -> None:
+        """
+        Someone who connects while its node cannot reach the backplane (a
+        blip) keeps its name once the node is back, rather than lose it.
+        """
+        self.cluster.planes[0].cut()
+        alice = self.cluster.nodes[0].connect()
+        self.cluster.settle()
+        alice.say("/nick alice")
+        self.cluster.settle()
+        self.cluster.planes[0].mend()
+        self.cluster.settle()
+        self.assertTrue(alice.connected)
+        self.assertEqual(alice.nick, "alice")
+        self.assertEqual(self.cluster.hub.holder("alice"), "n1/1")
