@@ -88,6 +88,9 @@ _SPOKEN: dict[type[Event], Kind] = {
     events.Noticed: MESSAGE,
     events.Acted: ACTION,
 }
+# What an entry that is not as this module writes them raises on the way
+# in: input from the network, logged and skipped, never a traceback.
+_MALFORMED = (codec.CodecError, IndexError, KeyError, TypeError, ValueError)
 _MEMBERSHIP = (events.Joined, events.Left, events.Quit, events.Kicked)
 _DEPARTURES = (events.Left, events.Quit)
 _STATUS: dict[type[Event], tuple[str, bool]] = {
@@ -398,6 +401,13 @@ class Replica:
             for entry in entries:
                 try:
                     self._apply(entry, batch.node, own)
+                except _MALFORMED as e:
+                    log.warn(
+                        "Skipped a malformed entry of batch {seq} from {node}: {why}",
+                        seq=batch.seq,
+                        node=batch.node,
+                        why=f"{type(e).__name__}: {e}"[:200],
+                    )
                 except Exception:
                     log.failure(
                         "Applying an entry of batch {seq} from {node} failed",
