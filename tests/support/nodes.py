@@ -590,6 +590,10 @@ class PrivateRedis:
         self.path = str(self.directory / "redis.sock")
         self.endpoint = f"unix:path={self.path}"
         self.process: subprocess.Popen[bytes] | None = None
+        self.output: Output | None = None
+        # Stopped after the nodes, which were started after it: a node
+        # stopping with its Redis gone would wait for it.
+        testcase.addCleanup(self.stop)
         self.start()
 
     def start(self) -> None:
@@ -616,16 +620,20 @@ class PrivateRedis:
             stderr=subprocess.STDOUT,
         )
         assert process.stdout is not None
-        output = Output(process.stdout)
-        self.testcase.addCleanup(_end, process, output)
-        self.process = process
-        output.wait(re.compile(rb"(?i)ready to accept connections"), timeout=TIMEOUT)
+        self.process, self.output = process, Output(process.stdout)
+        self.output.wait(
+            re.compile(rb"(?i)ready to accept connections"), timeout=TIMEOUT
+        )
+
+    def stop(self) -> None:
+        if self.process is not None and self.output is not None:
+            _end(self.process, self.output)
 
     def kill(self) -> None:
         """C{kill -9}: Redis is gone, and what it held with it."""
-        assert self.process is not None
+        assert self.process is not None and self.output is not None
         self.process.kill()
-        self.process.wait(timeout=TIMEOUT)
+        _end(self.process, self.output)
 
 
 def _postgres_bin() -> Path | None:
