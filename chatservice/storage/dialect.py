@@ -145,8 +145,9 @@ def is_postgresql_url(database: str) -> bool:
     Whether C{--database} names a PostgreSQL database (a C{postgresql://} or
     C{postgres://} URL) rather than a SQLite file.
     """
+    # As libpq reads them: in lower case only.
     scheme, found, _ = database.partition("://")
-    return bool(found) and scheme.lower() in POSTGRESQL_SCHEMES
+    return bool(found) and scheme in POSTGRESQL_SCHEMES
 
 
 def redacted(url: str) -> str:
@@ -164,6 +165,8 @@ def redacted(url: str) -> str:
             "password=***" if pair.lower().startswith("password=") else pair
             for pair in parts.query.split("&")
         )
-        return urlunsplit(parts._replace(query=query))
+        hidden = urlunsplit(parts._replace(query=query))
+        # Rebuilt only if something was hidden: urlunsplit lowers the scheme.
+        return url if "***" not in hidden else hidden
     except ValueError:
         return url.split("://", 1)[0] + "://..."
