@@ -155,8 +155,9 @@ def _backoff(failures: int) -> float:
 
 class Database(Service):
     """
-    The database thread: group commits of history, retention, and any other
-    query the server runs, all in order.
+    The database thread (on PostgreSQL, the pool's one connection): group
+    commits of history, retention, and any other query the server runs,
+    all in order.
 
     Starting opens the database and loads what the server keeps in memory:
     the tail of every room's history, every room's topic, the accounts,
@@ -290,8 +291,8 @@ class Database(Service):
 
     def run(self, f: Callable[..., T], *args: object) -> Deferred[T]:
         """
-        Run C{f(*args)} on the database thread, after everything already
-        asked of it.
+        Run C{f(*args)} on the database thread (PostgreSQL's: the pool's),
+        after everything already asked of it.
         """
         return self.query(lambda _: f(*args))
 
@@ -406,8 +407,8 @@ class Database(Service):
         """
         Give the lines of a failed write back to the history, in front of
         those said since; if all that is more than L{MAX_UNWRITTEN} bytes,
-        drop the oldest lines (by room, the room written least recently
-        first) until it fits again, and say how many went.
+        drop the oldest lines (room by room, the room whose waiting lines
+        began first) until it fits again, and say how many went.
         """
         self.history.give_back(taken)
         unwritten = self.history.unwritten or {}
