@@ -560,13 +560,15 @@ class Options(usage.Options):
     def _check_cluster(self) -> None:
         if self["redis"] is None:
             return
+        from chatservice.storage.dialect import is_postgresql_url, redacted
+
         database = self["database"]
-        if not database.startswith(("postgresql:", "postgres:")):
+        if not is_postgresql_url(database):
             # Each process's own SQLite file would split the history and
             # let one account be registered twice.
             raise OptionError(
                 "--database",
-                database,
+                redacted(database),
                 "with --redis it must be a postgresql:// URL shared by every "
                 "node, not a SQLite file",
             )

@@ -63,6 +63,21 @@ class DatabaseOptionTests(unittest.SynchronousTestCase):
         self.assertIn("not a PostgreSQL URL", str(caught.exception))
         self.assertNotIn("s3cret", str(caught.exception))
 
+    def test_redisNeedsPostgresql(self) -> None:
+        """
+        With --redis, a SQLite file is refused (each node's own would split
+        the chat), however it is spelled.
+        """
+        for path in ("chat.sqlite3", "postgresql:chat", ":memory:"):
+            with self.assertRaises(usage.UsageError) as caught:
+                parse("--redis", "unix:/run/redis.sock", "--database", path)
+            self.assertIn(
+                "with --redis it must be a postgresql:// URL", str(caught.exception)
+            )
+        url = "postgresql://chat@/chat?host=/run/postgresql"
+        options = parse("--redis", "unix:/run/redis.sock", "--database", url)
+        self.assertEqual(options["database"], url)
+
 
 class UnreachableTests(unittest.SynchronousTestCase):
     def test_unreachable(self) -> None:
