@@ -49,6 +49,8 @@ lists whose first item says what they are:
     for C{reason}.
   - C{["d", sid, nick]}: the owner of the registered C{nick}, logged in
     elsewhere, takes it from this member, which becomes a guest.
+  - C{["a", key]}: an account was registered (and stored); the others
+    read it, so that its name is registered there too.
   - C{["k", ServerBanAdded]}, C{["u", mask]}: a server ban set or lifted
     (the node where it was stored it; the others keep it in memory).
 """
@@ -66,6 +68,7 @@ from twisted.logger import Logger
 from chatservice.cluster import codec
 from chatservice.cluster.backplane import Backplane, Batch
 from chatservice.core import events, names
+from chatservice.core.accounts import Accounts
 from chatservice.core.chat import Chat
 from chatservice.core.errors import NickTaken
 from chatservice.core.events import Event
@@ -159,8 +162,13 @@ class Replica:
     @ivar ghosts: other nodes' members, by session id.
     """
 
-    def __init__(self, chat: Chat, backplane: Backplane) -> None:
+    def __init__(
+        self, chat: Chat, backplane: Backplane, accounts: Accounts | None = None
+    ) -> None:
         self.chat = chat
+        self.accounts = accounts
+        if accounts is not None:
+            accounts.announce = lambda key: self._send(["a", key])
         self.backplane = backplane
         self.node = backplane.node
         self.local: dict[str, Member] = {}
@@ -504,6 +512,9 @@ class Replica:
             if member is not None and member.folded == names.fold(entry[2]):
                 with self._not_applying():
                     self.chat._displace(member, entry[2])
+        elif kind == "a":
+            if not own and self.accounts is not None:
+                self.accounts.learn(entry[1])
         elif kind == "k":
             if not own:
                 added = codec.decode_event(entry[1])

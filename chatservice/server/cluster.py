@@ -21,6 +21,7 @@ from twisted.logger import Logger
 
 from chatservice.cluster.backplane import Backplane, BackplaneStats, Timers
 from chatservice.cluster.replica import Replica
+from chatservice.core.accounts import Accounts
 from chatservice.core.chat import Chat
 from chatservice.server.options import Options, timers_from
 
@@ -46,8 +47,10 @@ def redis_backplane(
 class ClusterService(Service):
     """The node's part in the cluster, started and stopped with the server."""
 
-    def __init__(self, chat: Chat, backplane: Backplane) -> None:
-        self.replica = Replica(chat, backplane)
+    def __init__(
+        self, chat: Chat, backplane: Backplane, accounts: Accounts | None = None
+    ) -> None:
+        self.replica = Replica(chat, backplane, accounts)
         self.backplane = backplane
 
     def startService(self) -> None:
@@ -69,7 +72,11 @@ class ClusterService(Service):
 
 
 def join_cluster(
-    parent: MultiService, chat: Chat, options: Options, reactor: IReactorTime
+    parent: MultiService,
+    chat: Chat,
+    accounts: Accounts,
+    options: Options,
+    reactor: IReactorTime,
 ) -> tuple[Callable[[], tuple[int, int]], BackplaneStats | None]:
     """
     With C{--redis}, make C{chat} a node of the cluster, started and
@@ -86,7 +93,7 @@ def join_cluster(
         timers_from(options),
         options["redis-prefix"],
     )
-    cluster = ClusterService(chat, backplane)
+    cluster = ClusterService(chat, backplane, accounts)
     cluster.setServiceParent(parent)
     local = cluster.replica.local
     return (lambda: (len(local), len(chat.rooms))), backplane.stats

@@ -159,6 +159,36 @@ def _log_format(value: str) -> str:
     return value
 
 
+def _database(value: str) -> str:
+    """
+    C{value}, if it is a SQLite path or a PostgreSQL URL that libpq can
+    read (nothing is opened yet: the database is checked as the server
+    starts); otherwise an L{OptionError} that shows no password.
+    """
+    from chatservice.storage.dialect import is_postgresql_url, redacted
+
+    if "://" not in value:
+        return value
+    if not is_postgresql_url(value):
+        raise OptionError(
+            "--database",
+            redacted(value),
+            "not a SQLite file or a postgresql:// URL",
+        )
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        conninfo_to_dict(value)
+    except ProgrammingError as e:
+        # libpq quotes the URL in some of its messages.
+        why = " ".join(str(e).split()).replace(value, redacted(value))
+        raise OptionError(
+            "--database", redacted(value), f"not a PostgreSQL URL: {why}"
+        ) from None
+    return value
+
+
 def endpoint(option: str, description: str) -> str:
     """
     C{description}, if it is a server endpoint string that names a port in
@@ -241,7 +271,10 @@ class Options(usage.Options):
             None,
             "chat.sqlite3",
             "SQLite file for room history and accounts, created if missing; "
-            ":memory: keeps them only while the server runs.",
+            ":memory: keeps them only while the server runs. Or a PostgreSQL "
+            "database, as a postgresql:// URL (libpq's), such as "
+            "postgresql://chat@/chat?host=/run/postgresql.",
+            _database,
         ],
         _number(
             "history-replay",
@@ -541,13 +574,15 @@ class Options(usage.Options):
     def _check_cluster(self) -> None:
         if self["redis"] is None:
             return
+        from chatservice.storage.dialect import is_postgresql_url, redacted
+
         database = self["database"]
-        if not database.startswith(("postgresql:", "postgres:")):
+        if not is_postgresql_url(database):
             # Each process's own SQLite file would split the history and
             # let one account be registered twice.
             raise OptionError(
                 "--database",
-                database,
+                redacted(database),
                 "with --redis it must be a postgresql:// URL shared by every "
                 "node, not a SQLite file",
             )

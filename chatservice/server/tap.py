@@ -78,11 +78,15 @@ def makeService(options: Options) -> IService:
     accounts = Accounts(
         chat,
         in_thread=lambda f, *args: deferToThread(f, *args),
-        save=lambda *account: database.run(database.store.save_account, *account),
+        save=database.save_account,
         clock=reactor.seconds,
         accounts=registered,
         password_min=options["password-min"],
         password_max=options["password-max"],
+        # Other servers sharing a PostgreSQL database register accounts
+        # and change passwords too: read them there. A SQLite file is this
+        # server's alone, and all of it is in memory.
+        lookup=database.account if database.shared else None,
     )
     operators = ServerOperators(
         chat, accounts, options["operator"], options.get("operators-listed", ())
@@ -106,7 +110,7 @@ def makeService(options: Options) -> IService:
     )
     # The first child, so that it starts before the listeners.
     database.setServiceParent(service)
-    counts, backplane = join_cluster(service, chat, options, reactor)
+    counts, backplane = join_cluster(service, chat, accounts, options, reactor)
     for description in options["port"]:
         listen(service, "Chat", "--port", description, factory)
     if options["irc-port"]:

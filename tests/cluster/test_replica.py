@@ -7,12 +7,16 @@ users on every node.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from twisted.trial.unittest import SynchronousTestCase
 
 from chatservice.cluster.backplane import Timers
 from chatservice.cluster.memory import MemoryBackplane, MemoryHub
 from chatservice.cluster.replica import Replica
 from chatservice.core import events
+from chatservice.core.accounts import Account, Accounts
+from chatservice.core.chat import Chat
 from chatservice.core.history import History
 from tests.support.memory import Connection, GuardedClock, Harness, discard
 
@@ -22,7 +26,13 @@ TIMERS = Timers(heartbeat=1.0, dead_after=3.0, lease=6.0, fence_margin=2.0)
 class Cluster:
     """C{n} nodes on one hub and one clock."""
 
-    def __init__(self, testcase: SynchronousTestCase, n: int) -> None:
+    def __init__(
+        self,
+        testcase: SynchronousTestCase,
+        n: int,
+        accounts: Callable[[Chat, dict[str, Account]], Accounts] | None = None,
+    ) -> None:
+        self.accounts = accounts
         self.clock = GuardedClock()
         self.hub = MemoryHub(self.clock)
         self.nodes: list[Harness] = []
@@ -36,9 +46,10 @@ class Cluster:
         node = Harness(
             clock=self.clock,
             history=History(clock=self.clock.seconds, persist=True),
+            accounts=self.accounts,
         )
         plane = MemoryBackplane(self.hub, name, TIMERS)
-        replica = Replica(node.chat, plane)
+        replica = Replica(node.chat, plane, node.accounts)
         replica.start()
         self.nodes.append(node)
         self.planes.append(plane)
@@ -468,3 +479,47 @@ class ReplicaTests(SynchronousTestCase):
         self.assertTrue(alice.connected)
         self.assertEqual(alice.nick, "alice")
         self.assertEqual(self.cluster.hub.holder("alice"), "n1/1")
+
+
+class ClusterAccountsTests(SynchronousTestCase):
+    """Accounts in a database every node shares."""
+
+    def setUp(self) -> None:
+        from tests.core.test_accounts import HASHER, Hashing
+        from tests.core.test_shared_accounts import SharedDatabase
+
+        self.database = SharedDatabase()
+        hashing = Hashing()
+        self.cluster = Cluster(
+            self,
+            2,
+            accounts=lambda chat, registered: Accounts(
+                chat,
+                in_thread=hashing,
+                save=self.database.save,
+                clock=chat.clock,
+                accounts=registered,
+                hasher=HASHER,
+                lookup=self.database.lookup,
+            ),
+        )
+
+    def test_registered_everywhere(self) -> None:
+        """
+        A name registered on one node is registered on the others at once:
+        nobody there may take it once its owner is gone.
+        """
+        from tests.core.test_accounts import PASSWORD
+
+        alice = self.cluster.connect(0, "alice")
+        alice.say(f"/register {PASSWORD}")
+        self.cluster.settle()
+        self.assertIn("alice", self.cluster.nodes[1].chat.registered)
+        alice.say("/quit")
+        self.cluster.settle()
+        other = self.cluster.connect(1, "other")
+        discard(other)
+        other.say("/nick alice")
+        self.cluster.settle()
+        self.assertEqual(other.nick, "other")
+        self.assertIn("registered", "\n".join(other.take()))
