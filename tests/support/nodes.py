@@ -5,8 +5,8 @@ driven over blocking sockets, and the services they need.
 
   - L{Node} and L{Cluster}: C{twistd -n chat --node-id nK --redis ...}
     processes with short timers (L{TIMERS}), each on its own loopback port,
-    sharing one key prefix in Redis and one PostgreSQL database that no other
-    test uses (L{fresh_database}, L{fresh_prefix}).
+    sharing one key prefix in Redis and one PostgreSQL schema that no other
+    test uses (L{fresh_prefix}, L{tests.support.postgres.fresh_url}).
   - L{User}: a line-protocol client that keeps every line it read, so a
     test can wait for one (bounded), and compare whole sequences.
   - L{PrivateRedis} and L{PrivatePostgres}: a Redis server or a PostgreSQL
@@ -33,7 +33,6 @@ import unittest
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -46,7 +45,8 @@ from tests.support.helpers import (
     _matcher,
     make_temp_dir,
 )
-from tests.support.services import postgres_url, redis_endpoint
+from tests.support.postgres import fresh_url
+from tests.support.services import redis_endpoint
 
 # The cluster's timers, short: a node beats every 0.2 s, is lost after 1 s
 # of silence, and holds its names for 1.5 s, fencing itself 0.5 s before.
@@ -267,26 +267,6 @@ def fresh_prefix() -> str:
     return f"e2e:{uuid.uuid4().hex[:12]}:"
 
 
-def fresh_database(testcase: SynchronousTestCase, server: str | None = None) -> str:
-    """
-    The URL of a new, empty PostgreSQL database on C{server} (a libpq URL;
-    by default the test PostgreSQL's), dropped in the test's cleanup.
-    """
-    import psycopg
-
-    server = server or postgres_url(testcase)
-    name = f"chat_e2e_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server, autocommit=True, connect_timeout=10) as db:
-        db.execute(f'CREATE DATABASE "{name}"')
-
-    def drop() -> None:
-        with psycopg.connect(server, autocommit=True, connect_timeout=10) as db:
-            db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    testcase.addCleanup(drop)
-    return urlunsplit(urlsplit(server)._replace(path="/" + name))
-
-
 class Cluster:
     """
     C{count} nodes, C{n1}, C{n2}, ..., on one Redis and one database of
@@ -306,7 +286,7 @@ class Cluster:
     ) -> None:
         self.testcase = testcase
         self.redis = redis or redis_endpoint(testcase)
-        self.database = database or fresh_database(testcase)
+        self.database = database or fresh_url(testcase)
         self.prefix = fresh_prefix()
         self.options = options
         self.nodes: list[Node] = []
