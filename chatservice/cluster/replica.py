@@ -57,6 +57,7 @@ lists whose first item says what they are:
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from contextlib import contextmanager
 from itertools import count
@@ -85,6 +86,8 @@ SHUTTING_DOWN = "server shutting down"
 
 # Tries at a free guest name before giving up on a newcomer.
 GUEST_TRIES = 10
+# At most how many guest numbers a node skips after a collision.
+GUEST_SCATTER = 100
 
 _SPOKEN: dict[type[Event], Kind] = {
     events.Said: MESSAGE,
@@ -295,6 +298,10 @@ class Replica:
                 self.chat.dismiss(member, refusal, "no free nickname")
                 return
             self._tries[member] = tries - 1
+            if names.is_guest_nick(member.nick):
+                # Another node hands out the same guest numbers at the same
+                # pace: step away from it.
+                self.chat.skip_guest_numbers(random.randint(1, GUEST_SCATTER))
             self.chat.tell(member, refusal)
             # _set_nick tells the cluster, which claims the new name.
             self.chat._set_nick(member, self.chat.guest_nick())

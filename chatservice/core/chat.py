@@ -224,6 +224,14 @@ class Chat(RoomOperators, RoomModeration):
             if nick not in self.members and nick not in self.registered:
                 return nick
 
+    def skip_guest_numbers(self, count_: int) -> None:
+        """
+        Pass over the next C{count_} guest numbers: a cluster node whose
+        guest name another node took at the same moment steps out of step
+        with it, rather than collide again on the next newcomer.
+        """
+        self._guest_numbers = count(next(self._guest_numbers) + count_)
+
     def disconnect(self, member: Member, reason: str) -> None:
         """
         Remove C{member} everywhere and tell its rooms why. Output still

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from chatservice.cluster.backplane import Timers
@@ -523,3 +524,34 @@ class ClusterAccountsTests(SynchronousTestCase):
         self.cluster.settle()
         self.assertEqual(other.nick, "other")
         self.assertIn("registered", "\n".join(other.take()))
+
+
+class GuestCollisionTests(SynchronousTestCase):
+    def test_newcomers_at_once(self) -> None:
+        """
+        Newcomers arrive at two nodes in the same turns, which hand out the
+        same guest numbers: every one of them stays, under a name of its
+        own.
+        """
+        cluster = Cluster(self, 2)
+        cluster.hub.claim_latency = True
+        transports = []
+        for i in range(20):
+            for n, node in enumerate(cluster.nodes):
+                # Connected within one turn, as a crowd arriving at once.
+                address = node.address(f"10.0.{n}.{i}")
+                proto = node.factory.buildProtocol(address)
+                assert proto is not None
+                transport = StringTransport(peerAddress=address)
+                proto.makeConnection(transport)
+                transports.append((proto, transport))
+        cluster.settle()
+        for _ in range(3):
+            cluster.clock.advance(0.1)
+            cluster.settle()
+        members = [proto.member for proto, _ in transports]  # type: ignore[attr-defined]
+        self.assertTrue(all(m is not None and m.connected for m in members))
+        nicks = {m.nick for m in members}
+        self.assertEqual(len(nicks), 40)
+        for nick in nicks:
+            self.assertIsNotNone(cluster.hub.holder(nick))

@@ -7,8 +7,7 @@ and PostgreSQL restarted.
 
 Each test has a cluster of its own (a Redis key prefix and a PostgreSQL
 schema nobody else uses). Nothing sleeps to let things happen: every wait
-is for a line (or a Redis subscription), bounded by a deadline. The one
-sleep is a scenario's own: a node kept stopped for longer than its lease.
+is for a line (or a Redis subscription), bounded by a deadline.
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from tests.support.helpers import TIMEOUT, SocketClient
 from tests.support.nodes import (
     LEASE,
+    LEASE_MARGIN,
     Cluster,
     PrivatePostgres,
     PrivateRedis,
@@ -288,9 +288,10 @@ class ClusterTests(SynchronousTestCase):
             )
         bob.rename("alice", LEASE + 1)
         carol.expect("[lobby] --- bob is now known as alice")
-        # The scenario: stopped for longer than the lease, whatever the
-        # others noticed sooner.
-        time.sleep(max(0.0, stopped + LEASE + 0.2 - time.monotonic()))
+        # No sleep: bob holding the name shows that the cluster no longer
+        # counts n1's lease, which took longer than n1's fencing time
+        # (dead-after is at least lease less margin here).
+        self.assertGreaterEqual(time.monotonic() - stopped, LEASE - LEASE_MARGIN)
         cluster[1].resume()
         rest = alice.closed(NODE_LOST_WITHIN)
         self.assertTrue(
