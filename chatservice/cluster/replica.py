@@ -560,36 +560,17 @@ class Replica:
                 chat._silence(ghost, room)
 
     def _gone(self, sid: str, reason: str) -> None:
+        # Its rooms were told by the node that put it out.
         member = self.local.get(sid)
         if member is not None:
             # Put out from another node: what it was told goes first.
             self.chat.fanout.deliver(member)
-            self._drop(member)
+            self.chat.disconnect(member, reason, announce=False)
             member.session.close()
             return
-        ghost = self.ghosts.pop(sid, None)
+        ghost = self.ghosts.get(sid)
         if ghost is not None:
-            self._drop(ghost)
-
-    def _drop(self, member: Member) -> None:
-        """
-        Take C{member} out of the chat without a word: its rooms were told
-        (its node published the quits).
-        """
-        chat = self.chat
-        member.connected = False
-        member.outbox.clear()
-        if chat.members.get(member.folded) is member:
-            del chat.members[member.folded]
-        chat.whowas.record(member, chat.clock())
-        for room in list(member.rooms.values()):
-            chat._remove(member, room)
-        if not member.remote:
-            sid = self._sids.pop(member, "")
-            self.local.pop(sid, None)
-            key = self._claimed.pop(member, None)
-            if key is not None:
-                self.backplane.release(key, sid)
+            self.chat.disconnect(ghost, reason, announce=False)
 
     def _tell(self, sid: str, event: Event) -> None:
         member = self.local.get(sid)

@@ -232,11 +232,12 @@ class Chat(RoomOperators, RoomModeration):
         """
         self._guest_numbers = count(next(self._guest_numbers) + count_)
 
-    def disconnect(self, member: Member, reason: str) -> None:
+    def disconnect(self, member: Member, reason: str, announce: bool = True) -> None:
         """
-        Remove C{member} everywhere and tell its rooms why. Output still
-        waiting for it is dropped: its connection is gone. Calling this
-        again for the same member does nothing.
+        Remove C{member} everywhere and tell its rooms why (unless not to
+        C{announce} it: a cluster node whose rooms were told by another).
+        Output still waiting for it is dropped: its connection is gone.
+        Calling this again for the same member does nothing.
         """
         if not member.connected:
             return
@@ -247,7 +248,10 @@ class Chat(RoomOperators, RoomModeration):
         self.whowas.record(member, self.clock())
         for room in list(member.rooms.values()):
             self._remove(member, room)
-            self.fanout.post(room, None, events.Quit(room.name, member.nick, reason))
+            if announce:
+                self.fanout.post(
+                    room, None, events.Quit(room.name, member.nick, reason)
+                )
         if self.cluster is not None:
             self.cluster.gone(member, reason)
 
