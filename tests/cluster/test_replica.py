@@ -555,3 +555,41 @@ class GuestCollisionTests(SynchronousTestCase):
         self.assertEqual(len(nicks), 40)
         for nick in nicks:
             self.assertIsNotNone(cluster.hub.holder(nick))
+
+
+class MoreAcrossNodesTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.cluster = Cluster(self, 2)
+
+    def test_action_and_mute(self) -> None:
+        """
+        An action crosses nodes; a mute set on one node silences its target
+        on the other, where it is refused.
+        """
+        alice = self.cluster.connect(0, "alice")
+        bob = self.cluster.connect(1, "bob")
+        discard(alice, bob)
+        alice.say("/me waves")
+        self.cluster.settle()
+        self.assertEqual(bob.take(), ["[lobby] * alice waves"])
+        alice.say("/mute bob")
+        self.cluster.settle()
+        discard(alice, bob)
+        bob.say("can you hear me")
+        self.cluster.settle()
+        self.assertEqual(alice.take(), [])
+        self.assertTrue(bob.take()[0].startswith("!!! "))
+
+    def test_irc_list_and_who(self) -> None:
+        """IRC's LIST and WHO count and name members of every node."""
+        irc = self.cluster.nodes[0].connect_irc()
+        irc.lines("NICK ivy", "USER ivy 0 * :Ivy", "JOIN #lobby")
+        bob = self.cluster.connect(1, "bob")
+        self.cluster.settle()
+        discard(irc, bob)
+        irc.lines("LIST", "WHO #lobby")
+        self.cluster.settle()
+        replies = irc.take()
+        self.assertIn(" 322 ivy #lobby 2 ", "\n".join(replies))
+        who = [line for line in replies if " 352 " in line]
+        self.assertEqual(sorted(line.split()[7] for line in who), ["bob", "ivy"])
