@@ -161,6 +161,12 @@ class Listener(Protocol):
         others may hold its names now. It must drop its users.
         """
 
+    def drained(self) -> None:
+        """
+        Every batch published so far is in the log (L{Backplane.waiting}
+        is 0 again).
+        """
+
 
 class Backplane(Protocol):
     """
@@ -210,3 +216,9 @@ class Backplane(Protocol):
 
     def live_nodes(self) -> Deferred[list[str]]:
         """The nodes beating now, this one included."""
+
+    def waiting(self) -> int:
+        """
+        How many published batches are not in the log yet (on their way,
+        or queued while the service is away).
+        """

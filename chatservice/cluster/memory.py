@@ -208,6 +208,10 @@ class MemoryBackplane:
         if self.connected and self.hub.holder(key) == holder:
             del self.hub.claims[key]
 
+    def waiting(self) -> int:
+        # Appended as published, or queued while cut off.
+        return len(self._queue)
+
     def live_nodes(self) -> Deferred[list[str]]:
         now = self.hub.clock.seconds()
         return succeed(
@@ -254,6 +258,8 @@ class MemoryBackplane:
             self._dropped = 0
         while self._queue:
             self.publish(self._queue.popleft())
+        if self.listener is not None:
+            self.listener.drained()
         self._order.catch_up()
 
     # Inside

@@ -715,6 +715,9 @@ class RedisBackplane:
         self._next_n += 1
         self._pump()
 
+    def waiting(self) -> int:
+        return len(self._queue)
+
     def claim(self, key: str, holder: str, force: bool = False) -> Deferred[bool]:
         """
         Claim C{key} for C{holder}. While Redis is away (before the first
@@ -1031,6 +1034,8 @@ class RedisBackplane:
         for d in drained:
             if not d.called:  # stop() may have stopped waiting
                 d.callback(None)
+        if self.listener is not None and not self._stopping:
+            self.listener.drained()
 
     # Receiving
 

@@ -86,6 +86,8 @@ SHUTTING_DOWN = "server shutting down"
 
 # Tries at a free guest name before giving up on a newcomer.
 GUEST_TRIES = 10
+# Most entries held back while a batch is on its way to the log.
+HOLD_MAX = 10_000
 # At most how many guest numbers a node skips after a collision.
 GUEST_SCATTER = 100
 
@@ -341,8 +343,16 @@ class Replica:
         self._departed.clear()
         if not self._out:
             return
+        if self.backplane.waiting() and len(self._out) < HOLD_MAX:
+            # A batch is on its way: this turn's goes with the next turns',
+            # in one, once it is in (drained). Under load batches grow, and
+            # Redis's calls and every node's writes per line shrink.
+            return
         entries, self._out = self._out, []
         self._publish(entries)
+
+    def drained(self) -> None:
+        self.flush()
 
     def _departure(self, nick: str) -> str | None:
         """The session id of who left or quit as C{nick} this turn."""

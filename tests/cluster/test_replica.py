@@ -593,3 +593,30 @@ class MoreAcrossNodesTests(SynchronousTestCase):
         self.assertIn(" 322 ivy #lobby 2 ", "\n".join(replies))
         who = [line for line in replies if " 352 " in line]
         self.assertEqual(sorted(line.split()[7] for line in who), ["bob", "ivy"])
+
+
+class CoalescingTests(SynchronousTestCase):
+    def test_held_while_one_is_on_its_way(self) -> None:
+        """
+        While a batch is on its way to the log, the turns after it are held
+        and go as one batch once it is in: under load, batches grow.
+        """
+        cluster = Cluster(self, 2)
+        alice = cluster.connect(0, "alice")
+        bob = cluster.connect(1, "bob")
+        discard(alice, bob)
+        plane = cluster.planes[0]
+        plane.cut()
+        alice.say("one")
+        self.assertEqual(plane.waiting(), 1)
+        for word in ("two", "three", "four"):
+            alice.say(word)
+        self.assertEqual(plane.waiting(), 1)
+        before = cluster.hub.seq
+        plane.mend()
+        cluster.settle()
+        self.assertEqual(cluster.hub.seq - before, 2)
+        self.assertEqual(
+            bob.take(),
+            [f"[lobby] <alice> {w}" for w in ("one", "two", "three", "four")],
+        )

@@ -25,6 +25,7 @@ class Recorder:
         self.lost_claims: list[list[str]] = []
         self.lost_nodes: list[str] = []
         self.fences = 0
+        self.drains = 0
         self.on_reset: Callable[[str], None] | None = None
 
     def batch(self, batch: Batch) -> None:
@@ -46,6 +47,9 @@ class Recorder:
 
     def fenced(self) -> None:
         self.fences += 1
+
+    def drained(self) -> None:
+        self.drains += 1
 
     def data(self) -> list[bytes]:
         """The data of the batches received, in order."""
