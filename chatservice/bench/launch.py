@@ -115,14 +115,18 @@ def twistd_path() -> Path:
     return Path(sys.executable).with_name("twistd")
 
 
+def protocol_args(protocol: str) -> list[str]:
+    """
+    What ours needs besides the chat port to be measured over C{protocol}:
+    for C{"irc"} an IRC listener (whose port L{IRC_PORT_PATTERN} finds),
+    for C{"ws"} a web listener (L{WEB_PORT_PATTERN}).
+    """
+    return list({"irc": IRC_ARGS, "ws": WEB_ARGS}.get(protocol, []))
+
+
 def ours_command(protocol: str = "line") -> list[str]:
-    """
-    Ours, as measured: with C{protocol} C{"irc"}, with an IRC listener too
-    (whose port L{IRC_PORT_PATTERN} finds); with C{"ws"}, a web listener
-    (L{WEB_PORT_PATTERN}).
-    """
-    extra = {"irc": IRC_ARGS, "ws": WEB_ARGS}.get(protocol, [])
-    return [str(twistd_path()), *OURS_ARGS, *extra]
+    """Ours, as measured, over C{protocol} (see L{protocol_args})."""
+    return [str(twistd_path()), *OURS_ARGS, *protocol_args(protocol)]
 
 
 def peer_command(peer: Path) -> list[str]:
