@@ -222,6 +222,14 @@ def parser() -> argparse.ArgumentParser:
         "for every run",
     )
     p.add_argument(
+        "--node-args",
+        metavar="ARGS",
+        type=shlex.split,
+        default=[],
+        help="with --nodes: more arguments for every node's twistd chat, "
+        "e.g. '--heartbeat 1'",
+    )
+    p.add_argument(
         "--compare-single",
         action="store_true",
         help="with --nodes: run the cluster and one node of ours alone "
@@ -546,6 +554,8 @@ def _check_cluster_options(args: argparse.Namespace) -> None:
     several = args.nodes is not None or targets > 1
     if args.compare_single and args.nodes is None:
         raise BenchError("--compare-single compares the cluster of --nodes N")
+    if args.node_args and args.nodes is None:
+        raise BenchError("--node-args is for --nodes")
     if args.redis is not None and not several:
         raise BenchError("--redis is for --nodes, or for several --target")
     if args.database is not None:
@@ -607,7 +617,9 @@ def _clustered(
         )
     progress.show("starting Redis and PostgreSQL")
     with services(args.redis, args.database) as shared:
-        launch = cluster_launcher(shared, args.nodes, args.protocol, progress)
+        launch = cluster_launcher(
+            shared, args.nodes, args.protocol, progress, tuple(args.node_args)
+        )
         if args.compare_single:
             found = run_versus(
                 points,

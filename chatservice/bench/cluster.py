@@ -118,12 +118,17 @@ def node_id(index: int, token: str) -> str:
 
 
 def node_command(
-    index: int, redis: str, database: str, protocol: str, token: str
+    index: int,
+    redis: str,
+    database: str,
+    protocol: str,
+    token: str,
+    extra: tuple[str, ...] = (),
 ) -> list[str]:
     """
     Node C{index} of ours, measured as ours is alone (flood control and the
     per-address cap off, a large SendQ), in the cluster at C{redis} with
-    history in C{database}.
+    history in C{database}, and C{extra} arguments last.
     """
     args = list(OURS_ARGS)
     args[args.index("--database") + 1] = database
@@ -135,15 +140,21 @@ def node_command(
         "--redis",
         redis,
         *protocol_args(protocol),
+        *extra,
     ]
 
 
 @contextlib.contextmanager
 def launched_cluster(
-    shared: Services, nodes: int, label: str, protocol: str = "line"
+    shared: Services,
+    nodes: int,
+    label: str,
+    protocol: str = "line",
+    extra: tuple[str, ...] = (),
 ) -> Iterator[Cluster]:
     """
-    Start C{nodes} nodes of ours on C{shared}'s Redis and a database (a
+    Start C{nodes} nodes of ours (C{extra} added to each one's arguments)
+    on C{shared}'s Redis and a database (a
     fresh one for this run if PostgreSQL is a throwaway; a throwaway Redis
     is emptied first, so that every run starts as a single server does,
     from nothing); stop them all afterwards. They start one after the
@@ -162,7 +173,7 @@ def launched_cluster(
         started = [
             stack.enter_context(
                 launched(
-                    node_command(i, shared.redis, database, protocol, token),
+                    node_command(i, shared.redis, database, protocol, token, extra),
                     f"{label}-b{i}",
                     pattern=port_pattern(protocol),
                 )

@@ -30,14 +30,21 @@ Launcher = Callable[[], AbstractContextManager[Server | Cluster]]
 
 
 def cluster_launcher(
-    shared: Services, nodes: int, protocol: str, progress: Progress
+    shared: Services,
+    nodes: int,
+    protocol: str,
+    progress: Progress,
+    extra: tuple[str, ...] = (),
 ) -> Launcher:
-    """A fresh cluster of C{nodes} of ours on C{shared}, for each run."""
+    """
+    A fresh cluster of C{nodes} of ours on C{shared} for each run, C{extra}
+    added to each node's arguments.
+    """
 
     @contextlib.contextmanager
     def launch() -> Iterator[Server | Cluster]:
         progress.show(f"starting {nodes} nodes")
-        with launched_cluster(shared, nodes, "cluster", protocol) as cluster:
+        with launched_cluster(shared, nodes, "cluster", protocol, extra) as cluster:
             yield cluster
 
     return launch

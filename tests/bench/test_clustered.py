@@ -38,6 +38,7 @@ class OptionTests(SynchronousTestCase):
         """
         for argv, reason in [
             (["--compare-single"], "--compare-single compares the cluster"),
+            (["--node-args", "--heartbeat 1"], "--node-args is for --nodes"),
             (["--redis", "unix:/r.sock"], "--redis is for --nodes"),
             (["--database", "postgresql://x@/y"], "--database is for --nodes"),
             (["--nodes", "2", "--database", "/tmp/x.sqlite3"], "postgresql://"),
@@ -161,9 +162,13 @@ class VersusTests(SynchronousTestCase):
 
         @contextlib.contextmanager
         def launched_cluster(
-            shared: Services, nodes: int, label: str, protocol: str = "line"
+            shared: Services,
+            nodes: int,
+            label: str,
+            protocol: str = "line",
+            extra: tuple[str, ...] = (),
         ) -> Iterator[Cluster]:
-            events.append(f"{nodes} nodes")
+            events.append(f"{nodes} nodes {' '.join(extra)}")
             yield Cluster(
                 label,
                 [Server(f"{label}-b{n}", "127.0.0.1", n) for n in range(nodes)],
@@ -198,14 +203,23 @@ class VersusTests(SynchronousTestCase):
         self.patch(clustered, "launched", single)
         self.patch(clustered, "run_point", run_point)
         status, out, err = _main(
-            "--nodes", "2", "--compare-single", "--points", "10x2", "--rounds", "3"
+            *("--nodes", "2", "--compare-single", "--points", "10x2"),
+            *("--rounds", "3", "--node-args", "--heartbeat 1"),
         )
         self.assertEqual(status, 0, err)
         self.assertEqual(
             events,
-            ["services None None"]
-            + ["2 nodes", "run cluster 10x2", "single", "run single 10x2"] * 3
-            + ["services stopped"],
+            [
+                "services None None",
+                *[
+                    "2 nodes --heartbeat 1",
+                    "run cluster 10x2",
+                    "single",
+                    "run single 10x2",
+                ]
+                * 3,
+                "services stopped",
+            ],
         )
         medians = out.split("cluster against a single node:\n")[1]
         speed, cost = medians.split("\n\n")[:2]
