@@ -11,11 +11,14 @@ Redis did per line.
 from __future__ import annotations
 
 import contextlib
+import re
 import secrets
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from chatservice.bench.errors import BenchError
 from chatservice.bench.launch import (
     OURS_ARGS,
     Server,
@@ -144,6 +147,24 @@ def node_command(
     ]
 
 
+# What a node logs once it is in the cluster: before that, it may listen
+# already, but what its users do reaches nobody else.
+JOINED = re.compile(rb"Node \S+ is in the cluster")
+JOIN_SECONDS = 30.0
+
+
+def await_joined(node: Server, timeout: float = JOIN_SECONDS) -> None:
+    """Wait until C{node} says it is in the cluster (bounded)."""
+    deadline = time.monotonic() + timeout
+    while not JOINED.search(node.log_text().encode()):
+        node.check_alive()
+        if time.monotonic() > deadline:
+            raise BenchError(
+                f"{node.label} did not join the cluster within {timeout:g} s"
+            )
+        time.sleep(0.02)
+
+
 @contextlib.contextmanager
 def launched_cluster(
     shared: Services,
@@ -158,8 +179,9 @@ def launched_cluster(
     fresh one for this run if PostgreSQL is a throwaway; a throwaway Redis
     is emptied first, so that every run starts as a single server does,
     from nothing); stop them all afterwards. They start one after the
-    other, each once the one before listens, so that the first alone makes
-    a fresh database's tables.
+    other, each once the one before is in the cluster (which it logs; it
+    may listen before), so that the first alone makes a fresh database's
+    tables, and no connection arrives at a node not yet in the cluster.
     """
     with contextlib.ExitStack() as stack:
         if shared.own_redis:
@@ -170,14 +192,15 @@ def launched_cluster(
             assert shared.database is not None
             database = shared.database
         token = secrets.token_hex(3)
-        started = [
-            stack.enter_context(
+        started = []
+        for i in range(1, nodes + 1):
+            node = stack.enter_context(
                 launched(
                     node_command(i, shared.redis, database, protocol, token, extra),
                     f"{label}-b{i}",
                     pattern=port_pattern(protocol),
                 )
             )
-            for i in range(1, nodes + 1)
-        ]
+            await_joined(node)
+            started.append(node)
         yield Cluster(label, started, shared.probe, shared.postgres)

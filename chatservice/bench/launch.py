@@ -57,6 +57,10 @@ MINIMAL_PEER = Path(__file__).parent / "peers" / "minimal.py"
 # "port=NNNN", "port NNNN" or "listening on NNNN" in what a server prints.
 PORT_PATTERN = re.compile(rb"(?:\bport[= ]|listening on )(\d{1,5})\b", re.IGNORECASE)
 
+# Ours logs its chat port as "Chat server listening on IPv4Address(...,
+# port=N)"; other lines before it may hold a "port=" (a postgresql:// URL's).
+CHAT_PORT_PATTERN = re.compile(rb"Chat server listening on [^\n]*?\bport=(\d{1,5})\b")
+
 # With --protocol irc, ours also listens for IRC, and logs that port after
 # the chat port: "IRC server listening on IPv4Address(..., port=N)".
 IRC_ARGS = ["--irc-port", "tcp:0:interface=127.0.0.1"]
@@ -75,7 +79,7 @@ def port_pattern(protocol: str) -> re.Pattern[bytes]:
         return IRC_PORT_PATTERN
     if protocol == "ws":
         return WEB_PORT_PATTERN
-    return PORT_PATTERN
+    return CHAT_PORT_PATTERN
 
 
 @dataclass
