@@ -38,6 +38,8 @@ from chatservice.bench.shared import layout
 from chatservice.bench.spread import Spread, spread
 
 CAL_ROUND_SECONDS = 1.0
+# Calibration rounds, at least (see _calibrate).
+CAL_ROUNDS = 2
 
 # The counts of every worker that a point's result adds up.
 SUMMED = (
@@ -146,8 +148,8 @@ def run_point(
             progress,
             # A node of several may rename a newcomer just after it
             # arrived (another node's newcomer won its guest name): the
-            # framing is learnt again from a round said a second later.
-            rounds=1 if cluster is None else 2,
+            # last round comes a second after the first.
+            pause=cluster is not None,
         )
         rss = _total([_rss(pid, "VmRSS") for pid in pids])
         result.server_rss_connected_kib = rss
@@ -226,20 +228,31 @@ def _calibrate(
     connections: int,
     label: str,
     progress: Progress,
-    rounds: int = 1,
+    pause: bool = False,
 ) -> int:
     """
-    Have the workers in C{with_senders} say calibration lines, a round a
-    second or so, until every connection has heard the latest round from
-    every sender, C{rounds} rounds at least; return how many rounds that
-    took.
+    Have the workers in C{with_senders} say calibration lines until every
+    connection has heard the latest round from every sender, two rounds
+    at least; return how many rounds that took. A round not heard by all
+    is said again a second or so later.
+
+    Every connection learns each sender's framing from the last line it
+    heard from it, and the first round only shows that every connection is
+    in the room: a connection the server took in after a sender's line
+    (its accept queue is not our connect) may be given that line as
+    history, framed otherwise (ours: C{[lobby] (2026-12-03 12:20:36)
+    <guest3> }). The second round is said once all have heard the first,
+    at once, or with C{pause} a round's time later.
     """
     cal_round = 0
     round_ends = 0.0
     while True:
         states = [m.get("calibrated", (-1, 0)) for m in crew.messages]
-        if all(lowest >= cal_round >= rounds for lowest, _ in states):
+        heard = cal_round >= 1 and all(lowest >= cal_round for lowest, _ in states)
+        if heard and cal_round >= CAL_ROUNDS:
             return cal_round
+        if heard and not pause:
+            round_ends = 0.0
         closed = sum(closed for _, closed in states)
         if closed:
             raise BenchError(
