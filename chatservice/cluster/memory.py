@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from twisted.internet.defer import Deferred, succeed
@@ -110,6 +111,8 @@ class MemoryBackplane:
         self._queue: deque[bytes] = deque()
         self._queue_max = queue_max
         self._held: dict[str, str] = {}
+        # Claims asked for while cut off: made once mended.
+        self._parked: list[Callable[[], object]] = []
         self._beat = LoopingCall(self._heartbeat)
         self._beat.clock = hub.clock
         self._renew = LoopingCall(self._renew_claims)
@@ -163,7 +166,20 @@ class MemoryBackplane:
 
     def claim(self, key: str, holder: str, force: bool = False) -> Deferred[bool]:
         if not self.connected:
-            return succeed(False)
+            if self.listener is None or self not in self.hub.planes:
+                return succeed(False)
+            # As Redis's does: wait for the hub, at most until fencing.
+            d: Deferred[bool] = Deferred()
+            self._parked.append(
+                lambda: (
+                    None
+                    if d.called
+                    else self.claim(key, holder, force).chainDeferred(d)
+                )
+            )
+            d.addTimeout(self.timers.fence_after, self.hub.clock)
+            d.addErrback(lambda _: False)
+            return d
         current = self.hub.holder(key)
         if current is not None and current != holder and not force:
             return succeed(False)
@@ -210,6 +226,9 @@ class MemoryBackplane:
     def mend(self) -> None:
         """Connect again: publish what waited, and catch up on the log."""
         self.connected = True
+        parked, self._parked = self._parked, []
+        for again in parked:
+            again()
         self.stats.reconnects += 1
         self._reached = self.hub.clock.seconds()
         self._fenced = False

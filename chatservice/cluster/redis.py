@@ -542,6 +542,8 @@ class RedisBackplane:
         self._retry_call: IDelayedCall | None = None
         # Claims, liveness
         self._held: dict[str, str] = {}
+        # Claims asked for while Redis was away: made once it is back.
+        self._parked: list[Callable[[], None]] = []
         self._beating = False
         self._beat_again = False
         self._silent = 0
@@ -632,6 +634,7 @@ class RedisBackplane:
                     count=len(self._queue),
                 )
         self._stopped = True
+        self._unpark()
         if self._conn is not None:
             args: list[object] = [self.node]
             for key, holder in self._held.items():
@@ -693,8 +696,16 @@ class RedisBackplane:
         self._pump()
 
     def claim(self, key: str, holder: str, force: bool = False) -> Deferred[bool]:
-        if self._conn is None or self._stopped:
+        """
+        Claim C{key} for C{holder}. While Redis is away (before the first
+        connection, or in a blip), the claim waits for it, at most until
+        the node would fence itself: a newcomer waits a moment rather than
+        lose its name to a hiccup.
+        """
+        if self._stopped:
             return succeed(False)
+        if self._conn is None:
+            return self._park(key, holder, force)
         value = self._value(holder)
         d = self._eval(
             CLAIM,
@@ -718,6 +729,28 @@ class RedisBackplane:
             return False
 
         return d.addCallbacks(claimed, failed)
+
+    def _park(self, key: str, holder: str, force: bool) -> Deferred[bool]:
+        d: Deferred[bool] = Deferred()
+
+        def again() -> None:
+            if not d.called:
+                self.claim(key, holder, force).chainDeferred(d)
+
+        self._parked.append(again)
+
+        def gave_up(failure: Failure) -> bool:
+            log.info("Could not claim {key}: Redis is away", key=key)
+            return False
+
+        d.addTimeout(self.timers.fence_after, self._clock)
+        d.addErrback(gave_up)
+        return d
+
+    def _unpark(self) -> None:
+        parked, self._parked = self._parked, []
+        for again in parked:
+            again()
 
     def release(self, key: str, holder: str) -> None:
         """
@@ -782,6 +815,8 @@ class RedisBackplane:
     def _attach(self, conn: Commands) -> None:
         """Commands go over C{conn} from now on."""
         self._conn = conn
+        if self._parked:
+            self._unpark()
         self._connections += 1
         if self._connections > 1:
             self.stats.reconnects += 1

@@ -46,6 +46,8 @@ lists whose first item says what they are:
   - C{["s", room, state]}: a room's topic, settings and lists.
   - C{["n", node, reason]}: a node was lost, or stopped; its members quit
     for C{reason}.
+  - C{["d", sid, nick]}: the owner of the registered C{nick}, logged in
+    elsewhere, takes it from this member, which becomes a guest.
   - C{["k", ServerBanAdded]}, C{["u", mask]}: a server ban set or lifted
     (the node where it was stored it; the others keep it in memory).
 """
@@ -85,6 +87,9 @@ _SPOKEN: dict[type[Event], Kind] = {
     events.Noticed: MESSAGE,
     events.Acted: ACTION,
 }
+# What an entry that is not as this module writes them raises on the way
+# in: input from the network, logged and skipped, never a traceback.
+_MALFORMED = (codec.CodecError, IndexError, KeyError, TypeError, ValueError)
 _MEMBERSHIP = (events.Joined, events.Left, events.Quit, events.Kicked)
 _STATUS: dict[type[Event], tuple[str, bool]] = {
     events.Opped: ("operators", True),
@@ -162,6 +167,11 @@ class Replica:
         self._claimed: dict[Member, str] = {}
         # Guest names left to try, for newcomers whose name was taken.
         self._tries: dict[Member, int] = {}
+        # Names an owner here takes from a member of another node.
+        self._taking: set[str] = set()
+        # Other nodes' members whose name a member here still held when
+        # they took it (it is being given up), by folded name.
+        self._waiting: dict[str, Member] = {}
         self._numbers = count(1)
         self._out: list[object] = []
         # Entries that must follow the turn's room events ("g").
@@ -233,6 +243,10 @@ class Replica:
     def claim(self, member: Member, nick: str) -> Deferred[bool]:
         return self.backplane.claim(names.fold(nick), self._sids.get(member, ""))
 
+    def displace(self, holder: Member, nick: str) -> None:
+        self._taking.add(names.fold(nick))
+        self._send(["d", self._sid_of(holder), nick])
+
     def _claim_now(self, member: Member) -> None:
         """
         Claim C{member}'s name, which it has taken already; if another node
@@ -269,7 +283,9 @@ class Replica:
             # _set_nick tells the cluster, which claims the new name.
             self.chat._set_nick(member, self.chat.guest_nick())
 
-        self.backplane.claim(key, sid).addCallback(claimed)
+        force = key in self._taking
+        self._taking.discard(key)
+        self.backplane.claim(key, sid, force).addCallback(claimed)
 
     # Out: the fan-out's Relay
 
@@ -363,12 +379,31 @@ class Replica:
             for entry in entries:
                 try:
                     self._apply(entry, batch.node, own)
+                except _MALFORMED as e:
+                    log.warn(
+                        "Skipped a malformed entry of batch {seq} from {node}: {why}",
+                        seq=batch.seq,
+                        node=batch.node,
+                        why=f"{type(e).__name__}: {e}"[:200],
+                    )
                 except Exception:
                     log.failure(
                         "Applying an entry of batch {seq} from {node} failed",
                         seq=batch.seq,
                         node=batch.node,
                     )
+        if self._waiting:
+            self._seat_waiting()
+
+    def _seat_waiting(self) -> None:
+        """Give members of other nodes the names that were freed for them."""
+        members = self.chat.members
+        for key, ghost in list(self._waiting.items()):
+            if not ghost.connected or ghost.folded != key:
+                del self._waiting[key]
+            elif key not in members:
+                members[key] = ghost
+                del self._waiting[key]
 
     def missed(self, count: int) -> None:
         log.warn(
@@ -442,6 +477,11 @@ class Replica:
                 self._answer_hello()
         elif kind == "n":
             self._node_lost(entry[1], entry[2])
+        elif kind == "d":
+            member = self.local.get(entry[1])
+            if member is not None and member.folded == names.fold(entry[2]):
+                with self._not_applying():
+                    self.chat._displace(member, entry[2])
         elif kind == "k":
             if not own:
                 added = codec.decode_event(entry[1])
@@ -470,11 +510,9 @@ class Replica:
             ghost.account = account
         holder = chat.members.get(folded)
         if holder is not None and holder is not ghost:
-            log.warn(
-                "{nick} is held here by another member; the cluster's claim "
-                "decides who keeps it",
-                nick=nick,
-            )
+            # The holder is giving it up (the cluster's claim said so):
+            # the name is this one's once it has.
+            self._waiting[folded] = ghost
             return
         chat.members[folded] = ghost
         for room in ghost.rooms.values():

@@ -14,6 +14,17 @@ owner wait to log in, but never let the guesser in; we take that trade, as
 IRC services do.
 
 Passwords are never logged, stored, echoed or kept after the hash.
+
+Several servers may share one database (PostgreSQL). Then the accounts in
+memory are a cache: a login, a registration and a password change first
+read the account as the database has it now, through C{lookup} (off the
+reactor thread, like everything that touches the database), so that an
+account registered, or a password changed, on another server counts here.
+If the database cannot be read, they fail with L{errors.StoreUnavailable}
+rather than trust a copy that may be stale: a password changed because it
+leaked must not keep working on some server. A registration is stored only
+if the name is nobody's in the database (the store's insert does nothing
+on a conflict), so a name is registered once across every server.
 """
 
 from __future__ import annotations
@@ -22,7 +33,7 @@ import math
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -55,9 +66,20 @@ class Account:
 
 
 class Saver(Protocol):
+    """
+    Stores an account: a C{new} one only if its name is nobody's yet,
+    firing whether it stored it; otherwise the account's new password hash.
+    """
+
     def __call__(
-        self, nick_key: str, nick: str, password_hash: str, now: float
-    ) -> Deferred[None]: ...
+        self, nick_key: str, nick: str, password_hash: str, now: float, new: bool
+    ) -> Deferred[bool]: ...
+
+
+class Lookup(Protocol):
+    """The account of a folded nickname as the database has it now, if any."""
+
+    def __call__(self, nick_key: str) -> Deferred[Account | None]: ...
 
 
 class Runner(Protocol):
@@ -78,8 +100,11 @@ class Accounts:
 
     @param in_thread: runs a function off the reactor thread and returns a
         Deferred of its result.
-    @param save: stores an account; fires once it is on disk.
+    @param save: stores an account (L{Saver}); fires once it is on disk.
     @param clock: seconds, for the guessing limits.
+    @param lookup: reads an account from a database other servers share
+        (L{Lookup}); None when the accounts in memory are all there are
+        (one server, SQLite).
     @param password_min: the fewest characters a new password may have.
     @param password_max: the most characters a new password may have.
     """
@@ -94,10 +119,12 @@ class Accounts:
         hasher: PasswordHasher | None = None,
         password_min: int = PASSWORD_MIN,
         password_max: int = PASSWORD_MAX,
+        lookup: Lookup | None = None,
     ) -> None:
         self.chat = chat
         self.in_thread = in_thread
         self.save = save
+        self.lookup = lookup
         self.clock = clock
         self.accounts: dict[str, Account] = accounts if accounts is not None else {}
         self.hasher = hasher if hasher is not None else PasswordHasher()
@@ -123,18 +150,28 @@ class Accounts:
             raise errors.GuestNick()
         nick = member.nick
         async with self._task(member):
+            if await self._current(key, "register") is not None:
+                raise errors.AlreadyRegistered(nick)
             password_hash = await self._hash(password)
             if key in self.accounts:
                 raise errors.RegisteredMeanwhile(nick)
             # Held from now on, so nobody can take the name while it is
             # being written.
-            self.accounts[key] = Account(nick, password_hash)
+            held = self.accounts[key] = Account(nick, password_hash)
             try:
-                await self.save(key, nick, password_hash, self.clock())
+                stored = await self.save(key, nick, password_hash, self.clock(), True)
             except Exception:
-                del self.accounts[key]
+                self._unhold(key, held)
                 log.failure("Saving the account {account} failed", account=nick)
                 raise errors.NotSaved("register") from None
+            if not stored:
+                # Another server sharing the database has it.
+                self._unhold(key, held)
+                log.info(
+                    "{account} was registered by another server meanwhile",
+                    account=nick,
+                )
+                raise errors.RegisteredMeanwhile(nick)
         log.info("{account} registered", account=nick)
         if member.connected:
             self.chat.log_in(member, nick)
@@ -142,11 +179,11 @@ class Accounts:
 
     async def login(self, member: Member, nick: str, password: str) -> None:
         key = names.fold(nick)
-        account = self.accounts.get(key)
-        if account is None:
+        known = self.accounts.get(key)
+        if known is None and self.lookup is None:
             raise errors.NotRegistered(nick)
         if member.account == key:
-            raise errors.AlreadyLoggedIn(account.nick)
+            raise errors.AlreadyLoggedIn(nick if known is None else known.nick)
         account = await self.authenticate(member, nick, password)
         log.info("{account} logged in", account=account.nick)
         if member.connected:
@@ -162,11 +199,13 @@ class Accounts:
         an IRC client registering do, or becoming a server operator).
         """
         key = names.fold(nick)
-        account = self.accounts.get(key)
-        if account is None:
+        if self.lookup is None and key not in self.accounts:
             raise errors.NotRegistered(nick)
         self._check_limits(who, key)
         async with self._task(who):
+            account = await self._current(key, "login")
+            if account is None:
+                raise errors.NotRegistered(nick)
             ok = await self._verify(account, password)
             if not ok:
                 self._failed(who, key)
@@ -186,15 +225,18 @@ class Accounts:
         if key is None:
             raise errors.NotLoggedIn("password")
         check_password(new, self.password_min, self.password_max)
-        account = self.accounts[key]
         self._check_limits(member, key)
         async with self._task(member):
+            account = await self._current(key, "password")
+            if account is None:
+                # Only a database edited by hand loses an account.
+                raise errors.NotSaved("password")
             if not await self._verify(account, old):
                 self._failed(member, key)
                 raise errors.WrongPassword(None)
             password_hash = await self._hash(new)
             try:
-                await self.save(key, account.nick, password_hash, self.clock())
+                await self.save(key, account.nick, password_hash, self.clock(), False)
             except Exception:
                 log.failure("Saving the account {account} failed", account=account.nick)
                 raise errors.NotSaved("password") from None
@@ -202,6 +244,39 @@ class Accounts:
         log.info("{account} changed password", account=account.nick)
         if member.connected:
             self.chat.tell(member, events.PasswordChanged())
+
+    # The database
+
+    async def _current(
+        self, key: str, what: Literal["login", "register", "password"]
+    ) -> Account | None:
+        """
+        The account C{key} as it is now: from memory when memory holds them
+        all (no C{lookup}); else read through C{lookup}, and kept in memory.
+        A name not stored yet may be held in memory by a registration under
+        way here. Raises L{errors.StoreUnavailable}, for C{what}, when the
+        database cannot be read.
+        """
+        if self.lookup is None:
+            return self.accounts.get(key)
+        try:
+            found = await self.lookup(key)
+        except Exception as e:
+            log.warn(
+                "Looking up the account {account} failed: {error}",
+                account=key,
+                error=f"{type(e).__name__}: {' '.join(str(e).split())[:200]}",
+            )
+            raise errors.StoreUnavailable(what) from None
+        if found is None:
+            return self.accounts.get(key)
+        self.accounts[key] = found
+        return found
+
+    def _unhold(self, key: str, held: Account) -> None:
+        """Let go of the name a registration held, unless it changed since."""
+        if self.accounts.get(key) == held:
+            del self.accounts[key]
 
     # Guessing limits
 

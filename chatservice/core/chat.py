@@ -91,6 +91,12 @@ class Cluster(Protocol):
     def claim(self, member: Member, nick: str) -> Deferred[bool]:
         """Take C{nick} for C{member} across the cluster: fires True if taken."""
 
+    def displace(self, holder: Member, nick: str) -> None:
+        """
+        The owner of C{nick} takes it from C{holder}, a member of another
+        process, which is to give it a guest name.
+        """
+
 
 class Chat(RoomOperators, RoomModeration):
     """
@@ -398,8 +404,13 @@ class Chat(RoomOperators, RoomModeration):
     def _displace(self, holder: Member, nick: str) -> None:
         """
         The owner of C{nick} is taking it from C{holder}, who gets a guest
-        name instead.
+        name instead: here, or, for a member of another process, there.
         """
+        if holder.remote and self.cluster is not None:
+            self.cluster.displace(holder, nick)
+            if self.members.get(holder.folded) is holder:
+                del self.members[holder.folded]
+            return
         holder.account = None
         self.fanout.tell(holder, events.Displaced(nick))
         self._set_nick(holder, self.guest_nick())

@@ -368,6 +368,18 @@ class NotSaved(ChatError):
     what: Literal["register", "password"]
 
 
+@dataclass(eq=False)
+class StoreUnavailable(ChatError):
+    """
+    The accounts could not be read from the database (a PostgreSQL that
+    several servers share, and that is down), so C{what} was not done; the
+    chat goes on meanwhile.
+    """
+
+    code = "store_unavailable"
+    what: Literal["login", "register", "password"]
+
+
 # Server operators
 
 

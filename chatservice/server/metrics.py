@@ -13,7 +13,7 @@ reactor thread (which owns them) and formats the copy.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from prometheus_client import CollectorRegistry, ProcessCollector
@@ -31,6 +31,7 @@ from twisted.web.pages import notFound
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Site
 
+from chatservice.cluster.backplane import BackplaneStats
 from chatservice.core.stats import Histogram, Stats
 
 # Refusal reasons, so that each series exists (at 0) before the first one.
@@ -171,6 +172,84 @@ class ChatCollector(Collector):
         return []
 
 
+# The backplane's counts: (name, help, attribute).
+_BACKPLANE_COUNTERS = (
+    (
+        "published_batches",
+        "Batches this node published to the cluster log.",
+        "published",
+    ),
+    (
+        "received_batches",
+        "Batches of the cluster log applied here, in order.",
+        "received",
+    ),
+    (
+        "recovered_batches",
+        "Batches that arrived late (a gap) and were read back from the log.",
+        "recovered",
+    ),
+    (
+        "missed_batches",
+        "Batches the log's window no longer held when a gap was filled.",
+        "missed",
+    ),
+    ("lease_renewals", "Renewals of this node's nickname leases.", "renewals"),
+    ("leases_lost", "Nickname leases found lost at renewal.", "claims_lost"),
+    ("reconnects", "Connections to Redis made again after a loss.", "reconnects"),
+    ("epoch_resets", "Times Redis was found to have lost its data.", "resets"),
+    (
+        "dropped_batches",
+        "Batches dropped because the queue waiting for Redis was full.",
+        "dropped",
+    ),
+)
+
+
+def backplane_families(stats: BackplaneStats) -> list[Metric]:
+    """The backplane's metric families (issue 15), from a copy of C{stats}."""
+    found: list[Metric] = [
+        CounterMetricFamily(f"chat_backplane_{name}", doc, value=getattr(stats, attr))
+        for name, doc, attr in _BACKPLANE_COUNTERS
+    ]
+    found.append(
+        GaugeMetricFamily(
+            "chat_backplane_round_trip_seconds",
+            "The latest round trip to Redis (a heartbeat).",
+            value=stats.round_trip,
+        )
+    )
+    found.append(
+        GaugeMetricFamily(
+            "chat_backplane_nodes",
+            "Nodes of the cluster beating now, this one included.",
+            value=len(stats.nodes),
+        )
+    )
+    return found
+
+
+class BackplaneCollector(Collector):
+    """Collects a cluster node's backplane counts."""
+
+    def __init__(self, stats: BackplaneStats, reactor: Any) -> None:
+        self.stats = stats
+        self.reactor = reactor
+
+    def _copy(self) -> BackplaneStats:
+        return replace(self.stats, nodes=set(self.stats.nodes))
+
+    def collect(self) -> Iterable[Metric]:
+        if threadable.isInIOThread():
+            copy = self._copy()
+        else:
+            copy = blockingCallFromThread(self.reactor, self._copy)
+        return backplane_families(copy)
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+
 class _Root(Resource):
     """
     Only C{/metrics} is here; anything else is a plain 404.
@@ -194,14 +273,21 @@ class _QuietSite(Site):
         pass
 
 
-def metrics_site(stats: Stats, counts: Counts, reactor: Any) -> Site:
+def metrics_site(
+    stats: Stats,
+    counts: Counts,
+    reactor: Any,
+    backplane: BackplaneStats | None = None,
+) -> Site:
     """
     A web site with the chat's metrics, and the process's own (CPU, memory,
     open files), at C{/metrics}: C{stats}, and the number of clients and
-    rooms that C{counts} returns.
+    rooms that C{counts} returns; and a cluster node's C{backplane}.
     """
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ChatCollector(stats, counts, reactor))
+    if backplane is not None:
+        registry.register(BackplaneCollector(backplane, reactor))
     ProcessCollector(registry=registry)
     root = _Root()
     root.putChild(b"metrics", MetricsResource(registry))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import re
 import shlex
 import socket
 import sys
@@ -26,6 +27,7 @@ from twisted.internet.error import CannotListenError
 from twisted.python import usage
 
 from chatservice import __version__
+from chatservice.cluster.backplane import Timers, default_node_id
 from chatservice.core import names
 from chatservice.core.accounts import PASSWORD_MAX, PASSWORD_MIN
 from chatservice.core.history import DEFAULT_REPLAY, HISTORY_MAX
@@ -123,6 +125,9 @@ class Number:
 
 
 COUNT = Number(whole=True)
+POSITIVE_AMOUNT = Number(whole=False, minimum=0.001)
+_TIMERS = Timers()
+NODE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 POSITIVE = Number(whole=True, minimum=1)
 AMOUNT = Number(whole=False)
 REPLAY = Number(whole=True, maximum=HISTORY_MAX)
@@ -150,6 +155,36 @@ def _number(name: str, default: object, doc: str, kind: Number) -> list[Any]:
 def _log_format(value: str) -> str:
     if value not in LOG_FORMATS:
         raise ValueError(f"must be {' or '.join(LOG_FORMATS)}")
+    return value
+
+
+def _database(value: str) -> str:
+    """
+    C{value}, if it is a SQLite path or a PostgreSQL URL that libpq can
+    read (nothing is opened yet: the database is checked as the server
+    starts); otherwise an L{OptionError} that shows no password.
+    """
+    from chatservice.storage.dialect import is_postgresql_url, redacted
+
+    if "://" not in value:
+        return value
+    if not is_postgresql_url(value):
+        raise OptionError(
+            "--database",
+            redacted(value),
+            "not a SQLite file or a postgresql:// URL",
+        )
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        conninfo_to_dict(value)
+    except ProgrammingError as e:
+        # libpq quotes the URL in some of its messages.
+        why = " ".join(str(e).split()).replace(value, redacted(value))
+        raise OptionError(
+            "--database", redacted(value), f"not a PostgreSQL URL: {why}"
+        ) from None
     return value
 
 
@@ -235,7 +270,10 @@ class Options(usage.Options):
             None,
             "chat.sqlite3",
             "SQLite file for room history and accounts, created if missing; "
-            ":memory: keeps them only while the server runs.",
+            ":memory: keeps them only while the server runs. Or a PostgreSQL "
+            "database, as a postgresql:// URL (libpq's), such as "
+            "postgresql://chat@/chat?host=/run/postgresql.",
+            _database,
         ],
         _number(
             "history-replay",
@@ -304,6 +342,34 @@ class Options(usage.Options):
             "(the default) never does.",
             AMOUNT,
         ),
+        _number(
+            "lease",
+            _TIMERS.lease,
+            "With --redis: seconds a node's hold on its users' nicknames lasts "
+            "unless renewed; a node cut off from Redis for longer, less "
+            "--lease-margin, drops its users.",
+            POSITIVE_AMOUNT,
+        ),
+        _number(
+            "lease-margin",
+            _TIMERS.fence_margin,
+            "With --redis: how long before its lease ends a cut-off node "
+            "drops its users.",
+            POSITIVE_AMOUNT,
+        ),
+        _number(
+            "heartbeat",
+            _TIMERS.heartbeat,
+            "With --redis: seconds between a node's heartbeats.",
+            POSITIVE_AMOUNT,
+        ),
+        _number(
+            "dead-after",
+            _TIMERS.dead_after,
+            "With --redis: a node silent this many seconds is lost, and its "
+            "users are seen to quit.",
+            POSITIVE_AMOUNT,
+        ),
     ]
 
     optFlags = [
@@ -330,6 +396,8 @@ class Options(usage.Options):
         self["metrics"] = None
         self["web"] = []
         self["web-origin"] = []
+        self["redis"] = None
+        self["node-id"] = default_node_id()
 
     def parseOptions(self, options: Sequence[str] | None = None) -> None:
         # twistd sets the parent, its own options, before it parses these.
@@ -438,7 +506,35 @@ class Options(usage.Options):
         "browser asked for]"
     )
 
+    def opt_redis(self, address: str) -> None:
+        """
+        Join a cluster of chat processes that share Redis at ADDRESS (a
+        Twisted client endpoint such as unix:/run/redis.sock or
+        tcp:host=127.0.0.1:port=6379, or a redis:// URL); needs a
+        postgresql:// --database. See docs/operations.md, "Running several
+        servers".
+        """
+        from chatservice.cluster.redis import endpoint_from
+
+        try:
+            endpoint_from(address)
+        except ValueError as e:
+            raise OptionError("--redis", address, str(e)) from None
+        self["redis"] = address
+
+    def opt_node_id(self, name: str) -> None:
+        """
+        Name this process in the cluster; unique among its nodes. [default:
+        the host name and the process id]
+        """
+        if not NODE_ID.fullmatch(name):
+            raise OptionError(
+                "--node-id", name, "not 1 to 64 letters, digits, dots, - or _"
+            )
+        self["node-id"] = name
+
     def postOptions(self) -> None:
+        self._check_cluster()
         if self["password-min"] > self["password-max"]:
             raise OptionError(
                 "--password-min",
@@ -460,6 +556,38 @@ class Options(usage.Options):
                 self["operators-listed"] = read_operators(self["operators-file"])
             except OperatorsFileError as e:
                 fatal(f"--operators-file: {e}")
+
+    def _check_cluster(self) -> None:
+        if self["redis"] is None:
+            return
+        from chatservice.storage.dialect import is_postgresql_url, redacted
+
+        database = self["database"]
+        if not is_postgresql_url(database):
+            # Each process's own SQLite file would split the history and
+            # let one account be registered twice.
+            raise OptionError(
+                "--database",
+                redacted(database),
+                "with --redis it must be a postgresql:// URL shared by every "
+                "node, not a SQLite file",
+            )
+        if self["lease-margin"] >= self["lease"]:
+            raise OptionError(
+                "--lease-margin",
+                str(self["lease-margin"]),
+                f"not less than --lease ({self['lease']})",
+            )
+
+
+def timers_from(options: Options) -> Timers:
+    """The cluster's timers the options set."""
+    return Timers(
+        heartbeat=options["heartbeat"],
+        dead_after=options["dead-after"],
+        lease=options["lease"],
+        fence_margin=options["lease-margin"],
+    )
 
 
 def limits_from(options: Options) -> Limits:

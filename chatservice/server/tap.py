@@ -25,6 +25,7 @@ from chatservice.frontends.admission import Admission
 from chatservice.frontends.irc.protocol import IRCFactory
 from chatservice.frontends.line.protocol import LineFactory
 from chatservice.server import tls
+from chatservice.server.cluster import join_cluster
 from chatservice.server.logs import json_observer_for
 from chatservice.server.options import Options, fatal, given, limits_from, reason
 from chatservice.server.service import ChatService, Listener
@@ -77,11 +78,15 @@ def makeService(options: Options) -> IService:
     accounts = Accounts(
         chat,
         in_thread=lambda f, *args: deferToThread(f, *args),
-        save=lambda *account: database.run(database.store.save_account, *account),
+        save=database.save_account,
         clock=reactor.seconds,
         accounts=registered,
         password_min=options["password-min"],
         password_max=options["password-max"],
+        # Other servers sharing a PostgreSQL database register accounts
+        # and change passwords too: read them there. A SQLite file is this
+        # server's alone, and all of it is in memory.
+        lookup=database.account if database.shared else None,
     )
     operators = ServerOperators(
         chat, accounts, options["operator"], options.get("operators-listed", ())
@@ -105,6 +110,7 @@ def makeService(options: Options) -> IService:
     )
     # The first child, so that it starts before the listeners.
     database.setServiceParent(service)
+    counts, backplane = join_cluster(service, chat, options, reactor)
     for description in options["port"]:
         listen(service, "Chat", "--port", description, factory)
     if options["irc-port"]:
@@ -130,9 +136,7 @@ def makeService(options: Options) -> IService:
     if options["metrics"] is not None:
         from chatservice.server.metrics import metrics_site
 
-        site = metrics_site(
-            stats, lambda: (len(chat.members), len(chat.rooms)), reactor
-        )
+        site = metrics_site(stats, counts, reactor, backplane)
         listen(service, "Metrics", "--metrics", options["metrics"], site)
     if options.under_twistd:
         listen_now(service)

@@ -1,16 +1,26 @@
 """
-The database service: room history, topics, accounts and registered rooms
-in SQLite, on one connection used by one thread of its own. The file's
-shape is L{chatservice.storage.schema}'s and the queries are
-L{chatservice.storage.store}'s; this module runs them in order, off the
-reactor thread.
+The database service: room history, topics, accounts, registered rooms,
+server bans and the audit log, in SQLite on one connection used by one
+thread of its own, or in PostgreSQL (a C{postgresql://} URL) through an
+adbapi pool of one connection (L{chatservice.storage.postgres}). The shape
+is L{chatservice.storage.schema}'s and the queries are
+L{chatservice.storage.store}'s, the same on both; this module runs them in
+order, off the reactor thread.
 
 SQLite serializes writers anyway, so one connection on one thread is all the
 concurrency there is to have; it keeps every write in order (an account
 saved after a line is on disk after it) and the reactor thread never waits
-for a disk. The file is opened, checked and migrated synchronously at
-start-up, before anything listens, so that a database that cannot serve
-stops the server with a reason instead of failing later.
+for a disk. PostgreSQL gets the same single lane, for the same order. The
+database is opened, checked and migrated synchronously at start-up, and
+what the server keeps in memory loaded, before anything listens, so that a
+database that cannot serve stops the server with a reason instead of
+failing later.
+
+When writes fail (a full disk, PostgreSQL down or restarting), the chat goes
+on: history waits in memory, in order, and is tried again after a pause
+that doubles with each failure up to L{MAX_RETRY_INTERVAL}; past
+L{MAX_UNWRITTEN} bytes the oldest lines are dropped, with a log line that
+counts them.
 
 History is written by group commit: the lines recorded in the last
 L{FLUSH_INTERVAL} seconds go in one transaction. A hard kill can lose at
@@ -47,8 +57,10 @@ from chatservice.core.history import History, Place, Stored, Unwritten, count_li
 from chatservice.core.moderation import RoomRecord
 from chatservice.core.server_bans import ServerBans
 from chatservice.core.stats import Stats
+from chatservice.storage.dialect import is_postgresql_url, redacted
 from chatservice.storage.schema import DatabaseError
-from chatservice.storage.store import Store, check, open_store
+from chatservice.storage.store import Store, open_store
+from chatservice.storage.store import check as check_sqlite
 
 # The server names these here: the service, what stops it starting, and the
 # check it runs before it forks.
@@ -60,14 +72,16 @@ T = TypeVar("T")
 
 # Seconds between group commits: the most a hard kill can lose.
 FLUSH_INTERVAL = 0.05
-# Seconds before a failed write is tried again.
+# Seconds before a failed write is tried again; doubled after each failure
+# in a row, up to MAX_RETRY_INTERVAL.
 RETRY_INTERVAL = 1.0
+MAX_RETRY_INTERVAL = 30.0
 # Tries of the last write at shutdown before what is left is given up.
 STOP_TRIES = 3
 # Seconds between retention prunes.
 PRUNE_INTERVAL = 60.0
-# Bytes of history kept in memory while the disk refuses them; past this
-# what failed to be written is dropped, loudly.
+# Bytes of history kept in memory while the database refuses them; past
+# this the oldest lines are dropped, loudly.
 MAX_UNWRITTEN = 256 * 1024 * 1024
 # How much lower than the reactor thread the database thread runs.
 BACKGROUND_NICE = 10
@@ -82,6 +96,48 @@ def _timed(f: Callable[..., object], *args: object) -> float:
     return time.perf_counter() - started
 
 
+def open_database(path: str) -> Store:
+    """
+    A store on the database C{path} names, a SQLite file or a
+    C{postgresql://} URL, opened (locked, for a file) and migrated; raises
+    L{DatabaseError} with a one-line reason if it cannot serve.
+    """
+    if is_postgresql_url(path):
+        from chatservice.storage.postgres import open_postgres
+
+        return open_postgres(path)
+    return open_store(path)
+
+
+def check(path: str) -> None:
+    """
+    Open, migrate, read and close the database C{path} names, so that one
+    that cannot serve stops C{twistd} before it forks or listens; raises
+    L{DatabaseError}. (Neither an SQLite connection nor a PostgreSQL one
+    may cross a C{fork}, so the server opens the database again once it
+    runs.)
+    """
+    if not is_postgresql_url(path):
+        check_sqlite(path)
+        return
+    import psycopg
+
+    store = open_database(path)
+    try:
+        store.tails(1)
+        store.topics()
+        store.accounts()
+        store.rooms()
+        store.server_bans()
+        store.audit(1)
+    except psycopg.Error as e:
+        from chatservice.storage.postgres import one_line
+
+        raise DatabaseError(f"cannot read {store.path}: {one_line(e)}") from None
+    finally:
+        store.close()
+
+
 def _background() -> None:
     """
     Let the scheduler put the reactor thread (and, on a shared host, other
@@ -92,17 +148,30 @@ def _background() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
 
 
+def _backoff(failures: int) -> float:
+    """The pause after C{failures} failed writes in a row."""
+    return float(min(RETRY_INTERVAL * 2 ** min(failures - 1, 30), MAX_RETRY_INTERVAL))
+
+
 class Database(Service):
     """
-    The database thread: group commits of history, retention, and any other
-    query the server runs, all in order.
+    The database thread (on PostgreSQL, the pool's one connection): group
+    commits of history, retention, and any other query the server runs,
+    all in order.
 
-    Starting opens the file and loads what the server keeps in memory: the
-    tail of every room's history, every room's topic, the accounts,
+    Starting opens the database and loads what the server keeps in memory:
+    the tail of every room's history, every room's topic, the accounts,
     (handed to C{load_rooms}) the registered rooms, the server bans and the
     newest of the audit log; the bans and the audit log are then given this
     database to save to. L{save_room} and L{forget_room} are what the chat
-    calls when a registered room changes.
+    calls when a registered room changes; L{save_account} and L{account}
+    what the accounts use.
+
+    @ivar shared: whether the database is PostgreSQL, which other servers
+        may share: then accounts registered elsewhere must be looked up.
+    @ivar store: the SQLite store, used only on the database thread (there
+        is none for PostgreSQL, whose stores are made per query around the
+        pool's connection).
     """
 
     store: Store
@@ -122,6 +191,9 @@ class Database(Service):
         audit: Audit | None = None,
     ) -> None:
         self.path = path
+        self.shared = is_postgresql_url(path)
+        # What log lines name: a URL's password stays out of them.
+        self.where = redacted(path)
         self.load_rooms = load_rooms
         self.server_bans = server_bans
         self.audit = audit
@@ -134,6 +206,12 @@ class Database(Service):
         self.days = days
         self.interval = interval
         self.pool = ThreadPool(minthreads=1, maxthreads=1, name="chat-database")
+        # PostgreSQL's adbapi pool, made at start.
+        self.connections: Any = None
+        self._query: Callable[[Callable[[Store], Any]], Deferred[Any]] | None = None
+        # History writes that failed in a row: the pause before the next
+        # try grows with them.
+        self._failures = 0
         self._flush_call: IDelayedCall | None = None
         self._writing: Deferred[Any] | None = None
         self._pruner: LoopingCall | None = None
@@ -145,30 +223,37 @@ class Database(Service):
         self._closed = False
 
     def startService(self) -> None:
-        self.store = open_store(self.path)
-        if self.history.unwritten is not None:
-            self.history.load(self.store.tails(self.history.keep))
-            self.history.load_topics(self.store.topics())
-        self.accounts.update(self.store.accounts())
-        if self.load_rooms is not None:
-            self.load_rooms(self.store.rooms())
+        store = open_database(self.path)
+        try:
+            self._load(store)
+        finally:
+            if self.shared:
+                store.close()
         if self.server_bans is not None:
-            self.server_bans.load(self.store.server_bans())
             self.server_bans.save = lambda ban: self.write(
-                "the server ban", self.store.save_server_ban, ban
+                "the server ban", lambda store: store.save_server_ban(ban)
             )
             self.server_bans.delete = lambda mask: self.write(
-                "lifting the server ban", self.store.delete_server_ban, mask
+                "lifting the server ban", lambda store: store.delete_server_ban(mask)
             )
         if self.audit is not None:
-            self.audit.load(self.store.audit(KEEP))
             self.audit.save = lambda entry: self.write(
-                "the audit entry", self.store.save_audit, entry
+                "the audit entry", lambda store: store.save_audit(entry)
             )
-        log.info("Using database {path}", path=self.path)
+        log.info("Using database {path}", path=self.where)
         super().startService()
-        self.pool.start()
-        self.pool.callInThread(_background)
+        if self.shared:
+            from chatservice.storage.postgres import connection_pool, in_pool
+
+            self.connections = connection_pool(self.path, self.reactor)
+            self._query = in_pool(self.connections, self.where)
+        else:
+            self.store = store
+            self.pool.start()
+            self.pool.callInThread(_background)
+            self._query = lambda f: deferToThreadPool(
+                self._threads, self.pool, f, self.store
+            )
         self.history.wake = self._wake
         if self.history.unwritten is not None:
             self.history.archive = self.older
@@ -179,23 +264,74 @@ class Database(Service):
             self._pruner.clock = self.reactor
             self._pruner.start(PRUNE_INTERVAL, now=True)
 
+    def _load(self, store: Store) -> None:
+        """
+        Put what the server keeps in memory there, from C{store}, at start.
+        """
+        if self.history.unwritten is not None:
+            self.history.load(store.tails(self.history.keep))
+            self.history.load_topics(store.topics())
+        self.accounts.update(store.accounts())
+        if self.load_rooms is not None:
+            self.load_rooms(store.rooms())
+        if self.server_bans is not None:
+            self.server_bans.load(store.server_bans())
+        if self.audit is not None:
+            self.audit.load(store.audit(KEEP))
+
+    def query(self, f: Callable[[Store], T]) -> Deferred[T]:
+        """
+        Run C{f(store)} off the reactor thread, after everything already
+        asked of the database: on the database thread with the SQLite store,
+        or on the pool's thread with a store around PostgreSQL's connection,
+        in a transaction of its own.
+        """
+        assert self._query is not None, "the database has not started"
+        return self._query(f)
+
     def run(self, f: Callable[..., T], *args: object) -> Deferred[T]:
         """
-        Run C{f(*args)} on the database thread, after everything already
-        asked of it.
+        Run C{f(*args)} on the database thread (PostgreSQL's: the pool's),
+        after everything already asked of it.
         """
-        return deferToThreadPool(self._threads, self.pool, f, *args)
+        return self.query(lambda _: f(*args))
 
-    def write(self, what: str, f: Callable[..., object], *args: object) -> None:
+    def write(self, what: str, f: Callable[[Store], object]) -> None:
         """
-        Run the write C{f(*args)} on the database thread, in order, for
+        Run the write C{f(store)} on the database thread, in order, for
         whoever does not wait for it: a failure is logged, naming C{what}.
         """
 
         def failed(failure: Any) -> None:
             log.failure("Storing {what} failed", failure, what=what)
 
-        self.run(f, *args).addErrback(failed)
+        self.query(f).addErrback(failed)
+
+    def account(self, nick_key: str) -> Deferred[Account | None]:
+        """
+        The account of the folded nickname C{nick_key} as the database has
+        it now (L{chatservice.core.accounts.Accounts}' C{lookup}).
+        """
+        return self.query(lambda store: store.account(nick_key))
+
+    def save_account(
+        self,
+        nick_key: str,
+        nick: str,
+        password_hash: str,
+        now: float,
+        new: bool,
+    ) -> Deferred[bool]:
+        """
+        Store a C{new} account, if its name is nobody's (fires whether it
+        was stored), or an account's new password hash (fires whether there
+        was one): L{chatservice.core.accounts.Accounts}' C{save}.
+        """
+        if new:
+            return self.query(
+                lambda store: store.insert_account(nick_key, nick, password_hash, now)
+            )
+        return self.query(lambda store: store.set_password(nick_key, password_hash))
 
     def older(
         self, room_key: str, n: int, place: Place | None, skip: int
@@ -206,7 +342,15 @@ class Database(Service):
         write already asked for, so the lines the tail has handed over are
         in the file when it runs.
         """
-        return self.run(self.store.page, room_key, n, place, skip)
+        return self.query(lambda store: store.page(room_key, n, place, skip))
+
+    def _insert(self, rows: dict[str, Unwritten]) -> Deferred[None]:
+        return self.query(lambda store: store.insert(rows))
+
+    def _store_rooms(
+        self, changes: dict[str, RoomRecord | None], when: float
+    ) -> Deferred[None]:
+        return self.query(lambda store: store.write_rooms(changes, when))
 
     def _wake(self) -> None:
         if self._flush_call is None and self._writing is None:
@@ -217,20 +361,40 @@ class Database(Service):
         rows = self.history.take()
         if not rows:
             return
-        writing = self._writing = self.run(_timed, self.store.insert, rows)
+        writing = self._writing = self.query(lambda store: _timed(store.insert, rows))
 
         def written(seconds: float) -> None:
             self.stats.history_writes.observe(seconds)
+            if self._failures:
+                log.info(
+                    "Writing history works again, after {failures} failed tries",
+                    failures=self._failures,
+                )
+            self._failures = 0
             self._next(self.interval)
 
         def failed(failure: Any) -> None:
-            log.failure(
-                "Writing {count} history lines failed; they will be tried again",
-                failure,
-                count=count_lines(rows),
-            )
+            self._failures += 1
+            delay = _backoff(self._failures)
+            if self._failures == 1:
+                log.failure(
+                    "Writing {count} history lines failed; they will be tried again",
+                    failure,
+                    count=count_lines(rows),
+                )
+            else:
+                # The traceback was logged once: a database down for an
+                # hour says so in one line a try.
+                log.warn(
+                    "Writing {count} history lines failed again ({failures} tries:"
+                    " {error}); next try in {delay:g} s",
+                    count=count_lines(rows),
+                    failures=self._failures,
+                    error=" ".join(failure.getErrorMessage().split())[:200],
+                    delay=delay,
+                )
             self._put_back(rows)
-            self._next(RETRY_INTERVAL)
+            self._next(delay)
 
         writing.addCallbacks(written, failed)
 
@@ -240,15 +404,36 @@ class Database(Service):
             self._flush_call = self.reactor.callLater(delay, self._flush)
 
     def _put_back(self, taken: dict[str, Unwritten]) -> None:
+        """
+        Give the lines of a failed write back to the history, in front of
+        those said since; if all that is more than L{MAX_UNWRITTEN} bytes,
+        drop the oldest lines (room by room, the room whose waiting lines
+        began first) until it fits again, and say how many went.
+        """
         self.history.give_back(taken)
         unwritten = self.history.unwritten or {}
-        if sum(len(u.data) for u in unwritten.values()) > MAX_UNWRITTEN:
-            lost = self.history.take()
-            log.error(
-                "The database has refused history for too long: {count} "
-                "unwritten lines were dropped",
-                count=count_lines(lost),
-            )
+        excess = sum(len(u.data) for u in unwritten.values()) - MAX_UNWRITTEN
+        if excess <= 0:
+            return
+        dropped = 0
+        for pending in sorted(unwritten.values(), key=lambda u: u.time):
+            if excess <= 0:
+                break
+            data = pending.data
+            # Whole lines: up to the first line end at or past the excess.
+            end = data.find(b"\n", min(excess, len(data)) - 1) + 1 or len(data)
+            lines = data.count(b"\n", 0, end)
+            # A new buffer: the failed write may still hold views of this one.
+            pending.data = bytearray(data[end:])
+            pending.count -= lines
+            dropped += lines
+            excess -= end
+        log.error(
+            "The database has refused history for too long: the {count} oldest "
+            "unwritten lines were dropped, to keep {limit} bytes at most",
+            count=dropped,
+            limit=MAX_UNWRITTEN,
+        )
 
     def save_room(self, record: RoomRecord) -> None:
         """
@@ -285,8 +470,8 @@ class Database(Service):
     def _write_rooms(self) -> None:
         self._rooms_call = None
         changes, self._rooms = self._rooms, {}
-        writing = self._rooms_writing = self.run(
-            self.store.write_rooms, changes, self.reactor.seconds()
+        writing = self._rooms_writing = self._store_rooms(
+            changes, self.reactor.seconds()
         )
 
         def written(_: object) -> None:
@@ -325,7 +510,7 @@ class Database(Service):
         while self._rooms and failures < STOP_TRIES:
             changes, self._rooms = self._rooms, {}
             try:
-                await self.run(self.store.write_rooms, changes, self.reactor.seconds())
+                await self._store_rooms(changes, self.reactor.seconds())
             except Exception:
                 failures += 1
                 log.failure(
@@ -345,7 +530,7 @@ class Database(Service):
 
     def prune(self) -> Deferred[None]:
         before = self.reactor.seconds() - self.days * 86400 if self.days > 0 else 0.0
-        d = self.run(self.store.prune, self.max_per_room, before)
+        d = self.query(lambda store: store.prune(self.max_per_room, before))
 
         def pruned(count: int) -> None:
             if count:
@@ -370,13 +555,19 @@ class Database(Service):
         if self._flush_call is not None and self._flush_call.active():
             self._flush_call.cancel()
         self._flush_call = None
-        if self._writing is not None:
-            await self._writing
-        await self.write_all()
-        await self._write_rooms_at_stop()
-        self._closed = True
-        await self.run(self.store.close)
-        self.pool.stop()
+        try:
+            if self._writing is not None:
+                await self._writing
+            await self.write_all()
+            await self._write_rooms_at_stop()
+        finally:
+            self._closed = True
+            if self.shared:
+                # Its threads would keep the process alive.
+                self.connections.close()
+            else:
+                await self.run(self.store.close)
+                self.pool.stop()
 
     async def write_all(self) -> None:
         """
@@ -387,7 +578,7 @@ class Database(Service):
         while self.history.unwritten and failures < STOP_TRIES:
             rows = self.history.take()
             try:
-                await self.run(self.store.insert, rows)
+                await self._insert(rows)
             except Exception:
                 failures += 1
                 log.failure(

@@ -30,6 +30,16 @@ Versions:
     are deleted when the server meets them) and the audit log of
     moderation actions (one row an action, kept: retention is the
     operator's, with SQL).
+
+PostgreSQL (L{migrate_postgresql}) has no earlier shapes to climb from: a
+new database is made at the current version in one go, from
+L{CURRENT_TABLES}, the tables as the SQLite migrations leave them, written
+with the types each engine names differently (L{chatservice.storage.dialect})
+left as templates. A test checks that the templates are what the
+migrations make, so neither can drift. The version lives in a one-row table,
+C{schema_version}; the steps of a later version go in L{MIGRATIONS} for
+SQLite and in L{POSTGRESQL_MIGRATIONS} for PostgreSQL, so that both engines
+keep one shape.
 """
 
 from __future__ import annotations
@@ -38,6 +48,8 @@ import sqlite3
 from collections.abc import Callable
 
 from twisted.logger import Logger
+
+from chatservice.storage.dialect import POSTGRESQL, Connection, Dialect
 
 log = Logger()
 
@@ -283,3 +295,161 @@ def migrate(db: sqlite3.Connection, path: str) -> int:
             version=version + 1,
         )
     return int(found)
+
+
+# The tables at SCHEMA_VERSION, as the SQLite migrations above leave them,
+# with each engine's type for a role in braces (see Dialect.ddl); and the
+# indexes. Change them with every migration that changes a table.
+CURRENT_TABLES: dict[str, str] = {
+    "history": """
+        CREATE TABLE history (
+            id {id},
+            time {float} NOT NULL,
+            room_key TEXT NOT NULL,
+            room TEXT NOT NULL,
+            count INTEGER NOT NULL,
+            lines {bytes} NOT NULL
+        )
+        """,
+    "accounts": """
+        CREATE TABLE accounts (
+            nick_key TEXT PRIMARY KEY,
+            nick TEXT NOT NULL,
+            password_hash TEXT NOT NULL,
+            created {float} NOT NULL
+        )
+        """,
+    "topics": """
+        CREATE TABLE topics (
+            room_key TEXT PRIMARY KEY,
+            room TEXT NOT NULL,
+            topic TEXT NOT NULL,
+            nick TEXT NOT NULL,
+            time {float} NOT NULL
+        )
+        """,
+    "rooms": """
+        CREATE TABLE rooms (
+            key TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            founder TEXT NOT NULL,
+            settings TEXT NOT NULL,
+            bans TEXT NOT NULL,
+            quiets TEXT NOT NULL,
+            op_accounts TEXT NOT NULL,
+            updated {float} NOT NULL
+        )
+        """,
+    "server_bans": """
+        CREATE TABLE server_bans ({order_column}
+            mask TEXT PRIMARY KEY,
+            by TEXT NOT NULL,
+            at {float} NOT NULL,
+            expires {float},
+            reason TEXT NOT NULL
+        )
+        """,
+    "audit": """
+        CREATE TABLE audit (
+            id {id},
+            time {float} NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            target TEXT NOT NULL,
+            room TEXT NOT NULL,
+            detail TEXT NOT NULL
+        )
+        """,
+}
+CURRENT_INDEXES = ["CREATE INDEX history_by_room ON history (room_key, id)"]
+
+# The messages view of version 3 on, in PostgreSQL's words: one row a line,
+# in the order said.
+POSTGRESQL_MESSAGES_VIEW = """
+    CREATE VIEW messages (chunk, line, time, room, sender, kind, text) AS
+    SELECT history.id, split.line, history.time, history.room,
+           substr(split_part(split.record, ' ', 1), 2),
+           CASE left(split.record, 1)
+                WHEN 'm' THEN 'message'
+                WHEN 'a' THEN 'action' END,
+           substr(split.record, strpos(split.record, ' ') + 1)
+    FROM history
+    CROSS JOIN LATERAL unnest(
+        string_to_array(convert_from(history.lines, 'UTF8'), chr(10))
+    ) WITH ORDINALITY AS split(record, line)
+    WHERE split.record <> ''
+    ORDER BY history.id, split.line
+    """
+
+# POSTGRESQL_MIGRATIONS[n] takes a PostgreSQL database from version n to
+# n + 1, for n from POSTGRESQL_FIRST_VERSION on. Never edit one that has
+# shipped: add the next.
+POSTGRESQL_FIRST_VERSION = 6
+POSTGRESQL_MIGRATIONS: dict[int, list[str]] = {}
+# Two servers starting on one new database at once make the tables once:
+# the second waits on this lock (any number, the same in every server)
+# and then finds them.
+_MIGRATION_LOCK = 0x63686174
+
+
+def current_schema(dialect: Dialect) -> list[str]:
+    """
+    The statements that make the tables and indexes of L{SCHEMA_VERSION}
+    in C{dialect}'s engine (its views aside).
+    """
+    return [dialect.ddl(t) for t in CURRENT_TABLES.values()] + CURRENT_INDEXES
+
+
+def migrate_postgresql(db: Connection, where: str) -> int:
+    """
+    Make the schema of the PostgreSQL database C{db} (C{where}, in errors
+    and the log) the current one, in one transaction, and return the
+    version found (0 for a new database).
+    """
+    with POSTGRESQL.transaction(db):
+        db.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
+        (table,) = db.execute("SELECT to_regclass('schema_version')").fetchone()
+        if table is None:
+            (found,) = db.execute("SELECT to_regclass('history')").fetchone()
+            if found is not None:
+                raise DatabaseError(
+                    f"{where} has a history table but no schema_version: "
+                    "not a database this server made"
+                )
+            for statement in [
+                "CREATE TABLE schema_version (version INTEGER NOT NULL)",
+                *current_schema(POSTGRESQL),
+                POSTGRESQL_MESSAGES_VIEW,
+            ]:
+                db.execute(statement)
+            db.execute(
+                "INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,)
+            )
+            log.info(
+                "Made the tables of schema version {version} in {where}",
+                version=SCHEMA_VERSION,
+                where=where,
+            )
+            return 0
+        row = db.execute("SELECT max(version) FROM schema_version").fetchone()
+        found = int(row[0]) if row and row[0] is not None else 0
+        if found > SCHEMA_VERSION:
+            raise DatabaseError(
+                f"{where} has schema version {found}; this server knows "
+                f"versions up to {SCHEMA_VERSION}"
+            )
+        if found < POSTGRESQL_FIRST_VERSION:
+            raise DatabaseError(
+                f"{where} has schema version {found}; no server made one"
+                f" below {POSTGRESQL_FIRST_VERSION} in PostgreSQL"
+            )
+        for version in range(found, SCHEMA_VERSION):
+            for statement in POSTGRESQL_MIGRATIONS[version]:
+                db.execute(statement)
+            db.execute("UPDATE schema_version SET version = ?", (version + 1,))
+            log.info(
+                "Migrated {where} to schema version {version}",
+                where=where,
+                version=version + 1,
+            )
+        return found

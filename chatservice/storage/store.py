@@ -1,18 +1,27 @@
 """
-The queries on the SQLite file, run synchronously: room history in chunks,
-room topics, accounts, registered rooms, server bans and the audit log.
-Opening a file here also locks and migrates it.
+The queries, run synchronously: room history in chunks, room topics,
+accounts, registered rooms, server bans and the audit log. Opening a SQLite
+file here also locks and migrates it.
+
+The queries are written once, in SQL that SQLite and PostgreSQL both take,
+with C{?} parameters; a L{Store} runs them on either engine's connection,
+through its L{Dialect} (L{chatservice.storage.dialect}) for the few things
+that differ. L{chatservice.storage.postgres} opens the PostgreSQL one.
 
 A L{Store} belongs to one thread at a time: the main thread at start-up,
-then only the database thread of L{chatservice.storage.database.Database},
-which is what keeps the reactor thread off the disk.
+then only the database thread of L{chatservice.storage.database.Database}
+(or, on PostgreSQL, the connection pool's thread, with a store around the
+connection it lends), which is what keeps the reactor thread off the disk
+and the network.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager
+from typing import Any
 
 from twisted.logger import Logger
 
@@ -23,14 +32,22 @@ from chatservice.core.history import Place, Stored, Unwritten
 from chatservice.core.moderation import RoomRecord
 from chatservice.core.sanitize import safe
 from chatservice.core.server_bans import ServerBan
+from chatservice.storage.dialect import SQLITE, Connection, Dialect
 from chatservice.storage.rooms import from_row, to_row
-from chatservice.storage.schema import DatabaseError, migrate
+from chatservice.storage.schema import DatabaseError, migrate, migrate_postgresql
 
 log = Logger()
 
 # About the most bytes in one chunk, so that splitting one (the messages
 # view copies the rest of a chunk per line) stays cheap.
 CHUNK_BYTES = 16 * 1024
+# Above every chunk id: "no upper bound" in a query that takes one.
+NO_CHUNK = 2**63 - 1
+# Chunks read at once while walking a room newest first: a few at first
+# (a tail or a page usually ends within them), then more. A PostgreSQL
+# cursor fetches its whole result, so the walk never asks for all.
+FIRST_BATCH = 4
+LAST_BATCH = 256
 
 
 def split_records(blob: bytes) -> list[bytes]:
@@ -59,17 +76,48 @@ class Store:
     """
     The queries, run synchronously: at start-up on the main thread, then
     only on the database thread.
+
+    @ivar connection: a C{sqlite3.Connection} in autocommit mode, or a
+        L{chatservice.storage.postgres.PostgresConnection}.
+    @ivar path: the file, or the database's URL without its password: what
+        messages name.
     """
 
-    def __init__(self, connection: sqlite3.Connection, path: str) -> None:
-        self.connection = connection
+    def __init__(
+        self, connection: Connection, path: str, dialect: Dialect = SQLITE
+    ) -> None:
+        self.connection: Connection = connection
         self.path = path
+        self.dialect = dialect
 
     def migrate(self) -> int:
         """
         Bring the schema up to date; return the version found.
         """
-        return migrate(self.connection, self.path)
+        if self.dialect is SQLITE:
+            assert isinstance(self.connection, sqlite3.Connection)
+            return migrate(self.connection, self.path)
+        return migrate_postgresql(self.connection, self.path)
+
+    def _newest_first(
+        self, columns: str, room_key: str, below: int = NO_CHUNK
+    ) -> Iterator[tuple[Any, ...]]:
+        """
+        The id and C{columns} of a room's chunks older than C{below}, newest
+        first, read a batch at a time for as long as the caller takes them.
+        """
+        size = FIRST_BATCH
+        while True:
+            rows = self.connection.execute(
+                f"SELECT id, {columns} FROM history WHERE room_key = ? AND id < ?"
+                " ORDER BY id DESC LIMIT ?",
+                (room_key, below, size),
+            ).fetchall()
+            yield from rows
+            if len(rows) < size:
+                return
+            below = rows[-1][0]
+            size = min(size * 4, LAST_BATCH)
 
     def room_keys(self) -> list[str]:
         return [
@@ -89,12 +137,8 @@ class Store:
         for key in self.room_keys():
             chunks: list[tuple[float, bytes]] = []
             have = 0
-            for when, count, blob in self.connection.execute(
-                "SELECT time, count, lines FROM history WHERE room_key = ?"
-                " ORDER BY id DESC",
-                (key,),
-            ):
-                chunks.append((when, blob))
+            for _, when, count, blob in self._newest_first("time, count, lines", key):
+                chunks.append((when, bytes(blob)))
                 have += count
                 if have >= keep:
                     break
@@ -121,23 +165,15 @@ class Store:
             ).fetchone()
             if owner is not None and owner[0] != room_key:
                 return None
-            rows = db.execute(
-                "SELECT id, time, lines FROM history WHERE room_key = ? AND id <= ?"
-                " ORDER BY id DESC",
-                (room_key, chunk),
-            )
+            rows = self._newest_first("time, lines", room_key, chunk + 1)
         else:
             chunk, index = -1, 0
-            rows = db.execute(
-                "SELECT id, time, lines FROM history WHERE room_key = ?"
-                " ORDER BY id DESC",
-                (room_key,),
-            )
+            rows = self._newest_first("time, lines", room_key)
         found: list[tuple[float, list[bytes]]] = []
         older: Place | None = None
         need = n
         for row_id, when, blob in rows:
-            records = split_records(blob)
+            records = split_records(bytes(blob))
             if row_id == chunk:
                 records = records[:index]
             if skip:
@@ -216,8 +252,10 @@ class Store:
             )
             if set_topics:
                 self.connection.executemany(
-                    "INSERT OR REPLACE INTO topics (room_key, room, topic, nick, time)"
-                    " VALUES (?, ?, ?, ?, ?)",
+                    "INSERT INTO topics (room_key, room, topic, nick, time)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (room_key) DO UPDATE"
+                    " SET room = excluded.room, topic = excluded.topic,"
+                    " nick = excluded.nick, time = excluded.time",
                     set_topics,
                 )
             if cleared:
@@ -240,17 +278,14 @@ class Store:
                     "SELECT id FROM history WHERE time >= ? ORDER BY id LIMIT 1",
                     (before,),
                 ).fetchone()
-                cutoff = first_kept[0] if first_kept else None
-                deleted += self._delete("? IS NULL OR id < ?", (cutoff, cutoff))
+                # Nothing as new as that: every chunk goes.
+                cutoff = first_kept[0] if first_kept else NO_CHUNK
+                deleted += self._delete("id < ?", (cutoff,))
             if max_per_room > 0:
                 for key in self.room_keys():
                     kept = 0
                     oldest_kept = None
-                    for chunk_id, count in db.execute(
-                        "SELECT id, count FROM history WHERE room_key = ?"
-                        " ORDER BY id DESC",
-                        (key,),
-                    ):
+                    for chunk_id, count in self._newest_first("count", key):
                         if kept >= max_per_room:
                             break
                         kept += count
@@ -267,6 +302,46 @@ class Store:
         ).fetchone()
         self.connection.execute(f"DELETE FROM history WHERE {where}", args)
         return int(count)
+
+    def account(self, nick_key: str) -> Account | None:
+        """
+        The account of the folded nickname C{nick_key}, if there is one:
+        for an account another server (sharing a PostgreSQL database) has
+        registered since this one loaded them all.
+        """
+        row = self.connection.execute(
+            "SELECT nick, password_hash FROM accounts WHERE nick_key = ?",
+            (nick_key,),
+        ).fetchone()
+        return None if row is None else Account(row[0], row[1])
+
+    def insert_account(
+        self, nick_key: str, nick: str, password_hash: str, now: float
+    ) -> bool:
+        """
+        Store a new account, if its name is nobody's yet; return whether it
+        was stored. Two servers registering one name at once on one
+        database: exactly one gets True.
+        """
+        with self._transaction():
+            cursor = self.connection.execute(
+                "INSERT INTO accounts (nick_key, nick, password_hash, created)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (nick_key) DO NOTHING",
+                (nick_key, nick, password_hash, now),
+            )
+            return cursor.rowcount == 1
+
+    def set_password(self, nick_key: str, password_hash: str) -> bool:
+        """
+        Change the password (hash) of an account; return whether there was
+        one to change.
+        """
+        with self._transaction():
+            cursor = self.connection.execute(
+                "UPDATE accounts SET password_hash = ? WHERE nick_key = ?",
+                (password_hash, nick_key),
+            )
+            return cursor.rowcount == 1
 
     def accounts(self) -> dict[str, Account]:
         """
@@ -333,9 +408,13 @@ class Store:
         with self._transaction():
             if saved:
                 self.connection.executemany(
-                    "INSERT OR REPLACE INTO rooms (key, name, founder, settings,"
+                    "INSERT INTO rooms (key, name, founder, settings,"
                     " bans, quiets, op_accounts, updated)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE"
+                    " SET name = excluded.name, founder = excluded.founder,"
+                    " settings = excluded.settings, bans = excluded.bans,"
+                    " quiets = excluded.quiets, op_accounts = excluded.op_accounts,"
+                    " updated = excluded.updated",
                     saved,
                 )
             if forgotten:
@@ -349,15 +428,21 @@ class Store:
             ServerBan(mask, by, at, expires, reason)
             for mask, by, at, expires, reason in self.connection.execute(
                 "SELECT mask, by, at, expires, reason FROM server_bans"
-                " ORDER BY at, rowid"
+                f" ORDER BY at, {self.dialect.insertion_order}"
             )
         ]
 
     def save_server_ban(self, ban: ServerBan) -> None:
-        """Store C{ban}, replacing one on the same mask."""
+        """
+        Store C{ban}, replacing one on the same mask: deleted and inserted,
+        so that it is as new in the order of insertion as the ban it is.
+        """
         with self._transaction():
             self.connection.execute(
-                "INSERT OR REPLACE INTO server_bans (mask, by, at, expires, reason)"
+                "DELETE FROM server_bans WHERE mask = ?", (ban.mask,)
+            )
+            self.connection.execute(
+                "INSERT INTO server_bans (mask, by, at, expires, reason)"
                 " VALUES (?, ?, ?, ?, ?)",
                 (ban.mask, ban.by, ban.at, ban.expires, ban.reason),
             )
@@ -393,22 +478,8 @@ class Store:
     def close(self) -> None:
         self.connection.close()
 
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self.connection)
-
-
-class _Transaction:
-    def __init__(self, connection: sqlite3.Connection) -> None:
-        self.connection = connection
-
-    def __enter__(self) -> None:
-        self.connection.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, kind: object, value: object, traceback: object) -> None:
-        if kind is None:
-            self.connection.execute("COMMIT")
-        else:
-            self.connection.execute("ROLLBACK")
+    def _transaction(self) -> AbstractContextManager[None]:
+        return self.dialect.transaction(self.connection)
 
 
 def open_store(path: str) -> Store:

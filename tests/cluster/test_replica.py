@@ -372,3 +372,65 @@ class ReplicaTests(SynchronousTestCase):
         self.cluster.settle()
         for node in self.cluster.nodes:
             self.assertIsNone(node.chat.server_bans.account_ban("mallory"))
+
+    def test_owner_takes_name_from_another_node(self) -> None:
+        """
+        The owner of a registered name logs in on one node while a guest
+        holds the name on another: the guest is renamed there, told why,
+        and the owner has the name everywhere.
+        """
+        squatter = self.cluster.connect(1, "alice")
+        owner = self.cluster.connect(0, "owner")
+        discard(squatter, owner)
+        chat = self.cluster.nodes[0].chat
+        chat.log_in(chat.find("owner"), "alice")
+        self.cluster.settle()
+        self.assertEqual(owner.nick, "alice")
+        self.assertTrue(squatter.nick.startswith("guest"))
+        self.assertIn("alice", "\n".join(squatter.take()))
+        self.assertEqual(self.cluster.hub.holder("alice"), "n1/1")
+        for node in self.cluster.nodes:
+            self.assertIs(
+                node.chat.members["alice"].remote, node is not self.cluster.nodes[0]
+            )
+
+    def test_malformed_batches(self) -> None:
+        """
+        Batches that are not JSON, entries of unknown kinds or shapes, and
+        events that do not decode are logged and skipped; what follows is
+        applied.
+        """
+        from tests.support.helpers import capture_events
+
+        logged = capture_events(self)
+        alice = self.cluster.connect(0, "alice")
+        bob = self.cluster.connect(1, "bob")
+        discard(alice, bob)
+        hub = self.cluster.hub
+        hub.append("evil", b"\xff not json")
+        hub.append(
+            "evil",
+            b'[["?"], 7, ["r"], ["r", "lobby", [[null, ["Said", 1]]]],'
+            b' ["m", "x"], ["g"], ["t", "evil/1", ["Nope", {}]]]',
+        )
+        self.cluster.settle()
+        alice.say("still fine")
+        self.cluster.settle()
+        self.assertEqual(bob.take(), ["[lobby] <alice> still fine"])
+        self.assertTrue(logged)
+
+    def test_newcomer_while_cut_off(self) -> None:
+        """
+        Someone who connects while its node cannot reach the backplane (a
+        blip) keeps its name once the node is back, rather than lose it.
+        """
+        self.cluster.planes[0].cut()
+        alice = self.cluster.nodes[0].connect()
+        self.cluster.settle()
+        alice.say("/nick alice")
+        self.cluster.settle()
+        self.cluster.planes[0].mend()
+        self.cluster.settle()
+        self.assertTrue(alice.connected)
+        self.assertEqual(alice.nick, "alice")
+        self.assertEqual(self.cluster.hub.holder("alice"), "n1/1")

@@ -121,12 +121,12 @@ class Saves:
         self.fail = False
 
     def __call__(
-        self, nick_key: str, nick: str, password_hash: str, now: float
-    ) -> Deferred[None]:
+        self, nick_key: str, nick: str, password_hash: str, now: float, new: bool
+    ) -> Deferred[bool]:
         self.calls.append((nick_key, nick, password_hash, now))
         if self.fail:
             return defer.fail(RuntimeError("the disk is full"))
-        return defer.succeed(None)
+        return defer.succeed(True)
 
 
 @contextmanager

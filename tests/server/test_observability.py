@@ -1088,3 +1088,47 @@ class EventTests(unittest.SynchronousTestCase):
             self.assertNotIn(SECRET, formatEvent(logged))
             self.assertNotIn(SECRET, "\n".join(fields))
             self.assertNotIn(SECRET, logs.as_json(logged))
+
+
+class BackplaneMetricsTests(unittest.SynchronousTestCase):
+    """A cluster node's backplane counts, as Prometheus reads them."""
+
+    def setUp(self) -> None:
+        self.patch(threadable, "ioThread", threadable.getThreadID())
+
+    def test_values(self) -> None:
+        from chatservice.cluster.backplane import BackplaneStats
+        from chatservice.server.metrics import BackplaneCollector
+
+        stats = BackplaneStats(
+            published=5,
+            received=9,
+            recovered=2,
+            missed=1,
+            round_trip=0.0015,
+            renewals=4,
+            claims_lost=1,
+            reconnects=3,
+            resets=1,
+            dropped=0,
+            nodes={"a", "b"},
+        )
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(BackplaneCollector(stats, CollectingReactor(allowed=False)))
+        got = samples(generate_latest(registry).decode("utf-8"))
+        self.assertEqual(
+            {name: value for (name, _), value in got.items()},
+            {
+                "chat_backplane_published_batches_total": 5,
+                "chat_backplane_received_batches_total": 9,
+                "chat_backplane_recovered_batches_total": 2,
+                "chat_backplane_missed_batches_total": 1,
+                "chat_backplane_lease_renewals_total": 4,
+                "chat_backplane_leases_lost_total": 1,
+                "chat_backplane_reconnects_total": 3,
+                "chat_backplane_epoch_resets_total": 1,
+                "chat_backplane_dropped_batches_total": 0,
+                "chat_backplane_round_trip_seconds": 0.0015,
+                "chat_backplane_nodes": 2,
+            },
+        )

@@ -520,6 +520,15 @@ class IRCProtocol(StreamSession):
             account = None
             if not self._gone:
                 self.tell(Refused(e))
+        except errors.StoreUnavailable as e:
+            # Not a bad password: the accounts cannot be read just now.
+            if not self._gone:
+                self.tell(Refused(e))
+                self.drop(
+                    IRCError("ERROR", ("Access denied: try again later",)),
+                    "accounts unavailable",
+                )
+            return
         except ChatError as e:
             if not self._gone:
                 self.tell(Refused(e))

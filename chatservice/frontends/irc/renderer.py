@@ -296,6 +296,9 @@ _SENTENCES: dict[type[Any], Callable[[Any], str]] = {
     errors.NotLoggedIn: lambda e: "You are not logged in",
     errors.Busy: lambda e: "Your last account command is still being worked on",
     errors.NotSaved: lambda e: "That failed; try again later",
+    errors.StoreUnavailable: lambda e: (
+        "The account database cannot be reached; try again later"
+    ),
     errors.Failed: lambda e: "That failed; try again later",
     errors.NoSuchMask: lambda e: (
         f"{e.mask} is not on the {e.kind} list of {_as_channel(e.room)}"

@@ -390,6 +390,13 @@ def _bad_setting(e: errors.BadSetting) -> str:
 
 
 # How each refusal reads, by its type.
+# What a StoreUnavailable stopped, as the start of a sentence.
+_UNAVAILABLE = {
+    "login": "Logging in",
+    "register": "Registering",
+    "password": "Changing the password",
+}
+
 _REASONS: dict[type[Any], Callable[[Any], str]] = {
     errors.InvalidName: _invalid_name,
     errors.NickTaken: lambda e: f"The nickname {e.nick} is taken.",
@@ -477,6 +484,10 @@ _REASONS: dict[type[Any], Callable[[Any], str]] = {
         "Registration failed; try again later."
         if e.what == "register"
         else "Changing the password failed; try again later."
+    ),
+    errors.StoreUnavailable: lambda e: (
+        f"{_UNAVAILABLE[e.what]} is not possible now: the account database "
+        "cannot be reached. Try again later."
     ),
     errors.NoPrivileges: lambda e: "Only server operators may do that; see /oper.",
     errors.NoText: lambda e: "There is no text to send.",

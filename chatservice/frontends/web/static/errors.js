@@ -1,6 +1,9 @@
 // How each refusal reads: the line protocol's wording (its wire.py), for
 // the WebSocket protocol's error events.
 
+// What a store_unavailable error stopped.
+const UNAVAILABLE = { login: "Logging in", register: "Registering", password: "Changing the password" };
+
 const REASONS = {
   invalid_name: (e) => `Invalid ${e.what === "nickname" ? "nickname" : "room name"}: ${e.reason}.`,
   nick_taken: (e) => `The nickname ${e.nick} is taken.`,
@@ -48,6 +51,8 @@ const REASONS = {
   too_many_failures: (e) => `Too many failed logins; try again in ${e.wait} s.`,
   busy: () => "Your last account command is still being worked on.",
   not_saved: () => "That was not saved; try again later.",
+  store_unavailable: (e) =>
+    `${UNAVAILABLE[e.what] ?? "That"} is not possible now: the account database cannot be reached. Try again later.`,
   failed: () => "That failed; try again later.",
   not_server_operator: (e) => `${e.name} is not a server operator.`,
   no_privileges: () => "Only server operators may do that; see /oper.",
