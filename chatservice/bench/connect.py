@@ -35,15 +35,26 @@ def connections(
     for a receiver), the node it went to (see L{WorkerSpec.address}) and
     its non-blocking socket. While it waits for the servers, C{poll} serves
     what the worker has open.
+
+    With several nodes, one node at a time (see L{WorkerSpec.node_totals}):
+    a node's connections once every worker has opened those of the nodes
+    before it, and they have been accepted.
     """
     total = spec.receivers + len(spec.sender_ids)
     roles = [-1] * spec.receivers + list(spec.sender_ids)
     nodes = list(spec.receiver_nodes or [0] * spec.receivers) + [
         spec.sender_nodes[sid] if spec.sender_nodes else 0 for sid in spec.sender_ids
     ]
+    # Node by node; in each, receivers before senders.
+    order = sorted(zip(roles, nodes, strict=True), key=lambda role: role[1])
     accepted = 0
     stalled_since = time.monotonic()
-    for n, (sid, node) in enumerate(zip(roles, nodes, strict=True)):
+    node_now = 0
+    for n, (sid, node) in enumerate(order):
+        if node != node_now:
+            node_now = node
+            _await_nodes_before(spec, window, poll, node)
+            stalled_since = time.monotonic()
         while spec.watch and window.started() - accepted >= PACE:
             now_accepted = _accepted(spec.watch)
             if now_accepted is None:
@@ -72,6 +83,41 @@ def connections(
         if spec.kernel_time:
             sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         yield sid, node, sock
+
+
+def _await_nodes_before(
+    spec: WorkerSpec, window: Window, poll: Callable[[float], None], node: int
+) -> None:
+    """
+    Wait until every worker has opened the connections of the nodes before
+    C{node}, and (when the nodes' processes can be watched) those nodes
+    have accepted them: each node names its newcomers from the same guest
+    numbers, skipping the names it knows the cluster has, so newcomers
+    arriving at two nodes at once take one name on both, and all but one
+    are renamed, again and again (ours gives up on a newcomer after ten
+    tries).
+    """
+    before = sum(spec.node_totals[:node])
+    stalled_since = time.monotonic()
+    seen = -1
+    while True:
+        opened = window.started()
+        accepted = _accepted(spec.watch) if spec.watch else None
+        if opened >= before and (accepted is None or accepted >= before):
+            return
+        if time.monotonic_ns() > spec.deadline_ns:
+            raise BenchError(
+                f"deadline passed waiting for the connections of node {node}'s "
+                f"predecessors ({opened} of {before} opened, {accepted} accepted)"
+            )
+        if opened >= before and accepted is not None:
+            if accepted != seen:
+                seen = accepted
+                stalled_since = time.monotonic()
+            elif time.monotonic() - stalled_since > 2.0:
+                # Cannot see them accept; go on anyway.
+                return
+        poll(0.002)
 
 
 def _accepted(watch: tuple[tuple[int, int], ...]) -> int | None:

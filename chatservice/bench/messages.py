@@ -60,6 +60,9 @@ class WorkerSpec:
     targets: tuple[tuple[str, int], ...] = ()
     receiver_nodes: tuple[int, ...] = ()
     sender_nodes: tuple[int, ...] = ()
+    # With several nodes: the connections of every worker to each node,
+    # opened one node after the other (see chatservice.bench.connect).
+    node_totals: tuple[int, ...] = ()
 
     def address(self, node: int) -> tuple[str, int]:
         """Where a connection to C{node} goes."""

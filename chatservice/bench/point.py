@@ -132,6 +132,7 @@ def run_point(
             targets=targets,
             receiver_nodes=where.for_worker(w, workers)[0] if targets else (),
             sender_nodes=where.senders if targets else (),
+            node_totals=where.totals() if targets else (),
         )
         for w in range(workers)
     ]

@@ -28,6 +28,13 @@ class Spread(NamedTuple):
         """
         return self.receivers[worker::workers], self.senders
 
+    def totals(self) -> tuple[int, ...]:
+        """The connections on each node, receivers and senders."""
+        nodes = max((*self.receivers, *self.senders), default=-1) + 1
+        return tuple(
+            self.receivers.count(n) + self.senders.count(n) for n in range(nodes)
+        )
+
     def crossing(self) -> float:
         """
         The share of deliveries that cross nodes when every sender says

@@ -37,6 +37,11 @@ class SpreadTests(SynchronousTestCase):
         self.assertEqual(found.senders.count(0), 5)
         self.assertEqual(found.receivers.count(1), 500)
 
+    def test_totals(self) -> None:
+        """Each node's connections, receivers and senders, in node order."""
+        self.assertEqual(spread(5, 3, 2).totals(), (5, 3))
+        self.assertEqual(spread(1000, 10, 2).totals(), (505, 505))
+
     def test_crossing(self) -> None:
         """
         The share of deliveries that cross nodes counts the senders
