@@ -183,7 +183,9 @@ class Backplane(Protocol):
 
     def stop(self) -> Deferred[None]:
         """
-        Stop beating, give up every claim, and disconnect.
+        Stop beating, give up every claim, and disconnect. First, within a
+        bound, what this node published is appended and handed back to its
+        listener, so that the node applies its own last batches too.
         """
 
     def publish(self, data: bytes) -> None:

@@ -53,6 +53,8 @@ class MemoryHub:
         self.beats: dict[str, float] = {}
         self.reaped: set[str] = set()
         self.planes: list[MemoryBackplane] = []
+        # Whether claims are answered a turn later (as over a network).
+        self.claim_latency = False
         self.calls = 0
 
     def append(self, node: str, data: bytes) -> Batch:
@@ -180,6 +182,17 @@ class MemoryBackplane:
             d.addTimeout(self.timers.fence_after, self.hub.clock)
             d.addErrback(lambda _: False)
             return d
+        if self.hub.claim_latency:
+            # The answer comes a turn later, as Redis's would: claims made
+            # in one turn on two nodes race.
+            later: Deferred[bool] = Deferred()
+            self.hub.clock.callLater(
+                0, lambda: self._claim_now(key, holder, force).chainDeferred(later)
+            )
+            return later
+        return self._claim_now(key, holder, force)
+
+    def _claim_now(self, key: str, holder: str, force: bool) -> Deferred[bool]:
         current = self.hub.holder(key)
         if current is not None and current != holder and not force:
             return succeed(False)

@@ -539,6 +539,10 @@ class RedisBackplane:
         self._failures = 0
         self._dropped = 0
         self._drained: list[Deferred[None]] = []
+        # The last sequence number a batch of this node was given in this
+        # epoch, and what stop() waits on until it has come back.
+        self._appended = 0
+        self._heard: Deferred[None] | None = None
         self._retry_call: IDelayedCall | None = None
         # Claims, liveness
         self._held: dict[str, str] = {}
@@ -633,6 +637,22 @@ class RedisBackplane:
                     "Stopping with {count} batches not appended to the cluster log",
                     count=len(self._queue),
                 )
+        if self._conn is not None and self._order.last < self._appended:
+            # This node's own last batches are applied here too before it
+            # goes: their lines reach its users, and its history (which
+            # records what is applied), as everyone else's did.
+            heard = self._heard = Deferred()
+            heard.addTimeout(self._reply_timeout, self._clock)
+            self._order.catch_up()
+            try:
+                await heard
+            except Exception:
+                log.warn(
+                    "Stopping before the cluster log gave back this node's "
+                    "batches up to {seq}",
+                    seq=self._appended,
+                )
+            self._heard = None
         self._stopped = True
         self._unpark()
         if self._conn is not None:
@@ -968,6 +988,8 @@ class RedisBackplane:
         self._queue.popleft()
         self._in_flight -= 1
         self._failures = 0
+        # 0: appended before, its number unknown; delivered already then.
+        self._appended = max(self._appended, reply)
         self.stats.published += 1
         if not self._queue:
             self._emptied()
@@ -1071,10 +1093,27 @@ class RedisBackplane:
 
     def _deliver(self, batch: Batch) -> None:
         assert self.listener is not None
-        self.listener.batch(batch)
+        try:
+            self.listener.batch(batch)
+        finally:
+            self._check_heard()
 
     def _missed(self, count: int) -> None:
         self._tell(lambda listener: listener.missed(count), "missed")
+        self._check_heard()
+
+    def _check_heard(self) -> None:
+        """Fire what stop() waits on once its last batch has come back."""
+        heard = self._heard
+        if heard is not None and self._order.last >= self._appended:
+            self._heard = None
+
+            def fire() -> None:
+                if not heard.called:  # stop() may have stopped waiting
+                    heard.callback(None)
+
+            # Once the batch being handed on is done with.
+            self._clock.callLater(0, fire)
 
     def _tell(self, call: Callable[[Listener], None], what: str) -> None:
         if self.listener is None:
@@ -1181,6 +1220,7 @@ class RedisBackplane:
         self.epoch = epoch
         self.stats.resets += 1
         self._lag_mark = 0
+        self._appended = 0
         self._restart_pipeline()
         self._order.begin(epoch, 0)
         # What the listener publishes to assert itself again goes first,

@@ -38,7 +38,8 @@ lists whose first item says what they are:
   - C{["g", sid, reason]}: a member is gone (from its own node), or must go
     (from another node: killed).
   - C{["r", room, [[sid, event, operator], ...]]}: a room's events, with
-    who caused each.
+    who caused each; for a part or a quit, who left (a node applies it
+    only to that member, never to whoever has the name by then).
   - C{["t", sid, event]}: an event for one member.
   - C{["h"]}: a node started; the others answer with C{"m"}, C{"p"} and
     C{"s"} entries of what they hold.
@@ -48,12 +49,15 @@ lists whose first item says what they are:
     for C{reason}.
   - C{["d", sid, nick]}: the owner of the registered C{nick}, logged in
     elsewhere, takes it from this member, which becomes a guest.
+  - C{["a", key]}: an account was registered (and stored); the others
+    read it, so that its name is registered there too.
   - C{["k", ServerBanAdded]}, C{["u", mask]}: a server ban set or lifted
     (the node where it was stored it; the others keep it in memory).
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from contextlib import contextmanager
 from itertools import count
@@ -65,6 +69,7 @@ from twisted.logger import Logger
 from chatservice.cluster import codec
 from chatservice.cluster.backplane import Backplane, Batch
 from chatservice.core import events, names
+from chatservice.core.accounts import Accounts
 from chatservice.core.chat import Chat
 from chatservice.core.errors import NickTaken
 from chatservice.core.events import Event
@@ -81,6 +86,8 @@ SHUTTING_DOWN = "server shutting down"
 
 # Tries at a free guest name before giving up on a newcomer.
 GUEST_TRIES = 10
+# At most how many guest numbers a node skips after a collision.
+GUEST_SCATTER = 100
 
 _SPOKEN: dict[type[Event], Kind] = {
     events.Said: MESSAGE,
@@ -91,6 +98,7 @@ _SPOKEN: dict[type[Event], Kind] = {
 # in: input from the network, logged and skipped, never a traceback.
 _MALFORMED = (codec.CodecError, IndexError, KeyError, TypeError, ValueError)
 _MEMBERSHIP = (events.Joined, events.Left, events.Quit, events.Kicked)
+_DEPARTURES = (events.Left, events.Quit)
 _STATUS: dict[type[Event], tuple[str, bool]] = {
     events.Opped: ("operators", True),
     events.Deopped: ("operators", False),
@@ -157,8 +165,13 @@ class Replica:
     @ivar ghosts: other nodes' members, by session id.
     """
 
-    def __init__(self, chat: Chat, backplane: Backplane) -> None:
+    def __init__(
+        self, chat: Chat, backplane: Backplane, accounts: Accounts | None = None
+    ) -> None:
         self.chat = chat
+        self.accounts = accounts
+        if accounts is not None:
+            accounts.announce = lambda key: self._send(["a", key])
         self.backplane = backplane
         self.node = backplane.node
         self.local: dict[str, Member] = {}
@@ -172,6 +185,9 @@ class Replica:
         # Other nodes' members whose name a member here still held when
         # they took it (it is being given up), by folded name.
         self._waiting: dict[str, Member] = {}
+        # Session ids of the members gone this turn, by folded name: their
+        # quits carry them (see L{room}).
+        self._departed: dict[str, str] = {}
         self._numbers = count(1)
         self._out: list[object] = []
         # Entries that must follow the turn's room events ("g").
@@ -230,9 +246,12 @@ class Replica:
                 self.ghosts.pop(sid, None)
             else:
                 # Put out by someone here (killed): its node closes it.
+                self._departed[member.folded] = sid
                 self._later(["g", sid, reason])
             return
         sid = self._sids.pop(member, "")
+        if not self.chat.fanout.applying:
+            self._departed[member.folded] = sid
         self.local.pop(sid, None)
         key = self._claimed.pop(member, None)
         if key is not None:
@@ -279,6 +298,10 @@ class Replica:
                 self.chat.dismiss(member, refusal, "no free nickname")
                 return
             self._tries[member] = tries - 1
+            if names.is_guest_nick(member.nick):
+                # Another node hands out the same guest numbers at the same
+                # pace: step away from it.
+                self.chat.skip_guest_numbers(random.randint(1, GUEST_SCATTER))
             self.chat.tell(member, refusal)
             # _set_nick tells the cluster, which claims the new name.
             self.chat._set_nick(member, self.chat.guest_nick())
@@ -292,7 +315,11 @@ class Replica:
     def room(self, room: Room, pending: list[tuple[Member | None, Event]]) -> None:
         items: list[object] = []
         for sender, event in pending:
-            sid = None if sender is None else self._sid_of(sender)
+            if sender is None and type(event) in _DEPARTURES:
+                # Who went, not only under which name: see _room_events.
+                sid = self._departure(event.nick)  # type: ignore[attr-defined]
+            else:
+                sid = None if sender is None else self._sid_of(sender)
             encoded = _encoded(event)
             if encoded is None:
                 continue
@@ -311,10 +338,20 @@ class Replica:
         if self._last:
             self._out.extend(self._last)
             self._last = []
+        self._departed.clear()
         if not self._out:
             return
         entries, self._out = self._out, []
         self._publish(entries)
+
+    def _departure(self, nick: str) -> str | None:
+        """The session id of who left or quit as C{nick} this turn."""
+        folded = names.fold(nick)
+        sid = self._departed.get(folded)
+        if sid is None:
+            member = self.chat.members.get(folded)
+            sid = None if member is None else self._sid_of(member) or None
+        return sid
 
     def _publish(self, entries: list[object]) -> None:
         try:
@@ -482,6 +519,9 @@ class Replica:
             if member is not None and member.folded == names.fold(entry[2]):
                 with self._not_applying():
                     self.chat._displace(member, entry[2])
+        elif kind == "a":
+            if not own and self.accounts is not None:
+                self.accounts.learn(entry[1])
         elif kind == "k":
             if not own:
                 added = codec.decode_event(entry[1])
@@ -520,36 +560,17 @@ class Replica:
                 chat._silence(ghost, room)
 
     def _gone(self, sid: str, reason: str) -> None:
+        # Its rooms were told by the node that put it out.
         member = self.local.get(sid)
         if member is not None:
             # Put out from another node: what it was told goes first.
             self.chat.fanout.deliver(member)
-            self._drop(member)
+            self.chat.disconnect(member, reason, announce=False)
             member.session.close()
             return
-        ghost = self.ghosts.pop(sid, None)
+        ghost = self.ghosts.get(sid)
         if ghost is not None:
-            self._drop(ghost)
-
-    def _drop(self, member: Member) -> None:
-        """
-        Take C{member} out of the chat without a word: its rooms were told
-        (its node published the quits).
-        """
-        chat = self.chat
-        member.connected = False
-        member.outbox.clear()
-        if chat.members.get(member.folded) is member:
-            del chat.members[member.folded]
-        chat.whowas.record(member, chat.clock())
-        for room in list(member.rooms.values()):
-            chat._remove(member, room)
-        if not member.remote:
-            sid = self._sids.pop(member, "")
-            self.local.pop(sid, None)
-            key = self._claimed.pop(member, None)
-            if key is not None:
-                self.backplane.release(key, sid)
+            self.chat.disconnect(ghost, reason, announce=False)
 
     def _tell(self, sid: str, event: Event) -> None:
         member = self.local.get(sid)
@@ -613,11 +634,18 @@ class Replica:
                     self._set(room, event, own)
                 pending.append((sender, event))
                 continue
-            target = (
-                sender
-                if kind is events.Joined
-                else chat.members.get(names.fold(event.nick))
-            )
+            if kind is events.Joined:
+                target = sender
+            elif kind in _DEPARTURES and sid is not None and not own:
+                # Who left is known by session: a member this node no
+                # longer has is old news (a lost node's users, whom the
+                # others saw quit already), and its name may be someone
+                # else's by now.
+                if sender is None:
+                    continue
+                target = sender
+            else:
+                target = chat.members.get(names.fold(event.nick))
             done_here = own and target is not None and not target.remote
             if kind is events.Kicked:
                 # The one kicked is told too.

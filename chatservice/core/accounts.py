@@ -37,7 +37,7 @@ from typing import Any, Literal, Protocol, TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from twisted.internet.defer import Deferred, DeferredSemaphore
+from twisted.internet.defer import Deferred, DeferredSemaphore, succeed
 from twisted.logger import Logger
 
 from chatservice.core import errors, events, names
@@ -125,6 +125,9 @@ class Accounts:
         self.in_thread = in_thread
         self.save = save
         self.lookup = lookup
+        # Told of each account registered here, for the other processes of
+        # a cluster (which then L{learn} it).
+        self.announce: Callable[[str], object] | None = None
         self.clock = clock
         self.accounts: dict[str, Account] = accounts if accounts is not None else {}
         self.hasher = hasher if hasher is not None else PasswordHasher()
@@ -173,6 +176,8 @@ class Accounts:
                 )
                 raise errors.RegisteredMeanwhile(nick)
         log.info("{account} registered", account=nick)
+        if self.announce is not None:
+            self.announce(key)
         if member.connected:
             self.chat.log_in(member, nick)
             self.chat.tell(member, events.Registered(nick))
@@ -272,6 +277,27 @@ class Accounts:
             return self.accounts.get(key)
         self.accounts[key] = found
         return found
+
+    def learn(self, key: str) -> Deferred[None]:
+        """
+        Another process registered the account C{key}: read it, so that
+        its name counts as registered here too (nobody else may take it).
+        """
+        if self.lookup is None:
+            return succeed(None)
+
+        def found(account: Account | None) -> None:
+            if account is not None:
+                self.accounts[key] = account
+
+        def failed(failure: Any) -> None:
+            log.warn(
+                "Could not read the account {account} registered elsewhere: {error}",
+                account=key,
+                error=failure.getErrorMessage(),
+            )
+
+        return self.lookup(key).addCallbacks(found, failed)
 
     def _unhold(self, key: str, held: Account) -> None:
         """Let go of the name a registration held, unless it changed since."""

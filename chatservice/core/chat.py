@@ -224,11 +224,20 @@ class Chat(RoomOperators, RoomModeration):
             if nick not in self.members and nick not in self.registered:
                 return nick
 
-    def disconnect(self, member: Member, reason: str) -> None:
+    def skip_guest_numbers(self, count_: int) -> None:
         """
-        Remove C{member} everywhere and tell its rooms why. Output still
-        waiting for it is dropped: its connection is gone. Calling this
-        again for the same member does nothing.
+        Pass over the next C{count_} guest numbers: a cluster node whose
+        guest name another node took at the same moment steps out of step
+        with it, rather than collide again on the next newcomer.
+        """
+        self._guest_numbers = count(next(self._guest_numbers) + count_)
+
+    def disconnect(self, member: Member, reason: str, announce: bool = True) -> None:
+        """
+        Remove C{member} everywhere and tell its rooms why (unless not to
+        C{announce} it: a cluster node whose rooms were told by another).
+        Output still waiting for it is dropped: its connection is gone.
+        Calling this again for the same member does nothing.
         """
         if not member.connected:
             return
@@ -239,7 +248,10 @@ class Chat(RoomOperators, RoomModeration):
         self.whowas.record(member, self.clock())
         for room in list(member.rooms.values()):
             self._remove(member, room)
-            self.fanout.post(room, None, events.Quit(room.name, member.nick, reason))
+            if announce:
+                self.fanout.post(
+                    room, None, events.Quit(room.name, member.nick, reason)
+                )
         if self.cluster is not None:
             self.cluster.gone(member, reason)
 

@@ -21,6 +21,7 @@ from twisted.logger import Logger
 
 from chatservice.cluster.backplane import Backplane, BackplaneStats, Timers
 from chatservice.cluster.replica import Replica
+from chatservice.core.accounts import Accounts
 from chatservice.core.chat import Chat
 from chatservice.server.options import Options, timers_from
 
@@ -28,19 +29,28 @@ log = Logger()
 
 
 def redis_backplane(
-    reactor: IReactorTime, address: str, node: str, timers: Timers
+    reactor: IReactorTime,
+    address: str,
+    node: str,
+    timers: Timers,
+    prefix: str = "chat:",
 ) -> Backplane:
-    """The Redis backplane at C{address} (see L{endpoint_from})."""
+    """
+    The Redis backplane at C{address} (see L{endpoint_from}), its keys
+    under C{prefix}.
+    """
     from chatservice.cluster.redis import RedisBackplane
 
-    return RedisBackplane(address, node, timers, clock=reactor)
+    return RedisBackplane(address, node, timers, clock=reactor, prefix=prefix)
 
 
 class ClusterService(Service):
     """The node's part in the cluster, started and stopped with the server."""
 
-    def __init__(self, chat: Chat, backplane: Backplane) -> None:
-        self.replica = Replica(chat, backplane)
+    def __init__(
+        self, chat: Chat, backplane: Backplane, accounts: Accounts | None = None
+    ) -> None:
+        self.replica = Replica(chat, backplane, accounts)
         self.backplane = backplane
 
     def startService(self) -> None:
@@ -62,7 +72,11 @@ class ClusterService(Service):
 
 
 def join_cluster(
-    parent: MultiService, chat: Chat, options: Options, reactor: IReactorTime
+    parent: MultiService,
+    chat: Chat,
+    accounts: Accounts,
+    options: Options,
+    reactor: IReactorTime,
 ) -> tuple[Callable[[], tuple[int, int]], BackplaneStats | None]:
     """
     With C{--redis}, make C{chat} a node of the cluster, started and
@@ -73,9 +87,13 @@ def join_cluster(
     if options["redis"] is None:
         return (lambda: (len(chat.members), len(chat.rooms))), None
     backplane = redis_backplane(
-        reactor, options["redis"], options["node-id"], timers_from(options)
+        reactor,
+        options["redis"],
+        options["node-id"],
+        timers_from(options),
+        options["redis-prefix"],
     )
-    cluster = ClusterService(chat, backplane)
+    cluster = ClusterService(chat, backplane, accounts)
     cluster.setServiceParent(parent)
     local = cluster.replica.local
     return (lambda: (len(local), len(chat.rooms))), backplane.stats

@@ -128,6 +128,7 @@ COUNT = Number(whole=True)
 POSITIVE_AMOUNT = Number(whole=False, minimum=0.001)
 _TIMERS = Timers()
 NODE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+REDIS_PREFIX = re.compile(r"[!-~]{1,64}")
 POSITIVE = Number(whole=True, minimum=1)
 AMOUNT = Number(whole=False)
 REPLAY = Number(whole=True, maximum=HISTORY_MAX)
@@ -398,6 +399,7 @@ class Options(usage.Options):
         self["web-origin"] = []
         self["redis"] = None
         self["node-id"] = default_node_id()
+        self["redis-prefix"] = "chat:"
 
     def parseOptions(self, options: Sequence[str] | None = None) -> None:
         # twistd sets the parent, its own options, before it parses these.
@@ -532,6 +534,18 @@ class Options(usage.Options):
                 "--node-id", name, "not 1 to 64 letters, digits, dots, - or _"
             )
         self["node-id"] = name
+
+    def opt_redis_prefix(self, prefix: str) -> None:
+        """
+        Put PREFIX before every Redis key and channel of the cluster, so
+        that several clusters (or test runs) can share one Redis; every
+        node of one cluster needs the same. [default: chat:]
+        """
+        if not REDIS_PREFIX.fullmatch(prefix):
+            raise OptionError(
+                "--redis-prefix", prefix, "not 1 to 64 printable ASCII characters"
+            )
+        self["redis-prefix"] = prefix
 
     def postOptions(self) -> None:
         self._check_cluster()

@@ -110,7 +110,7 @@ def makeService(options: Options) -> IService:
     )
     # The first child, so that it starts before the listeners.
     database.setServiceParent(service)
-    counts, backplane = join_cluster(service, chat, options, reactor)
+    counts, backplane = join_cluster(service, chat, accounts, options, reactor)
     for description in options["port"]:
         listen(service, "Chat", "--port", description, factory)
     if options["irc-port"]:

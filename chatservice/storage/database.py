@@ -59,7 +59,7 @@ from chatservice.core.server_bans import ServerBans
 from chatservice.core.stats import Stats
 from chatservice.storage.dialect import is_postgresql_url, redacted
 from chatservice.storage.schema import DatabaseError
-from chatservice.storage.store import Store, open_store
+from chatservice.storage.store import Store, open_store, read_everything
 from chatservice.storage.store import check as check_sqlite
 
 # The server names these here: the service, what stops it starting, and the
@@ -124,12 +124,7 @@ def check(path: str) -> None:
 
     store = open_database(path)
     try:
-        store.tails(1)
-        store.topics()
-        store.accounts()
-        store.rooms()
-        store.server_bans()
-        store.audit(1)
+        read_everything(store)
     except psycopg.Error as e:
         from chatservice.storage.postgres import one_line
 

@@ -535,12 +535,21 @@ def check(path: str) -> None:
     """
     store = open_store(path)
     try:
-        store.tails(1)
-        store.topics()
-        store.accounts()
-        store.server_bans()
-        store.audit(1)
+        read_everything(store)
     except sqlite3.Error as e:
         raise DatabaseError(f"cannot read {path}: {e}") from None
     finally:
         store.close()
+
+
+def read_everything(store: Store) -> None:
+    """
+    Read a little of every table the server loads at start, so that a
+    database it could not serve from fails now, in one line.
+    """
+    store.tails(1)
+    store.topics()
+    store.accounts()
+    store.rooms()
+    store.server_bans()
+    store.audit(1)

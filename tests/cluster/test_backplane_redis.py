@@ -298,6 +298,41 @@ class FakeConnectionTests(SynchronousTestCase):
         plane.publish(b"y")
         self.assertEqual(self.redis.appended, [b"y"])
 
+    def test_stop_hears_its_last_batch(self) -> None:
+        """
+        stop() waits until the node's own last batch has come back through
+        the log and was handed to the listener (its lines reach its users
+        and its history), then leaves.
+        """
+        plane = self.running()
+        plane.publish(b"last words")
+        self.assertEqual(self.redis.appended, [b"last words"])
+        stopped = plane.stop()
+        self.assertNoResult(stopped)
+        self.assertFalse([c for c in self.redis.calls if c[1] == "leave"])
+        plane._message(b"e1:1:a:last words")
+        self.clock.advance(0)
+        self.successResultOf(stopped)
+        self.assertEqual(self.listener.data(), [b"last words"])
+        self.assertTrue([c for c in self.redis.calls if c[1] == "leave"])
+
+    def test_stop_waits_for_its_last_batch_bounded(self) -> None:
+        """
+        A last batch that does not come back keeps stop() waiting no longer
+        than a reply may take, with a log line.
+        """
+        events = capture_events(self)
+        plane = self.running()
+        plane.publish(b"lost words")
+        stopped = plane.stop()
+        self.assertNoResult(stopped)
+        self.clock.advance(plane._reply_timeout)
+        self.successResultOf(stopped)
+        self.assertEqual(self.listener.data(), [])
+        self.assertTrue(
+            [e for e in events if e.get("log_format", "").startswith("Stopping before")]
+        )
+
     def test_epoch_refused(self) -> None:
         """
         A publish refused for its epoch makes the node take in the new

@@ -7,12 +7,17 @@ users on every node.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from chatservice.cluster.backplane import Timers
 from chatservice.cluster.memory import MemoryBackplane, MemoryHub
 from chatservice.cluster.replica import Replica
 from chatservice.core import events
+from chatservice.core.accounts import Account, Accounts
+from chatservice.core.chat import Chat
 from chatservice.core.history import History
 from tests.support.memory import Connection, GuardedClock, Harness, discard
 
@@ -22,7 +27,13 @@ TIMERS = Timers(heartbeat=1.0, dead_after=3.0, lease=6.0, fence_margin=2.0)
 class Cluster:
     """C{n} nodes on one hub and one clock."""
 
-    def __init__(self, testcase: SynchronousTestCase, n: int) -> None:
+    def __init__(
+        self,
+        testcase: SynchronousTestCase,
+        n: int,
+        accounts: Callable[[Chat, dict[str, Account]], Accounts] | None = None,
+    ) -> None:
+        self.accounts = accounts
         self.clock = GuardedClock()
         self.hub = MemoryHub(self.clock)
         self.nodes: list[Harness] = []
@@ -36,9 +47,10 @@ class Cluster:
         node = Harness(
             clock=self.clock,
             history=History(clock=self.clock.seconds, persist=True),
+            accounts=self.accounts,
         )
         plane = MemoryBackplane(self.hub, name, TIMERS)
-        replica = Replica(node.chat, plane)
+        replica = Replica(node.chat, plane, node.accounts)
         replica.start()
         self.nodes.append(node)
         self.planes.append(plane)
@@ -295,6 +307,40 @@ class ReplicaTests(SynchronousTestCase):
         self.assertFalse(alice.connected)
         self.assertIn("cut off", "\n".join(alice.take()))
 
+    def test_fenced_node_back_disturbs_nobody(self) -> None:
+        """
+        A node cut off long enough to be lost, and to fence itself, comes
+        back: the quits it publishes for its users then are old news to the
+        others, where someone else may hold the name by now. They do not
+        put that someone out of its rooms, nor show a second quit.
+        """
+        alice = self.cluster.connect(0, "alice")
+        bob = self.cluster.connect(1, "bob")
+        carol = self.cluster.connect(2, "carol")
+        discard(alice, bob, carol)
+        self.cluster.planes[0].cut()
+        for _ in range(6):
+            self.cluster.clock.advance(1)
+            self.cluster.settle()
+        self.assertFalse(alice.connected)
+        self.assertEqual(carol.take(), ["[lobby] <-- alice quit (node lost)"])
+        bob.say("/nick alice")
+        self.cluster.settle()
+        self.assertEqual(carol.take(), ["[lobby] --- bob is now known as alice"])
+        discard(bob)
+        self.cluster.planes[0].mend()
+        self.cluster.clock.advance(1)
+        self.cluster.settle()
+        carol.say("still here")
+        self.cluster.settle()
+        self.assertEqual(bob.take(), ["[lobby] <carol> still here"])
+        self.assertEqual(carol.take(), [])
+        for node in self.cluster.nodes[1:]:
+            self.assertEqual(
+                sorted(m.nick for m in node.chat.rooms["lobby"].members),
+                ["alice", "carol"],
+            )
+
     def test_kill_remote(self) -> None:
         """
         A server operator's kill of a member on another node closes that
@@ -434,3 +480,116 @@ class ReplicaTests(SynchronousTestCase):
         self.assertTrue(alice.connected)
         self.assertEqual(alice.nick, "alice")
         self.assertEqual(self.cluster.hub.holder("alice"), "n1/1")
+
+
+class ClusterAccountsTests(SynchronousTestCase):
+    """Accounts in a database every node shares."""
+
+    def setUp(self) -> None:
+        from tests.core.test_accounts import HASHER, Hashing
+        from tests.core.test_shared_accounts import SharedDatabase
+
+        self.database = SharedDatabase()
+        hashing = Hashing()
+        self.cluster = Cluster(
+            self,
+            2,
+            accounts=lambda chat, registered: Accounts(
+                chat,
+                in_thread=hashing,
+                save=self.database.save,
+                clock=chat.clock,
+                accounts=registered,
+                hasher=HASHER,
+                lookup=self.database.lookup,
+            ),
+        )
+
+    def test_registered_everywhere(self) -> None:
+        """
+        A name registered on one node is registered on the others at once:
+        nobody there may take it once its owner is gone.
+        """
+        from tests.core.test_accounts import PASSWORD
+
+        alice = self.cluster.connect(0, "alice")
+        alice.say(f"/register {PASSWORD}")
+        self.cluster.settle()
+        self.assertIn("alice", self.cluster.nodes[1].chat.registered)
+        alice.say("/quit")
+        self.cluster.settle()
+        other = self.cluster.connect(1, "other")
+        discard(other)
+        other.say("/nick alice")
+        self.cluster.settle()
+        self.assertEqual(other.nick, "other")
+        self.assertIn("registered", "\n".join(other.take()))
+
+
+class GuestCollisionTests(SynchronousTestCase):
+    def test_newcomers_at_once(self) -> None:
+        """
+        Newcomers arrive at two nodes in the same turns, which hand out the
+        same guest numbers: every one of them stays, under a name of its
+        own.
+        """
+        cluster = Cluster(self, 2)
+        cluster.hub.claim_latency = True
+        transports = []
+        for i in range(20):
+            for n, node in enumerate(cluster.nodes):
+                # Connected within one turn, as a crowd arriving at once.
+                address = node.address(f"10.0.{n}.{i}")
+                proto = node.factory.buildProtocol(address)
+                assert proto is not None
+                transport = StringTransport(peerAddress=address)
+                proto.makeConnection(transport)
+                transports.append((proto, transport))
+        cluster.settle()
+        for _ in range(3):
+            cluster.clock.advance(0.1)
+            cluster.settle()
+        members = [proto.member for proto, _ in transports]  # type: ignore[attr-defined]
+        self.assertTrue(all(m is not None and m.connected for m in members))
+        nicks = {m.nick for m in members}
+        self.assertEqual(len(nicks), 40)
+        for nick in nicks:
+            self.assertIsNotNone(cluster.hub.holder(nick))
+
+
+class MoreAcrossNodesTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.cluster = Cluster(self, 2)
+
+    def test_action_and_mute(self) -> None:
+        """
+        An action crosses nodes; a mute set on one node silences its target
+        on the other, where it is refused.
+        """
+        alice = self.cluster.connect(0, "alice")
+        bob = self.cluster.connect(1, "bob")
+        discard(alice, bob)
+        alice.say("/me waves")
+        self.cluster.settle()
+        self.assertEqual(bob.take(), ["[lobby] * alice waves"])
+        alice.say("/mute bob")
+        self.cluster.settle()
+        discard(alice, bob)
+        bob.say("can you hear me")
+        self.cluster.settle()
+        self.assertEqual(alice.take(), [])
+        self.assertTrue(bob.take()[0].startswith("!!! "))
+
+    def test_irc_list_and_who(self) -> None:
+        """IRC's LIST and WHO count and name members of every node."""
+        irc = self.cluster.nodes[0].connect_irc()
+        irc.lines("NICK ivy", "USER ivy 0 * :Ivy", "JOIN #lobby")
+        bob = self.cluster.connect(1, "bob")
+        self.cluster.settle()
+        discard(irc, bob)
+        irc.lines("LIST", "WHO #lobby")
+        self.cluster.settle()
+        replies = irc.take()
+        self.assertIn(" 322 ivy #lobby 2 ", "\n".join(replies))
+        who = [line for line in replies if " 352 " in line]
+        self.assertEqual(sorted(line.split()[7] for line in who), ["bob", "ivy"])

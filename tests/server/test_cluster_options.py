@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import re
 
+from twisted.internet.task import Clock
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from chatservice.cluster.backplane import Timers
+from chatservice.server.cluster import redis_backplane
 from chatservice.server.options import NODE_ID, timers_from
 from tests.server.test_options import parse
 
@@ -56,6 +58,23 @@ class ClusterOptionTests(SynchronousTestCase):
         self.assertEqual(parse("--node-id", "a-1.x_y")["node-id"], "a-1.x_y")
         for bad in ("", "a:b", "a b", "x" * 65, "a/b"):
             self.assertRaises(usage.UsageError, parse, "--node-id", bad)
+
+    def test_redisPrefix(self) -> None:
+        """
+        --redis-prefix puts the cluster's keys under another prefix, so that
+        clusters (and test runs) can share one Redis.
+        """
+        self.assertEqual(parse()["redis-prefix"], "chat:")
+        self.assertEqual(parse("--redis-prefix", "e2e:1f:")["redis-prefix"], "e2e:1f:")
+        for bad in ("", "a b", "x" * 65, "caf\u00e9"):
+            self.assertRaises(usage.UsageError, parse, "--redis-prefix", bad)
+
+    def test_redisPrefixReachesTheBackplane(self) -> None:
+        from chatservice.cluster.redis import RedisBackplane
+
+        backplane = redis_backplane(Clock(), "unix:/r.sock", "a", Timers(), "x:")
+        assert isinstance(backplane, RedisBackplane)
+        self.assertEqual((backplane.prefix, backplane.channel), ("x:", "x:log"))
 
     def test_timers(self) -> None:
         options = parse(

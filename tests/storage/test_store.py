@@ -1,10 +1,10 @@
 """
-Tests for L{chatservice.storage.store}: the queries on the SQLite file.
+Tests for L{chatservice.storage.store}: what only the SQLite file does
+(opening, locking, reading it back as a file). The queries both engines
+share are tested on both, in L{tests.storage.test_postgres_store}.
 """
 
 from __future__ import annotations
-
-from typing import get_args
 
 from twisted.logger import capturedLogs
 from twisted.trial import unittest
@@ -16,7 +16,6 @@ from chatservice.core.history import (
     MESSAGE,
     Entry,
     History,
-    Kind,
     decode_record,
 )
 from chatservice.frontends.limits import Limits
@@ -25,7 +24,6 @@ from chatservice.storage.store import Store, open_store
 from tests.storage.helpers import (
     ODD_LINES,
     T0,
-    acted,
     batch,
     in_order,
     new_store,
@@ -130,21 +128,6 @@ class StoreTests(unittest.SynchronousTestCase):
             read_file(path, "SELECT sum(count) FROM history"), [(len(ODD_LINES),)]
         )
 
-    def test_messagesViewKnowsEveryKind(self) -> None:
-        """
-        The view names every kind of record by its name. A kind added to
-        the codec needs a migration that teaches the view its letter.
-        """
-        store, _ = new_store(self)
-        kinds = get_args(Kind)
-        store.insert(
-            {"lobby": batch(T0, "lobby", [record("a", kind, "x") for kind in kinds])}
-        )
-        self.assertEqual(
-            store.connection.execute("SELECT kind FROM messages").fetchall(),
-            [(kind,) for kind in kinds],
-        )
-
     def test_tailsRoundTrip(self) -> None:
         """
         What is written is read back byte for byte, and decodes to what was
@@ -209,40 +192,6 @@ class StoreTests(unittest.SynchronousTestCase):
             [(f"{i:04d} " + "y" * 3000,) for i in range(20)],
         )
 
-    def test_tails(self) -> None:
-        """
-        At least the last C{keep} lines of every room, in whole chunks,
-        oldest first, each with the time of its chunk.
-        """
-        store, _ = new_store(self)
-        lobby = [said("a", f"lobby {i}") for i in range(7)]
-        store.insert({"lobby": batch(T0, "lobby", lobby[:3])})
-        store.insert(
-            {
-                "lobby": batch(T0 + 1, "lobby", lobby[3:5]),
-                "python": batch(T0 + 1, "Python", [acted("b", "waves")]),
-            }
-        )
-        store.insert({"lobby": batch(T0 + 2, "lobby", lobby[5:])})
-        times = [T0] * 3 + [T0 + 1] * 2 + [T0 + 2] * 2
-        tails = store.tails(3)
-        got = [(when, line) for when, key, line in tails if key == "lobby"]
-        self.assertGreaterEqual(len(got), 3)
-        self.assertEqual(got, list(zip(times, lobby, strict=True))[-len(got) :])
-        self.assertEqual(
-            [(when, line) for when, key, line in tails if key == "python"],
-            [(T0 + 1, acted("b", "waves"))],
-        )
-        everything = store.tails(100)
-        self.assertEqual(
-            [(when, line) for when, key, line in everything if key == "lobby"],
-            list(zip(times, lobby, strict=True)),
-        )
-
-    def test_emptyTails(self) -> None:
-        store, _ = new_store(self)
-        self.assertEqual(store.tails(10), [])
-
     def fill(self, store: Store) -> None:
         """
         lobby: chunks of 2 lines at T0, T0 + 100 and T0 + 200; python: one
@@ -300,12 +249,6 @@ class StoreTests(unittest.SynchronousTestCase):
         self.fill(store)
         self.assertEqual(store.prune(0, 0), 0)
         self.assertEqual(len(store.tails(1000)), 7)
-
-    def test_pruneBoth(self) -> None:
-        store, _ = new_store(self)
-        self.fill(store)
-        self.assertEqual(store.prune(1, T0 + 60), 2 + 1 + 2)
-        self.assertEqual(self.texts(store, "lobby"), ["2.0", "2.1"])
 
     def test_accountsRoundTrip(self) -> None:
         """
