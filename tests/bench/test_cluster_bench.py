@@ -58,6 +58,8 @@ class TwoNodesTests(SynchronousTestCase):
             [
                 str(CHAT_BENCH),
                 *("--nodes", "2", "--redis", redis, "--database", database),
+                # A key prefix no other test uses.
+                f"--node-args=--redis-prefix bench:{uuid.uuid4().hex[:12]}:",
                 *("--points", "10x2", "--seconds", "1", "--drain", "5"),
                 *("--processes", "1", "--json"),
             ],
