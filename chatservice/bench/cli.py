@@ -19,6 +19,15 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from chatservice.bench.cluster import Cluster, services
+from chatservice.bench.clustered import (
+    cluster_launcher,
+    format_cluster,
+    format_versus,
+    run_points,
+    run_versus,
+    single_launcher,
+)
 from chatservice.bench.errors import BenchError
 from chatservice.bench.idle import run_idle
 from chatservice.bench.launch import (
@@ -46,6 +55,7 @@ from chatservice.bench.report import (
     format_points,
 )
 from chatservice.bench.results import Comparison
+from chatservice.bench.services import RedisProbe, redis_socket_address
 
 
 def parse_points(text: str) -> list[Point]:
@@ -175,12 +185,56 @@ def parser() -> argparse.ArgumentParser:
         "(`port=N`, `port N` or `listening on N`), or have {port} in it",
     )
     where.add_argument(
-        "--target", type=_target, metavar="HOST:PORT", help="use a running server"
+        "--target",
+        type=_target,
+        action="append",
+        metavar="HOST:PORT",
+        help="use a running server; repeated, the nodes of a running cluster, "
+        "over which the connections are spread",
     )
     p.add_argument(
         "--server-pid",
         type=int,
-        help="with --target: the server's process, for its CPU and memory",
+        action="append",
+        help="with --target: the server's process, for its CPU and memory; "
+        "repeated, one per --target, in the same order",
+    )
+    p.add_argument(
+        "--nodes",
+        type=_positive_int,
+        metavar="N",
+        help="start N nodes of ours as one cluster (with Redis and "
+        "PostgreSQL: --redis and --database, or throwaway ones) for every "
+        "run, and spread the connections over them",
+    )
+    p.add_argument(
+        "--redis",
+        metavar="ADDRESS",
+        help="with --nodes: the Redis the nodes share (what twistd chat "
+        "--redis takes), instead of a throwaway redis-server; with several "
+        "--target: the cluster's Redis, to read its figures (INFO) from",
+    )
+    p.add_argument(
+        "--database",
+        metavar="URL",
+        help="with --nodes: the postgresql:// database the nodes share, "
+        "instead of a throwaway PostgreSQL cluster with a fresh database "
+        "for every run",
+    )
+    p.add_argument(
+        "--node-args",
+        metavar="ARGS",
+        type=shlex.split,
+        default=[],
+        help="with --nodes: more arguments for every node's twistd chat, "
+        "e.g. '--heartbeat 1'",
+    )
+    p.add_argument(
+        "--compare-single",
+        action="store_true",
+        help="with --nodes: run the cluster and one node of ours alone "
+        "(no Redis, SQLite, as by default) alternately at every point, "
+        "--rounds times, and compare them",
     )
     p.add_argument(
         "--compare",
@@ -309,8 +363,9 @@ def _server(
     pattern: re.Pattern[bytes] = PORT_PATTERN,
 ) -> Iterator[Server]:
     if args.target is not None:
-        host, port = args.target
-        yield Server(label, host, port, args.server_pid)
+        [(host, port)] = args.target
+        [pid] = args.server_pid or [None]
+        yield Server(label, host, port, pid)
         return
     with launched(command or ours_command(), label, pattern=pattern) as server:
         yield server
@@ -378,6 +433,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         label = "target"
     output: dict[str, Any]
     try:
+        _check_cluster_options(args)
         if args.protocol != "line" and args.idle is not None:
             raise BenchError("--idle speaks the line protocol only")
         if args.protocol == "ws" and args.checksum:
@@ -387,7 +443,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         if args.also_line and args.protocol == "line":
             raise BenchError("--also-line compares --protocol irc or ws with line")
-        if args.bans is not None:
+        if args.nodes is not None or len(args.target or ()) > 1:
+            output, text, ok = _clustered(args, points, options, progress)
+        elif args.bans is not None:
             if args.protocol != "line" or args.target is not None:
                 raise BenchError("--bans starts ours, over the line protocol")
             if args.servers or args.also_line or args.compare or args.history:
@@ -485,3 +543,100 @@ def main(argv: Sequence[str] | None = None) -> int:
     with contextlib.suppress(BrokenPipeError):
         print(json.dumps(output) if args.json else text, flush=True)
     return 0 if ok else 1
+
+
+def _check_cluster_options(args: argparse.Namespace) -> None:
+    """Refuse what the modes with several nodes cannot do, with the reason."""
+    targets = len(args.target or ())
+    pids = len(args.server_pid or ())
+    if pids and pids != targets:
+        raise BenchError("give one --server-pid per --target, in the same order")
+    several = args.nodes is not None or targets > 1
+    if args.compare_single and args.nodes is None:
+        raise BenchError("--compare-single compares the cluster of --nodes N")
+    if args.node_args and args.nodes is None:
+        raise BenchError("--node-args is for --nodes")
+    if args.redis is not None and not several:
+        raise BenchError("--redis is for --nodes, or for several --target")
+    if args.database is not None:
+        if args.nodes is None:
+            raise BenchError("--database is for --nodes")
+        if not args.database.startswith(("postgresql://", "postgres://")):
+            raise BenchError(
+                "--database must be a postgresql:// URL: the nodes share it"
+            )
+    if not several:
+        return
+    if args.nodes is not None and (args.server_command or targets):
+        raise BenchError(
+            "--nodes starts ours; it takes no --server-command or --target"
+        )
+    if (
+        args.compare
+        or args.history
+        or args.servers
+        or args.also_line
+        or args.bans is not None
+        or args.idle is not None
+    ):
+        raise BenchError(
+            "--nodes and several --target are a mode of their own: no "
+            "--compare, --history, --server, --also-line, --bans or --idle"
+        )
+
+
+def _clustered(
+    args: argparse.Namespace,
+    points: list[Point],
+    options: Options,
+    progress: Progress,
+) -> tuple[dict[str, Any], str, bool]:
+    """Run a mode with several nodes: what to print, and whether all was clean."""
+    if args.target is not None:
+        pids = args.server_pid or [None] * len(args.target)
+        nodes = [
+            Server(f"target-{n}", host, port, pid)
+            for n, ((host, port), pid) in enumerate(
+                zip(args.target, pids, strict=True), 1
+            )
+        ]
+        probe = (
+            None if args.redis is None else RedisProbe(redis_socket_address(args.redis))
+        )
+        cluster = Cluster("target", nodes, probe)
+
+        @contextlib.contextmanager
+        def running() -> Iterator[Server | Cluster]:
+            yield cluster
+
+        results = run_points(points, running, options, progress)
+        return (
+            {"mode": "cluster", "runs": [dump(r) for r in results]},
+            format_cluster(results),
+            all(r.ok for r in results),
+        )
+    progress.show("starting Redis and PostgreSQL")
+    with services(args.redis, args.database) as shared:
+        launch = cluster_launcher(
+            shared, args.nodes, args.protocol, progress, tuple(args.node_args)
+        )
+        if args.compare_single:
+            found = run_versus(
+                points,
+                launch,
+                single_launcher(args.protocol),
+                args.rounds,
+                options,
+                progress,
+            )
+            return (
+                {"mode": "versus", "points": [v.summary() for v in found]},
+                format_versus(found),
+                all(v.ok for v in found),
+            )
+        results = run_points(points, launch, options, progress)
+    return (
+        {"mode": "cluster", "runs": [dump(r) for r in results]},
+        format_cluster(results),
+        all(r.ok for r in results),
+    )

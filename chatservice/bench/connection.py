@@ -40,6 +40,7 @@ class Client:
         "min_len",
         "mode",
         "nick",
+        "node",
         "pending",
         "prefix",
         "reordered",
@@ -51,10 +52,14 @@ class Client:
         "tail",
     )
 
-    def __init__(self, sock: socket.socket, sid: int, senders: int) -> None:
+    def __init__(
+        self, sock: socket.socket, sid: int, senders: int, node: int = 0
+    ) -> None:
         self.sock = sock
         self.fd = sock.fileno()
         self.sid = sid
+        # Which node of several it is connected to (0 with one server).
+        self.node = node
         self.mode = CONNECTING
         # With --protocol irc: its nickname.
         self.nick = b""

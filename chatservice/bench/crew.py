@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from chatservice.bench.cluster import Cluster
 from chatservice.bench.errors import BenchError
 from chatservice.bench.launch import Server
 from chatservice.bench.messages import WorkerSpec
@@ -29,7 +30,11 @@ class Crew:
     """The worker processes of one run and what they have said."""
 
     def __init__(
-        self, server: Server, specs: list[WorkerSpec], shared: Any, deadline: float
+        self,
+        server: Server | Cluster,
+        specs: list[WorkerSpec],
+        shared: Any,
+        deadline: float,
     ) -> None:
         self.server = server
         self.deadline = deadline

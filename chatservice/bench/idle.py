@@ -54,8 +54,7 @@ def run_idle(
             size=options.size,
             window=0,
             rate_per_sender=None,
-            server_pid=pid,
-            server_fds=fds_before,
+            watch=() if pid is None or fds_before is None else ((pid, fds_before),),
             deadline_ns=time.monotonic_ns() + int(timeout * 1e9),
             idle=True,
         )

@@ -57,6 +57,10 @@ MINIMAL_PEER = Path(__file__).parent / "peers" / "minimal.py"
 # "port=NNNN", "port NNNN" or "listening on NNNN" in what a server prints.
 PORT_PATTERN = re.compile(rb"(?:\bport[= ]|listening on )(\d{1,5})\b", re.IGNORECASE)
 
+# Ours logs its chat port as "Chat server listening on IPv4Address(...,
+# port=N)"; other lines before it may hold a "port=" (a postgresql:// URL's).
+CHAT_PORT_PATTERN = re.compile(rb"Chat server listening on [^\n]*?\bport=(\d{1,5})\b")
+
 # With --protocol irc, ours also listens for IRC, and logs that port after
 # the chat port: "IRC server listening on IPv4Address(..., port=N)".
 IRC_ARGS = ["--irc-port", "tcp:0:interface=127.0.0.1"]
@@ -75,7 +79,7 @@ def port_pattern(protocol: str) -> re.Pattern[bytes]:
         return IRC_PORT_PATTERN
     if protocol == "ws":
         return WEB_PORT_PATTERN
-    return PORT_PATTERN
+    return CHAT_PORT_PATTERN
 
 
 @dataclass
@@ -115,14 +119,18 @@ def twistd_path() -> Path:
     return Path(sys.executable).with_name("twistd")
 
 
+def protocol_args(protocol: str) -> list[str]:
+    """
+    What ours needs besides the chat port to be measured over C{protocol}:
+    for C{"irc"} an IRC listener (whose port L{IRC_PORT_PATTERN} finds),
+    for C{"ws"} a web listener (L{WEB_PORT_PATTERN}).
+    """
+    return list({"irc": IRC_ARGS, "ws": WEB_ARGS}.get(protocol, []))
+
+
 def ours_command(protocol: str = "line") -> list[str]:
-    """
-    Ours, as measured: with C{protocol} C{"irc"}, with an IRC listener too
-    (whose port L{IRC_PORT_PATTERN} finds); with C{"ws"}, a web listener
-    (L{WEB_PORT_PATTERN}).
-    """
-    extra = {"irc": IRC_ARGS, "ws": WEB_ARGS}.get(protocol, [])
-    return [str(twistd_path()), *OURS_ARGS, *extra]
+    """Ours, as measured, over C{protocol} (see L{protocol_args})."""
+    return [str(twistd_path()), *OURS_ARGS, *protocol_args(protocol)]
 
 
 def peer_command(peer: Path) -> list[str]:

@@ -38,8 +38,10 @@ class WorkerSpec:
     size: int
     window: int
     rate_per_sender: float | None
-    server_pid: int | None
-    server_fds: int | None
+    # The server processes whose accepted connections pace connecting: each
+    # one's pid and its open descriptors before the first connection (see
+    # chatservice.bench.connect); empty when none can be watched.
+    watch: tuple[tuple[int, int], ...]
     deadline_ns: int
     checksum: bool = False
     idle: bool = False
@@ -50,6 +52,21 @@ class WorkerSpec:
     irc_send: tuple[str, ...] = ()
     # --protocol ws (see chatservice.bench.ws).
     ws: bool = False
+    # With several nodes (--nodes, several --target): every node's address,
+    # the node of each of this worker's receivers in the order they
+    # connect, and the node of every sender by id (see
+    # chatservice.bench.spread); empty: every connection goes to host and
+    # port.
+    targets: tuple[tuple[str, int], ...] = ()
+    receiver_nodes: tuple[int, ...] = ()
+    sender_nodes: tuple[int, ...] = ()
+    # With several nodes: the connections of every worker to each node,
+    # opened one node after the other (see chatservice.bench.connect).
+    node_totals: tuple[int, ...] = ()
+
+    def address(self, node: int) -> tuple[str, int]:
+        """Where a connection to C{node} goes."""
+        return self.targets[node] if self.targets else (self.host, self.port)
 
 
 @dataclass
@@ -74,3 +91,8 @@ class WorkerResult:
     cpu_window: float = 0.0
     cpu_window_system: float = 0.0
     window_reads: int = 0
+    # With several nodes: lines counted in the window by the connections of
+    # each node, and the latencies of the sampled lines that crossed nodes
+    # (said on one node, heard on another).
+    window_lines_by_node: list[int] = field(default_factory=list)
+    cross_histogram: list[int] = field(default_factory=list)

@@ -111,6 +111,14 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def proc_tree(pid: int) -> list[int]:
+    """C{pid} and every process it started, and they started, now alive."""
+    found = [pid]
+    for parent in found:
+        found.extend(_children(parent))
+    return found
+
+
 def measured_pid(pid: int) -> int:
     """
     The process to measure for a command started as C{pid}: itself if it is

@@ -84,6 +84,10 @@ class Reader:
         # The kernel's receive time of the last read, when it gives one.
         self.rx_us: int | None = None
         self.histogram = [0] * BUCKETS
+        # With several nodes: every sender's node, and the histogram of the
+        # sampled lines heard on a node other than their sender's.
+        self.sender_nodes = spec.sender_nodes
+        self.cross_histogram = [0] * BUCKETS if spec.sender_nodes else []
         self.max_latency_us = 0
         # Reads while counting.
         self.reads = 0
@@ -297,7 +301,10 @@ class Reader:
             return
         received = self.rx_us if self.rx_us is not None else now_us()
         latency = (received - ts) & TS_MASK
-        self.histogram[bucket(latency)] += 1
+        b = bucket(latency)
+        self.histogram[b] += 1
+        if self.sender_nodes and self.sender_nodes[sid] != client.node:
+            self.cross_histogram[b] += 1
         if latency > self.max_latency_us:
             self.max_latency_us = latency
         if seq <= client.last_seq[sid]:

@@ -11,6 +11,31 @@ from typing import Any
 
 
 @dataclass
+class NodeResult:
+    """
+    What one node of several did in a run's measured window: the lines its
+    own connections counted, and its CPU and memory.
+    """
+
+    label: str
+    connections: int
+    deliveries_per_s: float = 0.0
+    cpu_pct: float | None = None
+    cpu_system_pct: float | None = None
+    rss_before_kib: int | None = None
+    peak_rss_kib: int | None = None
+
+    @property
+    def deliveries_per_cpu_s(self) -> float | None:
+        """Lines delivered to its connections per second of its CPU."""
+        return _per_cpu_s(self.deliveries_per_s, self.cpu_pct)
+
+
+def _per_cpu_s(per_s: float, cpu_pct: float | None) -> float | None:
+    return per_s / (cpu_pct / 100) if cpu_pct else None
+
+
+@dataclass
 class PointResult:
     """What one run at one point measured."""
 
@@ -57,6 +82,27 @@ class PointResult:
     rss_per_connection_bytes: float | None = None
     server_tracebacks: int = 0
     limit: str = ""
+    # With several nodes (chatservice.bench.cluster): each node's figures
+    # (the server_ figures above are their sums), the latency of the
+    # sampled lines heard on a node other than their sender's, and what
+    # Redis (commands and calls per second, by command) and a throwaway
+    # PostgreSQL did in the window.
+    nodes: list[NodeResult] = field(default_factory=list)
+    cross_latency_p50_ms: float | None = None
+    cross_latency_p99_ms: float | None = None
+    cross_latency_samples: int = 0
+    redis_commands_per_s: float | None = None
+    redis_calls_per_s: dict[str, float] = field(default_factory=dict)
+    redis_cpu_pct: float | None = None
+    database_cpu_pct: float | None = None
+
+    @property
+    def deliveries_per_cpu_s(self) -> float | None:
+        """
+        Deliveries per second of the server's CPU (with several nodes, of
+        all of theirs): what fan-out costs, whatever bounded the run.
+        """
+        return _per_cpu_s(self.deliveries_per_s, self.server_cpu_pct)
 
     def guess_limit(self, cpus: int) -> str:
         """
@@ -66,15 +112,22 @@ class PointResult:
         with nobody busy, the window (lines in flight times latency).
         """
         server = self.server_cpu_pct
+        # With several nodes, a node's core busy bounds the run.
+        busiest = (
+            max((n.cpu_pct or 0.0 for n in self.nodes), default=0.0)
+            if self.nodes
+            else server
+        )
         if self.rate is not None and self.lines_per_s >= 0.97 * self.rate:
             return "pace"
-        if server is not None and server >= 90:
+        if busiest is not None and busiest >= 90:
             return "server"
         if self.generator_cpu_max_process_pct >= 90:
             return "generator"
         if server is None:
             return "?"
-        if server + self.generator_cpu_pct >= 85 * cpus:
+        services = (self.redis_cpu_pct or 0.0) + (self.database_cpu_pct or 0.0)
+        if server + services + self.generator_cpu_pct >= 85 * cpus:
             return "machine"
         return "window"
 

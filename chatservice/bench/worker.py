@@ -102,8 +102,8 @@ class Worker:
     def connect_all(self) -> None:
         spec = self.spec
         self.slow = slow_readers(spec)
-        for sid, sock in connections(spec, self.window, self.poll):
-            client = Client(sock, sid, spec.senders)
+        for sid, node, sock in connections(spec, self.window, self.poll):
+            client = Client(sock, sid, spec.senders, node)
             client.mode = DISCARDING if spec.idle else CALIBRATING
             (self.senders if sid >= 0 else self.receivers).append(client)
             self.clients.append(client)
@@ -116,7 +116,7 @@ class Worker:
             elif spec.ws:
                 client.mode = REGISTERING
                 client.nick = b"c%d" % len(self.clients)
-                upgrade, client.accept = ws.handshake(spec.host, spec.port)
+                upgrade, client.accept = ws.handshake(*spec.address(node))
                 self.sender.queue(client, upgrade)
             self.window.opened()
             self.poll(0)
@@ -271,6 +271,11 @@ class Worker:
         result.window_reads = self.reader.reads - self.reads0
         result.window_lines = sum(c.lines for c in self.clients)
         result.window_receiver_lines = sum(c.lines for c in self.receivers)
+        if self.spec.targets:
+            by_node = [0] * len(self.spec.targets)
+            for client in self.clients:
+                by_node[client.node] += client.lines
+            result.window_lines_by_node = by_node
         self.window.counted(result.window_lines)
 
     def close(self, client: Client) -> None:
@@ -291,6 +296,7 @@ class Worker:
         result = self.result
         tally(self.clients, result, self.spec.checksum, self.spec.ws)
         result.histogram = self.reader.histogram
+        result.cross_histogram = self.reader.cross_histogram
         result.max_latency_us = self.reader.max_latency_us
         self.control.send(("result", result))
         self.finals = None

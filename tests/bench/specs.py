@@ -21,8 +21,7 @@ def worker_spec(**fields: object) -> WorkerSpec:
         "size": 64,
         "window": 10,
         "rate_per_sender": None,
-        "server_pid": None,
-        "server_fds": None,
+        "watch": (),
         "deadline_ns": 0,
         "kernel_time": False,
     }

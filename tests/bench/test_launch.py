@@ -33,6 +33,24 @@ class PortPatternTests(SynchronousTestCase):
             self.assertEqual(match.group(1), port)
 
 
+class ChatPortPatternTests(SynchronousTestCase):
+    def test_chat_port_not_a_url(self) -> None:
+        """
+        Ours is measured on the port of its chat listener's log line, not
+        on a port an earlier line names (a cluster node logs its
+        postgresql:// URL, C{port=5432}, first).
+        """
+        log = (
+            b"[chatservice.storage.database#info] Using database "
+            b"postgresql://chat@/bench1?host=/tmp/x/pg&port=5432\n"
+            b"[chatservice.server.service#info] Chat server listening on "
+            b"IPv4Address(type='TCP', host='127.0.0.1', port=40213)\n"
+        )
+        match = launch.port_pattern("line").search(log)
+        assert match is not None
+        self.assertEqual(match.group(1), b"40213")
+
+
 class CommandTests(SynchronousTestCase):
     def test_ours_keeps_history_in_a_file_of_its_own(self) -> None:
         """
