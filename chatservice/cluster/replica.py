@@ -86,8 +86,10 @@ SHUTTING_DOWN = "server shutting down"
 
 # Tries at a free guest name before giving up on a newcomer.
 GUEST_TRIES = 10
-# Most entries held back while a batch is on its way to the log.
-HOLD_MAX = 10_000
+# Most reactor turns a node's output is held back while one of its
+# batches is on its way round (a batch lost on the way must not hold the
+# next for ever).
+HOLD_TURNS = 50
 # At most how many guest numbers a node skips after a collision.
 GUEST_SCATTER = 100
 
@@ -199,6 +201,10 @@ class Replica:
         self._save_room = chat.save_room
         chat.save_room = self._keep_room
         self._stopping = False
+        # This node's batches published and not yet back through the log,
+        # and the turns held back meanwhile.
+        self._in_the_air = 0
+        self._held_turns = 0
         bans = chat.server_bans
         bans.announce_set = lambda ban: self._send(
             ["k", codec.encode_event(events.ServerBanAdded(ban, 0))]
@@ -220,6 +226,8 @@ class Replica:
         C{reason}.
         """
         self._out.append(["n", self.node, reason])
+        # Nothing more will come back to wait for.
+        self._in_the_air = 0
         self.flush()
         self._stopping = True
         return self.backplane.stop()
@@ -343,16 +351,28 @@ class Replica:
         self._departed.clear()
         if not self._out:
             return
-        if self.backplane.waiting() and len(self._out) < HOLD_MAX:
-            # A batch is on its way: this turn's goes with the next turns',
-            # in one, once it is in (drained). Under load batches grow, and
-            # Redis's calls and every node's writes per line shrink.
+        if (
+            self._in_the_air or self.backplane.waiting()
+        ) and self._held_turns < HOLD_TURNS:
+            # A batch of this node's is on its way round (to the log and
+            # back): this turn's goes with the next turns', in one, once it
+            # is back. Under load batches grow, and Redis's calls and every
+            # node's writes per line shrink; at a low rate nothing waits.
+            self._held_turns += 1
             return
+        self._held_turns = 0
         entries, self._out = self._out, []
+        self._in_the_air += 1
         self._publish(entries)
 
     def drained(self) -> None:
         self.flush()
+
+    def _came_back(self) -> None:
+        """One of this node's batches came back through the log."""
+        self._in_the_air = max(0, self._in_the_air - 1)
+        if not self._in_the_air and self._out:
+            self.chat.fanout.request_flush()
 
     def _departure(self, nick: str) -> str | None:
         """The session id of who left or quit as C{nick} this turn."""
@@ -412,6 +432,8 @@ class Replica:
 
     def batch(self, batch: Batch) -> None:
         own = batch.node == self.node
+        if own:
+            self._came_back()
         try:
             entries = codec.loads(batch.data)
         except codec.CodecError as e:
@@ -453,6 +475,8 @@ class Replica:
                 del self._waiting[key]
 
     def missed(self, count: int) -> None:
+        # Whatever of this node's was lost will not come back.
+        self._in_the_air = 0
         log.warn(
             "{count} batches of the cluster log were lost here: some lines "
             "were not delivered",
@@ -460,6 +484,7 @@ class Replica:
         )
 
     def reset(self, epoch: str) -> None:
+        self._in_the_air = 0
         log.warn(
             "The cluster log began anew ({epoch}): claiming this node's names again",
             epoch=epoch,
