@@ -198,6 +198,31 @@ def redis_figures(before: dict[str, str], after: dict[str, str]) -> RedisFigures
     )
 
 
+def redis_server_argv(program: str, socket_path: Path, directory: Path) -> list[str]:
+    """
+    How to run C{redis-server} (C{program}) throwaway: on the UNIX socket
+    C{socket_path} only (no TCP port), in the foreground, keeping nothing
+    (no snapshot, no append-only file) in C{directory}.
+    """
+    return [
+        program,
+        "--port",
+        "0",
+        "--unixsocket",
+        str(socket_path),
+        "--unixsocketperm",
+        "700",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(directory),
+        "--daemonize",
+        "no",
+    ]
+
+
 @contextlib.contextmanager
 def throwaway_redis(directory: Path) -> Iterator[tuple[str, RedisProbe, int]]:
     """
@@ -212,24 +237,9 @@ def throwaway_redis(directory: Path) -> Iterator[tuple[str, RedisProbe, int]]:
             "give --redis ADDRESS)"
         )
     path = directory / "redis.sock"
-    argv = [
-        program,
-        "--port",
-        "0",
-        "--unixsocket",
-        str(path),
-        "--unixsocketperm",
-        "700",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--dir",
-        str(directory),
-        "--daemonize",
-        "no",
-    ]
-    process = spawn_logged(argv, directory / "redis.log")
+    process = spawn_logged(
+        redis_server_argv(program, path, directory), directory / "redis.log"
+    )
     probe = RedisProbe(str(path))
     try:
         deadline = time.monotonic() + START_SECONDS
@@ -256,11 +266,11 @@ def throwaway_redis(directory: Path) -> Iterator[tuple[str, RedisProbe, int]]:
 # PostgreSQL
 
 
-def postgres_bindir() -> Path:
+def find_postgres_bindir() -> Path | None:
     """
     The newest PostgreSQL's server programs under C{/usr/lib/postgresql}
     (Debian keeps them off C{PATH}), else the directory of C{initdb} on
-    C{PATH}.
+    C{PATH}; None if there is neither.
     """
     found = sorted(
         glob.glob("/usr/lib/postgresql/*/bin/initdb"),
@@ -269,12 +279,18 @@ def postgres_bindir() -> Path:
     if found:
         return Path(found[-1]).parent
     initdb = shutil.which("initdb")
-    if initdb is None:
+    return None if initdb is None else Path(initdb).resolve().parent
+
+
+def postgres_bindir() -> Path:
+    """L{find_postgres_bindir}, or a L{BenchError} saying what to install."""
+    bindir = find_postgres_bindir()
+    if bindir is None:
         raise BenchError(
             "--nodes needs PostgreSQL: no initdb in /usr/lib/postgresql/*/bin "
             "or on PATH (install it, or give --database postgresql://...)"
         )
-    return Path(initdb).resolve().parent
+    return bindir
 
 
 def _postgres_user() -> pwd.struct_passwd:

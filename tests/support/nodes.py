@@ -36,6 +36,7 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from chatservice.bench.services import find_postgres_bindir, redis_server_argv
 from tests.support.helpers import (
     _IRC_LISTENING,
     _TCP_PORT,
@@ -578,23 +579,7 @@ class PrivateRedis:
 
     def start(self) -> None:
         process = subprocess.Popen(
-            [
-                self.binary,
-                "--port",
-                "0",
-                "--unixsocket",
-                self.path,
-                "--unixsocketperm",
-                "700",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.directory),
-                "--daemonize",
-                "no",
-            ],
+            redis_server_argv(self.binary, Path(self.path), self.directory),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -616,19 +601,6 @@ class PrivateRedis:
         _end(self.process, self.output)
 
 
-def _postgres_bin() -> Path | None:
-    """The newest PostgreSQL server programs (Debian keeps them off PATH)."""
-    for directory in sorted(
-        Path("/usr/lib/postgresql").glob("*/bin"),
-        key=lambda path: [int(part) for part in re.findall(r"\d+", path.parent.name)],
-        reverse=True,
-    ):
-        if (directory / "initdb").exists():
-            return directory
-    initdb = shutil.which("initdb")
-    return None if initdb is None else Path(initdb).resolve().parent
-
-
 class PrivatePostgres:
     """
     A PostgreSQL cluster of the test's own (C{initdb} in a temporary
@@ -640,7 +612,7 @@ class PrivatePostgres:
     """
 
     def __init__(self, testcase: SynchronousTestCase) -> None:
-        bindir = _postgres_bin()
+        bindir = find_postgres_bindir()
         if bindir is None:
             missing(testcase, "PostgreSQL's initdb is not installed")
         assert bindir is not None
