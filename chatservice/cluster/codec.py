@@ -498,6 +498,111 @@ def decode_event(value: object) -> events.Event:
     return event
 
 
+# A room's entry of the log: its items, each a session id (or None), an
+# event, and for a join whether the joiner is an operator.
+RoomItem = tuple[Any, ...]
+
+# Lines said in a room, as a room's entry carries them: the room is the
+# entry's, and one sender's consecutive lines of one kind share one item.
+_Spoken = type[events.Said] | type[events.Acted] | type[events.Noticed]
+_SPOKEN_KIND: Final[dict[_Spoken, str]] = {
+    events.Said: "S",
+    events.Acted: "A",
+    events.Noticed: "N",
+}
+_SPOKEN_CLASS: Final = {kind: cls for cls, kind in _SPOKEN_KIND.items()}
+
+
+def encode_room(items: Sequence[RoomItem]) -> list[list[object]]:
+    """
+    A room's items as the log carries them. The lines people say, most of
+    the log, are short, and a sender's consecutive lines of one kind are
+    one item: C{[sid, ["S", nick, [text, ...]]]} (C{"A"} for actions,
+    C{"N"} for notices), the room left to the entry; a line with tags is
+    C{[sid, ["S", nick, text, tags]]}; any other event is C{[sid, event]}
+    as L{encode_event} writes it, and a join C{[sid, event, operator]}.
+
+    @raise CodecError: if an event is not one the log carries.
+    """
+    wire: list[list[object]] = []
+    append = wire.append
+    spoken = _SPOKEN_KIND
+    texts: list[str] | None = None
+    run: tuple[object, str, str] | None = None
+    for item in items:
+        event: Any = item[1]
+        kind = spoken.get(type(event))
+        if kind is None or len(item) != 2:
+            texts = None
+            append([item[0], encode_event(event), *item[2:]])
+            continue
+        nick = event.nick
+        text = event.text
+        if type(nick) is not str or type(text) is not str:
+            raise CodecError(f"{type(event).__name__}: a field is not a string")
+        if event.tags:
+            texts = None
+            append([item[0], [kind, nick, text, _checked(event.tags, kind)]])
+            continue
+        key = (item[0], kind, nick)
+        if texts is not None and key == run:
+            texts.append(text)
+            continue
+        run = key
+        texts = [text]
+        append([item[0], [kind, nick, texts]])
+    return wire
+
+
+def _checked(value: object, what: str) -> str:
+    if type(value) is not str or not (value.isascii() or _unicode(value)):
+        raise CodecError(f"{what}: {_shown(value)} is not a string")
+    return value
+
+
+def decode_room(room: str, wire: object) -> list[RoomItem]:
+    """
+    The items of C{room}'s entry, as L{encode_room} wrote them, one a
+    line.
+
+    @raise CodecError: if they are not.
+    """
+    _checked(room, "a room")
+    if type(wire) is not list:
+        raise CodecError("a room's items are not a list")
+    items: list[RoomItem] = []
+    append = items.append
+    for item in wire:
+        if type(item) is not list or not 2 <= len(item) <= 3:
+            raise CodecError("a room's item is not a list of two or three")
+        sid = item[0]
+        if sid is not None and type(sid) is not str:
+            raise CodecError(f"{_shown(sid)} is not a session")
+        value = item[1]
+        cls = None
+        if type(value) is list and 3 <= len(value) <= 4 and len(item) == 2:
+            kind = value[0]
+            cls = _SPOKEN_CLASS.get(kind) if type(kind) is str else None
+        if cls is None:
+            append((sid, decode_event(value), *item[2:]))
+            continue
+        name = cls.__name__
+        nick = _checked(value[1], name)
+        texts = value[2]
+        if len(value) == 4:
+            append(
+                (sid, cls(room, nick, _checked(texts, name), _checked(value[3], name)))
+            )
+            continue
+        if type(texts) is not list:
+            raise CodecError(f"{name}: {_shown(texts)} is not a list of lines")
+        for text in texts:
+            if type(text) is not str or not (text.isascii() or _unicode(text)):
+                raise CodecError(f"{name}: {_shown(text)} is not a string")
+            append((sid, cls(room, nick, text)))
+    return items
+
+
 def encode_error(error: errors.ChatError) -> object:
     """C{error} as a JSON value: its class name and fields."""
     return _encode(error, _ERROR_BY_CLASS, "an error")

@@ -64,6 +64,7 @@ from itertools import count
 from typing import Any
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from chatservice.cluster import codec
@@ -90,6 +91,12 @@ GUEST_TRIES = 10
 # batches is on its way round (a batch lost on the way must not hold the
 # next for ever).
 HOLD_TURNS = 50
+# Most of this node's published batches kept to apply as they were when
+# they come back.
+MINE_KEPT = 256
+# Longest output for members here is held, in seconds, waiting for this
+# node's batch to come back (see Replica.holding).
+DELIVERY_HOLD = 0.002
 # At most how many guest numbers a node skips after a collision.
 GUEST_SCATTER = 100
 
@@ -121,6 +128,28 @@ def _encoded(event: Event) -> object | None:
     except codec.CodecError:
         log.debug("Not carried to other nodes: {event!r}", event=event)
         return None
+
+
+def _room_on_the_wire(items: list[tuple[Any, ...]]) -> list[list[object]]:
+    """
+    A room's entry's items (session id, event, and for a join whether the
+    joiner is an operator) as the log carries them. Items whose event the
+    log does not carry are left out, of C{items} too: the author applies
+    what the others do.
+    """
+    try:
+        return codec.encode_room(items)
+    except codec.CodecError:
+        kept = []
+        for item in items:
+            try:
+                codec.encode_room([item])
+            except codec.CodecError:
+                log.debug("Not carried to other nodes: {event!r}", event=item[1])
+                continue
+            kept.append(item)
+        items[:] = kept
+        return codec.encode_room(items)
 
 
 class _Silent:
@@ -170,9 +199,16 @@ class Replica:
     """
 
     def __init__(
-        self, chat: Chat, backplane: Backplane, accounts: Accounts | None = None
+        self,
+        chat: Chat,
+        backplane: Backplane,
+        accounts: Accounts | None = None,
+        clock: IReactorTime | None = None,
     ) -> None:
         self.chat = chat
+        # Without a clock, output is never held (see holding).
+        self._clock = clock
+        self._hold: IDelayedCall | None = None
         self.accounts = accounts
         if accounts is not None:
             accounts.announce = lambda key: self._send(["a", key])
@@ -205,6 +241,12 @@ class Replica:
         # and the turns held back meanwhile.
         self._in_the_air = 0
         self._held_turns = 0
+        # This node's batches on their way round, as they were before they
+        # were encoded, by what was published: a batch that comes back is
+        # applied from these, not decoded again. Oldest first, and bounded:
+        # one that is lost on the way is decoded like anyone else's if it
+        # ever comes back.
+        self._mine: dict[bytes, list[Any]] = {}
         bans = chat.server_bans
         bans.announce_set = lambda ban: self._send(
             ["k", codec.encode_event(events.ServerBanAdded(ban, 0))]
@@ -227,7 +269,8 @@ class Replica:
         """
         self._out.append(["n", self.node, reason])
         # Nothing more will come back to wait for.
-        self._in_the_air = 0
+        self._settled()
+        self._mine.clear()
         self.flush()
         self._stopping = True
         return self.backplane.stop()
@@ -323,20 +366,25 @@ class Replica:
     # Out: the fan-out's Relay
 
     def room(self, room: Room, pending: list[tuple[Member | None, Event]]) -> None:
-        items: list[object] = []
+        # The events stay as they are until the batch is published (see
+        # _publish), and this node applies them as they are when the batch
+        # comes back.
+        items: list[tuple[Any, ...]] = []
+        sids = self._sids
         for sender, event in pending:
-            if sender is None and type(event) in _DEPARTURES:
-                # Who went, not only under which name: see _room_events.
-                sid = self._departure(event.nick)  # type: ignore[attr-defined]
-            else:
-                sid = None if sender is None else self._sid_of(sender)
-            encoded = _encoded(event)
-            if encoded is None:
+            kind = type(event)
+            if sender is None:
+                if kind in _DEPARTURES:
+                    # Who went, not only under which name: see _room_events.
+                    items.append((self._departure(event.nick), event))  # type: ignore[attr-defined]
+                else:
+                    items.append((None, event))
                 continue
-            if type(event) is events.Joined and sender is not None:
-                items.append([sid, encoded, sender in room.operators])
+            sid = self._sid_of(sender) if sender.remote else sids.get(sender, "")
+            if kind is events.Joined:
+                items.append((sid, event, sender in room.operators))
             else:
-                items.append([sid, encoded])
+                items.append((sid, event))
         self._out.append(["r", room.name, items])
 
     def tell(self, member: Member, event: Event) -> None:
@@ -365,13 +413,43 @@ class Replica:
         self._in_the_air += 1
         self._publish(entries)
 
+    def holding(self) -> bool:
+        # While a batch of this node's is on its way round, what arrives
+        # from the others waits for it, briefly (DELIVERY_HOLD at most):
+        # then a member here gets one write for both, where it would get
+        # one for each. At full speed that halves a node's writes; at a
+        # low rate nothing is in the air, and nothing waits.
+        if not self._in_the_air or self._clock is None:
+            return False
+        if self._hold is None:
+            self._hold = self._clock.callLater(DELIVERY_HOLD, self._release)
+            return True
+        return self._hold.active()
+
+    def _release(self) -> None:
+        # Held long enough: deliver, and hold no more until this node's
+        # batches are back (see _settled).
+        self.chat.fanout.request_flush()
+
+    def _settled(self) -> None:
+        """Nothing of this node's is on its way round any longer."""
+        self._in_the_air = 0
+        hold, self._hold = self._hold, None
+        if hold is not None:
+            if hold.active():
+                hold.cancel()
+            self.chat.fanout.request_flush()
+
     def drained(self) -> None:
         self.flush()
 
     def _came_back(self) -> None:
         """One of this node's batches came back through the log."""
-        self._in_the_air = max(0, self._in_the_air - 1)
-        if not self._in_the_air and self._out:
+        if self._in_the_air > 1:
+            self._in_the_air -= 1
+            return
+        self._settled()
+        if self._out:
             self.chat.fanout.request_flush()
 
     def _departure(self, nick: str) -> str | None:
@@ -383,18 +461,29 @@ class Replica:
             sid = None if member is None else self._sid_of(member) or None
         return sid
 
-    def _publish(self, entries: list[object]) -> None:
+    def _publish(self, entries: list[Any]) -> None:
+        wire = [
+            ["r", entry[1], _room_on_the_wire(entry[2])] if entry[0] == "r" else entry
+            for entry in entries
+        ]
+        self._publish_wire(entries, wire)
+
+    def _publish_wire(self, entries: list[Any], wire: list[object]) -> None:
         try:
-            data = codec.dumps(entries)
+            data = codec.dumps(wire)
         except codec.CodecError as e:
             if len(entries) > 1:
                 # Too big for one batch: two, in order.
                 half = len(entries) // 2
-                self._publish(entries[:half])
-                self._publish(entries[half:])
+                self._publish_wire(entries[:half], wire[:half])
+                self._publish_wire(entries[half:], wire[half:])
                 return
             log.error("Dropped an entry the cluster cannot carry: {why}", why=str(e))
             return
+        mine = self._mine
+        if len(mine) >= MINE_KEPT:
+            del mine[next(iter(mine))]
+        mine[data] = entries
         self.backplane.publish(data)
 
     def _send(self, entry: object) -> None:
@@ -432,22 +521,27 @@ class Replica:
 
     def batch(self, batch: Batch) -> None:
         own = batch.node == self.node
+        entries = None
         if own:
             self._came_back()
-        try:
-            entries = codec.loads(batch.data)
-        except codec.CodecError as e:
-            log.warn(
-                "Skipped batch {seq} from {node}: {why}",
-                seq=batch.seq,
-                node=batch.node,
-                why=str(e),
-            )
-            return
+            entries = self._mine.pop(batch.data, None)
+        # Whether the entries are this node's own, as they were published.
+        kept = entries is not None
+        if entries is None:
+            try:
+                entries = codec.loads(batch.data)
+            except codec.CodecError as e:
+                log.warn(
+                    "Skipped batch {seq} from {node}: {why}",
+                    seq=batch.seq,
+                    node=batch.node,
+                    why=str(e),
+                )
+                return
         with self._applying():
             for entry in entries:
                 try:
-                    self._apply(entry, batch.node, own)
+                    self._apply(entry, batch.node, own, kept)
                 except _MALFORMED as e:
                     log.warn(
                         "Skipped a malformed entry of batch {seq} from {node}: {why}",
@@ -476,7 +570,8 @@ class Replica:
 
     def missed(self, count: int) -> None:
         # Whatever of this node's was lost will not come back.
-        self._in_the_air = 0
+        self._settled()
+        self._mine.clear()
         log.warn(
             "{count} batches of the cluster log were lost here: some lines "
             "were not delivered",
@@ -484,7 +579,8 @@ class Replica:
         )
 
     def reset(self, epoch: str) -> None:
-        self._in_the_air = 0
+        self._settled()
+        self._mine.clear()
         log.warn(
             "The cluster log began anew ({epoch}): claiming this node's names again",
             epoch=epoch,
@@ -527,10 +623,10 @@ class Replica:
         finally:
             fanout.applying = False
 
-    def _apply(self, entry: Any, node: str, own: bool) -> None:
+    def _apply(self, entry: Any, node: str, own: bool, kept: bool = False) -> None:
         kind = entry[0]
         if kind == "r":
-            self._room_events(entry[1], entry[2], own)
+            self._room_events(entry[1], entry[2], own, kept)
         elif kind == "m":
             if not own:
                 self._member(node, entry[1:])
@@ -640,11 +736,14 @@ class Replica:
         if member is not None and member.rooms.get(room.folded) is room:
             self.chat._remove(member, room)
 
-    def _room_events(self, name: str, items: list[Any], own: bool) -> None:
+    def _room_events(
+        self, name: str, items: list[Any], own: bool, kept: bool = False
+    ) -> None:
         """
         Apply a room's events and share them with its members here, in
         order: who enters sees what follows, who leaves what went before.
         This node's own members' comings and goings were done here already.
+        C{kept}: the items' events are this node's own, not encoded.
         """
         chat = self.chat
         share = chat.fanout.share
@@ -652,12 +751,20 @@ class Replica:
         room = chat.rooms.get(folded)
         pending: list[tuple[Member | None, Event]] = []
         records: list[bytes] = []
+        if not kept:
+            items = codec.decode_room(name, items)
+        local = self.local
+        ghosts = self.ghosts
+        last_sid: object = ()
+        sender = None
         for item in items:
             sid = item[0]
-            event: Any = codec.decode_event(item[1])
-            sender = None
-            if sid is not None:
-                sender = self.local.get(sid) or self.ghosts.get(sid)
+            event: Any = item[1]
+            if sid != last_sid:
+                # A sender's lines come together: its member is looked up
+                # once for them.
+                last_sid = sid
+                sender = None if sid is None else local.get(sid) or ghosts.get(sid)
             kind = type(event)
             spoken = _SPOKEN.get(kind)
             if spoken is not None:

@@ -60,6 +60,13 @@ class Relay(Protocol):
     def flush(self) -> None:
         """The turn is over: send what was handed over during it."""
 
+    def holding(self) -> bool:
+        """
+        Whether this turn's output for members here waits, to go with what
+        is about to come back from the other processes. The relay asks
+        for a flush when it stops holding.
+        """
+
 
 def _here(sender: Member | None, members: dict[Member, None]) -> bool:
     """Whether C{sender} is a member of a room, on this process."""
@@ -295,6 +302,9 @@ class Fanout:
             self.flush_room(room)
         if self.relay is not None:
             self.relay.flush()
+            if self._dirty_members and self.relay.holding():
+                self._flush_scheduled = False
+                return
         members, self._dirty_members = self._dirty_members, []
         for member in members:
             try:

@@ -48,9 +48,13 @@ class ClusterService(Service):
     """The node's part in the cluster, started and stopped with the server."""
 
     def __init__(
-        self, chat: Chat, backplane: Backplane, accounts: Accounts | None = None
+        self,
+        chat: Chat,
+        backplane: Backplane,
+        accounts: Accounts | None = None,
+        clock: IReactorTime | None = None,
     ) -> None:
-        self.replica = Replica(chat, backplane, accounts)
+        self.replica = Replica(chat, backplane, accounts, clock)
         self.backplane = backplane
 
     def startService(self) -> None:
@@ -93,7 +97,7 @@ def join_cluster(
         timers_from(options),
         options["redis-prefix"],
     )
-    cluster = ClusterService(chat, backplane, accounts)
+    cluster = ClusterService(chat, backplane, accounts, reactor)
     cluster.setServiceParent(parent)
     local = cluster.replica.local
     return (lambda: (len(local), len(chat.rooms))), backplane.stats

@@ -640,3 +640,97 @@ class EncodeTests(SynchronousTestCase):
     def test_not_an_event(self) -> None:
         self.assertRaises(CodecError, codec.encode_event, "Said")
         self.assertRaises(CodecError, codec.encode_event, events.Event())
+
+
+class RoomTests(SynchronousTestCase):
+    """
+    A room's entry of the log: its items come back as they went, the lines
+    said short and one sender's run of lines in one item.
+    """
+
+    def round_trip(self, items: list[codec.RoomItem]) -> list[codec.RoomItem]:
+        wire = codec.encode_room(items)
+        decoded = codec.decode_room("#tea", codec.loads(codec.dumps(wire)))
+        self.assertEqual(decoded, items)
+        return wire  # type: ignore[return-value]
+
+    def test_runs(self) -> None:
+        """
+        A sender's consecutive lines of one kind are one item; another
+        sender, kind or name starts the next.
+        """
+        items: list[codec.RoomItem] = [
+            ("n/1", events.Said("#tea", "alice", "one")),
+            ("n/1", events.Said("#tea", "alice", "two")),
+            ("n/2", events.Said("#tea", "bob", "three")),
+            ("n/2", events.Acted("#tea", "bob", "waves")),
+            ("n/2", events.Noticed("#tea", "bob", "note")),
+            ("n/2", events.Said("#tea", "bobby", "renamed")),
+            ("n/1", events.Said("#tea", "alice", "four")),
+        ]
+        self.assertEqual(
+            self.round_trip(items),
+            [
+                ["n/1", ["S", "alice", ["one", "two"]]],
+                ["n/2", ["S", "bob", ["three"]]],
+                ["n/2", ["A", "bob", ["waves"]]],
+                ["n/2", ["N", "bob", ["note"]]],
+                ["n/2", ["S", "bobby", ["renamed"]]],
+                ["n/1", ["S", "alice", ["four"]]],
+            ],
+        )
+
+    def test_tags_joins_and_others(self) -> None:
+        """
+        A line with tags is an item of its own; a join keeps whether the
+        joiner is an operator; other events are as encode_event writes them.
+        """
+        items: list[codec.RoomItem] = [
+            ("n/1", events.Joined("#tea", "alice"), True),
+            ("n/1", events.Said("#tea", "alice", "hi", "+draft/x=1")),
+            ("n/1", events.Said("#tea", "alice", "plain")),
+            (None, events.Left("#tea", "bob", "bye")),
+            ("n/1", events.TopicSet("#tea", "alice", "tea")),
+        ]
+        wire = self.round_trip(items)
+        self.assertEqual(
+            wire[:3],
+            [
+                ["n/1", ["Joined", {"room": "#tea", "nick": "alice"}], True],
+                ["n/1", ["S", "alice", "hi", "+draft/x=1"]],
+                ["n/1", ["S", "alice", ["plain"]]],
+            ],
+        )
+
+    def test_not_carried(self) -> None:
+        """What the log cannot carry fails where it is written."""
+        for event in [
+            events.Said("#a", "b", 5),  # type: ignore[arg-type]
+            events.Acted("#a", None, "x"),  # type: ignore[arg-type]
+            events.Said("#a", "b", "c", 7),  # type: ignore[arg-type]
+            events.Motd({"a"}),  # type: ignore[arg-type]
+        ]:
+            with self.subTest(repr(event)):
+                self.assertRaises(CodecError, codec.encode_room, [("n/1", event)])
+
+    def test_malformed(self) -> None:
+        """Anything else another node could send fails with CodecError."""
+        good = ["n/1", ["S", "alice", ["one"]]]
+        for room, wire in [
+            (5, [good]),
+            ("#tea", "items"),
+            ("#tea", [["n/1"]]),
+            ("#tea", [["n/1", ["S", "a", ["x"]], True, 4]]),
+            ("#tea", [[7, ["S", "alice", ["x"]]]]),
+            ("#tea", [["n/1", ["S", "alice", "x", "t", "u"]]]),
+            ("#tea", [["n/1", ["S", 5, ["x"]]]]),
+            ("#tea", [["n/1", ["S", "alice", [5]]]]),
+            ("#tea", [["n/1", ["S", "alice", {"x": 1}]]]),
+            ("#tea", [["n/1", ["S", "alice", ["a\ud800"]]]]),
+            ("#tea", [["n/1", ["S", "alice", "x", 5]]]),
+            ("#tea", [["n/1", [["S"], "alice", ["x"]]]]),
+            ("#tea", [["n/1", ["Q", "alice", ["x"]]]]),
+            ("#tea", [["n/1", ["Said", "alice", ["x"]]]]),
+        ]:
+            with self.subTest(room=room, wire=wire):
+                self.assertRaises(CodecError, codec.decode_room, room, wire)

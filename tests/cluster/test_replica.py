@@ -12,9 +12,10 @@ from collections.abc import Callable
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
+from chatservice.cluster import codec
 from chatservice.cluster.backplane import Timers
 from chatservice.cluster.memory import MemoryBackplane, MemoryHub
-from chatservice.cluster.replica import Replica
+from chatservice.cluster.replica import DELIVERY_HOLD, Replica
 from chatservice.core import events
 from chatservice.core.accounts import Account, Accounts
 from chatservice.core.chat import Chat
@@ -50,7 +51,7 @@ class Cluster:
             accounts=self.accounts,
         )
         plane = MemoryBackplane(self.hub, name, TIMERS)
-        replica = Replica(node.chat, plane, node.accounts)
+        replica = Replica(node.chat, plane, node.accounts, self.clock)
         replica.start()
         self.nodes.append(node)
         self.planes.append(plane)
@@ -620,3 +621,108 @@ class CoalescingTests(SynchronousTestCase):
             bob.take(),
             [f"[lobby] <alice> {w}" for w in ("one", "two", "three", "four")],
         )
+
+    def writes(self, connection: Connection) -> list[bytes]:
+        """Record each write the server makes to C{connection}."""
+        writes: list[bytes] = []
+        write = connection.transport.write
+
+        def recorded(data: bytes) -> None:
+            writes.append(data)
+            write(data)
+
+        self.patch(connection.transport, "write", recorded)
+        return writes
+
+    def test_output_waits_for_own_batch(self) -> None:
+        """
+        A batch of another node's that arrives while this node's own is on
+        its way round waits for it: a member here gets both in one write,
+        in the log's order.
+        """
+        cluster = Cluster(self, 2)
+        alice = cluster.connect(0, "alice")
+        bob = cluster.connect(1, "bob")
+        carol = cluster.connect(0, "carol")
+        discard(alice, bob, carol)
+        writes = self.writes(carol)
+        plane = cluster.planes[0]
+        live = plane._live
+        # The first node hears its own batches back a call later, after
+        # the fan-out's flush for what arrived before them.
+        self.patch(
+            plane,
+            "_live",
+            lambda batch: (
+                cluster.clock.callLater(0, live, batch)
+                if batch.node == "n1"
+                else live(batch)
+            ),
+        )
+        # Both nodes publish in one turn, bob's node first.
+        bob.proto.dataReceived(b"from bob\n")
+        alice.proto.dataReceived(b"from alice\n")
+        cluster.settle()
+        self.assertEqual(
+            writes, [b"[lobby] <bob> from bob\r\n[lobby] <alice> from alice\r\n"]
+        )
+
+    def test_hold_is_brief(self) -> None:
+        """
+        If this node's batch does not come back, what arrived from the others
+        goes out after DELIVERY_HOLD all the same.
+        """
+        cluster = Cluster(self, 2)
+        alice = cluster.connect(0, "alice")
+        bob = cluster.connect(1, "bob")
+        carol = cluster.connect(0, "carol")
+        discard(alice, bob, carol)
+        plane = cluster.planes[0]
+        live = plane._live
+        # The first node never hears its own batches back.
+        self.patch(plane, "_live", lambda batch: batch.node == "n1" or live(batch))
+        bob.proto.dataReceived(b"from bob\n")
+        alice.proto.dataReceived(b"from alice\n")
+        cluster.settle()
+        self.assertEqual(carol.take(), [])
+        cluster.clock.advance(DELIVERY_HOLD)
+        cluster.settle()
+        self.assertEqual(carol.take(), ["[lobby] <bob> from bob"])
+
+    def test_nothing_waits_at_rest(self) -> None:
+        """With nothing of its own on the way, a node delivers at once."""
+        cluster = Cluster(self, 2)
+        alice = cluster.connect(0, "alice")
+        bob = cluster.connect(1, "bob")
+        discard(alice, bob)
+        alice.proto.dataReceived(b"hello\n")
+        cluster.clock.advance(0)  # alice's node publishes
+        cluster.clock.advance(0)  # the batch reaches bob's node
+        cluster.clock.advance(0)  # and bob's output goes out
+        self.assertEqual(bob.take(), ["[lobby] <alice> hello"])
+
+    def test_own_batch_not_decoded(self) -> None:
+        """
+        A node applies its own batch, when it comes back, as it was before
+        it was encoded; the others decode it.
+        """
+        cluster = Cluster(self, 2)
+        alice = cluster.connect(0, "alice")
+        bob = cluster.connect(1, "bob")
+        carol = cluster.connect(0, "carol")
+        discard(alice, bob, carol)
+        decoded: list[str] = []
+        decode_room = codec.decode_room
+
+        def counted(room: str, wire: object) -> list[codec.RoomItem]:
+            decoded.append(room)
+            return decode_room(room, wire)
+
+        self.patch(codec, "decode_room", counted)
+        alice.lines("one", "two")
+        cluster.settle()
+        self.assertEqual(decoded, ["lobby"])
+        self.assertEqual(cluster.replicas[0]._mine, {})
+        expected = ["[lobby] <alice> one", "[lobby] <alice> two"]
+        self.assertEqual(bob.take(), expected)
+        self.assertEqual(carol.take(), expected)
