@@ -157,14 +157,13 @@ class Script:
 
     name: str
     source: bytes
-
-    @property
-    def sha(self) -> str:
-        return hashlib.sha1(self.source).hexdigest()
+    # Worked out once: every batch published names its script by it.
+    sha: str
 
 
 def _script(name: str, source: str) -> Script:
-    return Script(name, source.strip().encode())
+    data = source.strip().encode()
+    return Script(name, data, hashlib.sha1(data).hexdigest())
 
 
 PUBLISH = _script(

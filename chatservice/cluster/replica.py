@@ -365,10 +365,16 @@ class Replica:
 
     # Out: the fan-out's Relay
 
-    def room(self, room: Room, pending: list[tuple[Member | None, Event]]) -> None:
+    def room(
+        self,
+        room: Room,
+        pending: list[tuple[Member | None, Event]],
+        records: list[bytes],
+    ) -> None:
         # The events stay as they are until the batch is published (see
-        # _publish), and this node applies them as they are when the batch
-        # comes back.
+        # _publish), and this node applies them as they are, with the
+        # history's records the chat made of them, when the batch comes
+        # back.
         items: list[tuple[Any, ...]] = []
         sids = self._sids
         for sender, event in pending:
@@ -385,7 +391,7 @@ class Replica:
                 items.append((sid, event, sender in room.operators))
             else:
                 items.append((sid, event))
-        self._out.append(["r", room.name, items])
+        self._out.append(["r", room.name, items, records])
 
     def tell(self, member: Member, event: Event) -> None:
         encoded = _encoded(event)
@@ -626,7 +632,7 @@ class Replica:
     def _apply(self, entry: Any, node: str, own: bool, kept: bool = False) -> None:
         kind = entry[0]
         if kind == "r":
-            self._room_events(entry[1], entry[2], own, kept)
+            self._room_events(entry[1], entry[2], own, entry[3] if kept else None)
         elif kind == "m":
             if not own:
                 self._member(node, entry[1:])
@@ -737,13 +743,18 @@ class Replica:
             self.chat._remove(member, room)
 
     def _room_events(
-        self, name: str, items: list[Any], own: bool, kept: bool = False
+        self,
+        name: str,
+        items: list[Any],
+        own: bool,
+        kept: list[bytes] | None = None,
     ) -> None:
         """
         Apply a room's events and share them with its members here, in
         order: who enters sees what follows, who leaves what went before.
         This node's own members' comings and goings were done here already.
-        C{kept}: the items' events are this node's own, not encoded.
+        C{kept}: the items are this node's own, as they were published,
+        and these the records the chat made of the lines said among them.
         """
         chat = self.chat
         share = chat.fanout.share
@@ -751,8 +762,11 @@ class Replica:
         room = chat.rooms.get(folded)
         pending: list[tuple[Member | None, Event]] = []
         records: list[bytes] = []
-        if not kept:
+        if kept is None:
             items = codec.decode_room(name, items)
+        # Lines said are recorded here, unless the chat's records of them
+        # are at hand (kept): then they are counted, to check those.
+        said: list[Any] = []
         local = self.local
         ghosts = self.ghosts
         last_sid: object = ()
@@ -769,7 +783,10 @@ class Replica:
             spoken = _SPOKEN.get(kind)
             if spoken is not None:
                 pending.append((sender, event))
-                records.append(encode_record(spoken, event.nick, event.text))
+                if kept is None:
+                    records.append(encode_record(spoken, event.nick, event.text))
+                else:
+                    said.append(event)
                 continue
             if kind not in _MEMBERSHIP:
                 if room is not None:
@@ -808,6 +825,15 @@ class Replica:
                 pending.append((None, event))
         if room is not None and pending:
             share(room, pending)
+        if said and chat.history is not None:
+            assert kept is not None
+            records = kept
+            if len(kept) != len(said):
+                # Not the chat's records of these lines (a line the log could
+                # not carry was left out): made again.
+                records = [
+                    encode_record(_SPOKEN[type(e)], e.nick, e.text) for e in said
+                ]
         if records and chat.history is not None:
             chat.history.record(folded, name, records, store=own)
 

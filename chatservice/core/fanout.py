@@ -51,8 +51,16 @@ class Relay(Protocol):
     Where a cluster node's fan-out sends what other processes must see.
     """
 
-    def room(self, room: Room, pending: list[tuple[Member | None, Event]]) -> None:
-        """A room's events of this turn, in order, to be shared by all."""
+    def room(
+        self,
+        room: Room,
+        pending: list[tuple[Member | None, Event]],
+        records: list[bytes],
+    ) -> None:
+        """
+        A room's events of this turn, in order, to be shared by all, and
+        the history's records of the lines said among them.
+        """
 
     def tell(self, member: Member, event: Event) -> None:
         """C{event} for C{member}, a member of another process."""
@@ -202,7 +210,7 @@ class Fanout:
         if self.relay is not None:
             # The history keeps them as they come back through the log.
             room.to_record = []
-            self.relay.room(room, pending)
+            self.relay.room(room, pending, records)
             return
         if records:
             room.to_record = []

@@ -726,3 +726,11 @@ class CoalescingTests(SynchronousTestCase):
         expected = ["[lobby] <alice> one", "[lobby] <alice> two"]
         self.assertEqual(bob.take(), expected)
         self.assertEqual(carol.take(), expected)
+        # Both nodes' histories keep the lines, the author's from the
+        # records its chat made.
+        tails = [
+            list(node.chat.history.tails["lobby"].records)[-2:]  # type: ignore[union-attr]
+            for node in cluster.nodes
+        ]
+        self.assertEqual(tails[0], [b"malice one\n", b"malice two\n"])
+        self.assertEqual(tails[1], tails[0])
