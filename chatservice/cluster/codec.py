@@ -43,7 +43,7 @@ import math
 import types
 import typing
 from collections.abc import Callable, Sequence
-from dataclasses import MISSING, fields, is_dataclass
+from dataclasses import MISSING, dataclass, fields, is_dataclass
 from functools import partial
 from operator import attrgetter
 from typing import Any, Final, Literal, Union
@@ -560,17 +560,37 @@ def _checked(value: object, what: str) -> str:
     return value
 
 
-def decode_room(room: str, wire: object) -> list[RoomItem]:
+@dataclass(frozen=True, slots=True)
+class Run:
     """
-    The items of C{room}'s entry, as L{encode_room} wrote them, one a
-    line.
+    One sender's consecutive lines of one kind in a room, as a room's entry
+    carries them: a node that applies them makes their events and records
+    a run at a time, not a line at a time.
+    """
+
+    sid: str | None
+    kind: _Spoken
+    room: str
+    nick: str
+    texts: list[str]
+
+    def events(self) -> list[events.Event]:
+        """The lines, as the events they are."""
+        make = partial(self.kind, self.room, self.nick)
+        return [make(text) for text in self.texts]
+
+
+def decode_room(room: str, wire: object) -> list[RoomItem | Run]:
+    """
+    The items of C{room}'s entry, as L{encode_room} wrote them: a sender's
+    lines without tags as one L{Run}, anything else an item a line.
 
     @raise CodecError: if they are not.
     """
     _checked(room, "a room")
     if type(wire) is not list:
         raise CodecError("a room's items are not a list")
-    items: list[RoomItem] = []
+    items: list[RoomItem | Run] = []
     append = items.append
     for item in wire:
         if type(item) is not list or not 2 <= len(item) <= 3:
@@ -596,10 +616,12 @@ def decode_room(room: str, wire: object) -> list[RoomItem]:
             continue
         if type(texts) is not list:
             raise CodecError(f"{name}: {_shown(texts)} is not a list of lines")
-        for text in texts:
-            if type(text) is not str or not (text.isascii() or _unicode(text)):
-                raise CodecError(f"{name}: {_shown(text)} is not a string")
-            append((sid, cls(room, nick, text)))
+        try:
+            # All the lines checked at once.
+            _checked("".join(texts), name)
+        except TypeError:
+            raise CodecError(f"{name}: a line that is not a string") from None
+        append(Run(sid, cls, room, nick, texts))
     return items
 
 

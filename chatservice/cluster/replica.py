@@ -74,7 +74,7 @@ from chatservice.core.accounts import Accounts
 from chatservice.core.chat import Chat
 from chatservice.core.errors import NickTaken
 from chatservice.core.events import Event
-from chatservice.core.history import ACTION, MESSAGE, Kind, encode_record
+from chatservice.core.history import ACTION, FORMATS, MESSAGE, Kind, encode_record
 from chatservice.core.masks import Mask
 from chatservice.core.rooms import Member, Room
 
@@ -772,6 +772,18 @@ class Replica:
         last_sid: object = ()
         sender = None
         for item in items:
+            if type(item) is codec.Run:
+                # The bulk of a busy room: lines said, a sender's at a time.
+                sid = item.sid
+                if sid != last_sid:
+                    last_sid = sid
+                    sender = None if sid is None else local.get(sid) or ghosts.get(sid)
+                made = item.events()
+                pending += [(sender, event) for event in made]
+                line = FORMATS[_SPOKEN[item.kind]].format
+                nick = item.nick
+                records += [line(nick, text).encode() for text in item.texts]
+                continue
             sid = item[0]
             event: Any = item[1]
             if sid != last_sid:
