@@ -26,6 +26,7 @@ from chatservice.bench.clustered import (
     format_versus,
     run_points,
     run_versus,
+    share_of,
     single_launcher,
 )
 from chatservice.bench.errors import BenchError
@@ -235,6 +236,13 @@ def parser() -> argparse.ArgumentParser:
         help="with --nodes: run the cluster and one node of ours alone "
         "(no Redis, SQLite, as by default) alternately at every point, "
         "--rounds times, and compare them",
+    )
+    p.add_argument(
+        "--share",
+        action="store_true",
+        help="with --compare-single: also run one node alone at a node's "
+        "share of every point (its receivers, every sender), in turn with "
+        "the others, and compare each node with it too",
     )
     p.add_argument(
         "--compare",
@@ -554,6 +562,8 @@ def _check_cluster_options(args: argparse.Namespace) -> None:
     several = args.nodes is not None or targets > 1
     if args.compare_single and args.nodes is None:
         raise BenchError("--compare-single compares the cluster of --nodes N")
+    if args.share and not args.compare_single:
+        raise BenchError("--share is for --compare-single")
     if args.node_args and args.nodes is None:
         raise BenchError("--node-args is for --nodes")
     if args.redis is not None and not several:
@@ -628,6 +638,7 @@ def _clustered(
                 args.rounds,
                 options,
                 progress,
+                share_of(args.nodes) if args.share else None,
             )
             return (
                 {"mode": "versus", "points": [v.summary() for v in found]},

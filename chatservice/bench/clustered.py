@@ -6,6 +6,14 @@ C{--target}s (nodes already running); and the tables they print: each
 node's share of the work and CPU, the lines that crossed nodes, Redis's
 commands against the lines said, and, against a single node, what the
 backplane costs a node per delivery.
+
+With C{--share}, a third side runs at every point: one node alone at a
+node's share of it (the receivers divided among the nodes, every sender),
+which is the fan-out each node of the cluster does: each delivers every
+line to its own receivers. A single node at the whole point does each
+line's own work (reading, rendering, recording it) for all the receivers
+at once, so against it a node of the cluster also pays for the split;
+against the share, only for the backplane.
 """
 
 from __future__ import annotations
@@ -63,6 +71,11 @@ def single_launcher(protocol: str) -> Launcher:
     return launch
 
 
+def share_of(nodes: int) -> Callable[[int], int]:
+    """A node's receivers, given a point's, with C{nodes} nodes (rounded up)."""
+    return lambda receivers: -(-receivers // nodes)
+
+
 def run_points(
     points: list[Point], launch: Launcher, options: Options, progress: Progress
 ) -> list[PointResult]:
@@ -84,6 +97,9 @@ class Versus:
     rate: float | None
     cluster: list[PointResult] = field(default_factory=list)
     single: list[PointResult] = field(default_factory=list)
+    # With --share: a node's share of the point, alone.
+    share_receivers: int | None = None
+    share: list[PointResult] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -115,13 +131,15 @@ class Versus:
         single = self.median("single", "deliveries_per_s")
         return cluster / single if cluster is not None and single else None
 
-    def costs(self) -> list[float | None]:
+    def costs(self, against: str = "single") -> list[float | None]:
         """
         What the backplane costs each node: the share of a single node's
         deliveries per CPU-second that it does not reach (0.3: 30% fewer
-        deliveries for the same CPU). Medians over the rounds.
+        deliveries for the same CPU). Medians over the rounds. C{against}
+        is C{"single"} (alone at the point) or C{"share"} (alone at a
+        node's share of it).
         """
-        single = self.median("single", "deliveries_per_cpu_s")
+        single = self.median(against, "deliveries_per_cpu_s")
         found: list[float | None] = []
         for n in range(self.nodes):
             node = self.node_median(n, "deliveries_per_cpu_s")
@@ -140,10 +158,14 @@ class Versus:
             "cross_p99_ms": self.median("cluster", "cross_latency_p99_ms"),
             "single_p99_ms": self.median("single", "latency_p99_ms"),
             "backplane_cost": self.costs(),
+            "share_receivers": self.share_receivers,
+            "share_deliveries_per_cpu_s": self.median("share", "deliveries_per_cpu_s"),
+            "backplane_cost_against_share": self.costs("share") if self.share else None,
             "redis_commands_per_s": self.median("cluster", "redis_commands_per_s"),
             "lines_per_s": self.median("cluster", "lines_per_s"),
             "cluster": [dump(r) for r in self.cluster],
             "single": [dump(r) for r in self.single],
+            "share": [dump(r) for r in self.share],
         }
 
 
@@ -154,20 +176,30 @@ def run_versus(
     rounds: int,
     options: Options,
     progress: Progress,
+    share_of: Callable[[int], int] | None = None,
 ) -> list[Versus]:
     """
     The cluster and the single node, each fresh for every run, alternately
     at every point, C{rounds} times each: so that whatever else the machine
-    is doing weighs on both alike.
+    is doing weighs on both alike. With C{share_of} (a node's receivers,
+    given the point's), the single node at a node's share of the point
+    too, in turn with them.
     """
     found = []
     for receivers, senders, rate in points:
         versus = Versus(receivers, senders, rate)
         paced = dataclasses.replace(options, rate=rate)
+        sides = [
+            (versus.cluster, cluster, receivers),
+            (versus.single, single, receivers),
+        ]
+        if share_of is not None:
+            versus.share_receivers = share_of(receivers)
+            sides.append((versus.share, single, versus.share_receivers))
         for _ in range(rounds):
-            for runs, launch in ((versus.cluster, cluster), (versus.single, single)):
+            for runs, launch, count in sides:
                 with launch() as server:
-                    runs.append(run_point(server, receivers, senders, paced, progress))
+                    runs.append(run_point(server, count, senders, paced, progress))
         found.append(versus)
     return found
 
@@ -326,6 +358,7 @@ def format_versus(found: list[Versus]) -> str:
                 _num(v.median("cluster", "redis_cpu_pct")),
             ]
         )
+    every += [run for v in found for run in v.share]
     return (
         "Every round:\n"
         + format_points(every)
@@ -366,4 +399,51 @@ def format_versus(found: list[Versus]) -> str:
         + "\n\nbackplane cost: the share of a single node's deliveries per "
         "CPU-second that a node of the cluster does not reach, each node "
         "(lines delivered to its own connections per second of its own CPU)."
+        + format_share(found)
+    )
+
+
+def format_share(found: list[Versus]) -> str:
+    """
+    With C{--share}: each node against one node alone at a node's share of
+    the point, the fan-out that node does.
+    """
+    rows = []
+    for v in found:
+        if v.share_receivers is None:
+            continue
+        nodes = range(v.nodes)
+        rows.append(
+            [
+                point_label(v.receivers, v.senders, v.rate),
+                point_label(v.share_receivers, v.senders, v.rate),
+                _num(v.median("share", "server_cpu_pct")),
+                _num(v.median("share", "deliveries_per_cpu_s")),
+                "/".join(_num(v.node_median(n, "deliveries_per_cpu_s")) for n in nodes),
+                "/".join(_pct(c) for c in v.costs("share")),
+                "/".join(
+                    str(sum(getattr(r, name) for r in v.share))
+                    for name in ("lost", "duplicates", "reordered", "corrupt")
+                ),
+            ]
+        )
+    if not rows:
+        return ""
+    return (
+        "\n\nAgainst one node alone at a node's share of the point "
+        "(its receivers, every sender):\n"
+        + _table(
+            rows,
+            [
+                "point",
+                "share",
+                "share CPU%",
+                "share deliv/CPU-s",
+                "node deliv/CPU-s",
+                "backplane cost",
+                "lost/dup/reord/corrupt",
+            ],
+        )
+        + "\n\nHere each node is compared with a process doing its fan-out "
+        "alone: what is left is the backplane's own cost."
     )

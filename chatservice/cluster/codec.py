@@ -21,6 +21,9 @@ import, not a later batch):
     are positional: C{["Said", room, nick, text, tags]}, about half the
     cost of the others' C{["Joined", {"room": ..., "nick": ...}]}, whose
     named fields survive a field being reordered or added with a default.
+    In a room's entry of the log they are shorter still (L{encode_room}):
+    the room is the entry's, and a sender's consecutive lines of one kind
+    are one item, C{["S", nick, [text, ...]]}.
   - an error is C{["NickTaken", {"nick": ...}]}: its class and its fields,
     which are its constructor's arguments.
   - a record inside an event (a L{events.Ban}, a L{events.HistoryLine})

@@ -37,9 +37,11 @@ lists whose first item says what they are:
     publishing node is there, under that name and account.
   - C{["g", sid, reason]}: a member is gone (from its own node), or must go
     (from another node: killed).
-  - C{["r", room, [[sid, event, operator], ...]]}: a room's events, with
-    who caused each; for a part or a quit, who left (a node applies it
-    only to that member, never to whoever has the name by then).
+  - C{["r", room, items]}: a room's events, with who caused each (see
+    L{codec.encode_room}: a sender's run of lines is one item, and a join
+    says whether the joiner is an operator); for a part or a quit, who
+    left (a node applies it only to that member, never to whoever has the
+    name by then).
   - C{["t", sid, event]}: an event for one member.
   - C{["h"]}: a node started; the others answer with C{"m"}, C{"p"} and
     C{"s"} entries of what they hold.

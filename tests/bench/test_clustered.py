@@ -38,6 +38,7 @@ class OptionTests(SynchronousTestCase):
         """
         for argv, reason in [
             (["--compare-single"], "--compare-single compares the cluster"),
+            (["--nodes", "2", "--share"], "--share is for --compare-single"),
             (["--node-args", "--heartbeat 1"], "--node-args is for --nodes"),
             (["--redis", "unix:/r.sock"], "--redis is for --nodes"),
             (["--database", "postgresql://x@/y"], "--database is for --nodes"),
@@ -145,12 +146,11 @@ def _result(
 
 
 class VersusTests(SynchronousTestCase):
-    def test_alternates(self) -> None:
+    def fake(self, results: list[PointResult]) -> list[str]:
         """
-        C{--nodes 2 --compare-single} starts the services once, then at
-        every point runs the cluster and the single node alternately,
-        C{--rounds} times, each fresh; and prints the medians with their
-        ratio and what the backplane costs each node.
+        Run chat-bench's cluster modes on fakes: services, nodes and runs
+        that say what was asked of them in the list returned, and runs that
+        give C{results} in turn.
         """
         events: list[str] = []
 
@@ -179,18 +179,7 @@ class VersusTests(SynchronousTestCase):
             events.append("single")
             yield Server("single", "127.0.0.1", 9)
 
-        # Each node's deliveries per CPU-second: 1,250, 600 and 500 in the
-        # three rounds; the single node's 1,000 in each.
-        rounds = iter(
-            [
-                _result("cluster", 1000.0, 80.0, [(500.0, 40.0), (500.0, 40.0)]),
-                _result("single", 1000.0, 100.0, []),
-                _result("cluster", 900.0, 150.0, [(450.0, 75.0), (450.0, 75.0)]),
-                _result("single", 1000.0, 100.0, []),
-                _result("cluster", 800.0, 160.0, [(400.0, 80.0), (400.0, 80.0)]),
-                _result("single", 1000.0, 100.0, []),
-            ]
-        )
+        rounds = iter(results)
 
         def run_point(  # type: ignore[no-untyped-def]
             server, receivers, senders, options, progress
@@ -202,6 +191,27 @@ class VersusTests(SynchronousTestCase):
         self.patch(clustered, "launched_cluster", launched_cluster)
         self.patch(clustered, "launched", single)
         self.patch(clustered, "run_point", run_point)
+        return events
+
+    def test_alternates(self) -> None:
+        """
+        C{--nodes 2 --compare-single} starts the services once, then at
+        every point runs the cluster and the single node alternately,
+        C{--rounds} times, each fresh; and prints the medians with their
+        ratio and what the backplane costs each node.
+        """
+        # Each node's deliveries per CPU-second: 1,250, 600 and 500 in the
+        # three rounds; the single node's 1,000 in each.
+        events = self.fake(
+            [
+                _result("cluster", 1000.0, 80.0, [(500.0, 40.0), (500.0, 40.0)]),
+                _result("single", 1000.0, 100.0, []),
+                _result("cluster", 900.0, 150.0, [(450.0, 75.0), (450.0, 75.0)]),
+                _result("single", 1000.0, 100.0, []),
+                _result("cluster", 800.0, 160.0, [(400.0, 80.0), (400.0, 80.0)]),
+                _result("single", 1000.0, 100.0, []),
+            ]
+        )
         status, out, err = _main(
             *("--nodes", "2", "--compare-single", "--points", "10x2"),
             *("--rounds", "3", "--node-args", "--heartbeat 1"),
@@ -229,6 +239,43 @@ class VersusTests(SynchronousTestCase):
         # A node's deliveries per CPU-second, medians 600 (450 / 0.75) and
         # 1,000 for the single node: the backplane costs 40%.
         self.assertRegex(cost, r"10x2\s+75/75\s+100\s+600/600\s+1,000\s+40%/40%")
+
+    def test_share(self) -> None:
+        """
+        C{--share} runs the single node at a node's share of the point (its
+        receivers, every sender) in turn with the others, and compares each
+        node with it too.
+        """
+        events = self.fake(
+            [
+                _result("cluster", 1000.0, 80.0, [(500.0, 40.0), (500.0, 40.0)]),
+                _result("single", 1000.0, 50.0, []),
+                _result("single", 500.0, 50.0, []),
+            ]
+        )
+        status, out, err = _main(
+            *("--nodes", "2", "--compare-single", "--share", "--points", "11x2"),
+            *("--rounds", "1"),
+        )
+        self.assertEqual(status, 0, err)
+        self.assertEqual(
+            events,
+            [
+                "services None None",
+                "2 nodes ",
+                "run cluster 11x2",
+                "single",
+                "run single 11x2",
+                "single",
+                "run single 6x2",
+                "services stopped",
+            ],
+        )
+        # Each node: 500 / 0.4 = 1,250 deliveries per CPU-second; alone at
+        # the point 2,000 (cost 38%), at a node's share 1,000 (none).
+        self.assertRegex(out, r"11x2\s+40/40\s+50\s+1,250/1,250\s+2,000\s+38%/38%")
+        share = out.split("at a node's share of the point")[1]
+        self.assertRegex(share, r"11x2\s+6x2\s+50\s+1,000\s+1,250/1,250\s+-25%/-25%")
 
     def test_costs(self) -> None:
         """
