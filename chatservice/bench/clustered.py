@@ -103,7 +103,7 @@ class Versus:
 
     @property
     def ok(self) -> bool:
-        return all(r.ok for r in self.cluster + self.single)
+        return all(r.ok for r in self.cluster + self.single + self.share)
 
     def median(self, side: str, name: str) -> float | None:
         """The median of figure C{name} over C{side}'s rounds, known ones."""

@@ -430,8 +430,16 @@ def _hints(cls: type) -> dict[str, Any]:
 
 # The registries, by class name.
 
-# The lines people say: positional.
-_POSITIONAL = (events.Said, events.Acted, events.Noticed)
+# The lines people say: positional, and in a room's entry of the log
+# shorter still (the room is the entry's, and one sender's consecutive
+# lines of one kind share one item), under a letter each.
+_Spoken = type[events.Said] | type[events.Acted] | type[events.Noticed]
+_SPOKEN_KIND: Final[dict[_Spoken, str]] = {
+    events.Said: "S",
+    events.Acted: "A",
+    events.Noticed: "N",
+}
+_SPOKEN_CLASS: Final = {kind: cls for cls, kind in _SPOKEN_KIND.items()}
 
 
 def _registered(module: types.ModuleType, base: type) -> list[type]:
@@ -447,7 +455,7 @@ def _registered(module: types.ModuleType, base: type) -> list[type]:
 
 
 _EVENTS: Final = {
-    cls.__name__: _Record(cls, _hints(cls), named=cls not in _POSITIONAL)
+    cls.__name__: _Record(cls, _hints(cls), named=cls not in _SPOKEN_KIND)
     for cls in _registered(events, events.Event)
 }
 _EVENT_BY_CLASS: Final = {record.cls: record for record in _EVENTS.values()}
@@ -505,16 +513,6 @@ def decode_event(value: object) -> events.Event:
 # event, and for a join whether the joiner is an operator.
 RoomItem = tuple[Any, ...]
 
-# Lines said in a room, as a room's entry carries them: the room is the
-# entry's, and one sender's consecutive lines of one kind share one item.
-_Spoken = type[events.Said] | type[events.Acted] | type[events.Noticed]
-_SPOKEN_KIND: Final[dict[_Spoken, str]] = {
-    events.Said: "S",
-    events.Acted: "A",
-    events.Noticed: "N",
-}
-_SPOKEN_CLASS: Final = {kind: cls for cls, kind in _SPOKEN_KIND.items()}
-
 
 def encode_room(items: Sequence[RoomItem]) -> list[list[object]]:
     """
@@ -545,7 +543,7 @@ def encode_room(items: Sequence[RoomItem]) -> list[list[object]]:
             raise CodecError(f"{type(event).__name__}: a field is not a string")
         if event.tags:
             texts = None
-            append([item[0], [kind, nick, text, _checked(event.tags, kind)]])
+            append([item[0], [kind, nick, text, _decode_str(event.tags)]])
             continue
         key = (item[0], kind, nick)
         if texts is not None and key == run:
@@ -555,12 +553,6 @@ def encode_room(items: Sequence[RoomItem]) -> list[list[object]]:
         texts = [text]
         append([item[0], [kind, nick, texts]])
     return wire
-
-
-def _checked(value: object, what: str) -> str:
-    if type(value) is not str or not (value.isascii() or _unicode(value)):
-        raise CodecError(f"{what}: {_shown(value)} is not a string")
-    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -590,7 +582,7 @@ def decode_room(room: str, wire: object) -> list[RoomItem | Run]:
 
     @raise CodecError: if they are not.
     """
-    _checked(room, "a room")
+    _decode_str(room)
     if type(wire) is not list:
         raise CodecError("a room's items are not a list")
     items: list[RoomItem | Run] = []
@@ -610,18 +602,16 @@ def decode_room(room: str, wire: object) -> list[RoomItem | Run]:
             append((sid, decode_event(value), *item[2:]))
             continue
         name = cls.__name__
-        nick = _checked(value[1], name)
+        nick = _decode_str(value[1])
         texts = value[2]
         if len(value) == 4:
-            append(
-                (sid, cls(room, nick, _checked(texts, name), _checked(value[3], name)))
-            )
+            append((sid, cls(room, nick, _decode_str(texts), _decode_str(value[3]))))
             continue
         if type(texts) is not list:
             raise CodecError(f"{name}: {_shown(texts)} is not a list of lines")
         try:
             # All the lines checked at once.
-            _checked("".join(texts), name)
+            _decode_str("".join(texts))
         except TypeError:
             raise CodecError(f"{name}: a line that is not a string") from None
         append(Run(sid, cls, room, nick, texts))

@@ -76,7 +76,7 @@ from chatservice.core.accounts import Accounts
 from chatservice.core.chat import Chat
 from chatservice.core.errors import NickTaken
 from chatservice.core.events import Event
-from chatservice.core.history import ACTION, FORMATS, MESSAGE, Kind, encode_record
+from chatservice.core.history import ACTION, MESSAGE, Kind, encode_record
 from chatservice.core.masks import Mask
 from chatservice.core.rooms import Member, Room
 
@@ -94,8 +94,9 @@ GUEST_TRIES = 10
 # next for ever).
 HOLD_TURNS = 50
 # Most of this node's published batches kept to apply as they were when
-# they come back.
+# they come back, and most bytes of them.
 MINE_KEPT = 256
+MINE_BYTES = 64 * 1024 * 1024
 # Longest output for members here is held, in seconds, waiting for this
 # node's batch to come back (see Replica.holding).
 DELIVERY_HOLD = 0.002
@@ -249,6 +250,7 @@ class Replica:
         # one that is lost on the way is decoded like anyone else's if it
         # ever comes back.
         self._mine: dict[bytes, list[Any]] = {}
+        self._mine_bytes = 0
         bans = chat.server_bans
         bans.announce_set = lambda ban: self._send(
             ["k", codec.encode_event(events.ServerBanAdded(ban, 0))]
@@ -272,7 +274,7 @@ class Replica:
         self._out.append(["n", self.node, reason])
         # Nothing more will come back to wait for.
         self._settled()
-        self._mine.clear()
+        self._forget()
         self.flush()
         self._stopping = True
         return self.backplane.stop()
@@ -427,7 +429,7 @@ class Replica:
         # then a member here gets one write for both, where it would get
         # one for each. At full speed that halves a node's writes; at a
         # low rate nothing is in the air, and nothing waits.
-        if not self._in_the_air or self._clock is None:
+        if not self._in_the_air or self._clock is None or self._stopping:
             return False
         if self._hold is None:
             self._hold = self._clock.callLater(DELIVERY_HOLD, self._release)
@@ -488,11 +490,32 @@ class Replica:
                 return
             log.error("Dropped an entry the cluster cannot carry: {why}", why=str(e))
             return
-        mine = self._mine
-        if len(mine) >= MINE_KEPT:
-            del mine[next(iter(mine))]
-        mine[data] = entries
+        self._keep(data, entries)
         self.backplane.publish(data)
+
+    def _keep(self, data: bytes, entries: list[Any]) -> None:
+        """Keep a batch published, to apply as it is when it comes back."""
+        mine = self._mine
+        if data in mine:
+            return  # The same bytes twice: either applies as the other.
+        mine[data] = entries
+        self._mine_bytes += len(data)
+        while len(mine) > MINE_KEPT or self._mine_bytes > MINE_BYTES:
+            oldest = next(iter(mine))
+            del mine[oldest]
+            self._mine_bytes -= len(oldest)
+
+    def _kept(self, data: bytes) -> list[Any] | None:
+        """The entries of a batch of this node's, if they were kept."""
+        entries = self._mine.pop(data, None)
+        if entries is not None:
+            self._mine_bytes -= len(data)
+        return entries
+
+    def _forget(self) -> None:
+        """Nothing kept will come back."""
+        self._mine.clear()
+        self._mine_bytes = 0
 
     def _send(self, entry: object) -> None:
         self._out.append(entry)
@@ -532,7 +555,7 @@ class Replica:
         entries = None
         if own:
             self._came_back()
-            entries = self._mine.pop(batch.data, None)
+            entries = self._kept(batch.data)
         # Whether the entries are this node's own, as they were published.
         kept = entries is not None
         if entries is None:
@@ -579,7 +602,7 @@ class Replica:
     def missed(self, count: int) -> None:
         # Whatever of this node's was lost will not come back.
         self._settled()
-        self._mine.clear()
+        self._forget()
         log.warn(
             "{count} batches of the cluster log were lost here: some lines "
             "were not delivered",
@@ -588,7 +611,7 @@ class Replica:
 
     def reset(self, epoch: str) -> None:
         self._settled()
-        self._mine.clear()
+        self._forget()
         log.warn(
             "The cluster log began anew ({epoch}): claiming this node's names again",
             epoch=epoch,
@@ -774,25 +797,20 @@ class Replica:
         last_sid: object = ()
         sender = None
         for item in items:
-            if type(item) is codec.Run:
-                # The bulk of a busy room: lines said, a sender's at a time.
-                sid = item.sid
-                if sid != last_sid:
-                    last_sid = sid
-                    sender = None if sid is None else local.get(sid) or ghosts.get(sid)
-                made = item.events()
-                pending += [(sender, event) for event in made]
-                line = FORMATS[_SPOKEN[item.kind]].format
-                nick = item.nick
-                records += [line(nick, text).encode() for text in item.texts]
-                continue
-            sid = item[0]
-            event: Any = item[1]
+            run = type(item) is codec.Run
+            sid = item.sid if run else item[0]
             if sid != last_sid:
                 # A sender's lines come together: its member is looked up
                 # once for them.
                 last_sid = sid
                 sender = None if sid is None else local.get(sid) or ghosts.get(sid)
+            if run:
+                # The bulk of a busy room: lines said, a sender's at a time.
+                pending += [(sender, event) for event in item.events()]
+                of_kind, nick = _SPOKEN[item.kind], item.nick
+                records += [encode_record(of_kind, nick, text) for text in item.texts]
+                continue
+            event: Any = item[1]
             kind = type(event)
             spoken = _SPOKEN.get(kind)
             if spoken is not None:

@@ -34,6 +34,7 @@ from chatservice.core.history import (
     FORMATS,
     MESSAGE,
     History,
+    Kind,
     Page,
     encode_record,
 )
@@ -593,9 +594,7 @@ class Chat(RoomOperators, RoomModeration):
             return
         self._may_speak(member, room)
         text = safe(text)
-        self.fanout.post(room, member, _Said(room.name, member.nick, text, tags))
-        if self.history is not None:
-            room.to_record.append(encode_record(MESSAGE, member.nick, text))
+        self._spoken(room, member, _Said(room.name, member.nick, text, tags), MESSAGE)
 
     def say_all(self, member: Member, room: Room, texts: Iterable[str]) -> None:
         """
@@ -628,9 +627,9 @@ class Chat(RoomOperators, RoomModeration):
         """
         self._may_speak(member, room)
         text = safe(text)
-        self.fanout.post(room, member, events.Acted(room.name, member.nick, text, tags))
-        if self.history is not None:
-            room.to_record.append(encode_record(ACTION, member.nick, text))
+        self._spoken(
+            room, member, events.Acted(room.name, member.nick, text, tags), ACTION
+        )
 
     def notice(self, member: Member, room: Room, text: str, tags: str = "") -> None:
         """
@@ -639,11 +638,25 @@ class Chat(RoomOperators, RoomModeration):
         """
         self._may_speak(member, room)
         text = safe(text)
-        self.fanout.post(
-            room, member, events.Noticed(room.name, member.nick, text, tags)
+        self._spoken(
+            room, member, events.Noticed(room.name, member.nick, text, tags), MESSAGE
         )
+
+    def _spoken(
+        self,
+        room: Room,
+        member: Member,
+        event: events.Said | events.Acted | events.Noticed,
+        kind: Kind,
+    ) -> None:
+        """
+        Queue a line C{member} said in C{room}, its history record first: a
+        flush that runs at once (a test's, or one as the cluster's log is
+        applied) then takes the two together.
+        """
         if self.history is not None:
-            room.to_record.append(encode_record(MESSAGE, member.nick, text))
+            room.to_record.append(encode_record(kind, member.nick, event.text))
+        self.fanout.post(room, member, event)
 
     def _may_speak(self, member: Member, room: Room) -> None:
         """

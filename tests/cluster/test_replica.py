@@ -13,13 +13,15 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from chatservice.cluster import codec
+from chatservice.cluster import replica as replica_module
 from chatservice.cluster.backplane import Timers
 from chatservice.cluster.memory import MemoryBackplane, MemoryHub
 from chatservice.cluster.replica import DELIVERY_HOLD, Replica
 from chatservice.core import events
 from chatservice.core.accounts import Account, Accounts
 from chatservice.core.chat import Chat
-from chatservice.core.history import History
+from chatservice.core.history import History, Kind
+from chatservice.frontends.limits import Limits
 from tests.support.memory import Connection, GuardedClock, Harness, discard
 
 TIMERS = Timers(heartbeat=1.0, dead_after=3.0, lease=6.0, fence_margin=2.0)
@@ -33,8 +35,10 @@ class Cluster:
         testcase: SynchronousTestCase,
         n: int,
         accounts: Callable[[Chat, dict[str, Account]], Accounts] | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.accounts = accounts
+        self.limits = limits
         self.clock = GuardedClock()
         self.hub = MemoryHub(self.clock)
         self.nodes: list[Harness] = []
@@ -46,6 +50,7 @@ class Cluster:
 
     def add(self, name: str) -> Harness:
         node = Harness(
+            self.limits,
             clock=self.clock,
             history=History(clock=self.clock.seconds, persist=True),
             accounts=self.accounts,
@@ -719,9 +724,19 @@ class CoalescingTests(SynchronousTestCase):
             return decode_room(room, wire)
 
         self.patch(codec, "decode_room", counted)
+        records: list[str] = []
+        encode_record = replica_module.encode_record
+
+        def recorded(kind: Kind, sender: str, text: str) -> bytes:
+            records.append(text)
+            return encode_record(kind, sender, text)
+
+        self.patch(replica_module, "encode_record", recorded)
         alice.lines("one", "two")
         cluster.settle()
         self.assertEqual(decoded, ["lobby"])
+        # Made by the other node only: the author has its chat's records.
+        self.assertEqual(records, ["one", "two"])
         self.assertEqual(cluster.replicas[0]._mine, {})
         expected = ["[lobby] <alice> one", "[lobby] <alice> two"]
         self.assertEqual(bob.take(), expected)
@@ -734,3 +749,47 @@ class CoalescingTests(SynchronousTestCase):
         ]
         self.assertEqual(tails[0], [b"malice one\n", b"malice two\n"])
         self.assertEqual(tails[1], tails[0])
+
+    def test_output_goes_out_under_steady_load(self) -> None:
+        """
+        Under a steady load, with a batch of this node's always on its way
+        round, what arrives from the other node is still delivered within a
+        round trip (or DELIVERY_HOLD), not held while the load lasts.
+        """
+        cluster = Cluster(self, 2, limits=Limits(flood_rate=0))
+        alice = cluster.connect(0, "alice")
+        bob = cluster.connect(1, "bob")
+        carol = cluster.connect(0, "carol")
+        discard(alice, bob, carol)
+        plane = cluster.planes[0]
+        live = plane._live
+        # The first node hears its own batches back half a millisecond on.
+        self.patch(
+            plane,
+            "_live",
+            lambda batch: (
+                cluster.clock.callLater(0.0005, live, batch)
+                if batch.node == "n1"
+                else live(batch)
+            ),
+        )
+        heard: list[str] = []
+        for i in range(200):
+            bob.proto.dataReceived(f"b{i}\n".encode())
+            alice.proto.dataReceived(f"a{i}\n".encode())
+            cluster.clock.advance(0.0001)
+            cluster.settle()
+            heard += [line.split("> ")[1] for line in carol.take()]
+        from_bob = [t for t in heard if t.startswith("b")]
+        # All but the last few milliseconds' lines are out, in order.
+        self.assertGreater(len(from_bob), 150)
+        self.assertEqual(from_bob, [f"b{i}" for i in range(len(from_bob))])
+
+    def test_no_hold_once_stopping(self) -> None:
+        """A node that is leaving the cluster holds nothing back."""
+        cluster = Cluster(self, 2)
+        replica = cluster.replicas[0]
+        replica._in_the_air = 1
+        replica.stop()
+        replica._in_the_air = 1
+        self.assertFalse(replica.holding())
