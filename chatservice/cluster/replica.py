@@ -425,30 +425,38 @@ class Replica:
 
     def holding(self) -> bool:
         # While a batch of this node's is on its way round, what arrives
-        # from the others waits for it, briefly (DELIVERY_HOLD at most):
-        # then a member here gets one write for both, where it would get
-        # one for each. At full speed that halves a node's writes; at a
-        # low rate nothing is in the air, and nothing waits.
-        if not self._in_the_air or self._clock is None or self._stopping:
+        # from the others waits for it, and for the batches it sends on
+        # coming back, DELIVERY_HOLD at most from when the first of it
+        # waited: then a member here gets one write for several, where it
+        # would get one for each. At a low rate nothing is in the air, and
+        # nothing waits.
+        if self._clock is None or self._stopping:
             return False
-        if self._hold is None:
-            self._hold = self._clock.callLater(DELIVERY_HOLD, self._release)
-            return True
-        return self._hold.active()
+        if self._hold is not None:
+            return self._hold.active()
+        if not self._in_the_air:
+            return False
+        self._hold = self._clock.callLater(DELIVERY_HOLD, self._release)
+        return True
 
     def _release(self) -> None:
-        # Held long enough: deliver, and hold no more until this node's
-        # batches are back (see _settled).
+        # Held long enough: deliver (see _settled for what ends a hold).
         self.chat.fanout.request_flush()
 
     def _settled(self) -> None:
         """Nothing of this node's is on its way round any longer."""
         self._in_the_air = 0
-        hold, self._hold = self._hold, None
-        if hold is not None:
-            if hold.active():
-                hold.cancel()
-            self.chat.fanout.request_flush()
+        hold = self._hold
+        if hold is None:
+            return
+        if hold.active() and self._out and not self._stopping:
+            # What came back sends more on: the output waits for that too,
+            # within the time it has left.
+            return
+        self._hold = None
+        if hold.active():
+            hold.cancel()
+        self.chat.fanout.request_flush()
 
     def drained(self) -> None:
         self.flush()
