@@ -97,9 +97,9 @@ HOLD_TURNS = 50
 # they come back, and most bytes of them.
 MINE_KEPT = 256
 MINE_BYTES = 64 * 1024 * 1024
-# Longest output for members here is held, in seconds, waiting for this
-# node's batch to come back (see Replica.holding).
-DELIVERY_HOLD = 0.002
+# Longest output for members here is held, in seconds, from when the first
+# of it waited, while this node's batches go round (see Replica.holding).
+DELIVERY_HOLD = 0.005
 # At most how many guest numbers a node skips after a collision.
 GUEST_SCATTER = 100
 
@@ -424,39 +424,40 @@ class Replica:
         self._publish(entries)
 
     def holding(self) -> bool:
-        # While a batch of this node's is on its way round, what arrives
-        # from the others waits for it, and for the batches it sends on
-        # coming back, DELIVERY_HOLD at most from when the first of it
-        # waited: then a member here gets one write for several, where it
-        # would get one for each. At a low rate nothing is in the air, and
-        # nothing waits.
+        # While a batch of this node's is on its way round, output here
+        # waits, DELIVERY_HOLD at most from when the first of it waited,
+        # for what comes back and what arrives from the others meanwhile:
+        # under load a member then gets one write for several round trips,
+        # where it would get one for each batch. Once nothing of this
+        # node's is in the air (a quiet moment, or a low rate), it goes at
+        # once.
         if self._clock is None or self._stopping:
             return False
-        if self._hold is not None:
-            return self._hold.active()
-        if not self._in_the_air:
+        hold = self._hold
+        if hold is not None and not hold.active():
+            # Its time is up: this flush delivers, and the next hold starts
+            # with the next flush that has output to hold.
+            self._hold = None
             return False
-        self._hold = self._clock.callLater(DELIVERY_HOLD, self._release)
+        if not self._in_the_air:
+            if hold is not None:
+                self._hold = None
+                hold.cancel()
+            return False
+        if hold is None:
+            self._hold = self._clock.callLater(DELIVERY_HOLD, self._release)
         return True
 
     def _release(self) -> None:
-        # Held long enough: deliver (see _settled for what ends a hold).
+        """Output has been held long enough: deliver it."""
         self.chat.fanout.request_flush()
 
     def _settled(self) -> None:
         """Nothing of this node's is on its way round any longer."""
         self._in_the_air = 0
-        hold = self._hold
-        if hold is None:
-            return
-        if hold.active() and self._out and not self._stopping:
-            # What came back sends more on: the output waits for that too,
-            # within the time it has left.
-            return
-        self._hold = None
-        if hold.active():
-            hold.cancel()
-        self.chat.fanout.request_flush()
+        if self._hold is not None:
+            # The output held waits on only if this turn sends more round.
+            self.chat.fanout.request_flush()
 
     def drained(self) -> None:
         self.flush()

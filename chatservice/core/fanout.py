@@ -309,12 +309,8 @@ class Fanout:
         for room in rooms:
             self.flush_room(room)
         if self.relay is not None:
-            # Asked before this turn's batch goes: once it has, something
-            # of this node's is always on its way round under load, and
-            # output would wait for ever.
-            hold = bool(self._dirty_members) and self.relay.holding()
             self.relay.flush()
-            if hold:
+            if self._dirty_members and self.relay.holding():
                 self._flush_scheduled = False
                 return
         members, self._dirty_members = self._dirty_members, []

@@ -753,8 +753,8 @@ class CoalescingTests(SynchronousTestCase):
     def test_output_goes_out_under_steady_load(self) -> None:
         """
         Under a steady load, with a batch of this node's always on its way
-        round, what arrives from the other node is still delivered within a
-        round trip (or DELIVERY_HOLD), not held while the load lasts.
+        round, what arrives from the other node is still delivered within
+        DELIVERY_HOLD, not held while the load lasts.
         """
         cluster = Cluster(self, 2, limits=Limits(flood_rate=0))
         alice = cluster.connect(0, "alice")
