@@ -305,6 +305,10 @@ class ReconnectTests(unittest.SynchronousTestCase):
         )
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class InterruptTests(unittest.SynchronousTestCase):
     def test_interrupted_quietly(self) -> None:
         """
@@ -319,6 +323,10 @@ class InterruptTests(unittest.SynchronousTestCase):
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 cwd=make_temp_dir(self),
+                # As at a terminal: a test run started in the background by
+                # a shell without job control inherits SIGINT ignored, and
+                # the client (rightly) leaves it so.
+                preexec_fn=_default_sigint,
             )
             self.addCleanup(stop_process, process)
             assert process.stdout is not None
