@@ -639,6 +639,20 @@ class CoalescingTests(SynchronousTestCase):
         self.patch(connection.transport, "write", recorded)
         return writes
 
+    def late_own_batches(self, cluster: Cluster, delay: float) -> None:
+        """The first node hears its own batches back C{delay} seconds on."""
+        plane = cluster.planes[0]
+        live = plane._live
+        self.patch(
+            plane,
+            "_live",
+            lambda batch: (
+                cluster.clock.callLater(delay, live, batch)
+                if batch.node == "n1"
+                else live(batch)
+            ),
+        )
+
     def test_output_waits_for_own_batch(self) -> None:
         """
         A batch of another node's that arrives while this node's own is on
@@ -651,19 +665,8 @@ class CoalescingTests(SynchronousTestCase):
         carol = cluster.connect(0, "carol")
         discard(alice, bob, carol)
         writes = self.writes(carol)
-        plane = cluster.planes[0]
-        live = plane._live
-        # The first node hears its own batches back a call later, after
-        # the fan-out's flush for what arrived before them.
-        self.patch(
-            plane,
-            "_live",
-            lambda batch: (
-                cluster.clock.callLater(0, live, batch)
-                if batch.node == "n1"
-                else live(batch)
-            ),
-        )
+        # A call later: after the fan-out's flush for what arrived before.
+        self.late_own_batches(cluster, 0)
         # Both nodes publish in one turn, bob's node first.
         bob.proto.dataReceived(b"from bob\n")
         alice.proto.dataReceived(b"from alice\n")
@@ -761,18 +764,7 @@ class CoalescingTests(SynchronousTestCase):
         bob = cluster.connect(1, "bob")
         carol = cluster.connect(0, "carol")
         discard(alice, bob, carol)
-        plane = cluster.planes[0]
-        live = plane._live
-        # The first node hears its own batches back half a millisecond on.
-        self.patch(
-            plane,
-            "_live",
-            lambda batch: (
-                cluster.clock.callLater(0.0005, live, batch)
-                if batch.node == "n1"
-                else live(batch)
-            ),
-        )
+        self.late_own_batches(cluster, 0.0005)
         heard: list[str] = []
         for i in range(200):
             bob.proto.dataReceived(f"b{i}\n".encode())
