@@ -214,6 +214,14 @@ def _calls(calls: dict[str, float], top: int = 4) -> str:
     return ", ".join(f"{name} {per_s:,.0f}" for name, per_s in busiest) or "-"
 
 
+def _faults(runs: list[PointResult]) -> str:
+    """Lost, duplicated, reordered and corrupt lines over C{runs}: C{0/0/0/0}."""
+    return "/".join(
+        str(sum(getattr(r, name) for r in runs))
+        for name in ("lost", "duplicates", "reordered", "corrupt")
+    )
+
+
 def _per_line(commands: float | None, lines: float | None) -> float | None:
     return commands / lines if commands is not None and lines else None
 
@@ -330,11 +338,7 @@ def format_versus(found: list[Versus]) -> str:
                 _num(v.median("cluster", "cross_latency_p99_ms"), 2),
                 _num(v.median("single", "latency_p50_ms"), 2),
                 _num(v.median("single", "latency_p99_ms"), 2),
-                "/".join(
-                    str(sum(getattr(r, name) for r in runs))
-                    for name in ("lost", "duplicates", "reordered", "corrupt")
-                )
-                + ("" if v.ok else " (!)"),
+                _faults(runs) + ("" if v.ok else " (!)"),
             ]
         )
         nodes = range(v.nodes)
@@ -421,10 +425,7 @@ def format_share(found: list[Versus]) -> str:
                 _num(v.median("share", "deliveries_per_cpu_s")),
                 "/".join(_num(v.node_median(n, "deliveries_per_cpu_s")) for n in nodes),
                 "/".join(_pct(c) for c in v.costs("share")),
-                "/".join(
-                    str(sum(getattr(r, name) for r in v.share))
-                    for name in ("lost", "duplicates", "reordered", "corrupt")
-                ),
+                _faults(v.share),
             ]
         )
     if not rows:

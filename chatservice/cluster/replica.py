@@ -380,7 +380,6 @@ class Replica:
         # history's records the chat made of them, when the batch comes
         # back.
         items: list[tuple[Any, ...]] = []
-        sids = self._sids
         for sender, event in pending:
             kind = type(event)
             if sender is None:
@@ -390,7 +389,7 @@ class Replica:
                 else:
                     items.append((None, event))
                 continue
-            sid = self._sid_of(sender) if sender.remote else sids.get(sender, "")
+            sid = self._sid_of(sender)
             if kind is events.Joined:
                 items.append((sid, event, sender in room.operators))
             else:
