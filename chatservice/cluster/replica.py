@@ -100,6 +100,11 @@ MINE_BYTES = 64 * 1024 * 1024
 # Longest output for members here is held, in seconds, from when the first
 # of it waited, while this node's batches go round (see Replica.holding).
 DELIVERY_HOLD = 0.005
+# A flush that delivered and took this long, in seconds, or longer, paces
+# the next: output waits as long again after it (see Replica.holding), but
+# never longer than HOLD_MOST.
+PACE_FROM = 0.002
+HOLD_MOST = 0.05
 # At most how many guest numbers a node skips after a collision.
 GUEST_SCATTER = 100
 
@@ -212,6 +217,7 @@ class Replica:
         # Without a clock, output is never held (see holding).
         self._clock = clock
         self._hold: IDelayedCall | None = None
+        self._delivered = 0.0
         self.accounts = accounts
         if accounts is not None:
             accounts.announce = lambda key: self._send(["a", key])
@@ -423,28 +429,42 @@ class Replica:
         self._publish(entries)
 
     def holding(self) -> bool:
-        # While a batch of this node's is on its way round, output here
-        # waits, DELIVERY_HOLD at most from when the first of it waited,
-        # for what comes back and what arrives from the others meanwhile:
-        # under load a member then gets one write for several round trips,
-        # where it would get one for each batch. Once nothing of this
-        # node's is in the air (a quiet moment, or a low rate), it goes at
-        # once.
+        # Output for members here waits, briefly, so that under load a
+        # member gets one write for many lines, and at a low rate each line
+        # at once:
+        # - While a batch of this node's is on its way round, for what comes
+        #   back and what the others send meanwhile: DELIVERY_HOLD at most
+        #   from when the first of it waited.
+        # - Until as long as the last delivering flush took has passed
+        #   since it ended, if that was PACE_FROM or more (many members):
+        #   one process does that without trying, as it reads what came in
+        #   while it wrote; a node's input from the others comes at their
+        #   pace, and without this a node with many members and little
+        #   input of its own would write each batch of theirs apart, many
+        #   small writes that cost the kernel more than its fan-out.
         if self._clock is None or self._stopping:
             return False
+        now = self._clock.seconds()
         hold = self._hold
         if hold is not None and not hold.active():
             # Its time is up: this flush delivers, and the next hold starts
             # with the next flush that has output to hold.
             self._hold = None
+            self._delivered = now
             return False
-        if not self._in_the_air:
+        if self._in_the_air:
+            wait = DELIVERY_HOLD
+        else:
+            took = self.chat.fanout.last_flush
+            wait = self._delivered + 2 * took - now if took >= PACE_FROM else 0.0
+        if wait <= 0:
             if hold is not None:
                 self._hold = None
                 hold.cancel()
+            self._delivered = now
             return False
         if hold is None:
-            self._hold = self._clock.callLater(DELIVERY_HOLD, self._release)
+            self._hold = self._clock.callLater(min(wait, HOLD_MOST), self._release)
         return True
 
     def _release(self) -> None:

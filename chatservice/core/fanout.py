@@ -117,6 +117,9 @@ class Fanout:
         self._room_lines = 0
         self.relay: Relay | None = None
         self.applying = False
+        # How long the last flush that delivered took, by the timer: a
+        # relay that holds output back paces it by this.
+        self.last_flush = 0.0
 
     def post(self, room: Room, sender: Member | None, event: Event) -> None:
         """
@@ -321,8 +324,11 @@ class Fanout:
                 # A session that fails must not cost everyone after it
                 # their output, nor stop every flush to come.
                 log.failure("Delivering to {member!r} failed", member=member)
+        took = self._timer() - started
+        if members:
+            self.last_flush = took
         if self._room_lines:
-            self.stats.fanout.observe(self._timer() - started, self._room_lines)
+            self.stats.fanout.observe(took, self._room_lines)
             self._room_lines = 0
         self._flush_scheduled = False
         if self._dirty_rooms or self._dirty_members:

@@ -16,7 +16,7 @@ from chatservice.cluster import codec
 from chatservice.cluster import replica as replica_module
 from chatservice.cluster.backplane import Timers
 from chatservice.cluster.memory import MemoryBackplane, MemoryHub
-from chatservice.cluster.replica import DELIVERY_HOLD, Replica
+from chatservice.cluster.replica import DELIVERY_HOLD, HOLD_MOST, PACE_FROM, Replica
 from chatservice.core import events
 from chatservice.core.accounts import Account, Accounts
 from chatservice.core.chat import Chat
@@ -776,6 +776,62 @@ class CoalescingTests(SynchronousTestCase):
         # All but the last few milliseconds' lines are out, in order.
         self.assertGreater(len(from_bob), 150)
         self.assertEqual(from_bob, [f"b{i}" for i in range(len(from_bob))])
+
+    def paced(self, took: float) -> tuple[Connection, list[bytes]]:
+        """
+        Two nodes: bob on the second; carol, alone on the first, whose
+        every flush takes C{took} seconds. Bob's lines, and carol's writes.
+        """
+        cluster = Cluster(self, 2)
+        carol = cluster.connect(0, "carol")
+        bob = cluster.connect(1, "bob")
+        discard(carol, bob)
+        fanout = cluster.nodes[0].chat.fanout
+        now = iter(range(1000))
+        self.patch(fanout, "_timer", lambda: next(now) * took)
+        self.cluster = cluster
+        return bob, self.writes(carol)
+
+    def test_slow_delivery_paces_the_next(self) -> None:
+        """
+        A node whose last delivery took long (many members, say) waits as
+        long again before the next: what comes in meanwhile goes in one
+        write, as one process would write it.
+        """
+        took = 2 * PACE_FROM
+        bob, writes = self.paced(took)
+        bob.say("one")
+        self.cluster.settle()
+        self.assertEqual(writes, [b"[lobby] <bob> one\r\n"])
+        bob.say("two")
+        bob.say("three")
+        self.cluster.settle()
+        self.assertEqual(len(writes), 1)
+        self.cluster.clock.advance(2 * took)
+        self.cluster.settle()
+        self.assertEqual(writes[1:], [b"[lobby] <bob> two\r\n[lobby] <bob> three\r\n"])
+
+    def test_quick_delivery_goes_at_once(self) -> None:
+        """Deliveries quicker than PACE_FROM pace nothing."""
+        bob, writes = self.paced(PACE_FROM / 2)
+        for word in ("one", "two", "three"):
+            bob.say(word)
+            self.cluster.settle()
+        self.assertEqual(
+            writes, [f"[lobby] <bob> {w}\r\n".encode() for w in ("one", "two", "three")]
+        )
+
+    def test_pace_is_bounded(self) -> None:
+        """However long a delivery took, the next waits HOLD_MOST at most."""
+        bob, writes = self.paced(10.0)
+        bob.say("one")
+        self.cluster.settle()
+        bob.say("two")
+        self.cluster.settle()
+        self.assertEqual(len(writes), 1)
+        self.cluster.clock.advance(HOLD_MOST)
+        self.cluster.settle()
+        self.assertEqual(writes[1:], [b"[lobby] <bob> two\r\n"])
 
     def test_no_hold_once_stopping(self) -> None:
         """A node that is leaving the cluster holds nothing back."""

@@ -201,6 +201,9 @@ def line_factory(
         # Bans expire, and the audit log is dated, by the fake clock.
         audit=Audit(reactor.seconds),
         server_bans=ServerBans(reactor.seconds),
+        # And fan-out is timed by it: how long a flush took is the test's
+        # to say (a cluster's node paces its output by it).
+        timer=reactor.seconds,
     )
     admission = Admission(
         Limits() if limits is None else limits, stats, reactor, chat.server_bans
