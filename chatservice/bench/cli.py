@@ -245,6 +245,14 @@ def parser() -> argparse.ArgumentParser:
         "the others, and compare each node with it too",
     )
     p.add_argument(
+        "--apart",
+        action="store_true",
+        help="with --nodes or several --target: every sender on the first "
+        "node and the receivers on the others, instead of both spread over "
+        "all: the others then only receive, every line through the "
+        "backplane",
+    )
+    p.add_argument(
         "--compare",
         action="store_true",
         help="run ours and the minimal peer alternately at every point",
@@ -424,6 +432,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         slow=args.slow,
         protocol=args.protocol,
         irc_send=tuple(args.irc_send),
+        apart=args.apart,
     )
     progress = Progress(sys.stderr.isatty() and not args.json)
     points = [
@@ -564,6 +573,14 @@ def _check_cluster_options(args: argparse.Namespace) -> None:
         raise BenchError("--compare-single compares the cluster of --nodes N")
     if args.share and not args.compare_single:
         raise BenchError("--share is for --compare-single")
+    nodes = targets if args.nodes is None else args.nodes
+    if args.apart and nodes < 2:
+        raise BenchError("--apart takes two nodes or more: --nodes N or --target")
+    if args.apart and args.share:
+        raise BenchError(
+            "--apart and --share: a receiving node's share is its receivers "
+            "and no sender; compare it with one node alone (--compare-single)"
+        )
     if args.node_args and args.nodes is None:
         raise BenchError("--node-args is for --nodes")
     if args.redis is not None and not several:

@@ -50,6 +50,9 @@ class Options:
     # before it joins.
     protocol: str = "line"
     irc_send: tuple[str, ...] = ()
+    # With several nodes: every sender on the first, the receivers on the
+    # others (see chatservice.bench.spread).
+    apart: bool = False
 
     def deadline(self, connections: int) -> float:
         """Seconds a whole run may take, set-up included."""

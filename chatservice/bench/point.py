@@ -100,7 +100,9 @@ def run_point(
     shared = shared_array(length)
     for w in range(workers):
         shared[i_min + w] = NOBODY
-    where = spread(receivers, senders, len(nodes))
+    where = spread(
+        receivers, senders, len(nodes), options.apart and cluster is not None
+    )
     targets = () if cluster is None else tuple((n.host, n.port) for n in nodes)
     fds = [None if pid is None else proc_fd_count(pid) for pid in pids]
     watch = tuple(

@@ -3,7 +3,9 @@ Which node each connection of a run goes to, when the server is several
 nodes (C{--nodes}, or several C{--target}s): round-robin, receivers and
 senders each on their own count, so that every node has its share of both
 and a sender's lines reach receivers on every node, most of them on nodes
-other than its own.
+other than its own. Or, with C{apart}, every sender on the first node and
+the receivers on the others: a node that only receives, fed by the
+backplane alone.
 """
 
 from __future__ import annotations
@@ -49,13 +51,22 @@ class Spread(NamedTuple):
         return crossed / total if total else 0.0
 
 
-def spread(receivers: int, senders: int, nodes: int) -> Spread:
+def spread(receivers: int, senders: int, nodes: int, apart: bool = False) -> Spread:
     """
     Receiver C{r} on node C{r % nodes}, sender C{s} on node C{s % nodes}:
-    with two nodes, half of every line's deliveries cross nodes.
+    with two nodes, half of every line's deliveries cross nodes. C{apart}:
+    every sender on node 0, receiver C{r} on node C{1 + r % (nodes - 1)},
+    so that every line a receiver hears crossed nodes.
     """
     if nodes < 1:
         raise ValueError(f"{nodes} nodes")
+    if apart:
+        if nodes < 2:
+            raise ValueError("senders apart from receivers take two nodes")
+        return Spread(
+            tuple(1 + r % (nodes - 1) for r in range(receivers)),
+            (0,) * senders,
+        )
     return Spread(
         tuple(r % nodes for r in range(receivers)),
         tuple(s % nodes for s in range(senders)),

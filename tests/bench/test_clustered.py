@@ -39,6 +39,12 @@ class OptionTests(SynchronousTestCase):
         for argv, reason in [
             (["--compare-single"], "--compare-single compares the cluster"),
             (["--nodes", "2", "--share"], "--share is for --compare-single"),
+            (["--apart"], "--apart takes two nodes or more"),
+            (["--nodes", "1", "--apart"], "--apart takes two nodes or more"),
+            (
+                ["--nodes", "2", "--compare-single", "--share", "--apart"],
+                "--apart and --share",
+            ),
             (["--node-args", "--heartbeat 1"], "--node-args is for --nodes"),
             (["--redis", "unix:/r.sock"], "--redis is for --nodes"),
             (["--database", "postgresql://x@/y"], "--database is for --nodes"),
@@ -184,7 +190,8 @@ class VersusTests(SynchronousTestCase):
         def run_point(  # type: ignore[no-untyped-def]
             server, receivers, senders, options, progress
         ) -> PointResult:
-            events.append(f"run {server.label} {receivers}x{senders}")
+            apart = " apart" if options.apart else ""
+            events.append(f"run {server.label} {receivers}x{senders}{apart}")
             return next(rounds)
 
         self.patch(cli, "services", services)
@@ -276,6 +283,27 @@ class VersusTests(SynchronousTestCase):
         self.assertRegex(out, r"11x2\s+40/40\s+50\s+1,250/1,250\s+2,000\s+38%/38%")
         share = out.split("at a node's share of the point")[1]
         self.assertRegex(share, r"11x2\s+6x2\s+50\s+1,000\s+1,250/1,250\s+-25%/-25%")
+
+    def test_apart(self) -> None:
+        """
+        C{--apart} reaches every run of the cluster: each puts the senders
+        on the first node and the receivers on the others.
+        """
+        events = self.fake(
+            [
+                _result("cluster", 1000.0, 80.0, [(0.0, 10.0), (1000.0, 40.0)]),
+                _result("single", 1000.0, 50.0, []),
+            ]
+        )
+        status, out, err = _main(
+            *("--nodes", "2", "--compare-single", "--apart", "--points", "11x2"),
+            *("--rounds", "1"),
+        )
+        self.assertEqual(status, 0, err)
+        self.assertIn("run cluster 11x2 apart", events)
+        # The receiving node: 1,000 / 0.4 = 2,500 deliveries per
+        # CPU-second, against 2,000 alone.
+        self.assertRegex(out, r"11x2\s+10/40\s+50\s+0/2,500\s+2,000\s+100%/-25%")
 
     def test_costs(self) -> None:
         """

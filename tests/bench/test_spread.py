@@ -68,6 +68,23 @@ class SpreadTests(SynchronousTestCase):
         self.assertEqual(receivers, (1, 0, 2))
         self.assertEqual(senders, (0, 1, 2, 0))
 
+    def test_apart(self) -> None:
+        """
+        Apart, every sender is on the first node and the receivers are
+        dealt round-robin over the others: every line a receiver hears
+        crossed nodes, and only the senders hear each other at home.
+        """
+        found = spread(5, 3, 3, apart=True)
+        self.assertEqual(found.senders, (0, 0, 0))
+        self.assertEqual(found.receivers, (1, 2, 1, 2, 1))
+        self.assertEqual(found.totals(), (3, 3, 2))
+        # Each line: 5 receivers elsewhere, 2 senders at home.
+        self.assertAlmostEqual(found.crossing(), 5 / 7)
+
+    def test_apart_takes_two_nodes(self) -> None:
+        with self.assertRaises(ValueError):
+            spread(1, 1, 1, apart=True)
+
     def test_no_nodes(self) -> None:
         with self.assertRaises(ValueError):
             spread(1, 1, 0)
