@@ -93,6 +93,9 @@ class Server:
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
     command: list[str] = field(default_factory=list)
+    # Keep the log when the server stops, tracebacks or not: a run against
+    # it lost lines or connections, and the log may say why.
+    keep_log: bool = False
 
     def log_text(self) -> str:
         if self.log_path is None:
@@ -209,10 +212,15 @@ def launched(
     finally:
         stop_process_group(process)
         tracebacks = server.tracebacks()
-        if tracebacks:
+        if tracebacks or server.keep_log:
+            why = (
+                f"has {tracebacks} tracebacks"
+                if tracebacks
+                else "may say why a run against it went wrong"
+            )
             print(
-                f"chat-bench: the log of the server ({label}) has {tracebacks} "
-                f"tracebacks; it is kept at {log_path}",
+                f"chat-bench: the log of the server ({label}) {why}; "
+                f"it is kept at {log_path}",
                 file=sys.stderr,
             )
         else:

@@ -175,6 +175,9 @@ def run_point(
         _add_up_nodes(result, reports, options, figures, where, rss_before, peaks)
     result.server_tracebacks = server.tracebacks()
     result.limit = result.guess_limit(os.cpu_count() or 1)
+    if not result.ok:
+        for node in nodes:
+            node.keep_log = True
     return result
 
 

@@ -5,6 +5,9 @@ and how it learns their port.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import shutil
 import sys
 from pathlib import Path
 
@@ -84,3 +87,40 @@ class CommandTests(SynchronousTestCase):
         )
         self.assertEqual(label_for(["/usr/bin/twistd", "-n", "chat"]), "twistd")
         self.assertEqual(label_for([]), "server")
+
+
+class KeptLogTests(SynchronousTestCase):
+    """A server's log outlives it when it may explain what went wrong."""
+
+    command = [
+        sys.executable,
+        "-c",
+        "import time; print('listening on 1', flush=True); time.sleep(60)",
+    ]
+
+    def launch(self, keep: bool) -> tuple[Path, str]:
+        """Start and stop a stand-in server; its log's path, and stderr."""
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            with launch.launched(self.command, "stand-in") as server:
+                server.keep_log = keep
+        assert server.log_path is not None
+        if server.log_path.exists():
+            self.addCleanup(shutil.rmtree, server.log_path.parent)
+        return server.log_path, err.getvalue()
+
+    def test_kept_when_asked(self) -> None:
+        """
+        A server whose run went wrong leaves its log, and chat-bench says
+        where.
+        """
+        path, err = self.launch(True)
+        self.assertTrue(path.exists())
+        self.assertIn(f"it is kept at {path}", err)
+        self.assertIn("listening on 1", path.read_text())
+
+    def test_removed_otherwise(self) -> None:
+        """Otherwise its directory goes with it."""
+        path, err = self.launch(False)
+        self.assertFalse(path.parent.exists())
+        self.assertEqual(err, "")
