@@ -303,6 +303,10 @@ class MemoryBackplane:
             return
         self._reached = now
         self._fenced = False
+        # As in Redis: only a node that has been beating all along judges
+        # the others.
+        last = self.hub.beats.get(self.node)
+        steady = last is not None and now - last < self.timers.dead_after
         self.hub.beats[self.node] = now
         # Beating again: if this node dies again, it is reaped again.
         self.hub.reaped.discard(self.node)
@@ -310,7 +314,7 @@ class MemoryBackplane:
             n for n, b in self.hub.beats.items() if now - b < self.timers.dead_after
         }
         for node, beat in list(self.hub.beats.items()):
-            if node == self.node or now - beat < self.timers.dead_after:
+            if not steady or node == self.node or now - beat < self.timers.dead_after:
                 continue
             if node in self.hub.reaped:
                 continue

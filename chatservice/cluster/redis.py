@@ -207,6 +207,10 @@ HEARTBEAT = _script(
 -- ARGV: node, an epoch to set if there is none, dead_after in ms
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local since = now - tonumber(ARGV[3])
+local last = redis.call('ZSCORE', KEYS[3], ARGV[1])
+local steady = 0
+if last and tonumber(last) >= since then steady = 1 end
 redis.call('ZADD', KEYS[3], now, ARGV[1])
 redis.call('DEL', KEYS[4])
 local epoch = redis.call('GET', KEYS[1])
@@ -215,15 +219,17 @@ if not epoch then
   redis.call('SET', KEYS[1], epoch, 'NX')
 end
 local seq = redis.call('GET', KEYS[2]) or '0'
-local since = now - tonumber(ARGV[3])
 return {epoch, seq,
         redis.call('ZRANGEBYSCORE', KEYS[3], since, '+inf'),
-        redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', '(' .. since)}
+        redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', '(' .. since),
+        steady}
 """,
 )
 """
 Beats (Redis's clock), sets the epoch if there is none, and returns the
-epoch, the seq, the live nodes and the dead ones.
+epoch, the seq, the live nodes, the dead ones, and 1 if this node's last
+beat was recent enough that it may judge the others (see
+L{RedisBackplane._heartbeat}).
 """
 
 REAP = _script(
@@ -1199,9 +1205,14 @@ class RedisBackplane:
             if epoch == self.epoch and self._order.last < self._lag_mark:
                 self._order.catch_up()
             self._lag_mark = seq
-            for node in (_text(n) for n in reply[3]):
-                if node != self.node:
-                    self._reap(node)
+            # Only a node that has been beating all along judges the others:
+            # one whose own last beat is as old (it was paused, or Redis
+            # was, or the whole machine) would reap nodes that only could
+            # not beat either, before their beats, queued meanwhile, land.
+            if reply[4] == 1:
+                for node in (_text(n) for n in reply[3]):
+                    if node != self.node:
+                        self._reap(node)
         if self._beat_again:
             self._beat_again = False
             self._kick_heartbeat()

@@ -145,7 +145,8 @@ class FakeRedis:
         return [(c, a[5], a[3], a[4]) for c, name, a in self.calls if name == "publish"]
 
     def _heartbeat(self, argv: list[Any]) -> Any:
-        return [self.epoch, b"%d" % self.seq, [b"a"], []]
+        # Epoch, seq, live nodes, dead ones, and this node beating steadily.
+        return [self.epoch, b"%d" % self.seq, [b"a"], [], 1]
 
     def _publish(self, argv: list[Any]) -> int:
         if argv[0].encode() != self.epoch:
@@ -614,6 +615,35 @@ class RedisBackplaneTests(TestCase):
         self.assertEqual(sorted(lb.lost_nodes + lc.lost_nodes), ["a"])
         self.assertEqual(la.lost_nodes, [])
         self.assertEqual(b.stats.nodes, {"b", "c"})
+
+    @deferred_test
+    async def test_everyone_paused(self) -> None:
+        """
+        After a pause of everyone (the machine, say) longer than dead_after,
+        nobody is announced lost: the first beat Redis hears after it is as
+        late as the others', and judges nobody.
+        """
+        timers = Timers(heartbeat=0.05, dead_after=0.3, lease=30.0, fence_margin=10.0)
+        a, la = await self.node("a", timers)
+        b, lb = await self.node("b", timers)
+        await self.until(lambda: a.stats.nodes == b.stats.nodes == {"a", "b"}, "beats")
+        admin = await self.admin()
+        # What Redis has after the pause: both last beat a second ago.
+        seconds, micros = await admin.execute_command("TIME")
+        then = int(seconds) * 1000 + int(micros) // 1000 - 1000
+        nodes = self.prefix + "nodes"
+        await admin.execute_command("ZADD", nodes, "XX", then, "a", then, "b")
+        # Each has beaten a few times since, as Redis's clock tells.
+        deadline = reactor.seconds() + 5.0
+        while True:
+            scores = await admin.execute_command("ZMSCORE", nodes, "a", "b")
+            if all(score and float(score) > then + 1200 for score in scores):
+                break
+            if reactor.seconds() > deadline:
+                self.fail(f"no beats after the pause: {scores}")
+            await deferLater(reactor, 0.01, lambda: None)
+        self.assertEqual(la.lost_nodes + lb.lost_nodes, [])
+        self.assertEqual(await a.live_nodes(), ["a", "b"])
 
     @deferred_test
     async def test_stop_leaves(self) -> None:

@@ -240,6 +240,34 @@ class MemoryBackplaneTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(b.live_nodes()), ["b", "c"])
         self.assertEqual(b.stats.nodes, {"b", "c"})
 
+    def test_everyone_paused(self) -> None:
+        """
+        After a pause of everyone (the machine, say) longer than dead_after,
+        nobody is announced lost: a node judges the others only once it has
+        been beating all along itself.
+        """
+        a, la = self.node("a")
+        _b, lb = self.node("b")
+        self.clock.pump([TIMERS.heartbeat] * 3)
+        self.clock.advance(3 * TIMERS.dead_after)
+        self.clock.pump([TIMERS.heartbeat] * 8)
+        self.assertEqual(la.lost_nodes + lb.lost_nodes, [])
+        self.assertEqual(a.stats.nodes, {"a", "b"})
+
+    def test_paused_node_judges_nobody_at_once(self) -> None:
+        """
+        A node back from a pause does not reap a node that died meanwhile
+        with its first beat, but with the next ones, as any survivor would.
+        """
+        _a, la = self.node("a")
+        b, _lb = self.node("b")
+        self.clock.pump([TIMERS.heartbeat] * 3)
+        b.crash()
+        self.clock.advance(3 * TIMERS.dead_after)
+        self.assertEqual(la.lost_nodes, [])
+        self.clock.pump([TIMERS.heartbeat] * 2)
+        self.assertEqual(la.lost_nodes, ["b"])
+
     def test_fenced_once(self) -> None:
         """
         A node cut off for longer than fence_after is fenced once and
