@@ -97,12 +97,13 @@ HOLD_TURNS = 50
 # they come back, and most bytes of them.
 MINE_KEPT = 256
 MINE_BYTES = 64 * 1024 * 1024
-# Longest output for members here is held, in seconds, from when the first
-# of it waited, while this node's batches go round (see Replica.holding).
+# How long output for members here is held, in seconds, from when the
+# first of it waited, while this node's batches go round (see
+# Replica.holding).
 DELIVERY_HOLD = 0.005
-# A flush that delivered and took this long, in seconds, or longer, paces
-# the next: output waits as long again after it (see Replica.holding), but
-# never longer than HOLD_MOST.
+# A delivery that took this long, in seconds, or longer, paces the next:
+# output waits as long again after it, but never longer than HOLD_MOST
+# (see Replica.holding).
 PACE_FROM = 0.002
 HOLD_MOST = 0.05
 # At most how many guest numbers a node skips after a collision.
@@ -283,6 +284,10 @@ class Replica:
         self._forget()
         self.flush()
         self._stopping = True
+        if self._hold is not None:
+            # Output is no longer held (see holding): nothing to release.
+            self._hold.cancel()
+            self._hold = None
         return self.backplane.stop()
 
     # Out: the chat's Cluster
@@ -433,10 +438,11 @@ class Replica:
         # member gets one write for many lines, and at a low rate each line
         # at once:
         # - While a batch of this node's is on its way round, for what comes
-        #   back and what the others send meanwhile: DELIVERY_HOLD at most
-        #   from when the first of it waited.
-        # - Until as long as the last delivering flush took has passed
-        #   since it ended, if that was PACE_FROM or more (many members):
+        #   back and what the others send meanwhile: DELIVERY_HOLD from
+        #   when the first of it waited (or as long as a hold for the pace,
+        #   below, that was running already: HOLD_MOST at most).
+        # - Until as long as the last delivery took has passed since it
+        #   ended, if that was PACE_FROM or more (many members):
         #   one process does that without trying, as it reads what came in
         #   while it wrote; a node's input from the others comes at their
         #   pace, and without this a node with many members and little
@@ -455,7 +461,7 @@ class Replica:
         if self._in_the_air:
             wait = DELIVERY_HOLD
         else:
-            took = self.chat.fanout.last_flush
+            took = self.chat.fanout.last_delivery
             wait = self._delivered + 2 * took - now if took >= PACE_FROM else 0.0
         if wait <= 0:
             if hold is not None:

@@ -117,9 +117,10 @@ class Fanout:
         self._room_lines = 0
         self.relay: Relay | None = None
         self.applying = False
-        # How long the last flush that delivered took, by the timer: a
-        # relay that holds output back paces it by this.
-        self.last_flush = 0.0
+        # With a relay, how long the last delivery to members took (their
+        # writes), by the timer: a relay that holds output back paces it
+        # by this.
+        self.last_delivery = 0.0
 
     def post(self, room: Room, sender: Member | None, event: Event) -> None:
         """
@@ -317,6 +318,9 @@ class Fanout:
                 self._flush_scheduled = False
                 return
         members, self._dirty_members = self._dirty_members, []
+        # A relay paces output by how long delivery takes (the timer is
+        # read once more for it); one process needs only the whole flush.
+        delivering = started if self.relay is None else self._timer()
         for member in members:
             try:
                 self.deliver(member)
@@ -324,11 +328,11 @@ class Fanout:
                 # A session that fails must not cost everyone after it
                 # their output, nor stop every flush to come.
                 log.failure("Delivering to {member!r} failed", member=member)
-        took = self._timer() - started
+        ended = self._timer()
         if members:
-            self.last_flush = took
+            self.last_delivery = ended - delivering
         if self._room_lines:
-            self.stats.fanout.observe(took, self._room_lines)
+            self.stats.fanout.observe(ended - started, self._room_lines)
             self._room_lines = 0
         self._flush_scheduled = False
         if self._dirty_rooms or self._dirty_members:

@@ -833,6 +833,17 @@ class CoalescingTests(SynchronousTestCase):
         self.cluster.settle()
         self.assertEqual(writes[1:], [b"[lobby] <bob> two\r\n"])
 
+    def test_stop_drops_the_hold(self) -> None:
+        """A node that stops leaves no hold's timer behind."""
+        cluster = Cluster(self, 2)
+        replica = cluster.replicas[0]
+        replica._in_the_air = 1
+        self.assertTrue(replica.holding())
+        hold = replica._hold
+        assert hold is not None
+        replica.stop()
+        self.assertFalse(hold.active())
+
     def test_no_hold_once_stopping(self) -> None:
         """A node that is leaving the cluster holds nothing back."""
         cluster = Cluster(self, 2)
