@@ -586,6 +586,16 @@ class Options(usage.Options):
                 "with --redis it must be a postgresql:// URL shared by every "
                 "node, not a SQLite file",
             )
+        if 2 * self["heartbeat"] > self["dead-after"]:
+            # A node must be able to miss a beat before it counts as lost;
+            # and one whose every beat finds its last too old judges nobody
+            # (see the heartbeat in chatservice.cluster.redis), so dead
+            # nodes would never be found.
+            raise OptionError(
+                "--heartbeat",
+                str(self["heartbeat"]),
+                f"more than half of --dead-after ({self['dead-after']})",
+            )
         if self["lease-margin"] >= self["lease"]:
             raise OptionError(
                 "--lease-margin",

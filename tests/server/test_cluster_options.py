@@ -110,3 +110,23 @@ class ClusterOptionTests(SynchronousTestCase):
             "2",
         )
         self.assertTrue(re.search("--lease-margin", str(error)))
+
+    def test_heartbeatWithinDeadAfter(self) -> None:
+        """
+        A node must be able to miss a beat before it counts as lost: a
+        heartbeat of more than half of --dead-after is refused.
+        """
+        error = self.assertRaises(
+            usage.UsageError,
+            parse,
+            "--redis",
+            "unix:/r.sock",
+            "--database",
+            PG,
+            "--heartbeat",
+            "3",
+            "--dead-after",
+            "5",
+        )
+        self.assertIn("--heartbeat", str(error))
+        self.assertIn("half of --dead-after", str(error))
