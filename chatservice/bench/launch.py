@@ -209,6 +209,10 @@ def launched(
         server.port = found
         server.pid = measured_pid(process.pid)
         yield server
+    except Exception:
+        # A run that failed against it: its log may say why.
+        server.keep_log = True
+        raise
     finally:
         stop_process_group(process)
         tracebacks = server.tracebacks()

@@ -119,6 +119,17 @@ class KeptLogTests(SynchronousTestCase):
         self.assertIn(f"it is kept at {path}", err)
         self.assertIn("listening on 1", path.read_text())
 
+    def test_kept_when_a_run_failed(self) -> None:
+        """A run that raised against it keeps its log too."""
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), self.assertRaises(RuntimeError):
+            with launch.launched(self.command, "stand-in") as server:
+                raise RuntimeError("the run failed")
+        assert server.log_path is not None
+        self.addCleanup(shutil.rmtree, server.log_path.parent)
+        self.assertTrue(server.log_path.exists())
+        self.assertIn("it is kept at", err.getvalue())
+
     def test_removed_otherwise(self) -> None:
         """Otherwise its directory goes with it."""
         path, err = self.launch(False)
